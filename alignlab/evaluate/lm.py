@@ -1,0 +1,425 @@
+"""The LM interface every evaluation runs on, and its local `transformers` backend.
+
+An :class:`LM` answers three kinds of request, as lm-evaluation-harness defines them:
+
+- ``loglikelihood([(context, continuation), ...])`` → ``[(log p(continuation | context), is_greedy), ...]``
+- ``loglikelihood_rolling([text, ...])`` → ``[log p(text), ...]`` (the whole text, in windows if long)
+- ``generate([prompt, ...], stop=..., max_tokens=...)`` → ``[completion, ...]``; a prompt is a string or
+  a list of chat messages (rendered with the tokenizer's chat template).
+
+:class:`HuggingFaceLM` tokenises exactly as the harness's ``HFLM`` does, so the numbers match it:
+an empty context becomes the BOS token (EOS if there is no BOS), and trailing spaces of a context move
+to the continuation. It is faster for three reasons, each measured in ``benchmarks/loglik_vs_lmeval.py``:
+
+1. Requests whose token sequences share a prefix (a multiple-choice question's choices, the two
+   sentences of a CrowS-Pairs pair) go through the model as one *tree*: the shared prefix once, each
+   continuation as a branch that attends to the prefix and to itself only (a 4-D attention mask and
+   explicit position ids). The log-probs are the same as separate forwards, the compute is not.
+2. Only the positions that predict continuation tokens are projected onto the vocabulary
+   (``logits_to_keep``), and log p = logit[token] − logsumexp(logits): no full log-softmax copy.
+3. Identical requests are computed once.
+
+Example::
+
+    >>> lm = HuggingFaceLM("runs/sft", batch_size=16)                       # doctest: +SKIP
+    >>> lm.loglikelihood([("The capital of Zorbia is", " Vell")])           # doctest: +SKIP
+    [(-3.2, True)]
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alignlab.errors import EvalError
+
+Prompt = str | list[dict[str, str]]  # a plain string, or chat messages {"role", "content"}
+
+
+class LM(abc.ABC):
+    """What a task needs from a model. Backends: :class:`HuggingFaceLM`, ``http_lm.OpenAILM``."""
+
+    #: whether ``loglikelihood`` works (chat-only HTTP endpoints cannot score a given text)
+    supports_loglikelihood: bool = True
+
+    @abc.abstractmethod
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
+        """``(log p(continuation | context), whether greedy decoding would produce it)`` per request."""
+
+    @abc.abstractmethod
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
+        """Total log-probability of each text, conditioned on nothing but the BOS/EOS token."""
+
+    @abc.abstractmethod
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        stop: Sequence[str] | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> list[str]:
+        """One completion per prompt, cut before the first ``stop`` string. ``temperature=0`` is greedy."""
+
+
+def load_lm(spec: str | LM, **kwargs: Any) -> LM:
+    """An LM from a model path / alignlab run dir, or ``http(s)://host:port/v1[#model]`` for a server.
+
+    Example::
+
+        >>> lm = load_lm("http://127.0.0.1:8000/v1#tiny")          # doctest: +SKIP
+    """
+    if isinstance(spec, LM):
+        return spec
+    if spec.startswith(("http://", "https://")):
+        from alignlab.evaluate.http_lm import OpenAILM
+
+        base_url, _, model = spec.partition("#")
+        return OpenAILM(base_url, model=model or "default", **kwargs)
+    return HuggingFaceLM(spec, **kwargs)
+
+
+def resolve_model_dir(path: str) -> str:
+    """A model directory from a model path or an alignlab run dir (its ``final``/``model`` subfolder)."""
+    root = Path(path).expanduser()
+    if not root.exists() or any((root / f).exists() for f in ("config.json", "adapter_config.json")):
+        return path  # a hub name, or a model directory; load_causal_lm reports a missing path
+    for sub in ("final", "model", "policy"):
+        if (root / sub / "config.json").exists():
+            return str(root / sub)
+    raise EvalError(
+        f"'{path}' is neither a model directory (no config.json) nor a run directory with a "
+        "final/, model/ or policy/ subfolder holding one"
+    )
+
+
+@dataclass
+class _Row:
+    """One model input row: a shared prefix and the branches of the requests that continue it."""
+
+    tokens: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    branch: list[int] = field(default_factory=list)  # -1 for the shared prefix, else the branch number
+    # (request id, the row column of each of its input tokens)
+    members: list[tuple[int, list[int]]] = field(default_factory=list)
+
+
+def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def build_tree_rows(inputs: Sequence[list[int]], *, min_shared: int = 4, max_branches: int = 8) -> list[_Row]:
+    """Group model inputs that share a prefix of ``>= min_shared`` tokens into tree rows.
+
+    Inputs are sorted lexicographically, so those with a common prefix are neighbours; each group
+    becomes one row ``prefix + suffix_1 + ... + suffix_k``, where suffix i continues at position
+    ``len(prefix)`` and sees only the prefix and itself (see :func:`tree_attention_mask`).
+    """
+    order = sorted(range(len(inputs)), key=lambda i: inputs[i])
+    groups: list[tuple[list[int], list[int]]] = []  # (shared prefix, member ids)
+    for i in order:
+        if groups and len(groups[-1][1]) < max_branches:
+            prefix, members = groups[-1]
+            shared = _common_prefix_len(prefix, inputs[i])
+            if shared >= min_shared:
+                groups[-1] = (prefix[:shared], members + [i])
+                continue
+        groups.append((list(inputs[i]), [i]))
+
+    rows = []
+    for prefix, members in groups:
+        p = len(prefix)
+        row = _Row(tokens=list(prefix), positions=list(range(p)), branch=[-1] * p)
+        for b, i in enumerate(members):
+            suffix = inputs[i][p:]
+            offset = len(row.tokens)
+            row.tokens += suffix
+            row.positions += range(p, p + len(suffix))
+            row.branch += [b] * len(suffix)
+            row.members.append((i, list(range(p)) + list(range(offset, offset + len(suffix)))))
+        rows.append(row)
+    return rows
+
+
+def tree_attention_mask(positions: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+    """``allowed[q, k]`` for one row: prefix keys up to the query's position, and its own branch so far.
+
+    positions, branch: [seq]. Padding carries a branch of its own per token, so it sees only itself.
+    """
+    idx = torch.arange(len(branch))
+    is_prefix = branch == -1
+    causal_prefix = is_prefix[None, :] & (positions[None, :] <= positions[:, None])
+    same_branch = (branch[None, :] == branch[:, None]) & (idx[None, :] <= idx[:, None])
+    return causal_prefix | same_branch  # [seq, seq]
+
+
+class HuggingFaceLM(LM):
+    """A local `transformers` causal LM (a path, an alignlab run dir, or a loaded model + tokenizer).
+
+    Args:
+        model: path / hub name / run dir, or an already loaded ``nn.Module`` (then pass ``tokenizer``).
+        tokenizer: tokenizer path or object; defaults to the model's.
+        batch_size: requests per forward pass (each tree row counts its requests).
+        dtype: weights dtype when loading (``float32``, ``bfloat16``).
+        max_length: context window; defaults to the model config's ``max_position_embeddings``.
+        share_prefix: group requests with a shared token prefix into tree rows (same numbers, less compute).
+
+    Example::
+
+        >>> lm = HuggingFaceLM("runs/sft")                                         # doctest: +SKIP
+        >>> lm.generate([[{"role": "user", "content": "Hi"}]], max_tokens=16)      # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any = None,
+        *,
+        batch_size: int = 16,
+        dtype: str = "float32",
+        max_length: int | None = None,
+        share_prefix: bool = True,
+        device: str | None = None,
+    ):
+        from alignlab.core.models import load_causal_lm, load_tokenizer
+
+        if isinstance(model, str):
+            model_dir = resolve_model_dir(model)
+            tokenizer = tokenizer or model_dir
+            model = load_causal_lm(model_dir, dtype=dtype)
+        if tokenizer is None:
+            raise EvalError("HuggingFaceLM needs a tokenizer when given a loaded model")
+        self.tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.batch_size = batch_size
+        self.share_prefix = share_prefix
+        config = self.model.config
+        self.max_length = max_length or getattr(config, "max_position_embeddings", None) or 2048
+        self._keeps_logits = self._accepts_logits_to_keep()
+
+    def _accepts_logits_to_keep(self) -> bool:
+        params = inspect.signature(self.model.forward).parameters
+        return "logits_to_keep" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+    # ---- tokenisation, as lm-eval's HFLM does it ----------------------------------------------------
+    @property
+    def prefix_token_id(self) -> int:
+        tok = self.tokenizer
+        return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+
+    def tok_encode(self, text: str) -> list[int]:
+        # The tokenizer's own special tokens, unless the text already starts with the prefix token.
+        if text.startswith(self.tokenizer.decode(self.prefix_token_id)):
+            return self.tokenizer.encode(text, add_special_tokens=False)
+        return self.tokenizer.encode(text)
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Context and continuation tokens; the continuation is what the full text adds to the context."""
+        if continuation == "":
+            raise EvalError(f"empty continuation for context {context[:60]!r}: nothing to score")
+        if context == "":
+            cont = self.tokenizer.encode(continuation, add_special_tokens=False)
+            if cont[0] == self.prefix_token_id:
+                return cont[:1], cont[1:]
+            return [self.prefix_token_id], cont
+        # Spaces end words in BPE vocabularies ("Ġword"), so they belong to the continuation.
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+        whole = self.tok_encode(context + continuation)
+        ctx = self.tok_encode(context)
+        return ctx, whole[len(ctx) :]
+
+    # ---- log-likelihood ---------------------------------------------------------------------------------
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
+        return self.loglikelihood_tokens([self.encode_pair(c, x) for c, x in requests])
+
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
+        windows, owner = [], []
+        for i, text in enumerate(texts):
+            for window in self._rolling_windows(self.tok_encode(text)):
+                windows.append(window)
+                owner.append(i)
+        totals = [0.0] * len(texts)
+        for i, (logprob, _) in zip(owner, self.loglikelihood_tokens(windows)):
+            totals[i] += logprob
+        return totals
+
+    def _rolling_windows(self, tokens: list[int]) -> list[tuple[list[int], list[int]]]:
+        """Disjoint windows of at most ``max_length`` predicted tokens; each is conditioned on as many
+        preceding tokens as fit, the first on the prefix token alone (the harness's scheme)."""
+        L = self.max_length
+        windows = [([self.prefix_token_id], tokens[:L])] if tokens else []
+        done = min(L, len(tokens))
+        while done < len(tokens):
+            end = min(len(tokens), done + L)
+            windows.append((tokens[max(0, end - L - 1) : done], tokens[done:end]))
+            done = end
+        return windows
+
+    @torch.no_grad()
+    def loglikelihood_tokens(
+        self, requests: Sequence[tuple[list[int], list[int]]]
+    ) -> list[tuple[float, bool]]:
+        """The token-level core: ``(context_ids, continuation_ids)`` → ``(logprob, is_greedy)``."""
+        # Input = (context + continuation) minus its last token, left-truncated to the window; the last
+        # len(continuation) input positions predict the continuation.
+        unique: dict[tuple[tuple[int, ...], int], int] = {}
+        req_to_unique = []
+        for ctx, cont in requests:
+            if not cont:
+                raise EvalError("a log-likelihood request has an empty continuation after tokenisation")
+            full = (list(ctx) + list(cont))[-(self.max_length + 1) :]
+            key = (tuple(full), len(cont))
+            req_to_unique.append(unique.setdefault(key, len(unique)))
+        keys = list(unique)
+        inputs = [list(full[:-1]) for full, _ in keys]
+        if self.share_prefix:
+            rows = build_tree_rows(inputs)
+        else:
+            rows = build_tree_rows(inputs, min_shared=10**9)
+        # Longest rows first: the padded batch width is set by its first row and memory errors show early.
+        rows.sort(key=lambda r: -len(r.tokens))
+
+        results: list[tuple[float, bool]] = [(0.0, False)] * len(keys)
+        start = 0
+        while start < len(rows):
+            end, n_req = start, 0
+            while end < len(rows) and (end == start or n_req + len(rows[end].members) <= self.batch_size):
+                n_req += len(rows[end].members)
+                end += 1
+            for uid, value in self._score_rows(rows[start:end], keys):
+                results[uid] = value
+            start = end
+        return [results[u] for u in req_to_unique]
+
+    def _score_rows(self, rows: list[_Row], keys: list[tuple[tuple[int, ...], int]]):
+        width = max(len(r.tokens) for r in rows)
+        n = len(rows)
+        input_ids = torch.zeros(n, width, dtype=torch.long)
+        position_ids = torch.zeros(n, width, dtype=torch.long)
+        keep = torch.zeros(n, width, dtype=torch.bool)
+        is_tree = any(len(r.members) > 1 for r in rows)
+        allowed = torch.zeros(n, 1, width, width, dtype=torch.bool) if is_tree else None
+        # (request id, flat row*width+col of each predicting position, target tokens)
+        picks: list[tuple[int, list[int], list[int]]] = []
+        for b, row in enumerate(rows):
+            t = len(row.tokens)
+            input_ids[b, :t] = torch.tensor(row.tokens)
+            position_ids[b, :t] = torch.tensor(row.positions)
+            if allowed is not None:
+                pad_branch = torch.arange(width - t) + 10**6  # each padding token sees only itself
+                branch = torch.cat([torch.tensor(row.branch), pad_branch])
+                positions = torch.cat([torch.tensor(row.positions), torch.zeros(width - t, dtype=torch.long)])
+                allowed[b, 0] = tree_attention_mask(positions, branch)
+            for uid, cols in row.members:
+                full, n_cont = keys[uid]
+                predicting = cols[len(cols) - n_cont :]
+                keep[b, predicting] = True
+                picks.append((uid, [b * width + c for c in predicting], list(full[-n_cont:])))
+
+        kwargs: dict[str, Any] = {
+            "input_ids": input_ids.to(self.device),
+            "use_cache": False,
+            "position_ids": position_ids.to(self.device),
+        }
+        if allowed is not None:
+            # An additive float mask works with every attention implementation (eager adds it, sdpa takes it).
+            dtype = next(self.model.parameters()).dtype
+            mask = torch.zeros(allowed.shape, dtype=dtype)
+            kwargs["attention_mask"] = mask.masked_fill_(~allowed, torch.finfo(dtype).min).to(self.device)
+        if self._keeps_logits:
+            kwargs["logits_to_keep"] = keep.to(self.device)
+        logits = self.model(**kwargs).logits
+        if logits.dim() == 3:  # the model ignored logits_to_keep
+            logits = logits[keep.to(logits.device)]
+        if logits.dtype not in (torch.float32, torch.float64):
+            logits = logits.float()  # logsumexp of bf16 logits loses the digits the ranking needs
+        # Flat index of every kept (row, col) among the kept logits, in row-major order.
+        flat_pos = torch.full((n * width,), -1, dtype=torch.long)
+        flat_pos[keep.flatten()] = torch.arange(int(keep.sum()))
+
+        # log p(x_t | x_<t) = z[x_t] - logsumexp(z)
+        index = torch.tensor([i for _, cols, _ in picks for i in cols])
+        target = torch.tensor([x for _, _, tgt in picks for x in tgt], device=logits.device)
+        z = logits[flat_pos[index].to(logits.device)]  # [tokens, vocab]
+        token_logprob = (z.gather(1, target[:, None]).squeeze(1) - torch.logsumexp(z, dim=-1)).cpu()
+        greedy = (z.argmax(dim=-1) == target).cpu()
+        lengths = [len(tgt) for _, _, tgt in picks]
+        for (uid, _, _), lp, g in zip(picks, token_logprob.split(lengths), greedy.split(lengths)):
+            yield uid, (float(lp.sum()), bool(g.all()))
+
+    # ---- generation ------------------------------------------------------------------------------------
+    def encode_prompt(self, prompt: Prompt) -> list[int]:
+        """Prompt tokens; chat messages go through the tokenizer's chat template."""
+        if isinstance(prompt, str):
+            return self.tok_encode(prompt)
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise EvalError("chat-message prompts need a tokenizer with a chat template; pass plain strings")
+        text = self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer.encode(text, add_special_tokens=False)  # the template wrote BOS if it wants one
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        stop: Sequence[str] | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> list[str]:
+        encoded = [self.encode_prompt(p)[-(self.max_length - max_tokens) :] for p in prompts]
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        pad_id = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.prefix_token_id
+        )
+        outputs: list[str] = [""] * len(prompts)
+        torch.manual_seed(seed)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            width = max(len(encoded[i]) for i in chunk)
+            # Left padding, so every row's next token is generated at the same column.
+            ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for r, i in enumerate(chunk):
+                ids[r, width - len(encoded[i]) :] = torch.tensor(encoded[i])
+                mask[r, width - len(encoded[i]) :] = 1
+            sampling = (
+                {"do_sample": True, "temperature": temperature, "top_p": top_p}
+                if temperature > 0
+                else {"do_sample": False}
+            )
+            extra = {"stop_strings": list(stop), "tokenizer": self.tokenizer} if stop else {}
+            out = self.model.generate(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                max_new_tokens=max_tokens,
+                pad_token_id=pad_id,
+                **sampling,
+                **extra,
+            )
+            for r, i in enumerate(chunk):
+                text = self.tokenizer.decode(out[r, width:], skip_special_tokens=True)
+                outputs[i] = cut_at_stop(text, stop)
+        return outputs
+
+
+def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
+    """``text`` up to (not including) the earliest stop string."""
+    cut = min((text.find(s) for s in stop or () if s and s in text), default=len(text))
+    return text[:cut]
