@@ -165,6 +165,48 @@ def tree_attention_mask(positions: torch.Tensor, branch: torch.Tensor) -> torch.
     return causal_prefix | same_branch  # [seq, seq]
 
 
+class HarnessEncoder:
+    """Tokenisation of log-likelihood requests as lm-eval's ``HFLM`` does it, so the numbers match.
+
+    Example::
+
+        >>> enc = HarnessEncoder(tokenizer)                          # doctest: +SKIP
+        >>> enc.encode_pair("", "Hello")      # empty context -> the BOS token  # doctest: +SKIP
+        ([1], [15043])
+    """
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+
+    @property
+    def prefix_token_id(self) -> int:
+        tok = self.tokenizer
+        return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+
+    def tok_encode(self, text: str) -> list[int]:
+        # The tokenizer's own special tokens, unless the text already starts with the prefix token.
+        if text.startswith(self.tokenizer.decode(self.prefix_token_id)):
+            return self.tokenizer.encode(text, add_special_tokens=False)
+        return self.tokenizer.encode(text)
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Context and continuation tokens; the continuation is what the full text adds to the context."""
+        if continuation == "":
+            raise EvalError(f"empty continuation for context {context[:60]!r}: nothing to score")
+        if context == "":
+            cont = self.tokenizer.encode(continuation, add_special_tokens=False)
+            if cont[0] == self.prefix_token_id:
+                return cont[:1], cont[1:]
+            return [self.prefix_token_id], cont
+        # BPE vocabularies glue a space to the word after it ("Ġword"), so the space goes with the continuation.
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+        whole = self.tok_encode(context + continuation)
+        ctx = self.tok_encode(context)
+        return ctx, whole[len(ctx) :]
+
+
 class HuggingFaceLM(LM):
     """A local `transformers` causal LM (a path, an alignlab run dir, or a loaded model + tokenizer).
 
@@ -202,6 +244,7 @@ class HuggingFaceLM(LM):
         if tokenizer is None:
             raise EvalError("HuggingFaceLM needs a tokenizer when given a loaded model")
         self.tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
+        self.encoder = HarnessEncoder(self.tokenizer)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size
@@ -214,43 +257,14 @@ class HuggingFaceLM(LM):
         params = inspect.signature(self.model.forward).parameters
         return "logits_to_keep" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
-    # ---- tokenisation, as lm-eval's HFLM does it ----------------------------------------------------
-    @property
-    def prefix_token_id(self) -> int:
-        tok = self.tokenizer
-        return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-
-    def tok_encode(self, text: str) -> list[int]:
-        # The tokenizer's own special tokens, unless the text already starts with the prefix token.
-        if text.startswith(self.tokenizer.decode(self.prefix_token_id)):
-            return self.tokenizer.encode(text, add_special_tokens=False)
-        return self.tokenizer.encode(text)
-
-    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """Context and continuation tokens; the continuation is what the full text adds to the context."""
-        if continuation == "":
-            raise EvalError(f"empty continuation for context {context[:60]!r}: nothing to score")
-        if context == "":
-            cont = self.tokenizer.encode(continuation, add_special_tokens=False)
-            if cont[0] == self.prefix_token_id:
-                return cont[:1], cont[1:]
-            return [self.prefix_token_id], cont
-        # Spaces end words in BPE vocabularies ("Ġword"), so they belong to the continuation.
-        n_spaces = len(context) - len(context.rstrip())
-        if n_spaces:
-            context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
-        whole = self.tok_encode(context + continuation)
-        ctx = self.tok_encode(context)
-        return ctx, whole[len(ctx) :]
-
     # ---- log-likelihood ---------------------------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
-        return self.loglikelihood_tokens([self.encode_pair(c, x) for c, x in requests])
+        return self.loglikelihood_tokens([self.encoder.encode_pair(c, x) for c, x in requests])
 
     def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
         windows, owner = [], []
         for i, text in enumerate(texts):
-            for window in self._rolling_windows(self.tok_encode(text)):
+            for window in self._rolling_windows(self.encoder.tok_encode(text)):
                 windows.append(window)
                 owner.append(i)
         totals = [0.0] * len(texts)
@@ -262,7 +276,7 @@ class HuggingFaceLM(LM):
         """Disjoint windows of at most ``max_length`` predicted tokens; each is conditioned on as many
         preceding tokens as fit, the first on the prefix token alone (the harness's scheme)."""
         L = self.max_length
-        windows = [([self.prefix_token_id], tokens[:L])] if tokens else []
+        windows = [([self.encoder.prefix_token_id], tokens[:L])] if tokens else []
         done = min(L, len(tokens))
         while done < len(tokens):
             end = min(len(tokens), done + L)
@@ -366,13 +380,12 @@ class HuggingFaceLM(LM):
     def encode_prompt(self, prompt: Prompt) -> list[int]:
         """Prompt tokens; chat messages go through the tokenizer's chat template."""
         if isinstance(prompt, str):
-            return self.tok_encode(prompt)
+            return self.encoder.tok_encode(prompt)
         if not getattr(self.tokenizer, "chat_template", None):
             raise EvalError("chat-message prompts need a tokenizer with a chat template; pass plain strings")
         text = self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
         return self.tokenizer.encode(text, add_special_tokens=False)  # the template wrote BOS if it wants one
 
-    @torch.no_grad()
     def generate(
         self,
         prompts: Sequence[Prompt],
@@ -383,12 +396,36 @@ class HuggingFaceLM(LM):
         top_p: float = 1.0,
         seed: int = 0,
     ) -> list[str]:
-        encoded = [self.encode_prompt(p)[-(self.max_length - max_tokens) :] for p in prompts]
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-        pad_id = (
-            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.prefix_token_id
+        encoded = [self.encode_prompt(p) for p in prompts]
+        generated = self.generate_ids(
+            encoded, stop=stop, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed
         )
-        outputs: list[str] = [""] * len(prompts)
+        return [cut_at_stop(self.tokenizer.decode(g, skip_special_tokens=True), stop) for g in generated]
+
+    @torch.no_grad()
+    def generate_ids(
+        self,
+        encoded: Sequence[list[int]],
+        *,
+        stop: Sequence[str] | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> list[list[int]]:
+        """New token ids per prompt (up to, not including, EOS); batched, longest prompts first."""
+        encoded = [list(e)[-(self.max_length - max_tokens) :] for e in encoded]
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        tok = self.tokenizer
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.encoder.prefix_token_id
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_p": top_p}
+            if temperature > 0
+            else {"do_sample": False}
+        )
+        # Stop strings end a row early; the text is still cut at the stop string afterwards.
+        extra = {"stop_strings": list(stop), "tokenizer": tok} if stop else {}
+        outputs: list[list[int]] = [[] for _ in encoded]
         torch.manual_seed(seed)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
@@ -399,12 +436,6 @@ class HuggingFaceLM(LM):
             for r, i in enumerate(chunk):
                 ids[r, width - len(encoded[i]) :] = torch.tensor(encoded[i])
                 mask[r, width - len(encoded[i]) :] = 1
-            sampling = (
-                {"do_sample": True, "temperature": temperature, "top_p": top_p}
-                if temperature > 0
-                else {"do_sample": False}
-            )
-            extra = {"stop_strings": list(stop), "tokenizer": self.tokenizer} if stop else {}
             out = self.model.generate(
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
@@ -414,8 +445,10 @@ class HuggingFaceLM(LM):
                 **extra,
             )
             for r, i in enumerate(chunk):
-                text = self.tokenizer.decode(out[r, width:], skip_special_tokens=True)
-                outputs[i] = cut_at_stop(text, stop)
+                new = out[r, width:].tolist()
+                if tok.eos_token_id in new:
+                    new = new[: new.index(tok.eos_token_id)]
+                outputs[i] = new
         return outputs
 
 

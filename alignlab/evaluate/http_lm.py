@@ -1,0 +1,236 @@
+"""An :class:`~alignlab.evaluate.lm.LM` over any OpenAI-compatible HTTP server (standard library only).
+
+Two endpoint kinds:
+
+- ``completions`` (``/v1/completions``): generation, and log-likelihood through ``echo=true`` with
+  ``logprobs`` and ``max_tokens=0`` (the server scores the prompt's own tokens).
+- ``chat`` (``/v1/chat/completions``): generation only. Chat APIs cannot score a given text, so
+  log-likelihood requests raise an :class:`EvalError` that says what to use instead.
+
+Every request is retried on connection errors, timeouts, HTTP 429/5xx and unparseable bodies with
+exponential backoff (``backoff * 2**attempt`` seconds); at most ``max_concurrency`` run at once; with
+``cache_dir`` each response is stored on disk under a hash of (endpoint, body), so a rerun costs
+nothing. Sampled requests differ in their ``seed``, so k samples per prompt are k cache entries.
+
+With ``tokenizer`` (the served model's), log-likelihood prompts are sent as token ids, tokenised
+exactly as :class:`~alignlab.evaluate.lm.HuggingFaceLM` does, so local and served numbers match.
+Without it, text is sent and the continuation is the tokens starting at or after the context's end
+(``text_offset``), which is exact when the boundary falls between tokens.
+
+Example::
+
+    >>> lm = OpenAILM("http://127.0.0.1:8000/v1", model="tiny", kind="completions")   # doctest: +SKIP
+    >>> lm.generate(["Once upon a time"], max_tokens=20)                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from alignlab.core.io import atomic_write_text
+from alignlab.errors import EvalError
+from alignlab.evaluate.lm import LM, HarnessEncoder, Prompt, cut_at_stop
+
+RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+class OpenAILM(LM):
+    """An OpenAI-compatible server (``kind`` = ``completions`` or ``chat``).
+
+    Args:
+        base_url: e.g. ``http://127.0.0.1:8000/v1``.
+        model: the ``model`` field sent with each request.
+        api_key: sent as a bearer token when given.
+        max_concurrency: requests in flight at once.
+        timeout: seconds per HTTP request.
+        max_retries: retries after the first attempt, for transient failures only.
+        backoff: first retry delay in seconds; doubles each retry.
+        cache_dir: on-disk response cache (one JSON file per request), off when None.
+        tokenizer: the served model's tokenizer (path or object), for exact token-level log-likelihoods.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str = "default",
+        kind: str = "completions",
+        api_key: str | None = None,
+        max_concurrency: int = 4,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        backoff: float = 0.5,
+        cache_dir: str | Path | None = None,
+        tokenizer: Any = None,
+    ):
+        if kind not in ("completions", "chat"):
+            raise EvalError(f"unknown endpoint kind '{kind}'; use 'completions' or 'chat'")
+        self.base_url = base_url.rstrip("/")
+        self.model, self.kind, self.api_key = model, kind, api_key
+        self.max_concurrency, self.timeout = max_concurrency, timeout
+        self.max_retries, self.backoff = max_retries, backoff
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.supports_loglikelihood = kind == "completions"
+        self.encoder = None
+        if tokenizer is not None:
+            from alignlab.core.models import load_tokenizer
+
+            self.encoder = HarnessEncoder(
+                load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
+            )
+
+    # ---- transport ---------------------------------------------------------------------------------
+    def request(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` to ``endpoint`` (e.g. ``/completions``) with cache, retries and backoff."""
+        key = hashlib.sha256(json.dumps([self.base_url, endpoint, body], sort_keys=True).encode()).hexdigest()
+        cached = self.cache_dir / f"{key}.json" if self.cache_dir else None
+        if cached is not None and cached.exists():
+            return json.loads(cached.read_text())
+        data = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        last_error = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            req = urllib.request.Request(self.base_url + endpoint, data=data, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    payload = json.loads(resp.read().decode())
+                if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+                    raise ValueError("no 'choices' list in the response")
+            except urllib.error.HTTPError as err:
+                detail = err.read().decode(errors="replace")[:300]
+                if err.code not in RETRY_STATUS:
+                    raise EvalError(f"{self.base_url}{endpoint} answered HTTP {err.code}: {detail}") from err
+                last_error = f"HTTP {err.code}: {detail}"
+            except (urllib.error.URLError, TimeoutError, ConnectionError, ValueError) as err:
+                last_error = f"{type(err).__name__}: {err}"  # refused, timed out, or garbage body
+            else:
+                if cached is not None:
+                    atomic_write_text(cached, json.dumps(payload))
+                return payload
+        raise EvalError(
+            f"{self.base_url}{endpoint} failed after {self.max_retries + 1} attempts; "
+            f"last error: {last_error}"
+        )
+
+    def _map(self, fn, items: Sequence[Any]) -> list[Any]:
+        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+            return list(pool.map(fn, items))
+
+    # ---- LM interface --------------------------------------------------------------------------------
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
+        if self.kind == "chat":
+            raise EvalError(
+                "a chat endpoint cannot return prompt log-likelihoods, so log-likelihood and multiple-choice "
+                "tasks need a local model or a completions endpoint that supports echo + logprobs "
+                "(e.g. `alignlab serve`)"
+            )
+        return self._map(lambda r: self._score(*r), requests)
+
+    def _score(self, context: str, continuation: str) -> tuple[float, bool]:
+        if self.encoder is not None:
+            ctx, cont = self.encoder.encode_pair(context, continuation)
+            choice = self._echo(ctx + cont)
+            token_logprobs, tokens = choice["token_logprobs"], choice["tokens"]
+            picked = range(len(tokens) - len(cont), len(tokens))
+        else:
+            # As the harness does, a context's trailing spaces belong to the continuation's first token.
+            choice = self._echo(context + continuation)
+            boundary = len(context.rstrip())
+            token_logprobs, tokens = choice["token_logprobs"], choice["tokens"]
+            # The first token never has a log-prob (nothing precedes it), so it cannot be scored.
+            picked = [i for i, off in enumerate(choice["text_offset"]) if off >= boundary and i > 0]
+        if not picked or any(token_logprobs[i] is None for i in picked):
+            raise EvalError(f"the server returned no log-probs for continuation {continuation[:40]!r}")
+        top = choice.get("top_logprobs") or [None] * len(tokens)
+        greedy = all(top[i] is not None and max(top[i], key=top[i].get) == tokens[i] for i in picked)
+        return float(sum(token_logprobs[i] for i in picked)), greedy
+
+    def _echo(self, prompt: str | list[int]) -> dict[str, Any]:
+        body = {
+            "model": self.model,
+            "prompt": prompt,
+            "max_tokens": 0,
+            "echo": True,
+            "logprobs": 1,
+            "temperature": 0.0,
+        }
+        try:
+            return self.request("/completions", body)["choices"][0]["logprobs"]
+        except (KeyError, IndexError, TypeError) as err:
+            raise EvalError(
+                f"{self.base_url}/completions gave no echo log-probs ({err}); the server must "
+                "support echo=true with logprobs"
+            ) from err
+
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
+        """Sum of the text's token log-probs. With a tokenizer, the ids are the harness's (the prefix
+        token, then the text with the tokenizer's own BOS); without, the server's tokenisation."""
+        if self.kind == "chat":
+            return self.loglikelihood([("", t) for t in texts])  # raises the explanatory error
+
+        def one(text: str) -> float:
+            prompt = [self.encoder.prefix_token_id, *self.encoder.tok_encode(text)] if self.encoder else text
+            return float(sum(x for x in self._echo(prompt)["token_logprobs"] if x is not None))
+
+        return self._map(one, texts)
+
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        stop: Sequence[str] | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> list[str]:
+        def one(prompt: Prompt) -> str:
+            body: dict[str, Any] = {
+                "model": self.model,
+                "max_tokens": max_tokens,
+                "temperature": temperature,
+                "top_p": top_p,
+                "seed": seed,
+            }
+            if stop:
+                body["stop"] = list(stop)
+            if self.kind == "chat":
+                body["messages"] = (
+                    [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+                )
+                payload = self.request("/chat/completions", body)
+                text = _field(payload, ("choices", 0, "message", "content"), self.base_url)
+            else:
+                if not isinstance(prompt, str):
+                    raise EvalError(
+                        "a completions endpoint takes string prompts; use kind='chat' for messages"
+                    )
+                body["prompt"] = prompt
+                text = _field(self.request("/completions", body), ("choices", 0, "text"), self.base_url)
+            return cut_at_stop(text, stop)  # servers may include the stop string or ignore `stop`
+
+        return self._map(one, prompts)
+
+
+def _field(payload: dict[str, Any], path: tuple, where: str) -> str:
+    node: Any = payload
+    try:
+        for key in path:
+            node = node[key]
+    except (KeyError, IndexError, TypeError) as err:
+        raise EvalError(f"{where}: response has no {'.'.join(map(str, path))}") from err
+    if not isinstance(node, str):
+        raise EvalError(f"{where}: {'.'.join(map(str, path))} is not a string")
+    return node
