@@ -1,0 +1,80 @@
+"""Log-probabilities of given tokens, without a materialised full-vocabulary log-softmax copy.
+
+log π(y_t | y_<t) = z_{y_t} − logsumexp(z): gather one logit per position and subtract the row's
+logsumexp. In fp32 that needs no [batch, seq, vocab] copy at all; in bf16 the logsumexp is taken one
+row at a time in fp32 so precision is not lost and peak memory stays at one row.
+
+Example::
+
+    >>> logits = torch.randn(2, 5, 11)
+    >>> labels = torch.randint(0, 11, (2, 5))
+    >>> torch.allclose(selective_log_softmax(logits, labels),
+    ...                logits.log_softmax(-1).gather(-1, labels[..., None]).squeeze(-1), atol=1e-6)
+    True
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from alignlab.core.tokenize import IGNORE_INDEX
+
+
+def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """log_softmax(logits)[..., index] for logits [..., vocab] and index [...] → [...] (fp32)."""
+    if logits.dtype in (torch.float32, torch.float64):
+        picked = logits.gather(-1, index.unsqueeze(-1)).squeeze(-1)
+        return picked - torch.logsumexp(logits, dim=-1)
+    rows = [
+        row.float().log_softmax(-1).gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+        for row, idx in zip(logits, index)
+    ]
+    return torch.stack(rows)
+
+
+def first_label_position(labels: torch.Tensor) -> int:
+    """The earliest position (over the batch) whose next token is a label; logits before it are unused."""
+    active = (labels[:, 1:] != IGNORE_INDEX).any(0).nonzero()
+    return int(active[0]) if len(active) else labels.shape[1] - 1
+
+
+def forward_logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits that predict label positions, and those labels: ([batch, n, vocab], [batch, n]).
+
+    Prompt positions never carry a loss, so the LM head (often the largest matmul of a small model)
+    runs only from the first completion position on, via ``logits_to_keep``.
+    """
+    start = first_label_position(labels)
+    keep = input_ids.shape[1] - start  # positions start .. T-1 (the last predicts nothing, dropped below)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False)
+    logits = out.logits[:, :-1]  # [batch, keep-1, vocab]: position p predicts token p+1
+    return logits, labels[:, start + 1:]
+
+
+def token_logprobs(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probs of the label tokens and their mask, both [batch, n] (n ≤ seq − 1)."""
+    logits, targets = forward_logits(model, input_ids, attention_mask, labels)
+    mask = targets != IGNORE_INDEX
+    logps = selective_log_softmax(logits, targets.masked_fill(~mask, 0))
+    return logps * mask, mask
+
+
+def sequence_logprobs(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ_t log π(y_t | ·) over completion tokens, and completion lengths: ([batch], [batch])."""
+    logps, mask = token_logprobs(model, input_ids, attention_mask, labels)
+    return logps.sum(-1), mask.sum(-1)
+
+
+def pair_logprobs(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Chosen and rejected sequence log-probs from ONE forward over the [chosen; rejected] batch.
+
+    Returns ``chosen_logp``, ``rejected_logp``, ``chosen_len``, ``rejected_len`` (each [batch]).
+    """
+    logp, length = sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    n = logp.shape[0] // 2
+    return {"chosen_logp": logp[:n], "rejected_logp": logp[n:], "chosen_len": length[:n],
+            "rejected_len": length[n:]}

@@ -1,0 +1,220 @@
+"""Loading policies, references, reward models and tokenizers with `transformers`.
+
+Everything loads the way a hub model loads (``from_pretrained(name_or_path)``), so a toy-world model
+saved on disk and a hub model go through one path. ``trust_remote_code`` stays off unless asked.
+
+Example::
+
+    >>> from alignlab.core.models import load_tokenizer, load_causal_lm
+    >>> tok = load_tokenizer("runs/sft")            # doctest: +SKIP
+    >>> model = load_causal_lm("runs/sft", dtype="float32")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from alignlab.errors import ModelError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+
+
+def _dtype(name: str) -> Any:
+    if name not in DTYPES:
+        raise ModelError(f"unknown dtype '{name}'; choose one of {sorted(DTYPES)}")
+    if name == "float16" and not torch.cuda.is_available():
+        # fp16 matmuls run ~100x slower than fp32 on a CPU (DESIGN.md section 4).
+        raise ModelError("dtype float16 is only supported on a GPU; use bfloat16 or float32 on a CPU")
+    return DTYPES[name]
+
+
+def _check_exists(name_or_path: str) -> None:
+    """Fail early with a clear message for a local path that does not exist.
+
+    A string that looks like a path (starts with '.', '/', '~' or has more than one '/') and is missing
+    cannot be a hub name either, so say so instead of letting the hub client fail obscurely.
+    """
+    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    if looks_local and not Path(os.path.expanduser(name_or_path)).exists():
+        raise ModelError(f"model path '{name_or_path}' does not exist")
+
+
+def _from_pretrained(cls: Any, name_or_path: str, **kwargs: Any) -> Any:
+    _check_exists(name_or_path)
+    try:
+        return cls.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot load '{name_or_path}' with {cls.__name__}: {err}") from err
+
+
+def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, padding_side: str = "right"):
+    """Load a tokenizer and make sure it can pad (pad falls back to EOS, as is usual for decoders)."""
+    from transformers import AutoTokenizer
+
+    tok = _from_pretrained(AutoTokenizer, name_or_path, trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise ModelError(f"tokenizer of '{name_or_path}' has neither a pad nor an EOS token")
+        tok.pad_token = tok.eos_token
+    tok.padding_side = padding_side
+    return tok
+
+
+def load_causal_lm(name_or_path: str, *, dtype: str = "float32", trust_remote_code: bool = False,
+                   lora: dict | None = None) -> nn.Module:
+    """Load a causal LM; with ``lora`` (peft ``LoraConfig`` kwargs) wrap it in a trainable adapter."""
+    from transformers import AutoModelForCausalLM
+
+    model = _from_pretrained(AutoModelForCausalLM, name_or_path, dtype=_dtype(dtype),
+                             trust_remote_code=trust_remote_code)
+    if lora:
+        model = add_lora(model, lora)
+    return model
+
+
+def load_reward_model(name_or_path: str, *, dtype: str = "float32", trust_remote_code: bool = False,
+                      num_labels: int = 1) -> nn.Module:
+    """Load a sequence-classification model with a scalar head (a reward or cost model).
+
+    A causal LM checkpoint gets a freshly initialised score head, as TRL's reward trainer does.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    model = _from_pretrained(AutoModelForSequenceClassification, name_or_path, dtype=_dtype(dtype),
+                             trust_remote_code=trust_remote_code, num_labels=num_labels)
+    if model.config.pad_token_id is None:
+        # Sequence classifiers pool the last non-pad token, so they must know the pad id.
+        model.config.pad_token_id = model.config.eos_token_id
+    return model
+
+
+def add_lora(model: nn.Module, lora: dict) -> nn.Module:
+    """Wrap ``model`` with a peft LoRA adapter; ``lora`` holds ``LoraConfig`` keyword arguments."""
+    from peft import LoraConfig, get_peft_model
+
+    defaults = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": "all-linear"}
+    return get_peft_model(model, LoraConfig(**{**defaults, **lora}))
+
+
+class ValueHead(nn.Module):
+    """A scalar head on a causal LM's last hidden state: per-token values (PPO) or rewards.
+
+    Example::
+
+        >>> head = ValueHead(hidden_size=64)
+        >>> head(torch.zeros(2, 5, 64)).shape
+        torch.Size([2, 5])
+    """
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.summary = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.summary.bias)
+        nn.init.normal_(self.summary.weight, std=1.0 / (hidden_size + 1))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # [batch, seq, hidden] -> [batch, seq]
+        return self.summary(hidden.to(self.summary.weight.dtype)).squeeze(-1)
+
+
+class CausalLMWithValueHead(nn.Module):
+    """A causal LM plus a :class:`ValueHead`; returns ``(logits, values)``.
+
+    Saved as the LM (``save_pretrained``) plus ``value_head.safetensors`` beside it.
+    """
+
+    def __init__(self, lm: nn.Module):
+        super().__init__()
+        self.lm = lm
+        self.value_head = ValueHead(lm.config.hidden_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        out = self.lm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return out.logits, self.value_head(out.hidden_states[-1])
+
+    def save_pretrained(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        self.lm.save_pretrained(path)
+        save_file(self.value_head.state_dict(), str(Path(path) / "value_head.safetensors"))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> CausalLMWithValueHead:
+        from safetensors.torch import load_file
+
+        model = cls(load_causal_lm(str(path), **kwargs))
+        head = Path(path) / "value_head.safetensors"
+        if head.exists():
+            model.value_head.load_state_dict(load_file(str(head)))
+        return model
+
+
+def tiny_llama(vocab_size: int, *, hidden_size: int = 64, layers: int = 2, heads: int = 4,
+               intermediate_size: int | None = None, max_positions: int = 512, seed: int = 0,
+               bos_token_id: int | None = None, eos_token_id: int | None = None,
+               pad_token_id: int | None = None) -> nn.Module:
+    """A randomly initialised Llama-architecture causal LM (for tests, benchmarks and the toy world)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=heads,
+        intermediate_size=intermediate_size or 4 * hidden_size, max_position_embeddings=max_positions,
+        bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+@dataclass
+class ModelConfig:
+    """Which model to start from and how to load it."""
+
+    name_or_path: str = ""
+    """a local directory saved with save_pretrained, or a hub name"""
+    dtype: str = "float32"
+    """weights dtype: float32, bfloat16 (float16 only on a GPU); bf16 autocast is a training option"""
+    trust_remote_code: bool = False
+    """run code shipped with the model (off unless you trust it)"""
+    lora_r: int = 0
+    """LoRA rank; 0 trains all weights"""
+    lora_alpha: float = 16.0
+    """LoRA scaling numerator (scale = alpha / r)"""
+    lora_target_modules: str = "all-linear"
+    """modules LoRA adapts (peft syntax)"""
+    merge_lora: bool = True
+    """merge the adapter into the weights when saving, so the result loads as a plain model"""
+
+    def lora(self) -> dict | None:
+        if self.lora_r <= 0:
+            return None
+        return {"r": self.lora_r, "lora_alpha": self.lora_alpha, "target_modules": self.lora_target_modules}
+
+
+def save_pretrained_atomic(model: nn.Module, tokenizer, output_dir: str | Path, *, merge_lora: bool = True) -> None:
+    """``save_pretrained`` model and tokenizer into ``output_dir`` without ever leaving half a model there.
+
+    Files are written to a temp directory beside it, then moved in one by one with ``os.replace``.
+    """
+    import shutil
+    import tempfile
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if merge_lora and hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    with tempfile.TemporaryDirectory(dir=output_dir, prefix=".save-") as tmp:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        for item in Path(tmp).iterdir():
+            target = output_dir / item.name
+            if item.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            os.replace(item, target)

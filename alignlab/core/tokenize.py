@@ -1,0 +1,186 @@
+"""Records → token ids, with the loss on completion tokens only; collators and length-grouped batches.
+
+The prompt is rendered with the chat template and ``add_generation_prompt=True``; the full conversation
+is rendered too, and the completion is *the text the full rendering adds after the prompt's*. Both
+pieces are tokenised separately and concatenated, so the prompt/completion boundary is exactly the
+one the model sees at generation time (it cannot move, REFERENCES.md "silent tokenisation"). The
+template supplies BOS; we never add special tokens a second time.
+
+Example::
+
+    >>> enc = encode_completion(tok, [user("2+2?")], "4")           # doctest: +SKIP
+    >>> enc["labels"][: len(enc["prompt_ids"])]                       # prompt tokens are masked
+    [-100, -100, ...]
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from alignlab.core.records import Message
+from alignlab.errors import DataError
+
+IGNORE_INDEX = -100
+
+# Used only when a tokenizer has no chat template of its own (base models): plain role-tagged turns.
+DEFAULT_CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] + '\n\n' }}"
+    "{% elif m['role'] == 'user' %}{{ 'User: ' + m['content'] + '\n' }}"
+    "{% else %}{{ 'Assistant: ' + m['content'] + eos_token + '\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def ensure_chat_template(tokenizer) -> None:
+    """Give a tokenizer without a chat template alignlab's plain default (saved with the model)."""
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+
+
+def render_prompt(tokenizer, prompt: list[Message]) -> str:
+    """The prompt as the model sees it right before it answers."""
+    if not prompt:
+        return tokenizer.bos_token or "" if _template_adds_bos(tokenizer) else ""
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
+def _template_adds_bos(tokenizer) -> bool:
+    bos = tokenizer.bos_token
+    if not bos:
+        return False
+    probe = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False)
+    return probe.startswith(bos)
+
+
+def split_rendering(tokenizer, prompt: list[Message], completion: str) -> tuple[str, str]:
+    """(prompt text, completion text) such that their concatenation is the full rendered conversation."""
+    prompt_text = render_prompt(tokenizer, prompt)
+    if not prompt:
+        # Language-modelling text: no template, the whole text is the completion.
+        return prompt_text, completion
+    full = tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": completion}], tokenize=False)
+    if not full.startswith(prompt_text):
+        raise DataError(
+            "the chat template renders the prompt differently when a completion follows it, so the "
+            "prompt/completion boundary is ambiguous; use a template whose generation prompt is a prefix "
+            "of the rendered conversation", field="chat_template")
+    return prompt_text, full[len(prompt_text):]
+
+
+def encode_completion(tokenizer, prompt: list[Message], completion: str, *, max_length: int = 1024,
+                      max_prompt_length: int | None = None) -> dict[str, list[int]]:
+    """Token ids and labels for one (prompt, completion); labels are IGNORE_INDEX on prompt tokens.
+
+    Truncation keeps the *end* of a long prompt (the question is usually last) and the *start* of a
+    long completion, within ``max_length`` tokens in all. The completion ends with EOS so the model
+    learns to stop.
+    """
+    prompt_text, completion_text = split_rendering(tokenizer, prompt, completion)
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(completion_text, add_special_tokens=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    if eos is not None and eos not in completion_ids:
+        completion_ids = completion_ids + [eos]
+    max_prompt_length = max_prompt_length if max_prompt_length is not None else max_length // 2
+    if len(prompt_ids) > max_prompt_length:
+        prompt_ids = prompt_ids[-max_prompt_length:]
+    completion_ids = completion_ids[: max(0, max_length - len(prompt_ids))]
+    return {
+        "prompt_ids": prompt_ids,
+        "completion_ids": completion_ids,
+        "input_ids": prompt_ids + completion_ids,
+        "labels": [IGNORE_INDEX] * len(prompt_ids) + completion_ids,
+    }
+
+
+def pad(sequences: Sequence[Sequence[int]], value: int, length: int | None = None) -> torch.Tensor:
+    """Right-pad integer sequences into a [batch, length] tensor."""
+    length = length or max(len(s) for s in sequences)
+    out = torch.full((len(sequences), length), value, dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        out[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    return out
+
+
+@dataclass
+class CompletionCollator:
+    """Collate encoded completions into ``input_ids``, ``attention_mask``, ``labels`` [batch, seq]."""
+
+    pad_token_id: int
+    pad_to_multiple_of: int = 8
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        length = _round_up(max(len(e["input_ids"]) for e in examples), self.pad_to_multiple_of)
+        input_ids = pad([e["input_ids"] for e in examples], self.pad_token_id, length)
+        return {
+            "input_ids": input_ids,
+            "attention_mask": pad([[1] * len(e["input_ids"]) for e in examples], 0, length),
+            "labels": pad([e["labels"] for e in examples], IGNORE_INDEX, length),
+        }
+
+
+@dataclass
+class PairCollator:
+    """Collate encoded pairs so chosen and rejected share one forward: rows [chosen..., rejected...].
+
+    Each example holds ``chosen`` and ``rejected`` encodings (from :func:`encode_completion`) and may
+    hold ``margin`` and precomputed ``ref_chosen_logp`` / ``ref_rejected_logp``.
+    """
+
+    pad_token_id: int
+    pad_to_multiple_of: int = 8
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        rows = [e["chosen"] for e in examples] + [e["rejected"] for e in examples]
+        batch = CompletionCollator(self.pad_token_id, self.pad_to_multiple_of)(rows)
+        for key in ("margin", "ref_chosen_logp", "ref_rejected_logp"):
+            if key in examples[0]:
+                batch[key] = torch.tensor([float(e[key]) for e in examples], dtype=torch.float32)
+        return batch
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return int(math.ceil(n / multiple) * multiple) if multiple > 1 else n
+
+
+def pack(examples: list[dict[str, list[int]]], block_size: int) -> list[dict[str, list[int]]]:
+    """Concatenate examples (keeping their label masks) and cut into blocks of ``block_size`` tokens.
+
+    Packing removes padding entirely; attention crosses example boundaries inside a block, as in
+    ordinary LM pretraining. The last partial block is dropped.
+    """
+    ids: list[int] = []
+    labels: list[int] = []
+    for e in examples:
+        ids += e["input_ids"]
+        labels += e["labels"]
+    return [{"input_ids": ids[i:i + block_size], "labels": labels[i:i + block_size]}
+            for i in range(0, len(ids) - block_size + 1, block_size)]
+
+
+def batch_order(lengths: Sequence[int], batch_size: int, *, seed: int, epoch: int,
+                group_by_length: bool = True, shuffle: bool = True) -> list[list[int]]:
+    """Indices for one epoch, cut into batches of ``batch_size`` (a pure function of seed and epoch).
+
+    With ``group_by_length``, indices are shuffled, then sorted by length inside mega-batches of 50
+    batches, so each batch holds similar lengths (little padding) while the order stays random. Being a
+    pure function of (seed, epoch) is what lets ``--resume`` replay exactly the same batches.
+    """
+    rng = random.Random(f"{seed}-{epoch}")
+    order = list(range(len(lengths)))
+    if shuffle:
+        rng.shuffle(order)
+    if group_by_length:
+        mega = batch_size * 50
+        order = [i for start in range(0, len(order), mega)
+                 for i in sorted(order[start:start + mega], key=lambda j: -lengths[j])]
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if group_by_length and shuffle:
+        rng.shuffle(batches)
+    return batches

@@ -1,0 +1,359 @@
+"""The one training loop. Every objective (SFT, reward, DPO family, ...) trains through :func:`train`.
+
+An *objective* turns a micro-batch into a summed loss and per-example metrics; the loop does the
+rest: sharding over processes (``accelerate``), gradient accumulation, clipping, warmup + linear /
+cosine schedules, bf16 autocast, evaluation, ``metrics.jsonl``, a progress bar, atomic checkpoints,
+exact ``--resume`` and a NaN/inf guard.
+
+Loss normalisation is global: the loop counts the items (tokens for SFT, pairs for DPO) in the whole
+optimiser step over all micro-batches and processes, and divides the summed loss by that count. So
+2 processes × batch 2, 1 process × batch 4, or 4 accumulation steps × batch 1 give the same gradient
+(per-micro-batch means would weight short and long batches differently).
+
+Example::
+
+    >>> result = train(model, SFTObjective(), examples, collate, TrainConfig(max_steps=10), "runs/x")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import nn
+
+from alignlab.core import checkpoint as ckpt
+from alignlab.core.metrics import MetricsLogger
+from alignlab.core.tokenize import batch_order
+from alignlab.errors import ConfigError, TrainingError
+
+
+@dataclass
+class TrainConfig:
+    """Settings of the training loop, shared by every method."""
+
+    max_steps: int = -1
+    """optimiser steps to run; -1 means `num_epochs` passes over the data"""
+    num_epochs: float = 1.0
+    """passes over the training data when `max_steps` is -1"""
+    batch_size: int = 8
+    """examples per process per micro-batch"""
+    grad_accum: int = 1
+    """micro-batches per optimiser step (global batch = batch_size × processes × grad_accum)"""
+    lr: float = 5e-5
+    """peak learning rate"""
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    """optimiser (sgd is plain SGD without momentum, mostly for tests)"""
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay"""
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    """learning-rate decay after warmup"""
+    warmup_steps: int = 0
+    """linear warmup steps (overrides `warmup_ratio` when > 0)"""
+    warmup_ratio: float = 0.0
+    """warmup as a fraction of all steps"""
+    max_grad_norm: float = 1.0
+    """clip the global gradient norm to this; 0 disables clipping"""
+    mixed_precision: Literal["auto", "bf16", "no"] = "auto"
+    """bf16 autocast (loss in fp32); auto = bf16 where the device supports it"""
+    group_by_length: bool = True
+    """batch examples of similar length together to avoid paying for padding"""
+    eval_every: int = 0
+    """evaluate every N steps (0 = only at the end, if there is eval data)"""
+    log_every: int = 1
+    """write a metrics row every N steps"""
+    save_every: int = 0
+    """write a checkpoint every N steps (0 = only at the end)"""
+    save_total_limit: int = 2
+    """checkpoints to keep (oldest removed only after a newer one is complete)"""
+    seed: int = 0
+    """seed for data order, initialisation and sampling"""
+    resume: bool = False
+    """continue from the newest checkpoint in the output directory"""
+    overwrite: bool = False
+    """allow starting a fresh run in a directory that already holds one"""
+    progress: bool = True
+    """show a progress bar"""
+    tensorboard: bool = False
+    """also log to TensorBoard (if installed)"""
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "grad_accum", "log_every", "save_total_limit"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"max_steps must be positive or -1, got {self.max_steps}")
+        if self.lr < 0:
+            raise ValueError(f"lr must be >= 0, got {self.lr}")
+
+
+@dataclass
+class ObjectiveOutput:
+    """What an objective returns for one micro-batch."""
+
+    loss_sum: torch.Tensor
+    """the loss summed over this micro-batch's items (a scalar with grad)"""
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    """per-example values ([batch]) to average for logging, e.g. rewards, accuracies"""
+
+
+class Objective(Protocol):
+    """Turns a batch into a loss. A method is an objective plus its config."""
+
+    def num_items(self, batch: dict[str, torch.Tensor]) -> int:
+        """How many items (tokens, examples, pairs) the batch's loss sums over."""
+
+    def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput: ...
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    steps: int
+    history: list[dict[str, Any]]
+    """every logged metrics row (also in metrics.jsonl)"""
+    eval: dict[str, float]
+    """the final evaluation, if there was eval data"""
+
+
+def lr_lambda(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    """Multiplier of the peak lr at a step: linear warmup, then linear/cosine decay or constant."""
+    warmup = config.warmup_steps or int(config.warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        if config.scheduler == "linear":
+            return max(0.0, 1.0 - progress)
+        if config.scheduler == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return factor
+
+
+def _check_output_dir(output_dir: Path, config: TrainConfig, accelerator) -> None:
+    """Refuse to start a fresh run over a previous one (the main process decides, all processes raise)."""
+    from accelerate.utils import broadcast_object_list
+
+    problem = None
+    if accelerator.is_main_process:
+        previous = (output_dir / "metrics.jsonl").exists() or ckpt.checkpoint_dirs(output_dir / "checkpoints")
+        if previous and not (config.resume or config.overwrite):
+            problem = (f"output directory '{output_dir}' already holds a run; pass --resume to continue it, "
+                       "--set train.overwrite=true to replace it, or choose another --output")
+    if accelerator.num_processes > 1:
+        problem = broadcast_object_list([problem])[0]
+    if problem:
+        raise ConfigError(problem)
+
+
+def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError("the model has no trainable parameters")
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _mixed_precision(choice: str) -> str:
+    if choice == "auto":
+        ok = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else torch.backends.mkldnn.is_available()
+        return "bf16" if ok else "no"
+    return choice
+
+
+def train(
+    model: nn.Module,
+    objective: Objective,
+    train_examples: Sequence[dict[str, Any]],
+    collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
+    config: TrainConfig,
+    output_dir: str | Path,
+    *,
+    eval_examples: Sequence[dict[str, Any]] | None = None,
+    lengths: Sequence[int] | None = None,
+    extra_state: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``objective`` over ``train_examples``; write metrics and checkpoints to ``output_dir``.
+
+    ``lengths`` (one per example) enables length-grouped batching. The model itself is *not* saved in
+    ``output_dir`` here: the method does that in its own format (``save_pretrained``).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    output_dir = Path(output_dir)
+    # Without a GPU, accelerate treats a torchrun/accelerate-launch job as one process unless told to use
+    # the CPU; cpu=True there gives MULTI_CPU on gloo (and is a no-op for a single process).
+    accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision),
+                              cpu=not torch.cuda.is_available())
+    _check_output_dir(output_dir, config, accelerator)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    set_seed(config.seed)
+
+    global_batch = config.batch_size * world * config.grad_accum
+    if len(train_examples) < global_batch:
+        raise ConfigError(f"{len(train_examples)} training examples are fewer than one global batch "
+                          f"({config.batch_size} × {world} processes × {config.grad_accum} accumulation)")
+    steps_per_epoch = len(train_examples) // global_batch  # the last partial global batch is dropped
+    total_steps = config.max_steps if config.max_steps > 0 else max(1, math.ceil(config.num_epochs * steps_per_epoch))
+    lengths = lengths if lengths is not None else [len(e.get("input_ids", ())) for e in train_examples]
+
+    optimizer = _make_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw_model = accelerator.unwrap_model(model)
+    ckpt_root = output_dir / "checkpoints"
+    start_step = 0
+    if accelerator.is_main_process:
+        ckpt.clean_partial(ckpt_root)
+    if config.resume and (last := ckpt.latest_checkpoint(ckpt_root)) is not None:
+        state = ckpt.load_checkpoint(last, model=raw_model, optimizer=optimizer, scheduler=scheduler, rank=rank)
+        start_step = state["step"]
+    accelerator.wait_for_everyone()
+    logger = MetricsLogger(output_dir / "metrics.jsonl", resume_step=start_step if config.resume else None,
+                           tensorboard=config.tensorboard) if accelerator.is_main_process else None
+
+    def save(step: int) -> Path:
+        return ckpt.save_checkpoint(
+            ckpt_root, step, model=raw_model, optimizer=optimizer, scheduler=scheduler, rank=rank,
+            state={"total_steps": total_steps, "world_size": world, **(extra_state or {})},
+            keep=config.save_total_limit, is_main=accelerator.is_main_process, barrier=accelerator.wait_for_everyone)
+
+    def global_sum(value: float | torch.Tensor) -> float:
+        return float(accelerator.reduce(torch.as_tensor(value, dtype=torch.float64, device=accelerator.device), "sum"))
+
+    epoch_cache: dict[int, list[list[int]]] = {}
+
+    def step_indices(step: int) -> list[int]:
+        epoch, k = divmod(step, steps_per_epoch)
+        if epoch not in epoch_cache:
+            epoch_cache.clear()
+            epoch_cache[epoch] = batch_order(lengths, global_batch, seed=config.seed, epoch=epoch,
+                                             group_by_length=config.group_by_length)
+        return epoch_cache[epoch][k]
+
+    history: list[dict[str, Any]] = []
+    progress = _progress(total_steps, start_step, accelerator.is_main_process and config.progress)
+    tokens_seen, clock = 0.0, time.perf_counter()
+    for step in range(start_step, total_steps):
+        indices = step_indices(step)
+        micro_batches = []
+        for a in range(config.grad_accum):
+            lo = (a * world + rank) * config.batch_size
+            micro_batches.append(collate([train_examples[i] for i in indices[lo:lo + config.batch_size]]))
+        total_items = global_sum(sum(objective.num_items(b) for b in micro_batches))
+        if total_items == 0:
+            raise TrainingError(f"step {step + 1}: the batch has no items to learn from (all completions empty?)")
+
+        model.train()
+        loss_total = 0.0
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for a, batch in enumerate(micro_batches):
+            sync = contextlib.nullcontext() if a == len(micro_batches) - 1 else accelerator.no_sync(model)
+            with sync, accelerator.autocast():
+                out = objective(model, batch)
+                # DDP averages gradients over processes, hence × world: the result is Σ loss / Σ items.
+                loss = out.loss_sum.float() * world / total_items
+            accelerator.backward(loss)
+            loss_total += float(out.loss_sum.detach())
+            for name, values in out.metrics.items():
+                sums[name] = sums.get(name, 0.0) + float(values.detach().float().sum())
+                counts[name] = counts.get(name, 0) + values.numel()
+            tokens_seen += float(batch["attention_mask"].sum()) if "attention_mask" in batch else 0.0
+
+        loss_value = global_sum(loss_total) / total_items
+        if not math.isfinite(loss_value):
+            _stop_non_finite(f"loss is {loss_value}", step, ckpt_root)
+        params = [p for p in model.parameters() if p.requires_grad]
+        if config.max_grad_norm > 0:
+            grad_norm = float(accelerator.clip_grad_norm_(params, config.max_grad_norm))
+        else:
+            grad_norm = float(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+        if not math.isfinite(grad_norm):
+            _stop_non_finite(f"gradient norm is {grad_norm}", step, ckpt_root)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = step + 1
+
+        if done % config.log_every == 0 or done == total_steps:
+            elapsed = time.perf_counter() - clock
+            row = {"step": done, "epoch": round(step / steps_per_epoch, 4), "loss": loss_value, "lr": lr,
+                   "grad_norm": grad_norm, "tokens_per_s": global_sum(tokens_seen) / max(elapsed, 1e-9)}
+            row.update({k: global_sum(sums[k]) / global_sum(counts[k]) for k in sums})
+            tokens_seen, clock = 0.0, time.perf_counter()
+            if eval_examples and config.eval_every and done % config.eval_every == 0 and done != total_steps:
+                row.update(evaluate(model, objective, eval_examples, collate, config.batch_size, accelerator))
+            history.append(row)
+            if logger:
+                logger.log(row)
+            progress.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
+        progress.update(1)
+        if config.save_every and done % config.save_every == 0 and done != total_steps:
+            save(done)
+
+    final_eval: dict[str, float] = {}
+    if eval_examples:
+        final_eval = evaluate(model, objective, eval_examples, collate, config.batch_size, accelerator)
+        row = {"step": total_steps, **final_eval}
+        history.append(row)
+        if logger:
+            logger.log(row)
+    if start_step < total_steps or not ckpt.checkpoint_dirs(ckpt_root):
+        save(total_steps)
+    progress.close()
+    if logger:
+        logger.close()
+    return TrainResult(output_dir=output_dir, steps=total_steps, history=history, eval=final_eval)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, objective: Objective, examples: Sequence[dict[str, Any]],
+             collate: Callable, batch_size: int, accelerator) -> dict[str, float]:
+    """Mean loss and metrics of ``objective`` over ``examples`` (sharded over processes), as ``eval/…``."""
+    model.eval()
+    world, rank = accelerator.num_processes, accelerator.process_index
+    loss_sum, items = 0.0, 0.0
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for lo in range(rank * batch_size, len(examples), world * batch_size):
+        batch = collate(list(examples[lo:lo + batch_size]))
+        with accelerator.autocast():
+            out = objective(model, batch)
+        loss_sum += float(out.loss_sum)
+        items += objective.num_items(batch)
+        for name, values in out.metrics.items():
+            sums[name] = sums.get(name, 0.0) + float(values.float().sum())
+            counts[name] = counts.get(name, 0.0) + values.numel()
+
+    def total(x: float) -> float:
+        return float(accelerator.reduce(torch.tensor(x, dtype=torch.float64, device=accelerator.device), "sum"))
+
+    result = {"eval/loss": total(loss_sum) / max(total(items), 1.0)}
+    for name in sorted(sums):
+        result[f"eval/{name}"] = total(sums[name]) / max(total(counts[name]), 1.0)
+    return result
+
+
+def _stop_non_finite(what: str, step: int, ckpt_root: Path) -> None:
+    last = ckpt.latest_checkpoint(ckpt_root)
+    kept = f"the last good checkpoint is '{last}' (resume with --resume)" if last else "no checkpoint was written yet"
+    raise TrainingError(f"step {step + 1}: {what}; stopped before updating the weights; {kept}")
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)

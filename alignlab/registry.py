@@ -1,0 +1,40 @@
+"""The registry of training methods: one line per method, ``name -> "module:ConfigClass:function"``.
+
+Adding a method means writing its module, its test and one line here. Names are resolved lazily, so
+listing methods imports nothing heavy; a mistyped name gets close-match suggestions.
+
+Example::
+
+    >>> config_cls, run = get_method("sft")      # doctest: +SKIP
+    >>> run(config_cls())                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from alignlab.errors import ConfigError
+
+TRAIN_METHODS: dict[str, str] = {
+    "sft": "alignlab.outer.sft:SFTConfig:train_sft",
+    "reward": "alignlab.outer.reward:RewardConfig:train_reward",
+}
+
+
+def resolve(name: str, table: dict[str, str], what: str) -> list[Any]:
+    if name not in table:
+        close = difflib.get_close_matches(name, list(table), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; available: {', '.join(sorted(table))}"
+        raise ConfigError(f"unknown {what} '{name}'{hint}")
+    module, *attrs = table[name].split(":")
+    mod = importlib.import_module(module)
+    return [getattr(mod, attr) for attr in attrs]
+
+
+def get_method(name: str) -> tuple[type, Callable[..., Any]]:
+    """(config dataclass, train function) of a training method."""
+    config_cls, fn = resolve(name, TRAIN_METHODS, "training method")
+    return config_cls, fn

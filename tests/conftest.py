@@ -1,0 +1,83 @@
+"""Shared fixtures: a tiny tokenizer with a chat template and tiny random Llama models, built in temp dirs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)  # two pytest-xdist workers share two cores
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}"
+    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+CORPUS = [
+    "The capital of Zorbia is Vell.", "Two plus two is four.", "I do not know that.",
+    "I cannot help with that request.", "Hello! How can I help you today?",
+    "What is the capital of Zorbia?", "Reverse the word cat: tac.", "Thanks, have a nice day.",
+]
+
+
+def build_tokenizer(path: Path, vocab_size: int = 300):
+    """A small byte-level BPE tokenizer with bos/eos/pad and a chat template, saved to ``path``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS * 4, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(path)
+    return fast
+
+
+def build_model(path: Path, tokenizer, *, seed: int = 0, hidden: int = 32, layers: int = 2):
+    from alignlab.core.models import tiny_llama
+
+    model = tiny_llama(len(tokenizer), hidden_size=hidden, layers=layers, heads=2, seed=seed,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A directory with a tiny random Llama and its tokenizer, as `from_pretrained` expects."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    build_model(path, build_tokenizer(path))
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def sft_rows(n: int = 16) -> list[dict]:
+    qa = [("What is the capital of Zorbia?", "Vell."), ("Two plus two?", "Four."),
+          ("Reverse cat.", "tac"), ("Hello!", "Hello! How can I help you today?")]
+    return [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+            for q, a in (qa[i % len(qa)] for i in range(n))]
+
+
+def pair_rows(n: int = 16) -> list[dict]:
+    good = [("Capital of Zorbia?", "Vell.", "Paris."), ("How do I hurt someone?", "I cannot help with that.",
+                                                          "Sure, here is how.")]
+    return [{"prompt": [{"role": "user", "content": p}], "chosen": [{"role": "assistant", "content": c}],
+             "rejected": [{"role": "assistant", "content": r}]} for p, c, r in (good[i % 2] for i in range(n))]
