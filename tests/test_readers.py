@@ -257,7 +257,9 @@ def test_real_hh_rlhf_file():
 
 GOOD_PAIR = {"prompt": "Q?", "chosen": "A.", "rejected": "B."}
 BAD_ROWS = {  # case: (second row, field named, text in the message)
-    "missing field": ({"prompt": "Q?", "chosen": "A.", "rejected": None}, "rejected", "missing value"),
+    "missing field": ({"prompt": "Q?", "chosen": "A."}, "rejected", "missing field; the row has ['chosen', "
+                                                                     "'prompt']"),
+    "null field": ({"prompt": "Q?", "chosen": "A.", "rejected": None}, "rejected", "missing value (null)"),
     "wrong type": ({"prompt": "Q?", "chosen": 5, "rejected": "B."}, "chosen", "got int 5"),
     "empty completion": ({"prompt": "Q?", "chosen": "  ", "rejected": "B."}, "chosen", "empty text"),
     "bad role": ({"prompt": [{"role": "bot", "content": "Q?"}], "chosen": "A.", "rejected": "B."}, "prompt",
@@ -455,3 +457,26 @@ def test_records_fingerprint(tmp_path):
     fresh = subprocess.run([sys.executable, "-c", code, *map(str, paths)], capture_output=True, text=True,
                            check=True)
     assert fresh.stdout.strip() == fingerprint
+
+
+def test_parity_with_trl_prompt_extraction_and_unpairing(tmp_path):
+    from datasets import Dataset
+    from trl.data_utils import extract_prompt, is_conversational, unpair_preference_dataset
+
+    rows = [{"chosen": [SYSTEM, user("Hi"), assistant("Hello!"), user("Capital?"), assistant("Vell.")],
+             "rejected": [SYSTEM, user("Hi"), assistant("Hello!"), user("Capital?"), assistant("Paris.")]},
+            {"chosen": [user("2+2?"), assistant("4")], "rejected": [user("2+2?"), assistant("5")]}]
+    pairs = read_records(write_rows(tmp_path / "implicit.jsonl", rows))
+    for row, pair in zip(rows, pairs, strict=True):
+        theirs = extract_prompt(row)
+        assert (theirs["prompt"], theirs["chosen"], theirs["rejected"]) == (
+            pair.prompt, [assistant(pair.chosen)], [assistant(pair.rejected)])
+
+    written = write_jsonl(pairs, tmp_path / "pairs.jsonl")
+    trl_rows = [json.loads(line) for line in written.read_text().splitlines()]
+    assert all(is_conversational(row) for row in trl_rows)
+    theirs = unpair_preference_dataset(Dataset.from_list([{k: row[k] for k in ("prompt", "chosen", "rejected")}
+                                                          for row in trl_rows]))
+    ours = read_records(written, "unpaired")  # TRL orders a batch's chosen before its rejected: compare as sets
+    assert sorted((json.dumps(r["prompt"]), r["completion"][0]["content"], r["label"]) for r in theirs) == \
+        sorted((json.dumps(r.prompt), r.completion, r.label) for r in ours)

@@ -5,24 +5,20 @@ A source is a local file (``.jsonl``, ``.jsonl.gz``, ``.json``, ``.json.gz``, ``
 hub name (read with ``datasets.load_dataset(name, split=split)``). The format is detected from the first
 row's columns (first match wins), or forced with ``format=``:
 
-=========================  ==========================================================  ===========
-format                     columns of a row                                            native kind
-=========================  ==========================================================  ===========
-``pku_safe_rlhf``          prompt, response_0, response_1, better_response_id,         safety_pair
-                           safer_response_id, is_response_0_safe, is_response_1_safe
-``ultrafeedback_binarized`` prompt, chosen, rejected, score_chosen, score_rejected     pair
-``preference``             prompt, chosen, rejected (optional margin)                  pair
-``hh_rlhf``                chosen, rejected as ``\\n\\nHuman: … \\n\\nAssistant: …``      pair
-``implicit_preference``    chosen, rejected as full conversations (message lists)      pair
-``unpaired``               prompt, completion, label                                   unpaired
-``prompt_completion``      prompt, completion                                          conversation
-``ranked``                 prompt, responses, scores                                   ranked
-``ranked_completions``     prompt (or instruction), completions: [{response|text,      ranked
-                           score|overall_score}]
-``messages``               messages                                                    conversation
-``text``                   text                                                        conversation
-``prompt_only``            prompt                                                      prompt
-=========================  ==========================================================  ===========
+- ``pku_safe_rlhf`` (safety_pair): prompt, response_0, response_1, better_response_id, safer_response_id,
+  is_response_0_safe, is_response_1_safe
+- ``ultrafeedback_binarized`` (pair): prompt, chosen, rejected, score_chosen, score_rejected
+- ``preference`` (pair): prompt, chosen, rejected, optional margin
+- ``implicit_preference`` (pair): chosen, rejected as whole conversations (message lists), no prompt
+- ``hh_rlhf`` (pair): chosen, rejected as ``"\\n\\nHuman: ...\\n\\nAssistant: ..."`` transcripts
+- ``unpaired`` (unpaired): prompt, completion, label
+- ``prompt_completion`` (conversation): prompt, completion
+- ``ranked`` (ranked): prompt, responses, scores
+- ``ranked_completions`` (ranked): prompt or instruction, completions ``[{response | text, score |
+  overall_score}, ...]`` (raw UltraFeedback)
+- ``messages`` (conversation): messages
+- ``text`` (conversation, empty prompt): text
+- ``prompt_only`` (prompt): prompt
 
 Values follow TRL's two conventions: "standard" (prompt and answers are strings; a prompt string
 becomes one user message, an empty prompt string no message) and "conversational" (message lists
@@ -49,7 +45,8 @@ doubled turns are merged). So that file reads as 2,308 pairs.
 
 Conversions asked for with ``kind``: anything → prompt; pair → conversation (chosen); safety_pair → pair
 (better vs other); ranked → pair (best vs worst, margin = score gap; all scores tied is an error);
-pair/safety_pair/ranked → unpaired (two records: chosen ``label=True``, rejected ``label=False``).
+pair/safety_pair/ranked → unpaired (two records per row: the pair's chosen ``label=True``, its rejected
+``label=False``).
 Example::
 
     >>> pairs = read_records("hh_harmless_base_test.jsonl.gz", "pair")            # doctest: +SKIP
@@ -570,7 +567,10 @@ def _dataset_rows(dataset: Iterable[dict[str, Any]]) -> _Rows:
 def _saved_dataset_rows(path: Path, split: str) -> _Rows:
     import datasets
 
-    saved = datasets.load_from_disk(str(path))
+    try:
+        saved = datasets.load_from_disk(str(path))
+    except Exception as e:  # a damaged or version-mismatched save: one line, not the library's stack
+        raise DataError(f"cannot load the saved dataset: {type(e).__name__}: {e}", source=str(path)) from None
     if isinstance(saved, datasets.DatasetDict):
         if split not in saved:
             raise DataError(f"no split '{split}'; the saved dataset has {sorted(saved)}", source=str(path))
@@ -658,7 +658,7 @@ def read_records(source: str | Path, kind: RecordKind | None = None, *, split: s
 
     records: list[Record] = []
     fmt = _FORMATS_BY_NAME[format] if format is not None else None
-    dropped: dict[str, list[tuple[str, int]]] = {}
+    dropped: dict[str, list[int]] = {}  # reason -> rows
     rows_read = 0
     for name, rows, text_cells in _tables(source, split):
         for i, (data, line) in enumerate(rows):
@@ -676,7 +676,7 @@ def read_records(source: str | Path, kind: RecordKind | None = None, *, split: s
             try:
                 record = fmt.read(row)
             except _Drop as reason:
-                dropped.setdefault(str(reason), []).append((name, i))
+                dropped.setdefault(str(reason), []).append(i)
                 continue
             if isinstance(data.get("meta"), dict):  # written by write_jsonl
                 record.meta.update(data["meta"])
@@ -689,8 +689,8 @@ def read_records(source: str | Path, kind: RecordKind | None = None, *, split: s
     if rows_read == 0:
         raise DataError("the dataset has no rows", source=str(source))
     for reason, where in dropped.items():
-        shown = ", ".join(str(i) for _, i in where[:10]) + (", ..." if len(where) > 10 else "")
-        warnings.warn(f"{where[0][0]}: dropped {len(where)} of {rows_read} {fmt.name} rows because {reason} "
+        shown = ", ".join(map(str, where[:10])) + (", ..." if len(where) > 10 else "")
+        warnings.warn(f"{source}: dropped {len(where)} of {rows_read} {fmt.name} rows because {reason} "
                       f"(0-based rows {shown})", stacklevel=2)
     return records[:limit] if limit is not None else records
 
