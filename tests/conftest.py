@@ -81,3 +81,12 @@ def pair_rows(n: int = 16) -> list[dict]:
                                                           "Sure, here is how.")]
     return [{"prompt": [{"role": "user", "content": p}], "chosen": [{"role": "assistant", "content": c}],
              "rejected": [{"role": "assistant", "content": r}]} for p, c, r in (good[i % 2] for i in range(n))]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real data files in ../shared/data (HH-RLHF, CrowS-Pairs, AdvBench, MT-bench)."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not path.exists():
+        pytest.skip("shared/data is not beside the repository")
+    return path
