@@ -1,0 +1,93 @@
+"""The local LM backend: tree rows give the same numbers as separate rows, order and duplicates are
+handled, greedy flags are right, generation respects stop strings and chat prompts."""
+
+import pytest
+import torch
+
+from alignlab.errors import EvalError
+from alignlab.evaluate.fixtures import build_tiny_lm
+from alignlab.evaluate.lm import HuggingFaceLM, build_tree_rows, cut_at_stop, load_lm, tree_attention_mask
+
+TEXTS = [
+    "The cat sat on the mat.",
+    "The cat sat on the hat.",
+    "A dog ran in the park.",
+    "Hello there, friend.",
+] * 20
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    torch.set_num_threads(1)
+    path = build_tiny_lm(tmp_path_factory.mktemp("tiny"), TEXTS, vocab_size=300, hidden_size=32, layers=2)
+    model = HuggingFaceLM(path, batch_size=3, device="cpu")
+    model.model.double()  # exact comparisons between batchings
+    return model
+
+
+def test_tree_attention_mask():
+    # prefix of 2 tokens, then branch 0 (2 tokens) and branch 1 (1 token)
+    positions = torch.tensor([0, 1, 2, 3, 2])
+    branch = torch.tensor([-1, -1, 0, 0, 1])
+    allowed = tree_attention_mask(positions, branch)
+    assert allowed[4].tolist() == [True, True, False, False, True]  # branch 1 skips branch 0
+    assert allowed[3].tolist() == [True, True, True, True, False]
+    assert allowed[1].tolist() == [True, True, False, False, False]
+
+
+def test_build_tree_rows_groups_shared_prefixes():
+    rows = build_tree_rows([[1, 2, 3, 4, 5, 6], [9, 9], [1, 2, 3, 4, 7]], min_shared=4)
+    tree = next(r for r in rows if len(r.members) == 2)
+    assert tree.tokens == [1, 2, 3, 4, 5, 6, 7] and tree.positions == [0, 1, 2, 3, 4, 5, 4]
+    # each member's column list reproduces its own tokens
+    inputs = {0: [1, 2, 3, 4, 5, 6], 2: [1, 2, 3, 4, 7]}
+    for uid, cols in tree.members:
+        assert [tree.tokens[c] for c in cols] == inputs[uid]
+
+
+def test_tree_rows_equal_separate_rows_and_order_is_kept(lm):
+    requests = [("The cat sat on the", c) for c in (" mat.", " hat.", " mat. And then it slept.")]
+    requests += [("", "Hello there, friend."), ("The cat sat on the", " mat."), ("A dog", " ran")]
+    shared = lm.loglikelihood(requests)
+    lm.share_prefix = False
+    try:
+        separate = lm.loglikelihood(requests)
+        one_by_one = [lm.loglikelihood([r])[0] for r in requests]
+    finally:
+        lm.share_prefix = True
+    for a, b, c in zip(shared, separate, one_by_one):
+        assert a[0] == pytest.approx(b[0], abs=1e-9) and a[0] == pytest.approx(c[0], abs=1e-9)
+        assert a[1] == b[1] == c[1]
+    assert shared[1] == shared[1] and shared[4] == shared[0]  # duplicate request, same answer
+    assert all(ll < 0 for ll, _ in shared)
+
+
+def test_greedy_continuation_is_flagged_greedy(lm):
+    ctx = lm.encode_prompt("The cat sat")
+    [cont] = lm.generate_ids([ctx], max_tokens=5)
+    assert cont
+    ll, greedy = lm.loglikelihood_tokens([(ctx, cont)])[0]
+    assert greedy and ll <= 0
+    other = [(ctx, [(cont[0] + 1) % len(lm.tokenizer)] + cont[1:])]
+    assert lm.loglikelihood_tokens(other)[0][1] is False
+
+
+def test_generate_stop_chat_and_order(lm):
+    prompts = ["The cat", "A dog ran in the park and then", [{"role": "user", "content": "Hi"}]]
+    free = lm.generate(prompts, max_tokens=8)
+    assert [lm.generate([p], max_tokens=8)[0] for p in prompts] == free  # batching/sorting keeps order
+    stop = free[1][2:4]
+    if stop.strip():
+        assert stop not in lm.generate([prompts[1]], max_tokens=8, stop=[stop])[0]
+    assert cut_at_stop("abc\n\nQ: x", ["\n\n", "Q:"]) == "abc"
+
+
+def test_errors_are_eval_errors(lm, tmp_path):
+    with pytest.raises(EvalError, match="empty continuation"):
+        lm.loglikelihood([("context", "")])
+    with pytest.raises(EvalError, match="run directory"):
+        load_lm(str(tmp_path))
+    (tmp_path / "final").mkdir()
+    lm.model.save_pretrained(tmp_path / "final")
+    lm.tokenizer.save_pretrained(tmp_path / "final")
+    assert isinstance(load_lm(str(tmp_path)), HuggingFaceLM)  # a run dir resolves to its final/ model
