@@ -21,6 +21,7 @@ from alignlab.errors import ConfigError
 TRAIN_METHODS: dict[str, str] = {
     "sft": "alignlab.outer.sft:SFTConfig:train_sft",
     "reward": "alignlab.outer.reward:RewardConfig:train_reward",
+    **{name: "alignlab.outer.preference:PreferenceConfig:train_preference" for name in ["dpo", "ipo", "slic", "robust_dpo", "exo", "nca", "bco", "sppo", "aot", "aot_unpaired", "apo", "discopop", "sigmoid_norm", "orpo", "simpo", "cpo"]},
 }
 
 

@@ -164,6 +164,13 @@ def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
+def autocast(mixed_precision: str):
+    """The autocast context the loop trains under, for work outside it (e.g. precomputing references)."""
+    if _mixed_precision(mixed_precision) != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16)
+
+
 def _mixed_precision(choice: str) -> str:
     if choice == "auto":
         ok = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else torch.backends.mkldnn.is_available()

@@ -1,0 +1,229 @@
+"""Offline preference optimisation on pairs: the DPO family and the reference-free ORPO, SimPO, CPO.
+
+The loss is any pairwise function of ``alignlab.outer.losses`` (``dpo``, ``ipo``, ``slic``, ``robust_dpo``,
+``exo``, ``nca``, ``bco``, ``sppo``, ``aot``, ``apo``, ``discopop``, ``sigmoid_norm``, ``orpo``,
+``simpo``, ``cpo``); this file only gathers the log-probs it needs:
+
+- policy log-probs of chosen and rejected in ONE forward over the [chosen; rejected] batch;
+- reference log-probs in one of three ways (``reference``):
+  ``precompute`` — computed once before training and cached on disk, keyed by the reference model and
+  the tokenised data, so training holds a single model (the default);
+  ``adapter`` — the policy with its LoRA adapter disabled (no second copy of the weights);
+  ``model`` — a separate frozen model, forwarded every step.
+
+Example::
+
+    >>> from alignlab.outer.preference import PreferenceConfig, train_preference
+    >>> cfg = PreferenceConfig(loss="ipo", beta=0.1)                              # doctest: +SKIP
+    >>> cfg.model.name_or_path, cfg.data.path = "runs/sft", "pairs.jsonl"         # doctest: +SKIP
+    >>> train_preference(cfg)                                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from alignlab.core.data import DataConfig, load_records
+from alignlab.core.logprobs import pair_logprobs
+from alignlab.core.models import ModelConfig, load_causal_lm, load_tokenizer
+from alignlab.core.run import finish_run, start_run
+from alignlab.core.tokenize import PairCollator, ensure_chat_template
+from alignlab.core.trainer import ObjectiveOutput, TrainConfig, TrainResult, autocast, train
+from alignlab.errors import ConfigError
+from alignlab.outer.losses import get_loss
+from alignlab.outer.reward import encode_pairs, pair_lengths
+
+# Losses that compare the policy with itself (no reference) and take mean token log-probs.
+REFERENCE_FREE = {"orpo", "simpo", "cpo"}
+PAIRWISE = {"dpo", "robust_dpo", "ipo", "sigmoid_norm", "slic", "exo", "nca", "bco", "sppo", "aot",
+            "aot_unpaired", "apo", "discopop"} | REFERENCE_FREE
+
+
+@dataclass
+class PreferenceConfig:
+    """Preference optimisation on (prompt, chosen, rejected) pairs with a pairwise loss."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """the policy to start from (usually an SFT model)"""
+    data: DataConfig = field(default_factory=DataConfig)
+    """the preference pairs"""
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=5e-6))
+    """the training loop"""
+    output: str = "runs/dpo"
+    """run directory"""
+    loss: str = "dpo"
+    """pairwise loss from alignlab.outer.losses: dpo, ipo, slic, robust_dpo, exo, nca, bco, sppo, aot, aot_unpaired,
+    apo, discopop, sigmoid_norm, orpo, simpo, cpo"""
+    beta: float = 0.1
+    """KL-regularisation strength β (the paper's λ for ORPO)"""
+    label_smoothing: float | None = None
+    """probability that a label is flipped (cDPO, robust DPO, EXO, SimPO, CPO); unset = the loss's own default"""
+    loss_kwargs: dict = field(default_factory=dict)
+    """further keyword arguments of the loss, e.g. {f_divergence: js_divergence} or {gamma: 0.5}"""
+    reference: Literal["precompute", "adapter", "model"] = "precompute"
+    """where reference log-probs come from: cached once, the LoRA-disabled policy, or a separate frozen model"""
+    reference_model: str | None = None
+    """reference model path (default: the starting policy)"""
+    reference_cache_dir: str | None = None
+    """where precomputed reference log-probs are cached (default: the user cache directory)"""
+
+    def __post_init__(self) -> None:
+        if self.loss not in PAIRWISE:
+            get_loss(self.loss)  # a mistyped name gets close-match suggestions
+            raise ValueError(f"loss '{self.loss}' does not train on pairs; pairwise losses: {sorted(PAIRWISE)}")
+        if self.reference == "adapter" and self.model.lora_r <= 0:
+            raise ValueError("reference=adapter needs a LoRA adapter: set model.lora_r > 0")
+
+
+def call_loss(name: str, policy: dict[str, torch.Tensor], reference: dict[str, torch.Tensor] | None,
+              *, beta: float, label_smoothing: float | None, extra: dict[str, Any]) -> tuple[torch.Tensor, dict]:
+    """Feed a pairwise loss exactly the arguments it declares (lengths, smoothing, NLL...)."""
+    loss_fn = get_loss(name)
+    accepted = inspect.signature(loss_fn).parameters
+    chosen_len = policy["chosen_len"].float().clamp(min=1)
+    rejected_len = policy["rejected_len"].float().clamp(min=1)
+    if name in REFERENCE_FREE:
+        # Mean token log-probs (the rewards of SimPO / the odds of ORPO); NLL = −mean log-prob of chosen.
+        args = [policy["chosen_logp"] / chosen_len, policy["rejected_logp"] / rejected_len]
+        if "chosen_nll" in accepted:
+            args.append(-policy["chosen_logp"] / chosen_len)
+    else:
+        args = [policy["chosen_logp"], policy["rejected_logp"], reference["chosen_logp"], reference["rejected_logp"]]
+    kwargs = {"beta": beta, **extra}
+    if label_smoothing is not None and "label_smoothing" in accepted:
+        kwargs["label_smoothing"] = label_smoothing
+    if "chosen_lengths" in accepted:
+        kwargs.update(chosen_lengths=policy["chosen_len"], rejected_lengths=policy["rejected_len"])
+    unknown = set(kwargs) - set(accepted)
+    if unknown:
+        raise ConfigError(f"loss '{name}' takes no argument(s) {sorted(unknown)}; it takes {list(accepted)[4:]}")
+    return loss_fn(*args, **kwargs)
+
+
+class PreferenceObjective:
+    """One pairwise loss over [chosen; rejected] batches; reference log-probs from the batch or a function."""
+
+    def __init__(self, config: PreferenceConfig,
+                 reference_fn: Callable[[nn.Module, dict], dict[str, torch.Tensor]] | None = None):
+        self.config, self.reference_fn = config, reference_fn
+        self.bco_delta = 0.0  # BCO's running mean of implicit rewards (Jung et al. 2024, Sec. 3)
+
+    def num_items(self, batch: dict[str, torch.Tensor]) -> int:
+        return batch["input_ids"].shape[0] // 2
+
+    def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
+        cfg = self.config
+        policy = pair_logprobs(model, batch)
+        reference = None
+        if cfg.loss not in REFERENCE_FREE:
+            if "ref_chosen_logp" in batch:
+                reference = {"chosen_logp": batch["ref_chosen_logp"], "rejected_logp": batch["ref_rejected_logp"]}
+            else:
+                with torch.no_grad():
+                    reference = self.reference_fn(model, batch)
+        extra = dict(cfg.loss_kwargs)
+        if cfg.loss == "bco" and "delta" not in extra:
+            extra["delta"] = self.bco_delta
+        losses, metrics = call_loss(cfg.loss, policy, reference, beta=cfg.beta,
+                                    label_smoothing=cfg.label_smoothing, extra=extra)
+        if cfg.loss == "bco" and model.training:
+            rewards = torch.cat([metrics["rewards_chosen"], metrics["rewards_rejected"]])
+            self.bco_delta = 0.99 * self.bco_delta + 0.01 * float(rewards.mean())
+        return ObjectiveOutput(loss_sum=losses.sum(), metrics={k: v.detach() for k, v in metrics.items()})
+
+
+def adapter_reference(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+    """Reference = the policy with its LoRA adapter switched off (peft), no second copy of the weights."""
+    from accelerate.utils import extract_model_from_parallel
+
+    with extract_model_from_parallel(model).disable_adapter():
+        return pair_logprobs(model, batch)
+
+
+def frozen_reference(reference: nn.Module) -> Callable[[nn.Module, dict], dict[str, torch.Tensor]]:
+    reference.eval().requires_grad_(False)
+    return lambda _policy, batch: pair_logprobs(reference, batch)
+
+
+def model_fingerprint(name_or_path: str) -> str:
+    """Identify a model by its path and its weight files' sizes and modification times (cheap, no hashing)."""
+    path = Path(name_or_path)
+    files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) if path.is_dir() else []
+    stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return hashlib.sha256(json.dumps([str(path.resolve()) if files else name_or_path, stats]).encode()).hexdigest()
+
+
+def precompute_reference(examples: list[dict], reference: nn.Module, *, pad_token_id: int, key: str,
+                         cache_dir: Path, batch_size: int, mixed_precision: str) -> None:
+    """Add ``ref_chosen_logp`` / ``ref_rejected_logp`` to every example, from the disk cache when present."""
+    from safetensors.torch import load_file, save_file
+    from tqdm.auto import tqdm
+
+    from alignlab.core.io import atomic_replace
+
+    ids = hashlib.sha256(json.dumps([[e["chosen"]["input_ids"], e["chosen"]["labels"], e["rejected"]["input_ids"],
+                                      e["rejected"]["labels"]] for e in examples]).encode()).hexdigest()
+    path = cache_dir / f"{hashlib.sha256((key + ids + mixed_precision).encode()).hexdigest()[:32]}.safetensors"
+    cached = load_file(str(path)) if path.exists() else None
+    if cached is None or cached["chosen"].shape[0] != len(examples):
+        collate = PairCollator(pad_token_id)
+        reference.eval()
+        chosen, rejected = [], []
+        with torch.no_grad(), autocast(mixed_precision):
+            for lo in tqdm(range(0, len(examples), batch_size), desc="reference log-probs", leave=False):
+                out = pair_logprobs(reference, collate(examples[lo:lo + batch_size]))
+                chosen.append(out["chosen_logp"].float())
+                rejected.append(out["rejected_logp"].float())
+        cached = {"chosen": torch.cat(chosen), "rejected": torch.cat(rejected)}
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_replace(path) as tmp:
+            save_file(cached, str(tmp))
+    for e, c, r in zip(examples, cached["chosen"].tolist(), cached["rejected"].tolist()):
+        e["ref_chosen_logp"], e["ref_rejected_logp"] = c, r
+
+
+def default_cache_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("alignlab")) / "reference_logps"
+
+
+def train_preference(config: PreferenceConfig, *, model: nn.Module | None = None, tokenizer=None) -> TrainResult:
+    """Train a policy on preference pairs with ``config.loss``; the model is saved in ``config.output``."""
+    out = start_run(config, config.output)
+    tokenizer = tokenizer or load_tokenizer(config.model.name_or_path, trust_remote_code=config.model.trust_remote_code)
+    ensure_chat_template(tokenizer)
+    train_records, eval_records = load_records(config.data, "pair", seed=config.train.seed)
+    train_examples = encode_pairs(tokenizer, train_records, config.data, config.data.path)
+    eval_examples = encode_pairs(tokenizer, eval_records, config.data, "eval data") if eval_records else None
+    load = dict(dtype=config.model.dtype, trust_remote_code=config.model.trust_remote_code)
+    model = model or load_causal_lm(config.model.name_or_path, lora=config.model.lora(), **load)
+    reference_fn = None
+    if config.loss not in REFERENCE_FREE:
+        ref_path = config.reference_model or config.model.name_or_path
+        if config.reference == "adapter":
+            reference_fn = adapter_reference
+        elif config.reference == "model":
+            reference_fn = frozen_reference(load_causal_lm(ref_path, **load))
+        else:
+            reference = load_causal_lm(ref_path, **load)
+            cache = Path(config.reference_cache_dir) if config.reference_cache_dir else default_cache_dir()
+            for examples in filter(None, [train_examples, eval_examples]):
+                precompute_reference(examples, reference, pad_token_id=tokenizer.pad_token_id,
+                                     key=model_fingerprint(ref_path), cache_dir=cache,
+                                     batch_size=config.train.batch_size * 2,
+                                     mixed_precision=config.train.mixed_precision)
+            del reference  # training holds one model
+    result = train(model, PreferenceObjective(config, reference_fn), train_examples, PairCollator(tokenizer.pad_token_id),
+                   config.train, out, eval_examples=eval_examples, lengths=pair_lengths(train_examples))
+    finish_run(model, tokenizer, result, merge_lora=config.model.merge_lora)
+    return result
