@@ -17,8 +17,8 @@ Conventions for the pairwise losses:
 - ``policy_chosen_logps`` etc. are log pi(y|x) summed over the completion tokens, shape ``[batch]``;
 - the implicit reward of a response is ``beta * (log pi(y|x) - log pi_ref(y|x))``;
 - losses that need length normalisation (``ipo``, ``sigmoid_norm``) take the completion lengths
-  explicitly, and losses defined on mean token log-probs (``orpo``, ``simpo``) say so in their argument
-  names.
+  explicitly, and losses defined on mean token log-probs (``orpo``, ``simpo``) name their arguments
+  ``*_mean_logps``.
 
 Example:
     >>> import torch
@@ -139,6 +139,15 @@ def _f_scores(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_ch
             _f_divergence_score(policy_rejected_logps - ref_rejected_logps, f_divergence, f_alpha))
 
 
+def _per_token(chosen_scores: Tensor, rejected_scores: Tensor, chosen_lengths: Tensor,
+               rejected_lengths: Tensor, source: str) -> tuple[Tensor, Tensor]:
+    _check_same_shape(source, 1, chosen_scores=chosen_scores, chosen_lengths=chosen_lengths,
+                      rejected_lengths=rejected_lengths)
+    # an empty completion counts as one token so that the loss stays finite (TRL does the same)
+    return (chosen_scores / chosen_lengths.to(chosen_scores.dtype).clamp(min=1.0),
+            rejected_scores / rejected_lengths.to(rejected_scores.dtype).clamp(min=1.0))
+
+
 def _smoothed_logistic(logits: Tensor, label_smoothing: float) -> Tensor:
     """Binary cross-entropy of sigma(logits) against a label that says "chosen wins" with prob 1 - eps."""
     return -(1.0 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
@@ -237,15 +246,6 @@ def ipo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_l
     losses = (chosen_scores - rejected_scores - 1 / (2 * beta)) ** 2  # Eq. 17
     return losses, _reward_metrics(beta, policy_chosen_logps - ref_chosen_logps,
                                    policy_rejected_logps - ref_rejected_logps)
-
-
-def _per_token(chosen_scores: Tensor, rejected_scores: Tensor, chosen_lengths: Tensor,
-               rejected_lengths: Tensor, source: str) -> tuple[Tensor, Tensor]:
-    _check_same_shape(source, 1, chosen_scores=chosen_scores, chosen_lengths=chosen_lengths,
-                      rejected_lengths=rejected_lengths)
-    # an empty completion counts as one token so that the loss stays finite (TRL does the same)
-    return (chosen_scores / chosen_lengths.to(chosen_scores.dtype).clamp(min=1.0),
-            rejected_scores / rejected_lengths.to(rejected_scores.dtype).clamp(min=1.0))
 
 
 def sigmoid_norm(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
@@ -530,7 +530,7 @@ def kto(policy_logps: Tensor, ref_logps: Tensor, desirable: Tensor, kl: Tensor |
     the mean of ``log pi(y'|x) - log pi_ref(y'|x)`` over mismatched prompt/completion pairs y' from the
     same batch. It is clamped at 0 and detached here, as the paper says the gradient does not flow
     through the reference point. Weights should satisfy
-    ``lambda_D * n_D / (lambda_U * n_U)`` in [1, 4/3] (paper, Sec. 4.2).
+    ``lambda_D * n_D / (lambda_U * n_U)`` in [1, 4/3] (the paper's recommendation).
 
     Example:
         >>> import torch
@@ -553,7 +553,7 @@ def _log1mexp(x: Tensor) -> Tensor:
     return torch.where(x < -math.log(2.0), torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
 
 
-def orpo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, chosen_nll: Tensor, *,
+def orpo(policy_chosen_mean_logps: Tensor, policy_rejected_mean_logps: Tensor, chosen_nll: Tensor, *,
          beta: float = 0.1) -> LossOutput:
     """ORPO: Hong et al. 2024, "ORPO: Monolithic Preference Optimization without Reference Model",
     Eqs. 4-7 (``beta`` is the paper's lambda) [TRL experimental ``ORPOTrainer``].
@@ -571,21 +571,21 @@ def orpo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, chosen_nll:
         >>> round(losses.item(), 4)  # 2 + log 2
         2.6931
     """
-    _check_same_shape("orpo", 1, policy_chosen_logps=policy_chosen_logps,
-                      policy_rejected_logps=policy_rejected_logps, chosen_nll=chosen_nll)
+    _check_same_shape("orpo", 1, policy_chosen_mean_logps=policy_chosen_mean_logps,
+                      policy_rejected_mean_logps=policy_rejected_mean_logps, chosen_nll=chosen_nll)
     # Eq. 4: log odds(y) = log p - log(1 - p), computed from log p without forming p
-    log_odds = ((policy_chosen_logps - policy_rejected_logps)
-                - (_log1mexp(policy_chosen_logps) - _log1mexp(policy_rejected_logps)))
+    log_odds = ((policy_chosen_mean_logps - policy_rejected_mean_logps)
+                - (_log1mexp(policy_chosen_mean_logps) - _log1mexp(policy_rejected_mean_logps)))
     log_sigma_odds = F.logsigmoid(log_odds)  # Eq. 7 (its negative is L_OR)
     losses = chosen_nll - beta * log_sigma_odds  # Eq. 6: L_SFT + lambda * L_OR
-    metrics = _reward_metrics(beta, policy_chosen_logps, policy_rejected_logps)
+    metrics = _reward_metrics(beta, policy_chosen_mean_logps, policy_rejected_mean_logps)
     metrics["log_odds_ratio"] = log_sigma_odds.detach()
     metrics["log_odds_chosen"] = log_odds.detach()
     metrics["nll"] = chosen_nll.detach()
     return losses, metrics
 
 
-def simpo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, *, beta: float = 2.0,
+def simpo(policy_chosen_mean_logps: Tensor, policy_rejected_mean_logps: Tensor, *, beta: float = 2.0,
           gamma: float = 1.0, label_smoothing: float = 0.0) -> LossOutput:
     """SimPO: Meng et al. 2024, "SimPO: Simple Preference Optimization with a Reference-Free Reward",
     Eq. 6 [TRL experimental ``CPOTrainer`` with ``loss_type="simpo"``, ``cpo_alpha=0``].
@@ -601,12 +601,12 @@ def simpo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, *, beta: f
         >>> round(losses.item(), 4)  # -log sigma(2 * 0.5 - 1)
         0.6931
     """
-    _check_same_shape("simpo", 1, policy_chosen_logps=policy_chosen_logps,
-                      policy_rejected_logps=policy_rejected_logps)
+    _check_same_shape("simpo", 1, policy_chosen_mean_logps=policy_chosen_mean_logps,
+                      policy_rejected_mean_logps=policy_rejected_mean_logps)
     _check_label_smoothing("simpo", label_smoothing)
-    logits = beta * (policy_chosen_logps - policy_rejected_logps) - gamma  # Eq. 6
+    logits = beta * (policy_chosen_mean_logps - policy_rejected_mean_logps) - gamma  # Eq. 6
     losses = _smoothed_logistic(logits, label_smoothing)
-    return losses, _reward_metrics(beta, policy_chosen_logps, policy_rejected_logps)
+    return losses, _reward_metrics(beta, policy_chosen_mean_logps, policy_rejected_mean_logps)
 
 
 def cpo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, chosen_nll: Tensor, *,
