@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import random
 import statistics
 
 import pytest
@@ -12,8 +14,10 @@ from transformers import AutoTokenizer
 from alignlab.errors import WorldError
 from alignlab.world import World, build_world, default_world_dir
 from alignlab.world.build import entity_names, verify_manifest
+from alignlab.world.cli import add_commands
 from alignlab.world.datasets import DATASET_SIZES, read_jsonl
 from alignlab.world.families import WorldPrompt
+from alignlab.world.persona import aligned_response
 from alignlab.world.tokenizer import corpus_texts, train_tokenizer
 
 # Row counts small enough that a build takes a second or two.
@@ -173,3 +177,27 @@ def test_build_rejects_bad_inputs_and_keys_the_cache(tmp_path):
     a, b = default_world_dir(0, "small"), default_world_dir(1, "medium")
     assert a != b and "seed0-small" in a.name and "seed1-medium" in b.name
     assert not any(tmp_path.iterdir()), "a rejected build must not write anything"
+
+
+def _run_cli(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="alignlab")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    args.handler(args)
+
+
+def test_cli_build_and_score(tmp_path, tiny_sizes, capsys):
+    _run_cli(["world", "build", "--output", str(tmp_path / "w"), "--seed", "3"])
+    assert "world in" in capsys.readouterr().out
+    rows = read_jsonl(tmp_path / "w" / "datasets" / "prompts_eval.jsonl")
+    rng = random.Random(0)
+    answered = [
+        {**row, "response": aligned_response(WorldPrompt.from_dict(row["meta"]), rng)} for row in rows
+    ]
+    (tmp_path / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in answered))
+    _run_cli(["world", "score", str(tmp_path / "responses.jsonl"), "--output", str(tmp_path / "m.json")])
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["n"] == len(rows) and metrics["honesty"] == 1.0 and metrics["toxicity"] == 0.0
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"prompt": "Hello!"}) + "\n")
+    with pytest.raises(WorldError, match="row 0"):
+        _run_cli(["world", "score", str(tmp_path / "bad.jsonl")])
