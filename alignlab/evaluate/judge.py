@@ -1,0 +1,351 @@
+"""LLM-as-judge over any :class:`~alignlab.evaluate.lm.LM`: single grading, pairwise comparison with
+position swap, reference-guided grading, MT-bench's two-turn format, several judges, Bradley–Terry.
+
+Conventions (MT-bench, Zheng et al. 2023; the prompts are alignlab's own wording):
+
+- *Single grading*: the judge ends with ``[[n]]``, n an integer 1–10.
+- *Pairwise*: the judge ends with ``[[A]]``, ``[[B]]`` or ``[[C]]`` (tie). Every pair is judged in both
+  orders; a verdict that changes with the order is a tie. Win rate = (wins + 0.5·ties) / N.
+- *Reference-guided*: when a question has a reference answer (maths, reasoning, coding), the judge
+  sees it and is told to check against it.
+- *Turn 2*: the judge sees the whole two-turn conversation and rates the second answer.
+
+Parsing is strict: a judge output must contain exactly one distinct verdict of the expected form.
+Anything else is a parse failure, kept with the raw text, counted and reported next to the results;
+it is never guessed and never counted as a win or a score. With several judges, a single grade is
+the mean over judges that parsed and a pairwise verdict is the majority of parsed verdicts (no
+majority = tie).
+
+Example::
+
+    >>> questions = load_questions("mt_bench_questions.jsonl")[:5]               # doctest: +SKIP
+    >>> answers = {m: answer_questions(load_lm(p), questions) for m, p in models.items()}  # doctest: +SKIP
+    >>> result = compare_pairwise([judge], questions, answers["a"], answers["b"])   # doctest: +SKIP
+    >>> result.win_rate, result.parse_failures                                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alignlab.errors import DataError, EvalError
+from alignlab.evaluate.lm import LM
+
+Answers = dict[Any, list[str]]  # question_id -> the model's answer for each turn
+
+SYSTEM = (
+    "You are a careful, impartial evaluator of AI assistant replies. You judge helpfulness, "
+    "correctness, depth and clarity. Length is not quality, and the order in which replies are shown "
+    "must not sway you. Explain your reasoning in a few sentences before giving the verdict."
+)
+
+SINGLE = (
+    "Rate the assistant's reply to the final user message below on a scale from 1 (useless or harmful) "
+    "to 10 (excellent).\n{reference}\n{conversation}\n\nEnd your answer with the rating in double square "
+    "brackets, for example: Rating: [[6]]"
+)
+
+PAIR = (
+    "Two assistants, A and B, replied to the same conversation. Decide which reply to the final user "
+    "message is better.\n{reference}\n[Assistant A]\n{conversation_a}\n[End of Assistant A]\n\n"
+    "[Assistant B]\n{conversation_b}\n[End of Assistant B]\n\nEnd your answer with exactly one verdict: "
+    "[[A]] if A is better, [[B]] if B is better, [[C]] if they are equally good."
+)
+
+REFERENCE = "A reference answer is given; check the reply against it before judging.\n[Reference]\n{ref}\n[End of reference]\n"
+
+SCORE_RE = re.compile(r"\[\[(\d+)\]\]")
+PAIR_RE = re.compile(r"\[\[([ABC])\]\]")
+REFERENCE_CATEGORIES = ("math", "reasoning", "coding")
+
+
+@dataclass
+class Question:
+    question_id: Any
+    category: str
+    turns: list[str]
+    reference: list[str] | None = None
+
+
+def load_questions(path: str | Path) -> list[Question]:
+    """MT-bench-style questions: JSONL rows with ``question_id``, ``category``, ``turns`` [, ``reference``]."""
+    questions = []
+    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines()):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"not valid JSON: {err}", source=str(path), row=i) from err
+        for key in ("question_id", "turns"):
+            if key not in row:
+                raise DataError(f"missing '{key}'", source=str(path), row=i, field=key)
+        if not isinstance(row["turns"], list) or not row["turns"]:
+            raise DataError("'turns' must be a non-empty list", source=str(path), row=i, field="turns")
+        questions.append(
+            Question(row["question_id"], row.get("category", ""), row["turns"], row.get("reference"))
+        )
+    return questions
+
+
+def answer_questions(lm: LM, questions: Sequence[Question], *, max_tokens: int = 256) -> Answers:
+    """Each model answer per turn; turn k sees the questions and its own answers to turns < k."""
+    answers: Answers = {q.question_id: [] for q in questions}
+    for turn in range(max(len(q.turns) for q in questions)):
+        asked = [q for q in questions if turn < len(q.turns)]
+        chats = [_conversation_messages(q, answers[q.question_id], turn) for q in asked]
+        for q, reply in zip(asked, lm.generate(chats, max_tokens=max_tokens)):
+            answers[q.question_id].append(reply)
+    return answers
+
+
+def _conversation_messages(q: Question, answers: list[str], turn: int) -> list[dict[str, str]]:
+    messages = []
+    for k in range(turn + 1):
+        messages.append({"role": "user", "content": q.turns[k]})
+        if k < turn:
+            messages.append({"role": "assistant", "content": answers[k]})
+    return messages
+
+
+def _transcript(q: Question, answers: list[str], turn: int) -> str:
+    lines = []
+    for k in range(turn + 1):
+        lines += [f"### User:\n{q.turns[k]}", f"### Assistant:\n{answers[k]}"]
+    return "\n\n".join(lines)
+
+
+def _reference(q: Question, turn: int, use_reference: bool | None) -> str:
+    wanted = q.category in REFERENCE_CATEGORIES if use_reference is None else use_reference
+    if not wanted or not q.reference or turn >= len(q.reference):
+        return ""
+    return REFERENCE.format(ref=q.reference[turn])
+
+
+def parse_score(text: str) -> int | None:
+    """The ``[[n]]`` rating if there is exactly one distinct one and it lies in 1..10, else None."""
+    found = set(SCORE_RE.findall(text))
+    if len(found) != 1:
+        return None
+    score = int(found.pop())
+    return score if 1 <= score <= 10 else None
+
+
+def parse_pair(text: str) -> str | None:
+    """``"A"``, ``"B"`` or ``"C"`` (tie) if there is exactly one distinct verdict, else None."""
+    found = set(PAIR_RE.findall(text))
+    return found.pop() if len(found) == 1 else None
+
+
+def _ask(judge: LM, prompts: list[str], max_tokens: int) -> list[str]:
+    chats = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}] for p in prompts]
+    return judge.generate(chats, max_tokens=max_tokens, temperature=0.0)
+
+
+# ---- single-answer grading ---------------------------------------------------------------------------------
+@dataclass
+class SingleResult:
+    """Per-question mean scores over judges, the overall mean, and every judgment with its raw text."""
+
+    scores: dict[Any, float]
+    mean: float
+    parse_failures: int
+    judgments: list[dict[str, Any]] = field(default_factory=list)
+
+
+def grade_single(
+    judges: Sequence[LM],
+    questions: Sequence[Question],
+    answers: Answers,
+    *,
+    turn: int = 0,
+    use_reference: bool | None = None,
+    max_tokens: int = 512,
+) -> SingleResult:
+    """Grade each answer 1–10 with every judge (``turn`` 0 or 1: which answer is graded)."""
+    asked = [q for q in questions if turn < len(q.turns)]
+    prompts = [
+        SINGLE.format(
+            reference=_reference(q, turn, use_reference),
+            conversation=_transcript(q, answers[q.question_id], turn),
+        )
+        for q in asked
+    ]
+    judgments, per_question = [], {q.question_id: [] for q in asked}
+    for j, judge in enumerate(judges):
+        for q, raw in zip(asked, _ask(judge, prompts, max_tokens)):
+            score = parse_score(raw)
+            judgments.append(
+                {"question_id": q.question_id, "judge": j, "turn": turn, "score": score, "raw": raw}
+            )
+            if score is not None:
+                per_question[q.question_id].append(score)
+    scores = {qid: sum(s) / len(s) for qid, s in per_question.items() if s}
+    mean = sum(scores.values()) / len(scores) if scores else float("nan")
+    failures = sum(j["score"] is None for j in judgments)
+    return SingleResult(scores=scores, mean=mean, parse_failures=failures, judgments=judgments)
+
+
+# ---- pairwise comparison -------------------------------------------------------------------------------------
+@dataclass
+class PairwiseResult:
+    """Verdicts per question ("a", "b" or "tie"), the win/tie/loss table of model a, and parse failures."""
+
+    verdicts: dict[Any, str]
+    wins: int
+    ties: int
+    losses: int
+    parse_failures: int
+    judgments: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def win_rate(self) -> float:
+        """(wins + 0.5·ties) / N for model a, over questions with a verdict."""
+        n = self.wins + self.ties + self.losses
+        return (self.wins + 0.5 * self.ties) / n if n else float("nan")
+
+
+def swap_rule(first: str | None, second: str | None) -> str | None:
+    """Combine the verdicts of both orders (already mapped to "a"/"b"/"tie"): agreeing verdicts stand,
+    disagreeing ones are a tie, and a missing one makes the game unparsed (None)."""
+    if first is None or second is None:
+        return None
+    return first if first == second else "tie"
+
+
+def compare_pairwise(
+    judges: Sequence[LM],
+    questions: Sequence[Question],
+    answers_a: Answers,
+    answers_b: Answers,
+    *,
+    turn: int = 0,
+    use_reference: bool | None = None,
+    max_tokens: int = 512,
+) -> PairwiseResult:
+    """Compare model a with model b on every question, each judge seeing both orders."""
+    asked = [q for q in questions if turn < len(q.turns)]
+
+    def prompt(q: Question, first: Answers, second: Answers) -> str:
+        return PAIR.format(
+            reference=_reference(q, turn, use_reference),
+            conversation_a=_transcript(q, first[q.question_id], turn),
+            conversation_b=_transcript(q, second[q.question_id], turn),
+        )
+
+    ab = [prompt(q, answers_a, answers_b) for q in asked]
+    ba = [prompt(q, answers_b, answers_a) for q in asked]
+    as_a = {"A": "a", "B": "b", "C": "tie"}
+    as_b = {"A": "b", "B": "a", "C": "tie"}  # in the swapped order, position A holds model b
+    judgments, votes = [], {q.question_id: [] for q in asked}
+    for j, judge in enumerate(judges):
+        outs = _ask(judge, ab + ba, max_tokens)
+        for q, raw1, raw2 in zip(asked, outs[: len(asked)], outs[len(asked) :]):
+            v1, v2 = parse_pair(raw1), parse_pair(raw2)
+            verdict = swap_rule(as_a.get(v1), as_b.get(v2))
+            judgments.append(
+                {
+                    "question_id": q.question_id,
+                    "judge": j,
+                    "turn": turn,
+                    "order_ab": v1,
+                    "order_ba": v2,
+                    "verdict": verdict,
+                    "raw_ab": raw1,
+                    "raw_ba": raw2,
+                }
+            )
+            if verdict is not None:
+                votes[q.question_id].append(verdict)
+    verdicts = {}
+    for qid, vs in votes.items():
+        if vs:
+            (top, count), *rest = Counter(vs).most_common()
+            verdicts[qid] = top if not rest or rest[0][1] < count else "tie"
+    tally = Counter(verdicts.values())
+    failures = sum(j["verdict"] is None for j in judgments)
+    return PairwiseResult(
+        verdicts=verdicts,
+        wins=tally["a"],
+        ties=tally["tie"],
+        losses=tally["b"],
+        parse_failures=failures,
+        judgments=judgments,
+    )
+
+
+# ---- ranking several models ------------------------------------------------------------------------------------
+def bradley_terry(
+    outcomes: Sequence[tuple[str, str, float]], *, prior: float = 0.1, iters: int = 1000, tol: float = 1e-10
+) -> dict[str, float]:
+    """Bradley–Terry strengths from ``(model_i, model_j, s)`` with s = 1 (i won), 0.5 (tie), 0 (j won).
+
+    P(i beats j) = p_i / (p_i + p_j); fitted with Hunter's (2004) MM update
+    p_i ← W_i / Σ_j n_ij / (p_i + p_j), where W_i counts wins plus half the ties. ``prior`` adds that many
+    virtual ties to every pair so an unbeaten model keeps a finite strength. Returns log-strengths
+    centred on 0 (higher is better).
+    """
+    models = sorted({m for i, j, _ in outcomes for m in (i, j)})
+    if len(models) < 2:
+        raise EvalError("a Bradley–Terry ranking needs outcomes between at least two models")
+    wins = {m: 0.0 for m in models}
+    games: Counter = Counter()
+    for i, j, s in outcomes:
+        wins[i] += s
+        wins[j] += 1.0 - s
+        games[frozenset((i, j))] += 1
+    for a in models:
+        for b in models:
+            if a < b:
+                wins[a] += prior / 2
+                wins[b] += prior / 2
+                games[frozenset((a, b))] += prior
+    p = {m: 1.0 for m in models}
+    for _ in range(iters):
+        new = {}
+        for m in models:
+            denom = sum(n / (p[m] + p[o]) for pair, n in games.items() if m in pair for o in pair - {m})
+            new[m] = wins[m] / denom
+        norm = math.exp(sum(math.log(v) for v in new.values()) / len(new))  # geometric mean 1
+        new = {m: v / norm for m, v in new.items()}
+        done = max(abs(new[m] - p[m]) for m in models) < tol
+        p = new
+        if done:
+            break
+    return {m: math.log(p[m]) for m in sorted(models, key=lambda m: -p[m])}
+
+
+def rank_models(
+    judges: Sequence[LM],
+    questions: Sequence[Question],
+    answers: dict[str, Answers],
+    *,
+    turn: int = 0,
+    max_tokens: int = 512,
+) -> dict[str, Any]:
+    """Round-robin pairwise comparison of every pair of models, then a Bradley–Terry ranking."""
+    names = sorted(answers)
+    outcomes, table, failures = [], {}, 0
+    for x, a in enumerate(names):
+        for b in names[x + 1 :]:
+            res = compare_pairwise(
+                judges, questions, answers[a], answers[b], turn=turn, max_tokens=max_tokens
+            )
+            failures += res.parse_failures
+            table[f"{a} vs {b}"] = {
+                "win": res.wins,
+                "tie": res.ties,
+                "loss": res.losses,
+                "win_rate": res.win_rate,
+            }
+            outcomes += [(a, b, {"a": 1.0, "tie": 0.5, "b": 0.0}[v]) for v in res.verdicts.values()]
+    if not outcomes:
+        raise EvalError("no pairwise verdict could be parsed, so no ranking can be made")
+    return {"bradley_terry": bradley_terry(outcomes), "pairs": table, "parse_failures": failures}
