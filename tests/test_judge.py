@@ -1,0 +1,160 @@
+"""LLM-as-judge: strict verdict parsing, the position-swap rule, several judges, reference-guided and
+second-turn prompts, Bradley–Terry, and parse-failure counting through a scripted HTTP judge."""
+
+import math
+import re
+
+import pytest
+from test_eval_http import fake, serve  # noqa: F401  (the scripted fake server fixture)
+
+from alignlab.evaluate import judge as J
+from alignlab.evaluate.http_lm import OpenAILM
+from alignlab.evaluate.lm import LM
+
+MT_BENCH = "/work/shared/data/mt_bench_questions.jsonl"
+
+
+class ScriptedJudge(LM):
+    """Answers each chat prompt with ``rule(user_text)``; records what it was asked."""
+
+    def __init__(self, rule):
+        self.rule, self.seen = rule, []
+
+    def loglikelihood(self, requests):
+        raise NotImplementedError
+
+    def loglikelihood_rolling(self, texts):
+        raise NotImplementedError
+
+    def generate(self, prompts, **kwargs):
+        texts = [p[-1]["content"] if isinstance(p, list) else p for p in prompts]
+        self.seen += texts
+        return [self.rule(t) for t in texts]
+
+
+def _reply(text, name):
+    """The reply shown in position A or B of a pairwise prompt."""
+    return re.search(
+        rf"\[Assistant {name}\]\n.*### Assistant:\n(.*?)\n\[End of Assistant {name}\]", text, re.S
+    ).group(1)
+
+
+QUESTIONS = [
+    J.Question(1, "writing", ["Write a haiku.", "Now make it sad."]),
+    J.Question(2, "math", ["What is 2+3?", "And times 4?"], reference=["5", "20"]),
+    J.Question(3, "writing", ["Name a colour."]),
+]
+LONG = {
+    1: ["a long careful haiku", "a long sad haiku"],
+    2: ["it is five", "twenty"],
+    3: ["blue, like the sky"],
+}
+SHORT = {1: ["haiku", "sad"], 2: ["5", "20"], 3: ["red"]}
+
+
+def test_strict_parsing():
+    assert J.parse_score("Good answer. Rating: [[7]]") == 7
+    assert J.parse_score("[[7]] and again [[7]]") == 7
+    for bad in ("Rating: 7", "[[7]] or [[8]]", "[[11]]", "[[0]]", "[[7.5]]", ""):
+        assert J.parse_score(bad) is None, bad
+    assert J.parse_pair("so [[B]]") == "B" and J.parse_pair("[[C]]") == "C"
+    for bad in ("[[A]] [[B]]", "[[a]]", "A is better", "[[D]]"):
+        assert J.parse_pair(bad) is None, bad
+
+
+def test_swap_rule_turns_position_bias_into_ties():
+    assert (
+        J.swap_rule("a", "a") == "a" and J.swap_rule("a", "b") == "tie" and J.swap_rule("a", "tie") == "tie"
+    )
+    assert J.swap_rule(None, "a") is None
+    always_first = ScriptedJudge(lambda t: "[[A]]")
+    res = J.compare_pairwise([always_first], QUESTIONS, LONG, SHORT)
+    assert (res.wins, res.ties, res.losses) == (0, 3, 0) and res.win_rate == 0.5
+    prefers_longer = ScriptedJudge(
+        lambda t: "[[A]]" if len(_reply(t, "A")) > len(_reply(t, "B")) else "[[B]]"
+    )
+    res = J.compare_pairwise([prefers_longer], QUESTIONS, LONG, SHORT)
+    assert (res.wins, res.ties, res.losses, res.parse_failures) == (3, 0, 0, 0) and res.win_rate == 1.0
+    assert len(prefers_longer.seen) == 6  # both orders of every question
+
+
+def test_parse_failures_are_counted_not_guessed_and_judges_vote():
+    flaky = ScriptedJudge(
+        lambda t: "no verdict" if "colour" in t else "[[A]]" if "long" in _reply(t, "A") else "[[B]]"
+    )
+    res = J.compare_pairwise([flaky], QUESTIONS, LONG, SHORT)
+    assert res.parse_failures == 1 and 3 not in res.verdicts and res.wins + res.ties + res.losses == 2
+    for_b = ScriptedJudge(lambda t: "[[A]]" if len(_reply(t, "A")) < len(_reply(t, "B")) else "[[B]]")
+    res = J.compare_pairwise([flaky, for_b, flaky], QUESTIONS, LONG, SHORT)
+    assert res.verdicts[1] == "a" and res.verdicts[3] == "b"  # two judges against one; one judge alone
+    res = J.compare_pairwise([flaky, for_b], QUESTIONS, LONG, SHORT)
+    assert res.verdicts[1] == "tie"  # no majority
+
+
+def test_single_grading_reference_and_second_turn():
+    scorer = ScriptedJudge(lambda t: "[[9]]" if "careful" in t or "twenty" in t else "[[2]]")
+    res = J.grade_single([scorer, ScriptedJudge(lambda t: "[[4]]")], QUESTIONS, LONG)
+    assert res.scores == {1: 6.5, 2: 3.0, 3: 3.0} and res.mean == pytest.approx(12.5 / 3)
+    assert "Reference" in scorer.seen[1] and "5" in scorer.seen[1] and "Reference" not in scorer.seen[0]
+    scorer.seen.clear()
+    res = J.grade_single([scorer], QUESTIONS, LONG, turn=1)
+    assert set(res.scores) == {1, 2}  # question 3 has one turn
+    assert (
+        "Write a haiku." in scorer.seen[0] and "a long sad haiku" in scorer.seen[0]
+    )  # the whole conversation
+    assert "[End of reference]" in scorer.seen[1] and "20" in scorer.seen[1]
+
+
+def test_bradley_terry():
+    # two models: the MLE odds are the ratio of (wins + half ties), prior included
+    out = J.bradley_terry([("x", "y", 1.0)] * 3 + [("x", "y", 0.0)], prior=0.0)
+    assert out["x"] - out["y"] == pytest.approx(math.log(3.0), abs=1e-6)
+    outcomes = [
+        ("a", "b", 1.0),
+        ("a", "b", 1.0),
+        ("b", "c", 1.0),
+        ("a", "c", 0.5),
+        ("c", "b", 0.0),
+        ("a", "c", 1.0),
+    ]
+    strengths = J.bradley_terry(outcomes)
+    assert list(strengths) == ["a", "b", "c"] and all(math.isfinite(v) for v in strengths.values())
+    # the MLE satisfies W_i = sum_j n_ij p_i / (p_i + p_j)
+    p = {m: math.exp(v) for m, v in strengths.items()}
+    wins = {"a": 3.5 + 0.1, "b": 2 + 0.1, "c": 0.5 + 0.1}
+    games = {frozenset("ab"): 2.1, frozenset("bc"): 2.1, frozenset("ac"): 2.1}
+    for m in p:
+        expected = sum(n * p[m] / (p[m] + p[o]) for pair, n in games.items() if m in pair for o in pair - {m})
+        assert wins[m] == pytest.approx(expected, rel=1e-6)
+
+
+def test_mt_bench_questions_and_answers():
+    questions = J.load_questions(MT_BENCH)
+    assert len(questions) == 80 and all(len(q.turns) == 2 for q in questions)
+    echo = ScriptedJudge(lambda t: f"answer to: {t[:10]}")
+    answers = J.answer_questions(echo, questions[:2], max_tokens=8)
+    assert all(len(a) == 2 for a in answers.values())
+
+
+def test_malformed_verdicts_through_http(fake):  # noqa: F811
+    def chat(text):
+        return {"choices": [{"message": {"role": "assistant", "content": text}}]}
+
+    script, url = fake(
+        [
+            (200, chat("Solid. [[8]]")),
+            (200, chat("I cannot decide")),
+            (500, b"boom"),
+            (200, chat("[[3]] or maybe [[4]]")),
+            (200, b"<html>garbage"),
+            (200, chat("ok [[5]]")),
+        ]
+    )
+    judge = OpenAILM(url, kind="chat", max_concurrency=1, backoff=0.001)
+    qs = [J.Question(i, "writing", [f"q{i}"]) for i in range(4)]
+    res = J.grade_single([judge], qs, {i: [f"a{i}"] for i in range(4)})
+    assert res.scores == {0: 8.0, 3: 5.0} and res.parse_failures == 2
+    assert [j["raw"] for j in res.judgments if j["score"] is None] == [
+        "I cannot decide",
+        "[[3]] or maybe [[4]]",
+    ]
