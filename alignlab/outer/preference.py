@@ -42,8 +42,10 @@ from alignlab.errors import ConfigError
 from alignlab.outer.losses import get_loss
 from alignlab.outer.reward import encode_pairs, pair_lengths
 
-# Losses that compare the policy with itself (no reference) and take mean token log-probs.
+# Losses that compare the policy with itself (no reference); ORPO and SimPO score by mean token log-prob,
+# CPO (like TRL's default CPO) by summed log-probs.
 REFERENCE_FREE = {"orpo", "simpo", "cpo"}
+MEAN_LOGPS = {"orpo", "simpo"}
 PAIRWISE = {"dpo", "robust_dpo", "ipo", "sigmoid_norm", "slic", "exo", "nca", "bco", "sppo", "aot",
             "aot_unpaired", "apo", "discopop"} | REFERENCE_FREE
 
@@ -92,9 +94,11 @@ def call_loss(name: str, policy: dict[str, torch.Tensor], reference: dict[str, t
     chosen_len = policy["chosen_len"].float().clamp(min=1)
     rejected_len = policy["rejected_len"].float().clamp(min=1)
     if name in REFERENCE_FREE:
-        # Mean token log-probs (the rewards of SimPO / the odds of ORPO); NLL = −mean log-prob of chosen.
-        args = [policy["chosen_logp"] / chosen_len, policy["rejected_logp"] / rejected_len]
-        if "chosen_nll" in accepted:
+        if name in MEAN_LOGPS:
+            args = [policy["chosen_logp"] / chosen_len, policy["rejected_logp"] / rejected_len]
+        else:
+            args = [policy["chosen_logp"], policy["rejected_logp"]]
+        if "chosen_nll" in accepted:  # the SFT term: mean token NLL of the chosen answer
             args.append(-policy["chosen_logp"] / chosen_len)
     else:
         args = [policy["chosen_logp"], policy["rejected_logp"], reference["chosen_logp"], reference["rejected_logp"]]

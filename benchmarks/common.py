@@ -1,0 +1,75 @@
+"""Shared set-up for the benchmarks: a locally built ~30M-parameter Llama, a BPE tokenizer trained on the
+real HH-RLHF file, and the same examples for alignlab and its peer. Nothing is downloaded."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+HH = SHARED / "hh_harmless_base_test.jsonl.gz"
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}"
+    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def build_tokenizer(path: Path, vocab_size: int = 8000):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = [json.loads(line)["chosen"] for line in gzip.open(HH, "rt")]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<s>", "</s>", "<|user|>",
+                                                                          "<|assistant|>", "<|system|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(path)
+    return fast
+
+
+def build_model(path: Path, tokenizer, *, hidden: int = 512, layers: int = 6, heads: int = 8):
+    """A ~30M-parameter Llama (hidden 512, 6 layers, vocab 8k), saved like a hub model."""
+    from alignlab.core.models import tiny_llama
+
+    model = tiny_llama(len(tokenizer), hidden_size=hidden, layers=layers, heads=heads, intermediate_size=1376,
+                       max_positions=1024, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return sum(p.numel() for p in model.parameters())
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def report(name: str, ours: list[float], peer: list[float], unit: str, peer_name: str) -> float:
+    """Print both sides' median rates and the median of the per-round ratios."""
+    ratios = [a / b for a, b in zip(ours, peer)]
+    print(f"{name}: alignlab {statistics.median(ours):,.0f} {unit} | {peer_name} {statistics.median(peer):,.0f} {unit}"
+          f" | ratio {statistics.median(ratios):.2f}x (rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
+    return statistics.median(ratios)
+
+
+def quiet() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(0)
