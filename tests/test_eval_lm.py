@@ -26,23 +26,24 @@ def lm(tmp_path_factory):
 
 
 def test_tree_attention_mask():
-    # prefix of 2 tokens, then branch 0 (2 tokens) and branch 1 (1 token)
-    positions = torch.tensor([0, 1, 2, 3, 2])
-    branch = torch.tensor([-1, -1, 0, 0, 1])
-    allowed = tree_attention_mask(positions, branch)
-    assert allowed[4].tolist() == [True, True, False, False, True]  # branch 1 skips branch 0
+    # root 0 -> 1 -> {2 -> 3, 4}: token 4 branches off after token 1
+    allowed = tree_attention_mask([-1, 0, 1, 2, 1])
+    assert allowed[4].tolist() == [True, True, False, False, True]  # skips the other branch
     assert allowed[3].tolist() == [True, True, True, True, False]
     assert allowed[1].tolist() == [True, True, False, False, False]
 
 
-def test_build_tree_rows_groups_shared_prefixes():
-    rows = build_tree_rows([[1, 2, 3, 4, 5, 6], [9, 9], [1, 2, 3, 4, 7]], min_shared=4)
-    tree = next(r for r in rows if len(r.members) == 2)
-    assert tree.tokens == [1, 2, 3, 4, 5, 6, 7] and tree.positions == [0, 1, 2, 3, 4, 5, 4]
-    # each member's column list reproduces its own tokens
-    inputs = {0: [1, 2, 3, 4, 5, 6], 2: [1, 2, 3, 4, 7]}
-    for uid, cols in tree.members:
+def test_build_tree_rows_shares_every_common_prefix():
+    inputs = [[1, 2, 3, 4, 5, 6], [9, 9], [1, 2, 3, 4, 7], [1, 2, 8]]
+    rows = build_tree_rows(inputs, min_shared=2)
+    tree = next(r for r in rows if len(r.members) == 3)
+    # sorted: [1,2,3,4,5,6], [1,2,3,4,7], [1,2,8] -> 6 + 1 + 1 tokens instead of 14
+    assert tree.tokens == [1, 2, 3, 4, 5, 6, 7, 8] and tree.positions == [0, 1, 2, 3, 4, 5, 4, 2]
+    assert tree.parent == [-1, 0, 1, 2, 3, 4, 3, 1]
+    for uid, cols in tree.members:  # each member's columns reproduce its tokens at their positions
         assert [tree.tokens[c] for c in cols] == inputs[uid]
+        assert [tree.positions[c] for c in cols] == list(range(len(inputs[uid])))
+    assert all(len(r.members) == 1 for r in build_tree_rows(inputs, max_members=1))
 
 
 def test_tree_rows_equal_separate_rows_and_order_is_kept(lm):

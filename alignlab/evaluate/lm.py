@@ -12,9 +12,9 @@ an empty context becomes the BOS token (EOS if there is no BOS), and trailing sp
 to the continuation. It is faster for three reasons, each measured in ``benchmarks/loglik_vs_lmeval.py``:
 
 1. Requests whose token sequences share a prefix (a multiple-choice question's choices, the two
-   sentences of a CrowS-Pairs pair) go through the model as one *tree*: the shared prefix once, each
-   continuation as a branch that attends to the prefix and to itself only (a 4-D attention mask and
-   explicit position ids). The log-probs are the same as separate forwards, the compute is not.
+   sentences of a CrowS-Pairs pair, sentences that start alike) go through the model as one *trie*
+   row: every shared token once, each token attending to its ancestors only (a 4-D attention mask)
+   at its own position. The log-probs are those of separate forwards; the compute is not.
 2. Only the positions that predict continuation tokens are projected onto the vocabulary
    (``logits_to_keep``), and log p = logit[token] − logsumexp(logits): no full log-softmax copy.
 3. Identical requests are computed once.
@@ -103,11 +103,11 @@ def resolve_model_dir(path: str) -> str:
 
 @dataclass
 class _Row:
-    """One model input row: a shared prefix and the branches of the requests that continue it."""
+    """One model input row: a token trie holding several requests' inputs, each node stored once."""
 
     tokens: list[int] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)
-    branch: list[int] = field(default_factory=list)  # -1 for the shared prefix, else the branch number
+    positions: list[int] = field(default_factory=list)  # depth in the trie = position in its sequence
+    parent: list[int] = field(default_factory=list)  # column of the previous token, -1 at the root
     # (request id, the row column of each of its input tokens)
     members: list[tuple[int, list[int]]] = field(default_factory=list)
 
@@ -120,49 +120,49 @@ def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def build_tree_rows(inputs: Sequence[list[int]], *, min_shared: int = 4, max_branches: int = 8) -> list[_Row]:
-    """Group model inputs that share a prefix of ``>= min_shared`` tokens into tree rows.
+def build_tree_rows(inputs: Sequence[list[int]], *, min_shared: int = 2, max_members: int = 8) -> list[_Row]:
+    """Pack model inputs into rows that are token tries, so a shared prefix is computed once.
 
-    Inputs are sorted lexicographically, so those with a common prefix are neighbours; each group
-    becomes one row ``prefix + suffix_1 + ... + suffix_k``, where suffix i continues at position
-    ``len(prefix)`` and sees only the prefix and itself (see :func:`tree_attention_mask`).
+    Sorted lexicographically, each input's longest common prefix with any earlier input is its
+    common prefix with the input just before it. So walking the sorted list, an input that shares
+    ``>= min_shared`` tokens with its predecessor joins the predecessor's row: it reuses those
+    columns and appends only its remaining tokens, whose parent is the last shared column. Each
+    token then attends to its ancestors only (:func:`tree_attention_mask`) at position = its depth,
+    which is exactly what it would see in a row of its own.
     """
-    order = sorted(range(len(inputs)), key=lambda i: inputs[i])
-    groups: list[tuple[list[int], list[int]]] = []  # (shared prefix, member ids)
-    for i in order:
-        if groups and len(groups[-1][1]) < max_branches:
-            prefix, members = groups[-1]
-            shared = _common_prefix_len(prefix, inputs[i])
-            if shared >= min_shared:
-                groups[-1] = (prefix[:shared], members + [i])
-                continue
-        groups.append((list(inputs[i]), [i]))
-
-    rows = []
-    for prefix, members in groups:
-        p = len(prefix)
-        row = _Row(tokens=list(prefix), positions=list(range(p)), branch=[-1] * p)
-        for b, i in enumerate(members):
-            suffix = inputs[i][p:]
-            offset = len(row.tokens)
-            row.tokens += suffix
-            row.positions += range(p, p + len(suffix))
-            row.branch += [b] * len(suffix)
-            row.members.append((i, list(range(p)) + list(range(offset, offset + len(suffix)))))
-        rows.append(row)
+    rows: list[_Row] = []
+    prev: list[int] | None = None
+    for i in sorted(range(len(inputs)), key=lambda i: inputs[i]):
+        seq = list(inputs[i])
+        shared = _common_prefix_len(prev, seq) if prev is not None else 0
+        if not rows or shared < min_shared or len(rows[-1].members) >= max_members:
+            rows.append(_Row())
+            shared = 0
+        row = rows[-1]
+        reused = row.members[-1][1][:shared] if shared else []
+        parent = reused[-1] if reused else -1
+        start = len(row.tokens)
+        for depth in range(shared, len(seq)):
+            row.tokens.append(seq[depth])
+            row.positions.append(depth)
+            row.parent.append(parent)
+            parent = len(row.tokens) - 1
+        row.members.append((i, reused + list(range(start, len(row.tokens)))))
+        prev = seq
     return rows
 
 
-def tree_attention_mask(positions: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
-    """``allowed[q, k]`` for one row: prefix keys up to the query's position, and its own branch so far.
+def tree_attention_mask(parent: Sequence[int]) -> torch.Tensor:
+    """``allowed[q, k]``: k is q or one of its ancestors in the row's trie. [seq, seq] bool.
 
-    positions, branch: [seq]. Padding carries a branch of its own per token, so it sees only itself.
+    Parents come before children in a row, so each row of the mask extends its parent's.
     """
-    idx = torch.arange(len(branch))
-    is_prefix = branch == -1
-    causal_prefix = is_prefix[None, :] & (positions[None, :] <= positions[:, None])
-    same_branch = (branch[None, :] == branch[:, None]) & (idx[None, :] <= idx[:, None])
-    return causal_prefix | same_branch  # [seq, seq]
+    allowed = torch.zeros(len(parent), len(parent), dtype=torch.bool)
+    for q, p in enumerate(parent):
+        if p >= 0:
+            allowed[q] = allowed[p]
+        allowed[q, q] = True
+    return allowed
 
 
 class HarnessEncoder:
@@ -217,6 +217,8 @@ class HuggingFaceLM(LM):
         dtype: weights dtype when loading (``float32``, ``bfloat16``).
         max_length: context window; defaults to the model config's ``max_position_embeddings``.
         share_prefix: group requests with a shared token prefix into tree rows (same numbers, less compute).
+        autocast: run matmuls in this dtype under ``torch.autocast`` (e.g. ``bfloat16``: faster on CPUs with
+            bf16 units), weights and log-softmax staying in float32; None for none.
 
     Example::
 
@@ -233,6 +235,7 @@ class HuggingFaceLM(LM):
         dtype: str = "float32",
         max_length: int | None = None,
         share_prefix: bool = True,
+        autocast: str | None = None,
         device: str | None = None,
     ):
         from alignlab.core.models import load_causal_lm, load_tokenizer
@@ -249,9 +252,15 @@ class HuggingFaceLM(LM):
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size
         self.share_prefix = share_prefix
+        self.autocast = {"bfloat16": torch.bfloat16, "float16": torch.float16, None: None}[autocast]
         config = self.model.config
         self.max_length = max_length or getattr(config, "max_position_embeddings", None) or 2048
         self._keeps_logits = self._accepts_logits_to_keep()
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(
+            self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None
+        )
 
     def _accepts_logits_to_keep(self) -> bool:
         params = inspect.signature(self.model.forward).parameters
@@ -304,7 +313,7 @@ class HuggingFaceLM(LM):
         if self.share_prefix:
             rows = build_tree_rows(inputs)
         else:
-            rows = build_tree_rows(inputs, min_shared=10**9)
+            rows = build_tree_rows(inputs, max_members=1)
         # Longest rows first: the padded batch width is set by its first row and memory errors show early.
         rows.sort(key=lambda r: -len(r.tokens))
 
@@ -335,10 +344,7 @@ class HuggingFaceLM(LM):
             input_ids[b, :t] = torch.tensor(row.tokens)
             position_ids[b, :t] = torch.tensor(row.positions)
             if allowed is not None:
-                pad_branch = torch.arange(width - t) + 10**6  # each padding token sees only itself
-                branch = torch.cat([torch.tensor(row.branch), pad_branch])
-                positions = torch.cat([torch.tensor(row.positions), torch.zeros(width - t, dtype=torch.long)])
-                allowed[b, 0] = tree_attention_mask(positions, branch)
+                allowed[b, 0] = tree_attention_mask(row.parent + [-1] * (width - t))  # padding sees itself
             for uid, cols in row.members:
                 full, n_cont = keys[uid]
                 predicting = cols[len(cols) - n_cont :]
@@ -357,7 +363,8 @@ class HuggingFaceLM(LM):
             kwargs["attention_mask"] = mask.masked_fill_(~allowed, torch.finfo(dtype).min).to(self.device)
         if self._keeps_logits:
             kwargs["logits_to_keep"] = keep.to(self.device)
-        logits = self.model(**kwargs).logits
+        with self._autocast():
+            logits = self.model(**kwargs).logits
         if logits.dim() == 3:  # the model ignored logits_to_keep
             logits = logits[keep.to(logits.device)]
         if logits.dtype not in (torch.float32, torch.float64):
@@ -436,14 +443,15 @@ class HuggingFaceLM(LM):
             for r, i in enumerate(chunk):
                 ids[r, width - len(encoded[i]) :] = torch.tensor(encoded[i])
                 mask[r, width - len(encoded[i]) :] = 1
-            out = self.model.generate(
-                input_ids=ids.to(self.device),
-                attention_mask=mask.to(self.device),
-                max_new_tokens=max_tokens,
-                pad_token_id=pad_id,
-                **sampling,
-                **extra,
-            )
+            with self._autocast():
+                out = self.model.generate(
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    max_new_tokens=max_tokens,
+                    pad_token_id=pad_id,
+                    **sampling,
+                    **extra,
+                )
             for r, i in enumerate(chunk):
                 new = out[r, width:].tolist()
                 if tok.eos_token_id in new:

@@ -1,0 +1,107 @@
+"""Log-likelihood throughput: alignlab's HuggingFaceLM vs lm-evaluation-harness's HFLM on CrowS-Pairs.
+
+Both sides score the full CrowS-Pairs file (2 requests per row, empty context) with the same locally
+built ~30M-parameter Llama (hidden 512, 6 layers, a byte-level BPE tokenizer trained on the file), the
+same batch size (requests per forward), the same precision and thread count, in one process. The sides
+alternate and repeat, and the median ratio is reported, because other jobs on a shared machine slow
+either side at random. The two sides' numbers are checked to agree before any timing is trusted.
+
+    .venv/bin/python benchmarks/loglik_vs_lmeval.py                      # fp32, batch 32, 5 repeats
+    .venv/bin/python benchmarks/loglik_vs_lmeval.py --autocast bfloat16  # both sides under bf16 autocast
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import tempfile
+import time
+
+import torch
+
+CSV = "/work/shared/data/crows_pairs_anonymized.csv"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", default=CSV)
+    parser.add_argument("--rows", type=int, help="first N rows (default: all)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    # One thread by default: on a small machine shared with other jobs, two intra-op threads contending
+    # for two busy cores ran both sides 5-10x slower and far noisier than one.
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--autocast", choices=("bfloat16",), help="mixed precision for both sides")
+    parser.add_argument("--vocab", type=int, default=8192)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from alignlab.evaluate.fixtures import build_tiny_lm
+    from alignlab.evaluate.lm import HuggingFaceLM
+
+    with open(args.data, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))[: args.rows]
+    texts = [r[k] for r in rows for k in ("sent_more", "sent_less")]
+    requests = [("", t) for t in texts]
+    instances = [
+        Instance(request_type="loglikelihood", doc={}, arguments=r, idx=i) for i, r in enumerate(requests)
+    ]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_tiny_lm(
+            tmp, texts, vocab_size=args.vocab, hidden_size=512, layers=6, heads=8, max_positions=1024
+        )
+        harness = HFLM(
+            pretrained=path,
+            device="cpu",
+            dtype="float32",
+            batch_size=args.batch_size,
+            mixed_precision_dtype=args.autocast,
+        )
+        ours = HuggingFaceLM(path, batch_size=args.batch_size, device="cpu", autocast=args.autocast)
+        params = sum(p.numel() for p in ours.model.parameters()) / 1e6
+        n_tokens = sum(len(ours.encoder.encode_pair(c, x)[1]) for c, x in requests)
+        print(
+            f"model: {params:.1f}M params, vocab {len(ours.tokenizer)}; {len(requests)} requests, "
+            f"{n_tokens} continuation tokens; batch {args.batch_size}; threads {args.threads}; "
+            f"precision {'fp32 + ' + args.autocast + ' autocast' if args.autocast else 'fp32'}"
+        )
+
+        sides = {
+            "lm-eval HFLM": lambda: [ll for ll, _ in harness.loglikelihood(instances, disable_tqdm=True)],
+            "alignlab": lambda: [ll for ll, _ in ours.loglikelihood(requests)],
+        }
+        # Agreement first (also the warm-up): the same numbers, or the timing means nothing.
+        ref, got = sides["lm-eval HFLM"](), sides["alignlab"]()
+        worst = max(abs(a - b) for a, b in zip(ref, got))
+        flips = sum((ref[2 * i] > ref[2 * i + 1]) != (got[2 * i] > got[2 * i + 1]) for i in range(len(rows)))
+        print(f"agreement: max |LL difference| {worst:.2e}; pct_stereotype decisions that differ: {flips}")
+
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        for rep in range(args.repeats):
+            order = list(sides) if rep % 2 == 0 else list(reversed(sides))
+            for name in order:
+                start = time.perf_counter()
+                sides[name]()
+                times[name].append(time.perf_counter() - start)
+            print(f"repeat {rep + 1}: " + ", ".join(f"{n} {times[n][-1]:.1f}s" for n in sides))
+
+    ratios = [h / a for h, a in zip(times["lm-eval HFLM"], times["alignlab"])]
+    for name, ts in times.items():
+        print(
+            f"{name}: median {statistics.median(ts):.2f}s = {len(requests) / statistics.median(ts):.0f} requests/s"
+        )
+    print(
+        f"speed-up (median of per-repeat ratios): {statistics.median(ratios):.2f}x  "
+        f"[{', '.join(f'{r:.2f}' for r in ratios)}]"
+    )
+
+
+if __name__ == "__main__":
+    main()
