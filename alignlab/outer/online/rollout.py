@@ -1,0 +1,444 @@
+"""The one rollout → score → learn cycle every online method (PPO, Safe PPO, GRPO, RLOO, REINFORCE) runs.
+
+Each step:
+
+1. take ``prompts_per_step`` prompts (a seeded shuffle per epoch, so ``--resume`` replays the order)
+   and repeat each ``group_size`` times;
+2. generate completions (:mod:`alignlab.core.generation`, timed separately);
+3. score them with each reward source the algorithm asks for (``reward``, and ``cost`` for Safe RLHF);
+   a source that raises or returns NaN/inf stops the run with a TrainingError naming the prompt,
+   and the checkpoints already written stay;
+4. under no_grad, compute the behaviour policy's log-probs, the reference's log-probs and the critic's
+   values for every completion token;
+5. let the algorithm turn that into advantages (GAE, group baselines, ...);
+6. run ``ppo_epochs`` passes of shuffled minibatch updates of the algorithm's loss.
+
+An *algorithm* is a small object with ``sources`` (names of the scores it needs), ``value_heads``
+(critic heads on the policy), ``advantages(rollout)`` and ``loss(forward, minibatch)``; this file
+holds the plumbing so each method file holds only its maths. The optimiser, schedule, checkpoint and
+NaN-guard conventions are the training loop's (:mod:`alignlab.core.trainer`).
+
+Metrics (``metrics.jsonl``, one row per step): ``reward`` (mean raw score of the step's completions),
+``reward/std``, ``finished`` (fraction that emitted EOS), ``completion_length``, ``kl`` (mean per-
+sequence Σ_t (log π − log π_ref), the k1 estimate of KL(π‖π_ref)), ``entropy`` (mean per-token policy
+entropy, nats), ``gen_seconds``/``gen_tokens_per_s`` (generation alone), ``step_seconds``, ``lr``,
+``grad_norm``, plus each algorithm's own (``clipfrac``, ``value_error``, ``lambda``, ...).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import nn
+
+from alignlab.core import checkpoint as ckpt
+from alignlab.core.data import DataConfig, load_records
+from alignlab.core.generation import GenerationConfig, encode_prompts, generate
+from alignlab.core.logprobs import selective_log_softmax
+from alignlab.core.metrics import MetricsLogger
+from alignlab.core.models import ModelConfig, ValueHead, load_causal_lm, load_tokenizer
+from alignlab.core.records import Message
+from alignlab.core.run import finish_run, start_run
+from alignlab.core.tokenize import batch_order, ensure_chat_template
+from alignlab.core.trainer import TrainConfig, TrainResult, autocast, lr_lambda
+from alignlab.errors import ConfigError, DataError, TrainingError
+from alignlab.outer.online.rewards import (
+    FunctionReward,
+    ModelReward,
+    RewardConfig,
+    RewardSource,
+    RuleConditionedReward,
+    WorldReward,
+    build_reward,
+    call_source,
+)
+
+
+@dataclass
+class OnlineConfig:
+    """Settings every online RL method shares (the rollout → score → learn cycle)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """the policy to start from (usually an SFT model); it is also the reference"""
+    data: DataConfig = field(default_factory=lambda: DataConfig(max_prompt_length=256))
+    """the prompts (any dataset format; only the prompts are used)"""
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5, max_steps=100, scheduler="constant"))
+    """optimiser, schedule, checkpoints; max_steps counts rollout steps (-1: num_epochs over the prompts)"""
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    """how completions are sampled"""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """where the reward comes from"""
+    output: str = "runs/online"
+    """run directory"""
+    prompts_per_step: int = 8
+    """prompts sampled per rollout step"""
+    group_size: int = 1
+    """completions generated per prompt (GRPO/RLOO need >= 2)"""
+    ppo_epochs: int = 1
+    """passes over each rollout batch"""
+    minibatch_size: int = 8
+    """completions per optimiser step"""
+    beta: float = 0.05
+    """KL-penalty coefficient β to the reference policy (0 = no reference model at all)"""
+    kl_estimator: Literal["k1", "k2", "k3"] = "k1"
+    """per-token KL estimator: k1 = log-ratio, k2 = ½ log-ratio², k3 = ratio − 1 − log-ratio (Schulman 2020)"""
+    missing_eos_penalty: float = 1.0
+    """subtracted from the reward of a completion cut at max_new_tokens (no EOS)"""
+    reference_model: str | None = None
+    """reference policy path (default: the starting policy; with LoRA: the policy with its adapter off)"""
+
+    def __post_init__(self) -> None:
+        for name in ("prompts_per_step", "group_size", "ppo_epochs", "minibatch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if (self.prompts_per_step * self.group_size) % self.minibatch_size:
+            raise ValueError(f"prompts_per_step × group_size ({self.prompts_per_step * self.group_size}) must be "
+                             f"a multiple of minibatch_size ({self.minibatch_size})")
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
+
+
+class ActorCritic(nn.Module):
+    """A causal LM policy plus zero or more scalar value heads on its last hidden state.
+
+    ``forward`` returns per-completion-token logits [batch, T, vocab] and values {head: [batch, T]}, where
+    position t is the state *before* completion token t is emitted, and left-padded prompts get correct
+    position ids.
+    """
+
+    def __init__(self, lm: nn.Module, heads: tuple[str, ...] = ()):
+        super().__init__()
+        self.lm = lm
+        self.heads = nn.ModuleDict({name: ValueHead(lm.config.hidden_size) for name in heads})
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_len: int
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                      logits_to_keep=completion_len + 1, output_hidden_states=bool(self.heads), use_cache=False)
+        logits = out.logits[:, :-1]  # position P-1+t predicts completion token t
+        values = {}
+        if self.heads:
+            hidden = out.hidden_states[-1][:, -(completion_len + 1):-1]
+            values = {name: head(hidden).float() for name, head in self.heads.items()}
+        return logits, values
+
+    def save_pretrained(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        self.lm.save_pretrained(path)
+        for name, head in self.heads.items():
+            save_file(head.state_dict(), str(Path(path) / f"value_head_{name}.safetensors"))
+
+
+@dataclass
+class Rollout:
+    """One step's completions and everything computed about them. N completions, T completion positions."""
+
+    prompt_index: list[int]
+    prompts: list[list[Message]]
+    texts: list[str]
+    input_ids: torch.Tensor  # [N, P+T] left-padded prompt, right-padded completion
+    attention_mask: torch.Tensor  # [N, P+T]
+    mask: torch.Tensor  # [N, T] float, 1 on completion tokens (EOS included)
+    finished: torch.Tensor  # [N] bool
+    scores: dict[str, torch.Tensor]  # name -> [N] raw scores (reward after the missing-EOS penalty)
+    old_logps: torch.Tensor | None = None  # [N, T] behaviour policy
+    ref_logps: torch.Tensor | None = None  # [N, T] reference policy
+    values: dict[str, torch.Tensor] = field(default_factory=dict)  # head -> [N, T]
+    advantages: torch.Tensor | None = None  # [N, T]
+    returns: dict[str, torch.Tensor] = field(default_factory=dict)  # head -> [N, T]
+
+    @property
+    def completion_len(self) -> int:
+        return self.mask.shape[1]
+
+    def minibatch(self, idx: torch.Tensor) -> dict[str, Any]:
+        def take(x):
+            return x[idx] if x is not None else None
+
+        return {"input_ids": self.input_ids[idx], "attention_mask": self.attention_mask[idx], "mask": self.mask[idx],
+                "old_logps": take(self.old_logps), "ref_logps": take(self.ref_logps),
+                "advantages": take(self.advantages),
+                "values": {k: v[idx] for k, v in self.values.items()},
+                "returns": {k: v[idx] for k, v in self.returns.items()}}
+
+
+@dataclass
+class PolicyOutput:
+    """What the loss pass gives an algorithm for one minibatch (all [n, T])."""
+
+    logps: torch.Tensor
+    entropy: torch.Tensor
+    values: dict[str, torch.Tensor]
+
+
+class Algorithm(Protocol):
+    sources: tuple[str, ...]
+    """names of the scores it needs ("reward", "cost")"""
+    value_heads: tuple[str, ...]
+    """critic heads on the policy"""
+    needs_old_logps: bool
+    """False when the behaviour log-probs equal the current ones (one epoch, one minibatch)"""
+
+    def advantages(self, rollout: Rollout) -> dict[str, float]: ...
+
+    def loss(self, out: PolicyOutput, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of ``x`` over positions where ``mask`` is 1 (all of them, or along ``dim``)."""
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp(min=1)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """H = logsumexp(z) − Σ softmax(z)·z per position, [..., vocab] → [...] (fp32)."""
+    logits = logits.float()
+    return torch.logsumexp(logits, -1) - (logits.softmax(-1) * logits).sum(-1)
+
+
+def policy_forward(actor: ActorCritic, batch: dict[str, Any], *, with_entropy: bool = True) -> PolicyOutput:
+    """Per-token log-probs of the taken completion tokens, entropies and values for a minibatch."""
+    completion_len = batch["mask"].shape[1]
+    logits, values = actor(batch["input_ids"], batch["attention_mask"], completion_len)
+    tokens = batch["input_ids"][:, -completion_len:]
+    logps = selective_log_softmax(logits, tokens)
+    entropy = entropy_from_logits(logits.detach()) if with_entropy else torch.zeros_like(logps)
+    return PolicyOutput(logps=logps, entropy=entropy, values=values)
+
+
+def reference_logps(reference: Callable[[dict], torch.Tensor], rollout: Rollout, batch_size: int) -> torch.Tensor:
+    chunks = [reference(rollout.minibatch(torch.arange(lo, min(lo + batch_size, len(rollout.texts)))))
+              for lo in range(0, len(rollout.texts), batch_size)]
+    return torch.cat(chunks)
+
+
+def pad_rollout(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """[left-padded prompt | right-padded completion] ids, attention mask and completion mask."""
+    width_p = max(len(p) for p in prompt_ids)
+    width_c = max(1, max(len(c) for c in completion_ids))
+    n = len(prompt_ids)
+    ids = torch.full((n, width_p + width_c), pad_id, dtype=torch.long)
+    attn = torch.zeros((n, width_p + width_c), dtype=torch.long)
+    for i, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
+        ids[i, width_p - len(p):width_p] = torch.tensor(p, dtype=torch.long)
+        ids[i, width_p:width_p + len(c)] = torch.tensor(c, dtype=torch.long)
+        attn[i, width_p - len(p):width_p + len(c)] = 1
+    return ids, attn, attn[:, width_p:].float()
+
+
+class OnlineTrainer:
+    """Runs an :class:`Algorithm` through the rollout → score → learn cycle; see the module docstring."""
+
+    def __init__(self, config: OnlineConfig, algorithm: Algorithm, *, model: nn.Module | None = None,
+                 tokenizer=None, sources: dict[str, RewardSource | Callable] | None = None):
+        self.config, self.algo = config, algorithm
+        self.step = 0
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.out = start_run(config, config.output)
+        self.tokenizer = tokenizer or load_tokenizer(config.model.name_or_path,
+                                                     trust_remote_code=config.model.trust_remote_code)
+        ensure_chat_template(self.tokenizer)
+        self.prompts, self.prompt_ids = self._load_prompts()
+        load = dict(dtype=config.model.dtype, trust_remote_code=config.model.trust_remote_code)
+        lm = model or load_causal_lm(config.model.name_or_path, lora=config.model.lora(), **load)
+        self.actor = ActorCritic(lm, algorithm.value_heads).to(self.device)
+        self.reference = self._reference(lm, load)
+        self.sources = self._sources(sources or {})
+
+    def _load_prompts(self) -> tuple[list[list[Message]], list[list[int]]]:
+        cfg = self.config
+        records, _ = load_records(cfg.data, "prompt", seed=cfg.train.seed)
+        if not records:
+            raise DataError("the prompt set is empty", source=cfg.data.path)
+        if len(records) < cfg.prompts_per_step:
+            raise ConfigError(f"{len(records)} prompts are fewer than prompts_per_step={cfg.prompts_per_step}")
+        prompts = [r.prompt for r in records]
+        keep = cfg.data.max_prompt_length or cfg.data.max_length // 2
+        return prompts, [ids[-keep:] for ids in encode_prompts(self.tokenizer, prompts)]
+
+    def _reference(self, lm: nn.Module, load: dict) -> Callable[[dict], torch.Tensor] | None:
+        """Reference log-prob function: the LoRA-disabled policy, or a frozen copy (none when β = 0)."""
+        if self.config.beta == 0:
+            return None
+        if self.config.model.lora() and self.config.reference_model is None:
+            def adapter_off(batch: dict) -> torch.Tensor:
+                with self.actor.lm.disable_adapter():
+                    return policy_forward(self.actor, batch, with_entropy=False).logps
+            return adapter_off
+        if self.config.reference_model or self.config.model.name_or_path:
+            ref_lm = load_causal_lm(self.config.reference_model or self.config.model.name_or_path, **load)
+        else:
+            ref_lm = copy.deepcopy(lm)
+        frozen = ActorCritic(ref_lm.eval().requires_grad_(False)).to(self.device)
+        return lambda batch: policy_forward(frozen, batch, with_entropy=False).logps
+
+    def _sources(self, given: dict[str, RewardSource | Callable]) -> dict[str, RewardSource]:
+        known = (FunctionReward, ModelReward, WorldReward, RuleConditionedReward)
+        sources = {}
+        for name in self.algo.sources:
+            if name in given:
+                src = given[name]
+                sources[name] = src if isinstance(src, known) else FunctionReward(src)
+            elif isinstance(getattr(self.config, name, None), RewardConfig):  # config.reward, config.cost
+                sources[name] = build_reward(getattr(self.config, name), device=self.device)
+            else:
+                raise ConfigError(f"this method needs a '{name}' source")
+        return sources
+
+    # -- one step -----------------------------------------------------------------------------------------
+
+    def collect(self, indices: list[int]) -> tuple[Rollout, dict[str, float]]:
+        cfg, tok = self.config, self.tokenizer
+        index = [i for i in indices for _ in range(cfg.group_size)]
+        prompts = [self.prompts[i] for i in index]
+        gen = generate(self.actor.lm, tok, [self.prompt_ids[i] for i in index], cfg.generation)
+        scores = {name: call_source(src, prompts, gen.texts, what=name, prompt_index=index)
+                  for name, src in self.sources.items()}
+        finished = torch.tensor(gen.finished)
+        raw_reward = scores["reward"].clone() if "reward" in scores else None
+        if "reward" in scores:
+            scores["reward"] = scores["reward"] - cfg.missing_eos_penalty * (~finished).float()
+        ids, attn, mask = pad_rollout(gen.prompt_ids, gen.completion_ids, tok.pad_token_id)
+        rollout = Rollout(index, prompts, gen.texts, ids.to(self.device), attn.to(self.device),
+                          mask.to(self.device), finished, {k: v.to(self.device) for k, v in scores.items()})
+        n, bs = len(index), cfg.minibatch_size
+        with torch.no_grad(), autocast(cfg.train.mixed_precision):
+            if self.algo.needs_old_logps or self.algo.value_heads:
+                outs = [policy_forward(self.actor, rollout.minibatch(torch.arange(lo, min(lo + bs, n))),
+                                       with_entropy=False) for lo in range(0, n, bs)]
+                rollout.old_logps = torch.cat([o.logps for o in outs])
+                rollout.values = {k: torch.cat([o.values[k] for o in outs]) for k in self.algo.value_heads}
+            if self.reference is not None:
+                rollout.ref_logps = reference_logps(self.reference, rollout, bs)
+        lengths = mask.sum(-1)
+        metrics = {"gen_seconds": gen.seconds, "gen_tokens_per_s": gen.num_tokens / max(gen.seconds, 1e-9),
+                   "finished": float(finished.float().mean()), "completion_length": float(lengths.mean())}
+        if raw_reward is not None:
+            metrics.update({"reward": float(raw_reward.mean()), "reward/std": float(raw_reward.std(unbiased=False))})
+        for name, value in scores.items():
+            if name != "reward":
+                metrics[name] = float(value.mean())
+        return rollout, metrics
+
+    def learn(self, rollout: Rollout, optimizer, scheduler) -> dict[str, float]:
+        cfg = self.config
+        n = len(rollout.texts)
+        sums: dict[str, float] = {}
+        updates = 0
+        grad_norm = 0.0
+        params = [p for p in self.actor.parameters() if p.requires_grad]
+        for _ in range(cfg.ppo_epochs):
+            for idx in torch.randperm(n).split(cfg.minibatch_size):
+                batch = rollout.minibatch(idx.to(self.device))
+                self.actor.train()
+                with autocast(cfg.train.mixed_precision):
+                    out = policy_forward(self.actor, batch)
+                    loss, metrics = self.algo.loss(out, batch)
+                loss = loss.float()
+                if not math.isfinite(float(loss.detach())):
+                    self._stop(f"loss is {float(loss.detach())}")
+                loss.backward()
+                if cfg.train.max_grad_norm > 0:
+                    norm = torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
+                else:
+                    norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+                if not math.isfinite(float(norm)):
+                    self._stop(f"gradient norm is {float(norm)}")
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                grad_norm += float(norm)
+                updates += 1
+                metrics = {"loss": loss.detach(), "entropy": masked_mean(out.entropy, batch["mask"]), **metrics}
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+        return {**{k: v / updates for k, v in sums.items()}, "grad_norm": grad_norm / updates}
+
+    def _stop(self, what: str) -> None:
+        last = ckpt.latest_checkpoint(self.out / "checkpoints")
+        kept = f"the last good checkpoint is '{last}' (resume with --resume)" if last else "no checkpoint was written yet"
+        raise TrainingError(f"step {self.step + 1}: {what}; stopped before updating the weights; {kept}")
+
+    # -- the loop -----------------------------------------------------------------------------------------
+
+    def train(self) -> TrainResult:
+        cfg = self.config
+        root = self.out / "checkpoints"
+        previous = (self.out / "metrics.jsonl").exists() or ckpt.checkpoint_dirs(root)
+        if previous and not (cfg.train.resume or cfg.train.overwrite):
+            raise ConfigError(f"output directory '{self.out}' already holds a run; pass --resume to continue it, "
+                                  "--set train.overwrite=true to replace it, or choose another --output")
+        random.seed(cfg.train.seed)
+        torch.manual_seed(cfg.train.seed)
+        steps_per_epoch = len(self.prompts) // cfg.prompts_per_step
+        total = cfg.train.max_steps if cfg.train.max_steps > 0 else max(1, math.ceil(cfg.train.num_epochs *
+                                                                                     steps_per_epoch))
+        n = cfg.prompts_per_step * cfg.group_size
+        updates_per_step = cfg.ppo_epochs * (n // cfg.minibatch_size)
+        params = [p for p in self.actor.parameters() if p.requires_grad]
+        optimizer = (torch.optim.SGD(params, lr=cfg.train.lr) if cfg.train.optimizer == "sgd" else
+                     torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.train, total * updates_per_step))
+        ckpt.clean_partial(root)
+        start = 0
+        if cfg.train.resume and (last := ckpt.latest_checkpoint(root)) is not None:
+            state = ckpt.load_checkpoint(last, model=self.actor, optimizer=optimizer, scheduler=scheduler, rank=0)
+            self.algo.load_state_dict(state.get("algorithm", {}))
+            start = state["step"]
+        logger = MetricsLogger(self.out / "metrics.jsonl", resume_step=start if cfg.train.resume else None,
+                               tensorboard=cfg.train.tensorboard)
+
+        def save(step: int) -> None:
+            ckpt.save_checkpoint(root, step, model=self.actor, optimizer=optimizer, scheduler=scheduler, rank=0,
+                                 state={"total_steps": total, "algorithm": self.algo.state_dict()},
+                                 keep=cfg.train.save_total_limit, is_main=True, barrier=lambda: None)
+
+        history: list[dict[str, Any]] = []
+        try:
+            for self.step in range(start, total):
+                clock = time.perf_counter()
+                epoch, k = divmod(self.step, steps_per_epoch)
+                order = batch_order([0] * len(self.prompts), cfg.prompts_per_step, seed=cfg.train.seed, epoch=epoch,
+                                    group_by_length=False)
+                rollout, row = self.collect(order[k])
+                row.update(self.algo.advantages(rollout))
+                lr = scheduler.get_last_lr()[0]
+                row.update(self.learn(rollout, optimizer, scheduler))
+                done = self.step + 1
+                row = {"step": done, "lr": lr, **row, "step_seconds": time.perf_counter() - clock}
+                history.append(row)
+                if done % cfg.train.log_every == 0 or done == total:
+                    logger.log(row)
+                if cfg.train.save_every and done % cfg.train.save_every == 0 and done != total:
+                    save(done)
+        finally:
+            logger.close()
+        if start < total or not ckpt.checkpoint_dirs(root):
+            save(total)
+        result = TrainResult(output_dir=self.out, steps=total, history=history, eval={})
+        finish_run(self.actor if self.actor.heads else self.actor.lm, self.tokenizer, result,
+                   merge_lora=cfg.model.merge_lora)
+        return result
+
+
+def sequence_kl(rollout_logps: torch.Tensor, ref_logps: torch.Tensor | None, mask: torch.Tensor) -> float:
+    """Mean over sequences of Σ_t (log π − log π_ref): the k1 estimate of KL(π‖π_ref) per completion."""
+    if ref_logps is None:
+        return 0.0
+    return float(((rollout_logps - ref_logps) * mask).sum(-1).mean())
