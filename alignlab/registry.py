@@ -22,6 +22,12 @@ TRAIN_METHODS: dict[str, str] = {
     "sft": "alignlab.outer.sft:SFTConfig:train_sft",
     "reward": "alignlab.outer.reward:RewardConfig:train_reward",
     **{name: "alignlab.outer.preference:PreferenceConfig:train_preference" for name in ["dpo", "ipo", "slic", "robust_dpo", "exo", "nca", "bco", "sppo", "aot", "aot_unpaired", "apo", "discopop", "sigmoid_norm", "orpo", "simpo", "cpo"]},
+    "rrhf": "alignlab.outer.ranked:RRHFConfig:train_ranked",
+    "pro": "alignlab.outer.ranked:PROConfig:train_ranked",
+    "stable-alignment": "alignlab.outer.ranked:StableAlignmentConfig:train_ranked",
+    "kto": "alignlab.outer.kto:KTOConfig:train_kto",
+    "cringe": "alignlab.outer.cringe:CringeConfig:train_cringe",
+    "hindsight": "alignlab.outer.hindsight:HindsightConfig:train_hindsight",
 }
 
 

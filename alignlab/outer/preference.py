@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -46,6 +47,9 @@ from alignlab.outer.reward import encode_pairs, pair_lengths
 # CPO (like TRL's default CPO) by summed log-probs.
 REFERENCE_FREE = {"orpo", "simpo", "cpo"}
 MEAN_LOGPS = {"orpo", "simpo"}
+LogprobsFn = Callable[[nn.Module, dict], dict[str, torch.Tensor]]
+ReferenceFn = Callable[[nn.Module, dict], dict[str, torch.Tensor]]
+
 PAIRWISE = {"dpo", "robust_dpo", "ipo", "sigmoid_norm", "slic", "exo", "nca", "bco", "sppo", "aot",
             "aot_unpaired", "apo", "discopop"} | REFERENCE_FREE
 
@@ -117,7 +121,7 @@ class PreferenceObjective:
     """One pairwise loss over [chosen; rejected] batches; reference log-probs from the batch or a function."""
 
     def __init__(self, config: PreferenceConfig,
-                 reference_fn: Callable[[nn.Module, dict], dict[str, torch.Tensor]] | None = None):
+                 reference_fn: ReferenceFn | None = None):
         self.config, self.reference_fn = config, reference_fn
         self.bco_delta = 0.0  # BCO's running mean of implicit rewards (Jung et al. 2024, Sec. 3)
 
@@ -145,17 +149,17 @@ class PreferenceObjective:
         return ObjectiveOutput(loss_sum=losses.sum(), metrics={k: v.detach() for k, v in metrics.items()})
 
 
-def adapter_reference(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+def adapter_reference(model: nn.Module, batch: dict, logprobs: LogprobsFn = pair_logprobs) -> dict[str, torch.Tensor]:
     """Reference = the policy with its LoRA adapter switched off (peft), no second copy of the weights."""
     from accelerate.utils import extract_model_from_parallel
 
     with extract_model_from_parallel(model).disable_adapter():
-        return pair_logprobs(model, batch)
+        return logprobs(model, batch)
 
 
-def frozen_reference(reference: nn.Module) -> Callable[[nn.Module, dict], dict[str, torch.Tensor]]:
+def frozen_reference(reference: nn.Module, logprobs: LogprobsFn = pair_logprobs) -> ReferenceFn:
     reference.eval().requires_grad_(False)
-    return lambda _policy, batch: pair_logprobs(reference, batch)
+    return lambda _policy, batch: logprobs(reference, batch)
 
 
 def model_fingerprint(name_or_path: str) -> str:
@@ -167,15 +171,21 @@ def model_fingerprint(name_or_path: str) -> str:
 
 
 def precompute_reference(examples: list[dict], reference: nn.Module, *, pad_token_id: int, key: str,
-                         cache_dir: Path, batch_size: int, mixed_precision: str) -> None:
-    """Add ``ref_chosen_logp`` / ``ref_rejected_logp`` to every example, from the disk cache when present."""
+                         cache_dir: Path, batch_size: int, mixed_precision: str,
+                         sides: tuple[str, str] = ("chosen", "rejected")) -> None:
+    """Add ``ref_<side>_logp`` for both ``sides`` to every example, from the disk cache when present.
+
+    Each example holds two encodings (``chosen``/``rejected`` for pairs; KTO uses ``completion``/``kl``);
+    both go through the reference in one forward per batch.
+    """
     from safetensors.torch import load_file, save_file
     from tqdm.auto import tqdm
 
     from alignlab.core.io import atomic_replace
 
-    ids = hashlib.sha256(json.dumps([[e["chosen"]["input_ids"], e["chosen"]["labels"], e["rejected"]["input_ids"],
-                                      e["rejected"]["labels"]] for e in examples]).encode()).hexdigest()
+    first, second = sides
+    ids = hashlib.sha256(json.dumps([[e[first]["input_ids"], e[first]["labels"], e[second]["input_ids"],
+                                      e[second]["labels"]] for e in examples]).encode()).hexdigest()
     path = cache_dir / f"{hashlib.sha256((key + ids + mixed_precision).encode()).hexdigest()[:32]}.safetensors"
     cached = load_file(str(path)) if path.exists() else None
     if cached is None or cached["chosen"].shape[0] != len(examples):
@@ -184,7 +194,8 @@ def precompute_reference(examples: list[dict], reference: nn.Module, *, pad_toke
         chosen, rejected = [], []
         with torch.no_grad(), autocast(mixed_precision):
             for lo in tqdm(range(0, len(examples), batch_size), desc="reference log-probs", leave=False):
-                out = pair_logprobs(reference, collate(examples[lo:lo + batch_size]))
+                rows = [{"chosen": e[first], "rejected": e[second]} for e in examples[lo:lo + batch_size]]
+                out = pair_logprobs(reference, collate(rows))
                 chosen.append(out["chosen_logp"].float())
                 rejected.append(out["rejected_logp"].float())
         cached = {"chosen": torch.cat(chosen), "rejected": torch.cat(rejected)}
@@ -192,7 +203,30 @@ def precompute_reference(examples: list[dict], reference: nn.Module, *, pad_toke
         with atomic_replace(path) as tmp:
             save_file(cached, str(tmp))
     for e, c, r in zip(examples, cached["chosen"].tolist(), cached["rejected"].tolist()):
-        e["ref_chosen_logp"], e["ref_rejected_logp"] = c, r
+        e[f"ref_{first}_logp"], e[f"ref_{second}_logp"] = c, r
+
+
+def prepare_reference(mode: str, ref_path: str, load: dict[str, Any], example_sets: list[list[dict] | None], *,
+                      pad_token_id: int, cache_dir: str | None, train_config: TrainConfig,
+                      sides: tuple[str, str] = ("chosen", "rejected"),
+                      logprobs: LogprobsFn = pair_logprobs, policy: nn.Module | None = None) -> ReferenceFn | None:
+    """Set the reference up as ``mode`` says; returns the per-step reference function (None = precomputed).
+
+    ``precompute`` writes ``ref_<side>_logp`` into every example of ``example_sets``. ``policy`` is the
+    not-yet-trained policy when it was loaded from ``ref_path`` itself: then it scores the data before
+    training starts and no second copy of the weights is ever loaded (peak memory = one model).
+    """
+    if mode == "adapter":
+        return functools.partial(adapter_reference, logprobs=logprobs)
+    if mode == "model":
+        return frozen_reference(load_causal_lm(ref_path, **load), logprobs)
+    reference = policy if policy is not None else load_causal_lm(ref_path, **load)
+    for examples in filter(None, example_sets):
+        precompute_reference(examples, reference, pad_token_id=pad_token_id, key=model_fingerprint(ref_path),
+                             cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
+                             batch_size=train_config.batch_size * 2, mixed_precision=train_config.mixed_precision,
+                             sides=sides)
+    return None  # training holds one model: the reference goes out of scope here
 
 
 def default_cache_dir() -> Path:
@@ -210,23 +244,14 @@ def train_preference(config: PreferenceConfig, *, model: nn.Module | None = None
     train_examples = encode_pairs(tokenizer, train_records, config.data, config.data.path)
     eval_examples = encode_pairs(tokenizer, eval_records, config.data, "eval data") if eval_records else None
     load = dict(dtype=config.model.dtype, trust_remote_code=config.model.trust_remote_code)
+    loaded_here = model is None and config.reference_model in (None, config.model.name_or_path)
     model = model or load_causal_lm(config.model.name_or_path, lora=config.model.lora(), **load)
     reference_fn = None
     if config.loss not in REFERENCE_FREE:
-        ref_path = config.reference_model or config.model.name_or_path
-        if config.reference == "adapter":
-            reference_fn = adapter_reference
-        elif config.reference == "model":
-            reference_fn = frozen_reference(load_causal_lm(ref_path, **load))
-        else:
-            reference = load_causal_lm(ref_path, **load)
-            cache = Path(config.reference_cache_dir) if config.reference_cache_dir else default_cache_dir()
-            for examples in filter(None, [train_examples, eval_examples]):
-                precompute_reference(examples, reference, pad_token_id=tokenizer.pad_token_id,
-                                     key=model_fingerprint(ref_path), cache_dir=cache,
-                                     batch_size=config.train.batch_size * 2,
-                                     mixed_precision=config.train.mixed_precision)
-            del reference  # training holds one model
+        reference_fn = prepare_reference(config.reference, config.reference_model or config.model.name_or_path, load,
+                                         [train_examples, eval_examples], pad_token_id=tokenizer.pad_token_id,
+                                         cache_dir=config.reference_cache_dir, train_config=config.train,
+                                         policy=model if loaded_here else None)
     result = train(model, PreferenceObjective(config, reference_fn), train_examples, PairCollator(tokenizer.pad_token_id),
                    config.train, out, eval_examples=eval_examples, lengths=pair_lengths(train_examples))
     finish_run(model, tokenizer, result, merge_lora=config.model.merge_lora)

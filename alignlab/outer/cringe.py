@@ -1,0 +1,113 @@
+"""CRINGE: learn from negative examples too (Adolphs et al. 2022, "The CRINGE Loss").
+
+Positive sequences get ordinary token cross-entropy; for every token y of a negative sequence the
+model's own top-(k+1) predictions, minus y, give a sampled positive token y⁺, and a two-way
+cross-entropy pushes y below y⁺ (:func:`alignlab.outer.losses.cringe`). No reference model.
+
+Data are unpaired labels (``label`` true = positive); preference pairs are read as a positive chosen and
+a negative rejected. Positives and negatives share each forward.
+
+Example::
+
+    >>> from alignlab.outer.cringe import CringeConfig, train_cringe
+    >>> cfg = CringeConfig(ct_weight=1.0)                                         # doctest: +SKIP
+    >>> cfg.model.name_or_path, cfg.data.path = "runs/sft", "labelled.jsonl"      # doctest: +SKIP
+    >>> train_cringe(cfg)                                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from alignlab.core.data import DataConfig, encode_all, load_records
+from alignlab.core.logprobs import forward_logits
+from alignlab.core.models import ModelConfig, load_causal_lm, load_tokenizer
+from alignlab.core.records import UnpairedRecord
+from alignlab.core.run import finish_run, start_run
+from alignlab.core.tokenize import CompletionCollator, encode_completion, ensure_chat_template
+from alignlab.core.trainer import ObjectiveOutput, TrainConfig, TrainResult, train
+from alignlab.outer.losses import cringe
+
+
+@dataclass
+class CringeConfig:
+    """CRINGE: cross-entropy on positive examples, a token-level contrastive loss on negative ones."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """the policy to start from (usually an SFT model)"""
+    data: DataConfig = field(default_factory=DataConfig)
+    """unpaired examples {prompt, completion, label} (or preference pairs: chosen positive, rejected negative)"""
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5))
+    """the training loop"""
+    output: str = "runs/cringe"
+    """run directory"""
+    ct_weight: float = 1.0
+    """weight of the contrastive loss on negatives (the paper's α)"""
+    num_pos_predictions: int = 1
+    """k: the positive token is sampled from the model's top-k predictions other than the negative token"""
+
+    def __post_init__(self) -> None:
+        if self.num_pos_predictions < 1:
+            raise ValueError(f"num_pos_predictions must be >= 1, got {self.num_pos_predictions}")
+
+
+def encode_labelled(tokenizer, records: list[UnpairedRecord], data: DataConfig, source: str) -> list[dict[str, Any]]:
+    """Encode each record as a completion with ``positive`` = its label."""
+
+    def encode(record: UnpairedRecord) -> dict[str, Any] | None:
+        enc = encode_completion(tokenizer, record.prompt, record.completion, max_length=data.max_length,
+                                max_prompt_length=data.max_prompt_length)
+        return {**enc, "positive": bool(record.label)} if enc["completion_ids"] else None
+
+    return encode_all(records, encode, source=source)
+
+
+@dataclass
+class LabelledCollator:
+    pad_token_id: int
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = CompletionCollator(self.pad_token_id)(examples)
+        batch["positive"] = torch.tensor([e["positive"] for e in examples])
+        return batch
+
+
+class CringeObjective:
+    """Per-sequence mean token loss (CE or contrastive), summed over the batch; items are sequences."""
+
+    def __init__(self, config: CringeConfig):
+        self.config = config
+        self.generator: torch.Generator | None = None  # seeded on first use, on the logits' device
+
+    def num_items(self, batch: dict[str, torch.Tensor]) -> int:
+        return batch["positive"].numel()
+
+    def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
+        logits, targets = forward_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        if self.generator is None or self.generator.device != logits.device:
+            self.generator = torch.Generator(logits.device).manual_seed(self.config.train.seed)
+        losses, metrics = cringe(logits.float(), targets, batch["positive"], ct_weight=self.config.ct_weight,
+                                 num_pos_predictions=self.config.num_pos_predictions, generator=self.generator)
+        # Both terms are logged over every sequence, so every process logs the same keys each step.
+        return ObjectiveOutput(loss_sum=losses.sum(), metrics={"ce_loss": metrics["ce_loss"],
+                                                               "ct_loss": metrics["ct_loss"]})
+
+
+def train_cringe(config: CringeConfig, *, model: nn.Module | None = None, tokenizer=None) -> TrainResult:
+    """Train a policy with CRINGE on labelled examples; the model is saved in ``config.output``."""
+    out = start_run(config, config.output)
+    tokenizer = tokenizer or load_tokenizer(config.model.name_or_path, trust_remote_code=config.model.trust_remote_code)
+    ensure_chat_template(tokenizer)
+    train_records, eval_records = load_records(config.data, "unpaired", seed=config.train.seed)
+    train_examples = encode_labelled(tokenizer, train_records, config.data, config.data.path)
+    eval_examples = encode_labelled(tokenizer, eval_records, config.data, "eval data") if eval_records else None
+    model = model or load_causal_lm(config.model.name_or_path, dtype=config.model.dtype,
+                                    trust_remote_code=config.model.trust_remote_code, lora=config.model.lora())
+    result = train(model, CringeObjective(config), train_examples, LabelledCollator(tokenizer.pad_token_id),
+                   config.train, out, eval_examples=eval_examples)
+    finish_run(model, tokenizer, result, merge_lora=config.model.merge_lora)
+    return result
