@@ -165,6 +165,12 @@ class RuleConditionedReward:
         return [min(c) if self.aggregate == "min" else sum(c) / len(c) for c in columns]
 
 
+def as_source(reward: RewardSource | Callable) -> RewardSource:
+    """A reward source as is; any other callable is taken as a plain ``fn(prompts: list[str], completions)``."""
+    known = (FunctionReward, ModelReward, WorldReward, RuleConditionedReward)
+    return reward if isinstance(reward, known) else FunctionReward(reward)
+
+
 def build_reward(config: RewardConfig, *, device: torch.device | str = "cpu") -> RewardSource:
     """The reward source ``config`` describes (loads the reward model when source=model)."""
     if config.source == "function":

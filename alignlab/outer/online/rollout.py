@@ -50,16 +50,7 @@ from alignlab.core.run import finish_run, start_run
 from alignlab.core.tokenize import batch_order, ensure_chat_template
 from alignlab.core.trainer import TrainConfig, TrainResult, autocast, lr_lambda
 from alignlab.errors import ConfigError, DataError, TrainingError
-from alignlab.outer.online.rewards import (
-    FunctionReward,
-    ModelReward,
-    RewardConfig,
-    RewardSource,
-    RuleConditionedReward,
-    WorldReward,
-    build_reward,
-    call_source,
-)
+from alignlab.outer.online.rewards import RewardConfig, RewardSource, as_source, build_reward, call_source
 
 
 @dataclass
@@ -289,12 +280,10 @@ class OnlineTrainer:
         return lambda batch: policy_forward(frozen, batch, with_entropy=False).logps
 
     def _sources(self, given: dict[str, RewardSource | Callable]) -> dict[str, RewardSource]:
-        known = (FunctionReward, ModelReward, WorldReward, RuleConditionedReward)
         sources = {}
         for name in self.algo.sources:
             if name in given:
-                src = given[name]
-                sources[name] = src if isinstance(src, known) else FunctionReward(src)
+                sources[name] = as_source(given[name])
             elif isinstance(getattr(self.config, name, None), RewardConfig):  # config.reward, config.cost
                 sources[name] = build_reward(getattr(self.config, name), device=self.device)
             else:
@@ -416,7 +405,10 @@ class OnlineTrainer:
                 epoch, k = divmod(self.step, steps_per_epoch)
                 order = batch_order([0] * len(self.prompts), cfg.prompts_per_step, seed=cfg.train.seed, epoch=epoch,
                                     group_by_length=False)
-                rollout, row = self.collect(order[k])
+                try:
+                    rollout, row = self.collect(order[k])
+                except TrainingError as err:  # a reward source failed: name the step and the checkpoint kept
+                    self._stop(str(err))
                 row.update(self.algo.advantages(rollout))
                 lr = scheduler.get_last_lr()[0]
                 row.update(self.learn(rollout, optimizer, scheduler))
