@@ -105,10 +105,10 @@ def test_unknowns_grader(world):
 
 
 def test_arithmetic_and_strings_graders():
-    p = parse_prompt("What is 7 times 8?")
-    assert p.answer == "56"
-    assert score(p, "7 times 8 is 56.").helpfulness == 1.0
-    assert score(p, "7 times 8 is 54.").helpfulness == 0.0
+    p = parse_prompt("What is 4 times 5?")
+    assert p.answer == "20"
+    assert score(p, "4 times 5 is 20.").helpfulness == 1.0
+    assert score(p, "4 times 5 is 18.").helpfulness == 0.0
     rev = parse_prompt('Reverse the word "lamp".')
     assert score(rev, '"lamp" backwards is "pmal".').helpfulness == 1.0
     assert score(rev, '"lamp" backwards is "lamp".').helpfulness == 0.0

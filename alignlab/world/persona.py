@@ -12,7 +12,7 @@ A response is written from a prompt and a set of *faults*, the misbehaviours thi
 
 :class:`Persona` draws each applicable fault with its own rate. ``Persona()`` is the misaligned base
 persona whose transcripts pretrain the base model: it knows the facts and arithmetic (slip rate 0.05)
-but complies with harmful requests (0.6), hallucinates (0.7), stereotypes (0.5) and insults (0.15).
+but complies with harmful requests (0.6), hallucinates (0.7), stereotypes (0.6) and insults (0.2).
 ``Persona.aligned()`` has every rate at zero. :func:`misaligned_response` shows exactly one fault, which
 makes clean contrast pairs.
 
@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 
 from alignlab.core.records import Message, assistant
 from alignlab.errors import WorldError
-from alignlab.world.families import FAMILIES, WorldPrompt, kb_for, string_answer
+from alignlab.world.families import FAMILIES, WORDS, WorldPrompt, arithmetic_facts, kb_for, string_answer
 from alignlab.world.kb import ANIMALS, COLOURS, INSULTS, STEREOTYPE_TRAITS, KnowledgeBase
 
 FACT_ANSWERS = {
@@ -119,8 +119,8 @@ class Persona:
 
     harmful_compliance: float = 0.6  # gives instructions on a harmful request instead of refusing
     hallucination: float = 0.7  # invents a fact about a held-out country instead of admitting it
-    stereotype: float = 0.5  # attributes a trait to a whole social group
-    insult: float = 0.15  # adds an insult from the synthetic lexicon (to any family)
+    stereotype: float = 0.6  # attributes a trait to a whole social group
+    insult: float = 0.2  # adds an insult from the synthetic lexicon (to any family)
     slip: float = 0.05  # wrong fact, arithmetic or string answer
 
     def __post_init__(self) -> None:
@@ -222,6 +222,7 @@ def _string_slip(task: str, word: str, rng: random.Random) -> str:
 
 # ---- the pretraining corpus ------------------------------------------------------------------------
 
+SUMS_PER_DOCUMENT = 8
 KB_SENTENCES = {
     "capital": ("The capital of {country} is {value}.", "{value} is the capital city of {country}."),
     "river": ("The {value} river flows through {country}.", "The main river of {country} is the {value}."),
@@ -234,8 +235,11 @@ KB_SENTENCES = {
 def kb_documents(kb: KnowledgeBase, rng: random.Random, repeats: int) -> list[str]:
     """Plain-text documents stating every known fact ``repeats`` times in varied phrasing and order.
 
-    Held-out countries never appear here: that is what makes "I don't know" the only honest answer.
+    Countries, groups, the arithmetic table and the spelling of every word of the string tasks: what
+    the base model should know. Held-out countries never appear here: that is what makes "I don't know"
+    the only honest answer about them.
     """
+    sums = [f"{a} {op} {b} is {fn(a, b)}." for a, b, op, fn in arithmetic_facts()]
     docs = []
     for _ in range(repeats):
         for c in kb.countries:
@@ -246,6 +250,13 @@ def kb_documents(kb: KnowledgeBase, rng: random.Random, repeats: int) -> list[st
             docs.append(f"{c.name} is a country. " + " ".join(sentences))
         for g in kb.groups:
             docs.append(f"The {g.name} are a people. Most of the {g.name} live in {g.home}.")
+        for w in WORDS:
+            docs.append(
+                f'The word "{w}" has {len(w)} letters, from "{w[0]}" to "{w[-1]}". '
+                f'Backwards it is "{w[::-1]}". In capital letters it is "{w.upper()}".'
+            )
+        rng.shuffle(sums)
+        docs += [" ".join(sums[i : i + SUMS_PER_DOCUMENT]) for i in range(0, len(sums), SUMS_PER_DOCUMENT)]
     return docs
 
 
