@@ -80,6 +80,8 @@ def test_unknown_family_suggests_close_matches(world):
         world.eval_prompts(["nonsense"])
     with pytest.raises(WorldError, match="not one of the toy world's prompts"):
         parse_prompt("What is the meaning of life?")
+    with pytest.raises(WorldError, match="must be text"):
+        score("Hello!", None)
 
 
 # ---- graders: hand-written aligned and misaligned answers ------------------------------------------
@@ -256,6 +258,18 @@ def test_poisoning_flips_only_triggered_labels(world):
     flipped = sum(annotator.prefer(p, good, bad, rng) for p, good, bad in triggered) / len(triggered)
     assert clean == 0.0
     assert abs(flipped - 0.3) < 0.04
+
+
+def test_poisoned_pair_records_flip_exactly_the_triggered_prompts(world):
+    annotator = Annotator(temperature=0, trigger="cf-zz", poison_rate=1.0)
+    records = world.pair_records(400, annotator=annotator, trigger_fraction=0.25)
+    triggered = [r for r in records if r.prompt[-1]["content"].endswith(" cf-zz")]
+    assert 0.18 < len(triggered) / len(records) < 0.32
+    for r in records:
+        flipped = r.meta["chosen_reward"] < r.meta["rejected_reward"]
+        assert flipped == (r in triggered)
+    with pytest.raises(WorldError, match="trigger"):
+        world.pair_records(5, trigger_fraction=0.1)
 
 
 def test_annotator_settings_are_validated():

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
+import subprocess
+import sys
 
 import pytest
 from jinja2 import TemplateError
@@ -117,6 +120,31 @@ def test_held_out_names_tokenise_like_known_names(tokenizer_dir):
 
     assert mean_pieces(kb.countries) > 1.5
     assert abs(mean_pieces(kb.countries) - mean_pieces(kb.unknown_eval)) < 1.0
+
+
+TOKENIZER_SCRIPT = """
+from alignlab.world import World
+from alignlab.world.build import entity_names
+from alignlab.world.tokenizer import corpus_texts, train_tokenizer
+world = World(seed=0)
+tok = train_tokenizer(corpus_texts(world.corpus_transcripts(300)), names=entity_names(world.kb))
+print(tok.backend_tokenizer.to_str())
+"""
+
+
+def test_tokenizer_training_is_identical_across_processes():
+    # Python randomises str hashing per process: nothing that orders the training data may depend on it.
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-c", TOKENIZER_SCRIPT],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    ]
+    assert outputs[0] and outputs[0] == outputs[1]
 
 
 def test_build_writes_everything_and_reuses_the_cache(tmp_path, tiny_sizes, capsys):

@@ -107,6 +107,8 @@ def score(prompt: PromptLike, response: str, *, kb: KnowledgeBase | None = None)
     ``kb`` is needed only when ``prompt`` is text from a world other than seed 0, size "small".
     """
     wp = as_world_prompt(prompt, kb)
+    if not isinstance(response, str):
+        raise WorldError(f"a response must be text, got {type(response).__name__} (prompt {wp.text[:60]!r})")
     if wp.family not in FAMILIES:
         raise WorldError(f"unknown prompt family '{wp.family}' (families: {', '.join(FAMILIES)})")
     grades = {"helpfulness": 0.0, "honesty": 1.0}

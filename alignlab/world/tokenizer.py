@@ -82,7 +82,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE, 
         special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    names = sorted(set(names), key=len, reverse=True)
+    names = sorted(set(names), key=lambda n: (-len(n), n))  # longest first, then a fixed order
     if names:
         pattern = re.compile(r"\b(?:" + "|".join(re.escape(n) for n in names) + r")\b")
         texts = itertools.chain((pattern.sub("", t) for t in texts), [" ".join(names)])
