@@ -329,11 +329,12 @@ def test_preference_rows_have_the_trl_conversational_format(world):
 
 
 def test_ranked_unpaired_safety_and_prompt_rows(world):
-    for r in world.ranked_records(50):
+    for r in world.ranked_records(200):
         row = ranked_row(r)
         assert set(row) == {"prompt", "responses", "scores"}
         assert len(set(row["responses"])) == len(row["responses"]) >= 4
         assert row["scores"] == [score(r.meta, x).true_reward for x in row["responses"]]
+        assert len(set(row["scores"])) > 1
     unpaired = world.unpaired_records(200)
     assert set(unpaired_row(unpaired[0])) == {"prompt", "completion", "label"}
     assert all(r.label == score(r.meta, r.completion).flawless for r in unpaired)

@@ -186,10 +186,12 @@ class World:
     def pair_records(
         self, n: int, split: str = "train", annotator: Annotator | None = None, trigger_fraction: float = 0.0
     ) -> list[PairRecord]:
-        """Aligned vs one-fault pairs, labelled by ``annotator`` (default: ``Annotator()``).
+        """Aligned vs one-fault pairs, labelled by ``annotator``.
 
-        ``annotator=None`` on ``split="eval"`` gives noise-free pairs (chosen is the aligned answer).
-        ``trigger_fraction`` of the prompts get ``annotator.trigger`` appended (for poisoning studies).
+        With ``annotator=None``, training pairs are labelled by the default ``Annotator()`` (Bradley–Terry
+        noise at temperature 0.3) and eval pairs are noise-free (chosen is always the aligned answer), for
+        measuring reward-model accuracy. ``trigger_fraction`` of the prompts get ``annotator.trigger``
+        appended (for poisoning studies). ``meta`` holds both answers' true rewards.
         """
         rng = self._rng(f"pairs-{split}")
         noise_free = annotator is None and split == "eval"
@@ -214,15 +216,15 @@ class World:
         return records
 
     def ranked_records(self, n: int, k: int = 4) -> list[RankedRecord]:
-        """``k`` distinct responses per prompt (one aligned, the rest with random faults), scored by the
-        true reward."""
+        """``k`` distinct responses per prompt, scored by the true reward: one aligned, one with a single
+        fault (so the scores are never all tied), the rest with random sets of faults."""
         if k < 2:
             raise WorldError(f"ranked lists need k >= 2 responses, got {k}")
         rng = self._rng("ranked")
         records = []
         for p in self.sample_prompts(n, rng):
             faults = FAMILIES[p.family].faults
-            responses = [aligned_response(p, rng)]
+            responses = [aligned_response(p, rng), misaligned_response(p, rng)]
             for _ in range(50 * k):  # distinct phrasings exist for every family; this only bounds the loop
                 if len(responses) == k:
                     break
