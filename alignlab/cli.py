@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from alignlab.errors import AlignlabError
 
 # Areas that add their own sub-commands (each module defines add_commands(subparsers)).
-COMMAND_MODULES = ["alignlab.world.cli", "alignlab.evaluate.cli", "alignlab.demo"]
+COMMAND_MODULES = ["alignlab.world.cli", "alignlab.evaluate.cli"]
 
 # Common flags of `alignlab train METHOD` and the config keys they set.
 TRAIN_FLAGS = {"model": "model.name_or_path", "data": "data.path", "output": "output",
@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("method", help=f"one of: {', '.join(TRAIN_METHODS)}")
     train.add_argument("args", nargs=argparse.REMAINDER, help="method options (see alignlab train METHOD --help)")
     train.set_defaults(handler=lambda a: run_train(a.method, a.args))
+    demo = subparsers.add_parser("demo", help="the whole pipeline on the toy world (world → SFT → RM → DPO → eval)")
+    demo.add_argument("--output", default="runs/demo", help="run directory (default runs/demo)")
+    demo.add_argument("--seed", type=int, default=None, help="world and training seed")
+    demo.add_argument("--config", help="YAML file with DemoConfig keys")
+    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    demo.set_defaults(handler=lambda a: importlib.import_module("alignlab.demo").run_demo_command(a))
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)

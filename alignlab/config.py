@@ -132,16 +132,28 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     """Build dataclass ``cls`` from a (nested) mapping; unknown keys are a ConfigError."""
     hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
     for key, value in data.items():
-        if key not in names:
-            raise ConfigError(f"unknown config key '{prefix}{key}'{_suggest(key, names)}")
+        if key not in fields:
+            raise ConfigError(f"unknown config key '{prefix}{key}'{_suggest(key, list(fields))}")
+        if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
+            # Override a section key by key on top of ITS default (a parent's default_factory may differ
+            # from the section class's own defaults, e.g. SFT's train.lr).
+            value = {**_field_default_dict(fields[key]), **value}
         kwargs[key] = _coerce(value, hints[key], prefix + key)
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:  # __post_init__ validation
         raise ConfigError(f"{prefix or cls.__name__ + ': '}{err}") from err
+
+
+def _field_default_dict(f: dataclasses.Field) -> dict[str, Any]:
+    if f.default_factory is not dataclasses.MISSING:
+        return dataclasses.asdict(f.default_factory())
+    if f.default is not dataclasses.MISSING and dataclasses.is_dataclass(f.default):
+        return dataclasses.asdict(f.default)
+    return {}
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

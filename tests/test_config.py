@@ -53,3 +53,13 @@ def test_help_comes_from_field_docstrings():
     keys = {key: doc for key, _, doc in describe(SFTConfig)}
     assert "train.lr" in keys and keys["train.lr"] == "peak learning rate"
     assert all(doc for doc in keys.values()), [k for k, d in keys.items() if not d]
+
+
+def test_section_override_keeps_the_parents_section_defaults():
+    from alignlab.outer.reward import RewardConfig
+
+    default = RewardConfig()
+    cfg = load_config(RewardConfig, None, ["train.max_steps=3"])
+    assert cfg.train.max_steps == 3
+    assert cfg.train.lr == default.train.lr == 1e-5  # RewardConfig's own lr, not TrainConfig's 5e-5
+    assert cfg.data.eval_fraction == default.data.eval_fraction == 0.05

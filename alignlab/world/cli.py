@@ -2,6 +2,7 @@
 
     alignlab world build [--seed 0] [--size small] [--output DIR] [--force]
     alignlab world score RESPONSES.jsonl [--output results.json]
+    alignlab world eval --model PATH --output DIR [--reference PATH] [--samples N]
 
 Handlers import the world lazily so ``alignlab --help`` stays fast.
 """
@@ -37,6 +38,20 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("--output", default=None, help="also write the metrics as JSON here")
     score.set_defaults(handler=_score)
 
+    evaluate = commands.add_parser(
+        "eval", help="sample a model on the world's held-out prompts and grade it (writes DIR/results.json)"
+    )
+    evaluate.add_argument("--model", required=True, help="model directory or alignlab run directory")
+    evaluate.add_argument("--output", required=True, help="directory for results.json and samples.jsonl")
+    evaluate.add_argument("--reference", default=None, help="also estimate KL(model || reference) per answer")
+    evaluate.add_argument("--samples", type=int, default=2, help="answers sampled per prompt (default 2)")
+    evaluate.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy)")
+    evaluate.add_argument("--max-new-tokens", type=int, default=48, help="answer length cap (default 48)")
+    evaluate.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    evaluate.add_argument("--size", default="small", help="world size (default small)")
+    evaluate.add_argument("--world", default=None, help="world directory (default: the user cache)")
+    evaluate.set_defaults(handler=_eval)
+
 
 def _build(args: argparse.Namespace) -> None:
     from alignlab.world.build import build_world
@@ -65,3 +80,20 @@ def _score(args: argparse.Namespace) -> None:
     if args.output:
         atomic_write_json(Path(args.output), metrics)
     print(json.dumps({k: v for k, v in metrics.items() if k != "per_family"}, indent=1))
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from alignlab.errors import WorldError
+    from alignlab.world.build import build_world
+    from alignlab.world.model_eval import RATES, evaluate_model
+
+    if args.samples < 1 or args.max_new_tokens < 1:
+        raise WorldError("--samples and --max-new-tokens must be at least 1")
+    world = build_world(args.world, seed=args.seed, size=args.size)
+    result = evaluate_model(args.model, world, reference=args.reference, samples=args.samples,
+                            max_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
+                            output_dir=args.output)
+    for key in (*RATES, "kl_to_reference"):
+        if result.get(key) is not None:
+            print(f"{key:>16}: {result[key]:.3f}")
+    print(f"{result['n']} answers; results in {Path(args.output) / 'results.json'}")

@@ -1,0 +1,1 @@
+"""Reports: one self-contained HTML file per run or pipeline, with tables and plots."""
