@@ -120,3 +120,30 @@ def test_schedules():
 def test_bad_train_config():
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(batch_size=0)
+
+
+def test_periodic_evaluation_is_independent_of_logging(setup, tmp_path):
+    tok, examples = setup
+    model = fresh_model(tok)
+    cfg = TrainConfig(max_steps=4, batch_size=4, lr=1e-2, progress=False, mixed_precision="no", log_every=3,
+                      eval_every=2)
+    train(model, SFTObjective(), examples, CompletionCollator(tok.pad_token_id), cfg, tmp_path,
+          eval_examples=examples[:8])
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in rows if "eval/loss" in r] == [2, 4]  # every 2 steps, and the final one
+    assert [r["step"] for r in rows if "loss" in r] == [2, 3, 4]
+
+
+def test_value_head_model_round_trip(setup, tmp_path):
+    from alignlab.core.models import CausalLMWithValueHead
+
+    tok, examples = setup
+    fresh_model(tok).save_pretrained(tmp_path / "lm")
+    model = CausalLMWithValueHead.from_pretrained(tmp_path / "lm")
+    torch.nn.init.normal_(model.value_head.summary.weight)
+    ids = torch.tensor([examples[0]["input_ids"]])
+    logits, values = model(ids)
+    assert logits.shape[:2] == values.shape == ids.shape
+    model.save_pretrained(tmp_path / "vh")
+    again = CausalLMWithValueHead.from_pretrained(tmp_path / "vh")
+    torch.testing.assert_close(again(ids)[1], values)

@@ -295,14 +295,15 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
 
-        if done % config.log_every == 0 or done == total_steps:
+        eval_due = bool(eval_examples and config.eval_every and done % config.eval_every == 0 and done != total_steps)
+        if done % config.log_every == 0 or done == total_steps or eval_due:
             elapsed = time.perf_counter() - clock
             row = {"step": done, "epoch": round(step / steps_per_epoch, 4), "loss": loss_value, "lr": lr,
                    "grad_norm": grad_norm, "tokens_per_s": global_sum(tokens_seen) / max(elapsed, 1e-9)}
             row.update({k: global_sum(sums[k]) / global_sum(counts[k]) for k in sums})
-            tokens_seen, clock = 0.0, time.perf_counter()
-            if eval_examples and config.eval_every and done % config.eval_every == 0 and done != total_steps:
+            if eval_due:
                 row.update(evaluate(model, objective, eval_examples, collate, config.batch_size, accelerator))
+            tokens_seen, clock = 0.0, time.perf_counter()
             history.append(row)
             if logger:
                 logger.log(row)
