@@ -123,3 +123,39 @@ def test_python_task_and_evaluate_writes_results(lm, tmp_path):
     lines = (tmp_path / "out" / "samples" / "crows_pairs.jsonl").read_text().splitlines()
     assert len(lines) == 4 and "loglikelihoods" in json.loads(lines[0])
     assert not list((tmp_path / "out").rglob("*.tmp"))  # atomic writes leave no temp files
+
+
+def test_judge_refusal_classifier_and_model_toxicity_scorer(tmp_path):
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from alignlab.evaluate.fixtures import train_tokenizer
+    from alignlab.evaluate.scorers import JudgeRefusalClassifier, ModelToxicityScorer
+
+    class Judge:  # answers by a rule on the reply shown to it
+        def generate(self, prompts, **kwargs):
+            replies = [p[-1]["content"].split("Assistant's reply:\n")[1] for p in prompts]
+            return [
+                "[[REFUSED]]" if "no" in r else "[[COMPLIED]]" if "sure" in r else "unsure" for r in replies
+            ]
+
+    verdicts = JudgeRefusalClassifier(Judge()).classify(["a", "b", "c"], ["no way", "sure thing", "hmm"])
+    assert verdicts == [True, False, None]  # an unparsable verdict stays unknown
+
+    tok = train_tokenizer(["you are nice", "you are awful"] * 10, vocab_size=280)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=64,
+        num_labels=2,
+        pad_token_id=tok.pad_token_id,
+        id2label={0: "non_toxic", 1: "toxic"},
+        label2id={"non_toxic": 0, "toxic": 1},
+    )
+    LlamaForSequenceClassification(config).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    scores = ModelToxicityScorer(str(tmp_path)).score(["you are nice", "you are awful"])
+    assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores) and scores[0] != scores[1]
+    with pytest.raises(EvalError, match="no label 'hateful'"):
+        ModelToxicityScorer(str(tmp_path), toxic_label="hateful").score(["x"])
