@@ -45,14 +45,14 @@ def train_parser(method: str) -> argparse.ArgumentParser:
 
 def run_train(method: str, argv: Sequence[str]) -> None:
     from alignlab.config import load_config
-    from alignlab.registry import get_method
+    from alignlab.registry import METHOD_DEFAULTS, get_method
 
     args = train_parser(method).parse_args(argv)
     overrides = [f"{key}={getattr(args, flag)}" for flag, key in TRAIN_FLAGS.items() if getattr(args, flag) is not None]
     if args.resume:
         overrides.append("train.resume=true")
     config_cls, fn = get_method(method)
-    config = load_config(config_cls, args.config, overrides + args.set)
+    config = load_config(config_cls, args.config, overrides + args.set, base=METHOD_DEFAULTS.get(method))
     result = fn(config)
     print(f"done: {result.steps} steps; model, config.yaml and metrics.jsonl in {result.output_dir}")
     for key, value in result.eval.items():

@@ -78,3 +78,20 @@ def test_bad_preference_configs(tiny_model_dir, tmp_path):
     with pytest.raises(ConfigError, match="takes no argument"):
         train_preference(config(tiny_model_dir, tmp_path, f"output={tmp_path / 'x'}", "loss_kwargs={nope: 1}",
                                 "train.max_steps=1"))
+
+
+def test_method_name_selects_the_loss(tiny_model_dir, tmp_path):
+    """`alignlab train ipo` trains with IPO, not DPO: the name is a default the config can still override."""
+    from alignlab.cli import main
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", pair_rows(16))
+    argv = ["train", "ipo", "--model", str(tiny_model_dir), "--data", str(data), "--output", str(tmp_path / "ipo"),
+            "--max-steps", "1", "--set", f"reference_cache_dir={tmp_path / 'cache'}"]
+    for item in FAST:
+        argv += ["--set", item]
+    assert main(argv) == 0
+    import yaml
+
+    assert yaml.safe_load((tmp_path / "ipo" / "config.yaml").read_text())["loss"] == "ipo"
+    rows = read_metrics(tmp_path / "ipo" / "metrics.jsonl")
+    assert rows[0]["loss"] == pytest.approx((1 / (2 * 0.1)) ** 2, rel=1e-3)  # IPO at zero margin: (1/2β)²
