@@ -23,8 +23,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
+# Each benchmark runs alignlab and its peer on the same model, data and settings, and prints the ratio.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/sft_vs_trl.py
+	cd benchmarks && for b in sft_vs_trl dpo_vs_trl grpo_vs_trl loglik_vs_lmeval; do \
+		echo "== $$b"; ../$(BIN)/python $$b.py || exit 1; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check alignlab tests benchmarks
