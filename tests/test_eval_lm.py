@@ -92,3 +92,20 @@ def test_errors_are_eval_errors(lm, tmp_path):
     lm.model.save_pretrained(tmp_path / "final")
     lm.tokenizer.save_pretrained(tmp_path / "final")
     assert isinstance(load_lm(str(tmp_path)), HuggingFaceLM)  # a run dir resolves to its final/ model
+
+
+def test_out_of_memory_halves_the_batch(lm, monkeypatch):
+    requests = [("", t) for t in TEXTS[:4]] + [("A dog", " ran in the park."), ("Hello", " there")]
+    monkeypatch.setattr(lm, "batch_size", 16)
+    want = lm.loglikelihood(requests)
+    forward, widths = lm.model.forward, []
+
+    def small_memory(*args, **kwargs):
+        widths.append(kwargs["input_ids"].shape[0])
+        if kwargs["input_ids"].shape[0] > 1:
+            raise torch.OutOfMemoryError("pretend")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(lm.model, "forward", small_memory)
+    assert lm.loglikelihood(requests) == want
+    assert max(widths) > 1 and widths[-1] == 1  # it tried bigger batches first, then went down to one row

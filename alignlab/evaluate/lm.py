@@ -318,13 +318,22 @@ class HuggingFaceLM(LM):
         rows.sort(key=lambda r: -len(r.tokens))
 
         results: list[tuple[float, bool]] = [(0.0, False)] * len(keys)
-        start = 0
+        start, limit = 0, self.batch_size
         while start < len(rows):
             end, n_req = start, 0
-            while end < len(rows) and (end == start or n_req + len(rows[end].members) <= self.batch_size):
+            while end < len(rows) and (end == start or n_req + len(rows[end].members) <= limit):
                 n_req += len(rows[end].members)
                 end += 1
-            for uid, value in self._score_rows(rows[start:end], keys):
+            try:
+                scored = list(self._score_rows(rows[start:end], keys))
+            except torch.OutOfMemoryError as err:
+                if end - start == 1:
+                    raise EvalError(
+                        f"out of memory on a single row of {len(rows[start].tokens)} tokens"
+                    ) from err
+                limit = max(1, n_req // 2)  # halve the batch and retry; the longest rows come first
+                continue
+            for uid, value in scored:
                 results[uid] = value
             start = end
         return [results[u] for u in req_to_unique]
