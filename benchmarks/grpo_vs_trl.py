@@ -1,0 +1,150 @@
+"""alignlab GRPO vs TRL GRPOTrainer: same ~30M Llama, prompts, group size, generation length, reward function.
+
+Both sides run GRPO with one generation and one optimiser step per batch (TRL: steps_per_generation=1,
+num_iterations=1; alignlab: ppo_epochs=1, minibatch = the whole rollout batch), β = 0 (TRL's default:
+no reference model), temperature 1, AdamW, bf16 autocast for training. TRL gets its fastest fair
+settings: bf16 on, gradient checkpointing off, no saving, no evaluation, no completion logging.
+Rounds alternate the two sides (other processes share the cores); ratios are medians over rounds.
+
+Measured per side, over the training loop only (model loading and alignlab's final save excluded):
+- generated tokens/s: completion tokens produced ÷ loop wall time, and ÷ time inside ``generate`` alone;
+- optimiser steps/s: steps ÷ loop wall time.
+
+    python benchmarks/grpo_vs_trl.py [--prompts 8] [--group 4] [--max-new-tokens 64] [--steps 4] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from common import HH, build_model, build_tokenizer, quiet
+
+
+def distinct_reward(completions: list[str]) -> list[float]:
+    """The shared reward: fraction of distinct words, a cheap function that varies between samples."""
+    return [len(set(c.split())) / max(1, len(c.split())) for c in completions]
+
+
+class GenerateTimer:
+    """Wrap ``model.generate`` to count time spent in it and tokens it produced beyond the prompt."""
+
+    def __init__(self, model):
+        self.seconds, self.tokens, self.inner = 0.0, 0, model.generate
+        model.generate = self
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        out = self.inner(*args, **kwargs)
+        self.seconds += time.perf_counter() - start
+        prompt_len = (kwargs.get("input_ids") if "input_ids" in kwargs else args[0]).shape[1]
+        self.tokens += out[:, prompt_len:].numel()
+        return out
+
+
+def load_prompts(n: int) -> list[list[dict]]:
+    out = []
+    for line in gzip.open(HH, "rt"):
+        text = json.loads(line)["chosen"].split("\n\nAssistant:")[0].replace("\n\nHuman: ", "").strip()
+        if 10 < len(text) < 200:
+            out.append([{"role": "user", "content": text}])
+        if len(out) == n:
+            return out
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--prompts", type=int, default=8, help="prompts per step")
+    parser.add_argument("--group", type=int, default=4, help="completions per prompt")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    quiet()
+
+    import datasets
+    import torch
+    from transformers import AutoModelForCausalLM, TrainerCallback
+    from trl import GRPOConfig as TRLConfig
+    from trl import GRPOTrainer
+
+    from alignlab.config import load_config
+    from alignlab.core.io import atomic_write_text
+    from alignlab.outer.online.grpo import GRPOConfig, train_grpo
+
+    work = Path(tempfile.mkdtemp(prefix="bench-grpo-"))
+    tok = build_tokenizer(work / "model")
+    n_params = build_model(work / "model", tok)
+    prompts = load_prompts(args.prompts * args.steps)
+    atomic_write_text(work / "prompts.jsonl", "".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    batch = args.prompts * args.group
+    print(f"model: {n_params / 1e6:.1f}M params; {args.steps} steps × {args.prompts} prompts × {args.group} "
+          f"completions × ≤{args.max_new_tokens} new tokens; β=0; torch threads {torch.get_num_threads()}")
+
+    def run_alignlab(i: int) -> dict[str, float]:
+        model = AutoModelForCausalLM.from_pretrained(work / "model")
+        timer = GenerateTimer(model)
+        cfg = load_config(GRPOConfig, None, [
+            f"model.name_or_path={work / 'model'}", f"data.path={work / 'prompts.jsonl'}", f"output={work / f'ours-{i}'}",
+            f"train.max_steps={args.steps}", "train.progress=false", "train.mixed_precision=bf16", "train.lr=1e-6",
+            "train.scheduler=constant", f"prompts_per_step={args.prompts}", f"group_size={args.group}",
+            f"minibatch_size={batch}", "ppo_epochs=1", "beta=0.0", f"generation.max_new_tokens={args.max_new_tokens}",
+            "generation.temperature=1.0", f"generation.batch_size={batch}"])
+        result = train_grpo(cfg, model=model, tokenizer=tok, reward=lambda p, c: distinct_reward(c))
+        loop = sum(r["step_seconds"] for r in result.history)
+        return {"loop": loop, "gen": timer.seconds, "tokens": timer.tokens, "steps": result.steps}
+
+    def run_trl(i: int) -> dict[str, float]:
+        model = AutoModelForCausalLM.from_pretrained(work / "model")
+        timer = GenerateTimer(model)
+        clock: dict[str, float] = {}
+
+        class LoopTimer(TrainerCallback):
+            def on_train_begin(self, *a, **k):
+                clock["start"] = time.perf_counter()
+
+            def on_train_end(self, *a, **k):
+                clock["end"] = time.perf_counter()
+
+        config = TRLConfig(
+            output_dir=str(work / f"trl-{i}"), per_device_train_batch_size=batch, gradient_accumulation_steps=1,
+            steps_per_generation=1, num_iterations=1, num_generations=args.group,
+            max_completion_length=args.max_new_tokens, temperature=1.0, beta=0.0, learning_rate=1e-6,
+            lr_scheduler_type="constant", max_steps=args.steps, bf16=True, gradient_checkpointing=False,
+            use_cpu=not torch.cuda.is_available(), save_strategy="no", eval_strategy="no", report_to="none",
+            logging_steps=1000, disable_tqdm=True, dataloader_num_workers=0, log_completions=False, seed=i)
+        trainer = GRPOTrainer(model=model, reward_funcs=lambda prompts, completions, **kw: distinct_reward(
+            [c[-1]["content"] for c in completions]), args=config,
+            train_dataset=datasets.Dataset.from_list([{"prompt": p} for p in prompts]), processing_class=tok,
+            callbacks=[LoopTimer()])
+        trainer.train()
+        return {"loop": clock["end"] - clock["start"], "gen": timer.seconds, "tokens": timer.tokens,
+                "steps": args.steps}
+
+    rates = {"ours": [], "trl": []}
+    for i in range(args.rounds):
+        for side, run in (("ours", run_alignlab), ("trl", run_trl)):
+            r = run(i)
+            rates[side].append({"tok_s": r["tokens"] / r["loop"], "gen_tok_s": r["tokens"] / r["gen"],
+                                "steps_s": r["steps"] / r["loop"], "gen_share": r["gen"] / r["loop"]})
+            print(f"  round {i} {side}: loop {r['loop']:.1f}s, generate {r['gen']:.1f}s, {r['tokens']} tokens")
+
+    for key, label in (("tok_s", "generated tokens/s (whole loop)"), ("gen_tok_s", "generated tokens/s (generate only)"),
+                       ("steps_s", "optimiser steps/s")):
+        ours = [r[key] for r in rates["ours"]]
+        peer = [r[key] for r in rates["trl"]]
+        ratios = [a / b for a, b in zip(ours, peer)]
+        print(f"{label}: alignlab {statistics.median(ours):.3g} | TRL {statistics.median(peer):.3g} | ratio "
+              f"{statistics.median(ratios):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
+    print(f"share of the loop spent generating: alignlab {statistics.median(r['gen_share'] for r in rates['ours']):.0%}"
+          f" | TRL {statistics.median(r['gen_share'] for r in rates['trl']):.0%}")
+
+
+if __name__ == "__main__":
+    main()
