@@ -382,12 +382,13 @@ class HuggingFaceLM(LM):
         flat_pos = torch.full((n * width,), -1, dtype=torch.long)
         flat_pos[keep.flatten()] = torch.arange(int(keep.sum()))
 
-        # log p(x_t | x_<t) = z[x_t] - logsumexp(z)
-        index = torch.tensor([i for _, cols, _ in picks for i in cols])
+        # log p(x_t | x_<t) = z[x_t] - logsumexp(z), the reductions once per kept position (a shared
+        # prefix position serves several requests), then indexed per request token.
+        lse, best = torch.logsumexp(logits, dim=-1), logits.argmax(dim=-1)  # [kept]
+        at = flat_pos[torch.tensor([i for _, cols, _ in picks for i in cols])].to(logits.device)
         target = torch.tensor([x for _, _, tgt in picks for x in tgt], device=logits.device)
-        z = logits[flat_pos[index].to(logits.device)]  # [tokens, vocab]
-        token_logprob = (z.gather(1, target[:, None]).squeeze(1) - torch.logsumexp(z, dim=-1)).cpu()
-        greedy = (z.argmax(dim=-1) == target).cpu()
+        token_logprob = (logits[at, target] - lse[at]).cpu()
+        greedy = (best[at] == target).cpu()
         lengths = [len(tgt) for _, _, tgt in picks]
         for (uid, _, _), lp, g in zip(picks, token_logprob.split(lengths), greedy.split(lengths)):
             yield uid, (float(lp.sum()), bool(g.all()))
