@@ -1,0 +1,276 @@
+"""Every offline method on the toy world, from the same SFT model, with the same data and budget.
+
+For each method the bench trains on the world's data of the kind the method needs (pairs, ranked lists,
+unpaired labels; all from the same world and annotators), with the same number of optimiser steps,
+batch size and learning rate, then answers the world's held-out evaluation prompts and reports what the
+world's judge says (ground truth, not a learned reward):
+
+- helpfulness, honesty, harmlessness, toxicity, bias and the true reward (:mod:`alignlab.world.evaluate`),
+- KL(π‖π_SFT), estimated on one sampled answer per prompt: mean of Σ_t log π(y_t) − log π_SFT(y_t),
+- wall time of training.
+
+The SFT model itself is the first row. Outputs in ``output``: ``results.json``, ``results.md`` (the
+table) and ``report.html``; each method's run directory is kept under ``output/runs``.
+
+Example::
+
+    >>> from alignlab.outer.bench import BenchConfig, bench_methods
+    >>> table = bench_methods(BenchConfig(methods=["dpo", "kto"], max_steps=100))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alignlab.errors import ConfigError
+
+# method -> the world dataset it trains on (pairs for the DPO family, ORPO, SimPO, CPO and Chain of Hindsight)
+DATASETS: dict[str, str] = {
+    **{m: "pairs_train" for m in ["dpo", "ipo", "slic", "robust_dpo", "exo", "nca", "bco", "sppo", "aot", "apo",
+                                  "discopop", "sigmoid_norm", "orpo", "simpo", "cpo", "hindsight"]},
+    **{m: "ranked_train" for m in ["rrhf", "pro", "stable-alignment"]},
+    **{m: "kto_train" for m in ["kto", "cringe"]},
+}
+COLUMNS = ["helpfulness", "honesty", "harmlessness", "toxicity", "bias", "true_reward", "kl_to_sft", "train_seconds"]
+
+
+@dataclass
+class BenchConfig:
+    """Train every offline method on the toy world from one SFT model and compare ground-truth scores."""
+
+    output: str = "runs/bench-methods"
+    """directory for results.json, results.md, report.html and each method's run"""
+    methods: list[str] = field(default_factory=lambda: list(DATASETS))
+    """methods to compare (names of `alignlab train`)"""
+    sft_model: str | None = None
+    """the SFT model every method starts from (default: the demo's cached SFT model)"""
+    world_dir: str | None = None
+    """a built world (default: the demo's world, built and cached on first use)"""
+    world_seed: int = 0
+    """world seed (when the world is built here)"""
+    world_size: str = "small"
+    """world size (when the world is built here)"""
+    max_steps: int = 100
+    """optimiser steps per method (the same budget for all)"""
+    batch_size: int = 8
+    """examples per step: pairs, ranked lists or labelled completions"""
+    lr: float = 1e-4
+    """learning rate for every method"""
+    max_length: int = 256
+    """tokens per training example"""
+    max_new_tokens: int = 64
+    """tokens generated per evaluation answer"""
+    eval_limit: int | None = None
+    """evaluate on at most this many of the world's held-out prompts (default: all)"""
+    overrides: dict[str, list[str]] = field(default_factory=dict)
+    """extra config keys per method, e.g. {kto: [desirable_weight=1.2]}"""
+    seed: int = 0
+    """seed for training and sampling"""
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in DATASETS]
+        if unknown:
+            raise ValueError(f"no toy-world bench for {unknown}; offline methods: {', '.join(DATASETS)}")
+
+
+# ---- the world and the starting model ------------------------------------------------------------------
+
+
+def world_and_sft(config: BenchConfig) -> tuple[Any, str]:
+    """(WorldPaths, SFT model path): given in the config, or built and cached by the demo pipeline."""
+    from alignlab.world.build import build_world
+
+    paths = build_world(config.world_dir, seed=config.world_seed, size=config.world_size, verbose=False)
+    if config.sft_model:
+        return paths, config.sft_model
+    try:
+        from alignlab import demo
+    except ModuleNotFoundError as err:
+        raise ConfigError("no SFT model to start from: pass --sft-model PATH (alignlab.demo, which builds and caches "
+                          "one, is not available)") from err
+    return paths, str(demo.sft_model(seed=config.world_seed, size=config.world_size))
+
+
+# ---- evaluation ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Responder:
+    """How a method's model is prompted and how its output is read (Chain of Hindsight differs)."""
+
+    prompt_ids: Callable[[Any, list[dict[str, str]]], list[int]]
+    read: Callable[[str], str] = str.strip
+
+
+def responder(method: str, run_dir: Path | None) -> Responder:
+    from alignlab.core.tokenize import render_prompt
+
+    if method == "hindsight" and run_dir is not None:
+        from alignlab.outer.hindsight import hindsight_prompt_ids
+
+        phrases = json.loads((run_dir / "results.json").read_text())["hindsight"]
+        bad = phrases["bad_phrase"]
+        return Responder(lambda tok, p: hindsight_prompt_ids(tok, p, phrases["good_phrase"]),
+                         lambda text: text.split(bad)[0].strip())
+    return Responder(lambda tok, p: tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"])
+
+
+@torch.no_grad()
+def completion_logprobs(model, tokenizer, prompts: list[list[int]], completions: list[list[int]],
+                        batch_size: int = 16) -> torch.Tensor:
+    """Σ_t log π(y_t | x, y_<t) of each completion after its prompt: [n]."""
+    from alignlab.core.logprobs import sequence_logprobs
+    from alignlab.core.tokenize import IGNORE_INDEX, CompletionCollator
+
+    collate = CompletionCollator(tokenizer.pad_token_id)
+    device = next(model.parameters()).device
+    out = []
+    for lo in range(0, len(prompts), batch_size):
+        rows = [{"input_ids": p + c, "labels": [IGNORE_INDEX] * len(p) + c}
+                for p, c in zip(prompts[lo:lo + batch_size], completions[lo:lo + batch_size])]
+        batch = {k: v.to(device) for k, v in collate(rows).items()}
+        logps, _ = sequence_logprobs(model.eval(), batch["input_ids"], batch["attention_mask"], batch["labels"])
+        out.append(logps.float().cpu())
+    return torch.cat(out)
+
+
+def evaluate_policy(model_dir: str, sft, tokenizer, prompts: list, respond: Responder, config: BenchConfig) -> dict:
+    """Ground-truth scores of greedy answers, and KL to the SFT model on sampled answers."""
+    from alignlab.core.models import load_causal_lm
+    from alignlab.evaluate.lm import HuggingFaceLM
+    from alignlab.world.evaluate import evaluate_responses
+
+    lm = HuggingFaceLM(load_causal_lm(model_dir), tokenizer, batch_size=32, share_prefix=False)
+    prompt_ids = [respond.prompt_ids(tokenizer, p.messages) for p in prompts]
+    greedy = lm.generate_ids(prompt_ids, max_tokens=config.max_new_tokens, temperature=0.0)
+    answers = [respond.read(tokenizer.decode(ids, skip_special_tokens=True)) for ids in greedy]
+    scores = evaluate_responses(prompts, answers)
+    # KL(π‖π_SFT) = E_{y~π}[log π(y|x) − log π_SFT(y|x)]; π_SFT sees the plain prompt (for CoH: without the phrase).
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    sampled = [ids + eos for ids in lm.generate_ids(prompt_ids, max_tokens=config.max_new_tokens, temperature=1.0,
+                                                    seed=config.seed)]
+    plain = [responder("sft", None).prompt_ids(tokenizer, p.messages) for p in prompts]
+    kl = completion_logprobs(lm.model, tokenizer, prompt_ids, sampled) - completion_logprobs(sft, tokenizer, plain, sampled)
+    return {**{k: scores[k] for k in COLUMNS[:6]}, "kl_to_sft": float(kl.mean()), "answers": answers[:5]}
+
+
+# ---- training ------------------------------------------------------------------------------------------
+
+
+def train_method(method: str, sft_path: str, data: Path, run_dir: Path, config: BenchConfig) -> float:
+    """Train ``method`` from the SFT model; returns the wall time in seconds."""
+    from alignlab.config import load_config
+    from alignlab.registry import get_method
+
+    config_cls, fn = get_method(method)
+    keys = [f"model.name_or_path={sft_path}", f"data.path={data}", f"output={run_dir}", "train.overwrite=true",
+            f"train.max_steps={config.max_steps}", f"train.batch_size={config.batch_size}", f"train.lr={config.lr}",
+            f"train.seed={config.seed}", "train.progress=false", f"data.max_length={config.max_length}"]
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    if "loss" in names:
+        keys.append(f"loss={method}")  # the DPO family shares one config class
+    if "reference_cache_dir" in names:
+        keys.append(f"reference_cache_dir={run_dir.parent / 'reference-cache'}")
+    start = time.perf_counter()
+    fn(load_config(config_cls, None, keys + list(config.overrides.get(method, []))))
+    return time.perf_counter() - start
+
+
+def bench_methods(config: BenchConfig) -> list[dict[str, Any]]:
+    """Train and evaluate every method in ``config.methods``; write the table and report; return the rows."""
+    from alignlab.core.models import load_causal_lm, load_tokenizer
+    from alignlab.world.datasets import load_prompts
+
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    paths, sft_path = world_and_sft(config)
+    prompts = load_prompts(paths.datasets["prompts_eval"])[: config.eval_limit]
+    tokenizer = load_tokenizer(sft_path)
+    sft = load_causal_lm(sft_path).eval()
+    rows = [{"method": "sft (start)", **evaluate_policy(sft_path, sft, tokenizer, prompts, responder("sft", None),
+                                                        config), "train_seconds": 0.0}]
+    rows[0]["kl_to_sft"] = 0.0  # the same model: exactly zero, not a sampling estimate
+    write_outputs(out, config, rows)
+    for method in config.methods:
+        run_dir = out / "runs" / method
+        seconds = train_method(method, sft_path, paths.datasets[DATASETS[method]], run_dir, config)
+        result = evaluate_policy(str(run_dir), sft, tokenizer, prompts, responder(method, run_dir), config)
+        rows.append({"method": method, **result, "train_seconds": seconds})
+        write_outputs(out, config, rows)  # after every method, so a long bench shows progress and survives a crash
+        print(f"[bench] {method}: true reward {result['true_reward']:.3f}, KL {result['kl_to_sft']:.2f}, "
+              f"{seconds:.0f}s", flush=True)
+    return rows
+
+
+# ---- outputs -------------------------------------------------------------------------------------------
+
+
+def _config_dict(config: BenchConfig) -> dict[str, Any]:
+    from alignlab.config import to_dict
+
+    return to_dict(config)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    header = "| method | " + " | ".join(COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 1)]
+    lines += ["| " + " | ".join([row["method"], *(_fmt(row.get(c)) for c in COLUMNS)]) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def report_html(rows: list[dict[str, Any]], config: BenchConfig) -> str:
+    """A self-contained page: the table, and true reward against KL to the SFT model as an SVG scatter."""
+    cells = "".join("<tr>" + f"<td>{html.escape(r['method'])}</td>" +
+                    "".join(f"<td>{_fmt(r.get(c))}</td>" for c in COLUMNS) + "</tr>" for r in rows)
+    points = [(r["kl_to_sft"], r["true_reward"], r["method"]) for r in rows
+              if r.get("true_reward") is not None and math.isfinite(r.get("kl_to_sft", math.nan))]
+    svg = ""
+    if points:
+        kls, rewards = [p[0] for p in points], [p[1] for p in points]
+        x0, x1 = min(kls + [0.0]), max(kls + [1e-9])
+        y0, y1 = min(rewards), max(rewards) + 1e-9
+
+        def xy(kl: float, reward: float) -> tuple[float, float]:
+            return 50 + 500 * (kl - x0) / (x1 - x0 or 1), 330 - 300 * (reward - y0) / (y1 - y0 or 1)
+
+        marks = "".join(f'<circle cx="{xy(k, r)[0]:.1f}" cy="{xy(k, r)[1]:.1f}" r="4"/>'
+                        f'<text x="{xy(k, r)[0] + 6:.1f}" y="{xy(k, r)[1] - 4:.1f}" font-size="11">{html.escape(m)}'
+                        "</text>" for k, r, m in points)
+        svg = ('<svg width="640" height="370" style="font-family:sans-serif">'
+               '<line x1="50" y1="330" x2="560" y2="330" stroke="#888"/><line x1="50" y1="20" x2="50" y2="330" '
+               f'stroke="#888"/>{marks}<text x="250" y="360">KL to the SFT model</text>'
+               '<text x="5" y="15">true reward</text></svg>')
+    settings = html.escape(json.dumps({k: v for k, v in _config_dict(config).items() if k != "overrides"}))
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>alignlab: offline methods on the toy world"
+            "</title><style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 10px;text-align:right}"
+            "td:first-child{text-align:left}tr:nth-child(even){background:#f4f4f4}</style></head><body>"
+            "<h1>Offline preference methods on the toy world</h1>"
+            f"<p>Same SFT model, same world data and budget for every method. Settings: <code>{settings}</code></p>"
+            "<table><tr><th>method</th>" + "".join(f"<th>{c}</th>" for c in COLUMNS) + f"</tr>{cells}</table>"
+            f"<h2>True reward vs KL to the SFT model</h2>{svg}</body></html>")
+
+
+def write_outputs(out: Path, config: BenchConfig, rows: list[dict[str, Any]]) -> None:
+    from alignlab.core.io import atomic_write_json, atomic_write_text
+
+    atomic_write_json(out / "results.json", {"config": _config_dict(config), "rows": rows})
+    atomic_write_text(out / "results.md", markdown_table(rows))
+    atomic_write_text(out / "report.html", report_html(rows, config))

@@ -1,0 +1,180 @@
+"""alignlab DPO vs TRL DPOTrainer: same ~30M Llama, same pairs, batch, beta, learning rate and steps.
+
+Data: HH-RLHF harmless-base pairs cut to a fixed shape, prompt 64 tokens and each response 128 tokens
+(text from the following pairs is appended where a turn is shorter, then cut at a token boundary), so
+neither side gains from length grouping. Both sides get the reference log-probs precomputed before
+training (TRL: ``precompute_ref_log_probs=True``; both score the data with the untrained policy, so
+neither loads a second copy), bf16 autocast, no gradient checkpointing, no evaluation, no saving of
+checkpoints during training.
+
+Every run happens in a fresh subprocess, which reports its own wall time and peak RSS
+(``getrusage(RUSAGE_SELF).ru_maxrss``), so imports, model loading and caches of one side never count
+for the other. Rounds alternate the two sides; the printed ratio is the median of per-round ratios.
+Throughput counts the examples' real tokens (prompt + response, both responses of each pair).
+
+    python benchmarks/dpo_vs_trl.py [--pairs 128] [--batch-size 8] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import HH, build_model, build_tokenizer, quiet, report
+
+PROMPT_TOKENS, RESPONSE_TOKENS = 64, 128
+MAX_LENGTH = PROMPT_TOKENS + RESPONSE_TOKENS + 8  # + the chat template's special tokens
+
+
+def make_pairs(tok, n: int) -> list[dict]:
+    """``n`` conversational pairs with a 64-token prompt and 128-token responses, from HH-RLHF text."""
+    from alignlab.core.readers import read_records
+
+    records = read_records(HH, "pair", limit=4 * n)
+
+    def cut(texts: list[str], n_tokens: int, keep_end: bool) -> str:
+        ids: list[int] = []
+        for text in texts:  # the text itself first, then the texts after it until there are enough tokens
+            ids += tok(text + "\n", add_special_tokens=False)["input_ids"]
+            if len(ids) >= n_tokens:
+                break
+        return tok.decode(ids[-n_tokens:] if keep_end else ids[:n_tokens]).strip()
+
+    rows = []
+    for i in range(n):
+        later = records[i:] + records[:i]
+        prompt = cut(["\n".join(m["content"] for m in r.prompt) for r in later], PROMPT_TOKENS, keep_end=True)
+        rows.append({"prompt": [{"role": "user", "content": prompt}],
+                     "chosen": [{"role": "assistant", "content": cut([r.chosen for r in later], RESPONSE_TOKENS, False)}],
+                     "rejected": [{"role": "assistant",
+                                   "content": cut([r.rejected for r in later], RESPONSE_TOKENS, False)}]})
+    return rows
+
+
+def run_alignlab(work: Path, args: argparse.Namespace, out: Path) -> dict:
+    import alignlab.outer.preference as preference
+    from alignlab.config import load_config
+    from alignlab.outer.preference import PreferenceConfig, train_preference
+
+    loop_seconds = []
+    loop = preference.train
+
+    def timed_loop(*a, **k):  # the training loop alone, as TRL's train_runtime measures it
+        start = time.perf_counter()
+        result = loop(*a, **k)
+        loop_seconds.append(time.perf_counter() - start)
+        return result
+
+    preference.train = timed_loop
+
+    cfg = load_config(PreferenceConfig, None, [
+        f"model.name_or_path={work / 'model'}", f"data.path={work / 'pairs.jsonl'}", f"output={out}",
+        f"data.max_length={MAX_LENGTH}", f"data.max_prompt_length={PROMPT_TOKENS + 4}", "loss=dpo",
+        f"beta={args.beta}", f"train.lr={args.lr}", f"train.batch_size={args.batch_size}", "train.num_epochs=1",
+        "train.mixed_precision=bf16", "train.progress=false", f"reference_cache_dir={out / 'cache'}",
+        "reference=precompute"])
+    start = time.perf_counter()
+    result = train_preference(cfg)
+    return {"seconds": time.perf_counter() - start, "steps": result.steps, "loop_seconds": loop_seconds[0]}
+
+
+def run_trl(work: Path, args: argparse.Namespace, out: Path) -> dict:
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    rows = [json.loads(line) for line in (work / "pairs.jsonl").read_text().splitlines()]
+    start = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(work / "model")
+    config = DPOConfig(output_dir=str(out), per_device_train_batch_size=args.batch_size, num_train_epochs=1,
+                       learning_rate=args.lr, beta=args.beta, max_length=MAX_LENGTH, bf16=True,
+                       gradient_checkpointing=False, precompute_ref_log_probs=True,
+                       precompute_ref_batch_size=2 * args.batch_size, save_strategy="no", eval_strategy="no",
+                       report_to="none", logging_steps=1000, disable_tqdm=True, use_cpu=True,
+                       dataloader_num_workers=0, seed=0)
+    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(work / "model"), args=config,
+                         train_dataset=datasets.Dataset.from_list(rows), processing_class=tok)
+    output = trainer.train()
+    trainer.save_model(str(out))  # alignlab saves its model at the end too
+    return {"seconds": time.perf_counter() - start, "steps": output.global_step,
+            "loop_seconds": output.metrics["train_runtime"]}
+
+
+def child(side: str, work: Path, args: argparse.Namespace, out: Path) -> None:
+    quiet()
+    import torch
+
+    torch.manual_seed(0)
+    result = (run_alignlab if side == "alignlab" else run_trl)(work, args, out)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pairs", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument("--lr", type=float, default=5e-6)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--child", choices=["alignlab", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.work, args, args.out)
+        return
+
+    quiet()
+    from alignlab.core.readers import read_records
+    from alignlab.core.tokenize import encode_completion
+
+    work = Path(tempfile.mkdtemp(prefix="bench-dpo-"))
+    tok = build_tokenizer(work / "model")
+    n_params = build_model(work / "model", tok)
+    rows = make_pairs(tok, args.pairs)
+    (work / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = read_records(work / "pairs.jsonl", "pair")
+    steps = len(pairs) // args.batch_size
+    shapes = [(len(encode_completion(tok, p.prompt, c)["prompt_ids"]), len(encode_completion(tok, p.prompt, c)["input_ids"]))
+              for p in pairs[: steps * args.batch_size] for c in (p.chosen, p.rejected)]
+    tokens = sum(total for _, total in shapes)
+    print(f"model: {n_params / 1e6:.1f}M params; {steps * args.batch_size} pairs (prompt ≈ "
+          f"{statistics.mean(p for p, _ in shapes):.0f}, response ≈ {statistics.mean(t - p for p, t in shapes):.0f} "
+          f"tokens), {tokens:,} tokens; batch {args.batch_size} pairs, beta {args.beta}, {steps} steps, bf16, "
+          "reference precomputed on both sides", flush=True)
+
+    results: dict[str, list[dict]] = {"alignlab": [], "trl": []}
+    for i in range(args.rounds):
+        for side in ("alignlab", "trl"):
+            cmd = [sys.executable, __file__, "--child", side, "--work", str(work), "--out", str(work / f"{side}-{i}"),
+                   "--pairs", str(args.pairs), "--batch-size", str(args.batch_size), "--beta", str(args.beta),
+                   "--lr", str(args.lr)]
+            done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent)
+            line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if done.returncode or line is None:
+                sys.exit(f"{side} round {i} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+            results[side].append(json.loads(line[len("RESULT "):]))
+            r = results[side][-1]
+            print(f"  round {i} {side:8s}: {r['seconds']:.1f}s in all, {r['loop_seconds']:.1f}s in the training loop, "
+                  f"{r['steps']} steps, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    assert all(r["steps"] == steps for side in results.values() for r in side), "the two sides ran different steps"
+    ours = [tokens / r["seconds"] for r in results["alignlab"]]
+    peer = [tokens / r["seconds"] for r in results["trl"]]
+    report("DPO tokens/s (whole run: load, tokenise, precompute reference, train, save)", ours, peer, "tok/s", "TRL")
+    report("DPO tokens/s (training loop only)", [tokens / r["loop_seconds"] for r in results["alignlab"]],
+           [tokens / r["loop_seconds"] for r in results["trl"]], "tok/s", "TRL")
+    rss_ours = statistics.median(r["peak_rss_mb"] for r in results["alignlab"])
+    rss_peer = statistics.median(r["peak_rss_mb"] for r in results["trl"])
+    print(f"DPO peak RSS: alignlab {rss_ours:,.0f} MB | TRL {rss_peer:,.0f} MB | ratio {rss_ours / rss_peer:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
