@@ -6,10 +6,13 @@ batch size and learning rate, then answers the world's held-out evaluation promp
 world's judge says (ground truth, not a learned reward):
 
 - helpfulness, honesty, harmlessness, toxicity, bias and the true reward (:mod:`alignlab.world.evaluate`),
-- KL(π‖π_SFT), estimated on one sampled answer per prompt: mean of Σ_t log π(y_t) − log π_SFT(y_t),
+  of answers sampled at temperature 1, as the demo evaluates (:mod:`alignlab.world.model_eval`),
+- KL(π‖π_SFT), estimated on the same answers: mean of Σ_t log π(y_t) − log π_SFT(y_t),
 - wall time of training.
 
-The SFT model itself is the first row. Outputs in ``output``: ``results.json``, ``results.md`` (the
+The world and its pretrained base model come from the cached builders the demo uses; the SFT model is
+given (``sft_model``) or trained once from the base model with the demo's SFT settings. The SFT model
+itself is the first row. Outputs in ``output``: ``results.json``, ``results.md`` (the
 table) and ``report.html``; each method's run directory is kept under ``output/runs``.
 
 Example::
@@ -30,10 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from alignlab.errors import ConfigError
-
 # method -> the world dataset it trains on (pairs for the DPO family, ORPO, SimPO, CPO and Chain of Hindsight)
 DATASETS: dict[str, str] = {
     **{m: "pairs_train" for m in ["dpo", "ipo", "slic", "robust_dpo", "exo", "nca", "bco", "sppo", "aot", "apo",
@@ -53,23 +52,29 @@ class BenchConfig:
     methods: list[str] = field(default_factory=lambda: list(DATASETS))
     """methods to compare (names of `alignlab train`)"""
     sft_model: str | None = None
-    """the SFT model every method starts from (default: the demo's cached SFT model)"""
+    """the SFT model every method starts from (default: trained here from the world's base model)"""
     world_dir: str | None = None
-    """a built world (default: the demo's world, built and cached on first use)"""
+    """a built world (default: the user cache, built on first use, as the demo does)"""
     world_seed: int = 0
     """world seed (when the world is built here)"""
     world_size: str = "small"
     """world size (when the world is built here)"""
     max_steps: int = 100
-    """optimiser steps per method (the same budget for all)"""
-    batch_size: int = 8
-    """examples per step: pairs, ranked lists or labelled completions"""
-    lr: float = 1e-4
-    """learning rate for every method"""
-    max_length: int = 256
-    """tokens per training example"""
-    max_new_tokens: int = 64
-    """tokens generated per evaluation answer"""
+    """optimiser steps per method (the same budget for all; ~1 epoch of the small world's pairs)"""
+    batch_size: int = 32
+    """examples per step: pairs, ranked lists or labelled completions (the demo's DPO batch)"""
+    lr: float = 5e-4
+    """learning rate for every method (the demo's DPO learning rate)"""
+    warmup_steps: int = 10
+    """linear warmup steps"""
+    max_length: int = 128
+    """tokens per training example (as in the demo)"""
+    mixed_precision: str = "no"
+    """bf16 autocast or not (the world's model is so small that fp32 is faster on a CPU)"""
+    max_new_tokens: int = 48
+    """tokens generated per evaluation answer (as in the demo)"""
+    eval_samples: int = 2
+    """answers sampled (temperature 1) per held-out prompt, as in the demo"""
     eval_limit: int | None = None
     """evaluate on at most this many of the world's held-out prompts (default: all)"""
     overrides: dict[str, list[str]] = field(default_factory=dict)
@@ -87,18 +92,29 @@ class BenchConfig:
 
 
 def world_and_sft(config: BenchConfig) -> tuple[Any, str]:
-    """(WorldPaths, SFT model path): given in the config, or built and cached by the demo pipeline."""
+    """(WorldPaths, SFT model path). The world and its pretrained base model come from the demo pipeline's
+    cached builders; the SFT model is ``config.sft_model`` or trained once from the base model with the
+    demo's SFT settings into ``output/sft`` (reused while its ``results.json`` exists)."""
     from alignlab.world.build import build_world
 
     paths = build_world(config.world_dir, seed=config.world_seed, size=config.world_size, verbose=False)
     if config.sft_model:
         return paths, config.sft_model
-    try:
-        from alignlab import demo
-    except ModuleNotFoundError as err:
-        raise ConfigError("no SFT model to start from: pass --sft-model PATH (alignlab.demo, which builds and caches "
-                          "one, is not available)") from err
-    return paths, str(demo.sft_model(seed=config.world_seed, size=config.world_size))
+    sft_dir = Path(config.output) / "sft"
+    if not (sft_dir / "results.json").exists():
+        from alignlab.core.data import DataConfig
+        from alignlab.core.models import ModelConfig
+        from alignlab.demo import DemoConfig
+        from alignlab.outer.sft import SFTConfig, train_sft
+        from alignlab.world.base_model import build_base_model
+
+        base_dir = build_base_model(paths)
+        demo = DemoConfig(seed=config.world_seed, size=config.world_size)
+        demo.sft.seed = config.seed
+        train_sft(SFTConfig(model=ModelConfig(str(base_dir)), train=demo.sft, output=str(sft_dir),
+                            data=DataConfig(path=str(paths.datasets["sft_train"]),
+                                            eval_path=str(paths.datasets["sft_eval"]), max_length=128)))
+    return paths, str(sft_dir)
 
 
 # ---- evaluation ----------------------------------------------------------------------------------------
@@ -125,43 +141,29 @@ def responder(method: str, run_dir: Path | None) -> Responder:
     return Responder(lambda tok, p: tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"])
 
 
-@torch.no_grad()
-def completion_logprobs(model, tokenizer, prompts: list[list[int]], completions: list[list[int]],
-                        batch_size: int = 16) -> torch.Tensor:
-    """Σ_t log π(y_t | x, y_<t) of each completion after its prompt: [n]."""
-    from alignlab.core.logprobs import sequence_logprobs
-    from alignlab.core.tokenize import IGNORE_INDEX, CompletionCollator
-
-    collate = CompletionCollator(tokenizer.pad_token_id)
-    device = next(model.parameters()).device
-    out = []
-    for lo in range(0, len(prompts), batch_size):
-        rows = [{"input_ids": p + c, "labels": [IGNORE_INDEX] * len(p) + c}
-                for p, c in zip(prompts[lo:lo + batch_size], completions[lo:lo + batch_size])]
-        batch = {k: v.to(device) for k, v in collate(rows).items()}
-        logps, _ = sequence_logprobs(model.eval(), batch["input_ids"], batch["attention_mask"], batch["labels"])
-        out.append(logps.float().cpu())
-    return torch.cat(out)
-
-
 def evaluate_policy(model_dir: str, sft, tokenizer, prompts: list, respond: Responder, config: BenchConfig) -> dict:
-    """Ground-truth scores of greedy answers, and KL to the SFT model on sampled answers."""
+    """The demo's protocol (:func:`alignlab.world.model_eval.evaluate_model`): ``eval_samples`` answers per
+    held-out prompt at temperature 1, graded by the world's judge; KL(π‖π_SFT) estimated on the same answers
+    as the mean of Σ_t log π(y_t) − log π_SFT(y_t) (π_SFT sees the plain prompt; for Chain of Hindsight π
+    sees it with the positive phrase)."""
     from alignlab.core.models import load_causal_lm
     from alignlab.evaluate.lm import HuggingFaceLM
     from alignlab.world.evaluate import evaluate_responses
+    from alignlab.world.model_eval import answer_logprobs
 
-    lm = HuggingFaceLM(load_causal_lm(model_dir), tokenizer, batch_size=32, share_prefix=False)
-    prompt_ids = [respond.prompt_ids(tokenizer, p.messages) for p in prompts]
-    greedy = lm.generate_ids(prompt_ids, max_tokens=config.max_new_tokens, temperature=0.0)
-    answers = [respond.read(tokenizer.decode(ids, skip_special_tokens=True)) for ids in greedy]
+    lm = HuggingFaceLM(load_causal_lm(model_dir), tokenizer, batch_size=64)
+    prompts = prompts * config.eval_samples
+    encoded = [respond.prompt_ids(tokenizer, p.messages) for p in prompts]
+    generated = lm.generate_ids(encoded, max_tokens=config.max_new_tokens, temperature=1.0, seed=config.seed)
+    answers = [respond.read(tokenizer.decode(g, skip_special_tokens=True)) for g in generated]
     scores = evaluate_responses(prompts, answers)
-    # KL(π‖π_SFT) = E_{y~π}[log π(y|x) − log π_SFT(y|x)]; π_SFT sees the plain prompt (for CoH: without the phrase).
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    sampled = [ids + eos for ids in lm.generate_ids(prompt_ids, max_tokens=config.max_new_tokens, temperature=1.0,
-                                                    seed=config.seed)]
+    # A finished answer ends with EOS, whose probability is part of the answer's likelihood.
+    full = [g + [tokenizer.eos_token_id] if len(g) < config.max_new_tokens else g for g in generated]
     plain = [responder("sft", None).prompt_ids(tokenizer, p.messages) for p in prompts]
-    kl = completion_logprobs(lm.model, tokenizer, prompt_ids, sampled) - completion_logprobs(sft, tokenizer, plain, sampled)
-    return {**{k: scores[k] for k in COLUMNS[:6]}, "kl_to_sft": float(kl.mean()), "answers": answers[:5]}
+    pad = tokenizer.pad_token_id
+    kl = (answer_logprobs(lm.model, encoded, full, pad_token_id=pad)
+          - answer_logprobs(sft, plain, full, pad_token_id=pad))
+    return {**{k: scores[k] for k in COLUMNS[:6]}, "kl_to_sft": float(kl.mean()), "examples": answers[:3]}
 
 
 # ---- training ------------------------------------------------------------------------------------------
@@ -175,7 +177,9 @@ def train_method(method: str, sft_path: str, data: Path, run_dir: Path, config: 
     config_cls, fn = get_method(method)
     keys = [f"model.name_or_path={sft_path}", f"data.path={data}", f"output={run_dir}", "train.overwrite=true",
             f"train.max_steps={config.max_steps}", f"train.batch_size={config.batch_size}", f"train.lr={config.lr}",
-            f"train.seed={config.seed}", "train.progress=false", f"data.max_length={config.max_length}"]
+            f"train.seed={config.seed}", "train.progress=false", f"data.max_length={config.max_length}",
+            f"train.warmup_steps={config.warmup_steps}", f"train.mixed_precision={config.mixed_precision}",
+            "train.save_total_limit=1"]
     names = {f.name for f in dataclasses.fields(config_cls)}
     if "loss" in names:
         keys.append(f"loss={method}")  # the DPO family shares one config class
