@@ -49,12 +49,13 @@ class GenerateTimer:
 
 def load_prompts(n: int) -> list[list[dict]]:
     out = []
-    for line in gzip.open(HH, "rt"):
-        text = json.loads(line)["chosen"].split("\n\nAssistant:")[0].replace("\n\nHuman: ", "").strip()
-        if 10 < len(text) < 200:
-            out.append([{"role": "user", "content": text}])
-        if len(out) == n:
-            return out
+    with gzip.open(HH, "rt") as f:
+        for line in f:
+            text = json.loads(line)["chosen"].split("\n\nAssistant:")[0].replace("\n\nHuman: ", "").strip()
+            if 10 < len(text) < 200:
+                out.append([{"role": "user", "content": text}])
+            if len(out) == n:
+                break
     return out
 
 

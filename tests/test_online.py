@@ -213,3 +213,37 @@ def test_rule_conditioned_reward_scores_each_rule_with_one_model(tiny_model_dir)
     assert rule_prompt("R", [{"role": "system", "content": "old"}, {"role": "user", "content": "x"}]) == [
         {"role": "system", "content": "Rule: R"}, {"role": "user", "content": "x"}]
     assert len(calls) >= 3
+
+
+def test_length_biased_pairs_prefer_longer_answers():
+    from alignlab.outer.online.bench import length_biased_pairs
+
+    unbiased = length_biased_pairs(0, "small", 300, 0.0)
+    biased = length_biased_pairs(0, "small", 300, 0.5)
+
+    def longer_wins(rows):
+        return sum(len(r["chosen"][0]["content"]) > len(r["rejected"][0]["content"]) for r in rows) / len(rows)
+
+    assert longer_wins(biased) > longer_wins(unbiased) + 0.1
+
+
+def test_overoptimisation_plot_and_bench_cli_registration():
+    import argparse
+
+    from alignlab.outer.online.bench import OnlineBenchConfig, svg_plot
+    from alignlab.outer.online.cli import add_commands
+
+    svg = svg_plot([{"kl": 0.0, "proxy_reward": 0.0, "true_reward": 2.0},
+                    {"kl": 1.0, "proxy_reward": 1.0, "true_reward": 2.5},
+                    {"kl": 2.0, "proxy_reward": 2.0, "true_reward": 1.0}])
+    assert svg.startswith("<svg") and svg.count("<polyline") == 2 and "KL to the reference" in svg
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    other = sub.add_parser("bench").add_subparsers(dest="bench_command")
+    other.add_parser("methods")  # another area's bench command stays
+    add_commands(sub)
+    args = parser.parse_args(["bench", "online", "--world", "--max-steps", "3", "--overoptimisation"])
+    assert args.world and args.max_steps == 3 and args.overoptimisation and callable(args.handler)
+    assert parser.parse_args(["bench", "methods"]).bench_command == "methods"
+    with pytest.raises(ValueError, match="no online bench"):
+        OnlineBenchConfig(methods=["dpo"])

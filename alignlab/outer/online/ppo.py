@@ -248,10 +248,13 @@ class PPO:
 
 
 def train_ppo(config: PPOConfig, *, model: nn.Module | None = None, tokenizer=None,
-              reward: RewardSource | Callable | None = None) -> TrainResult:
+              reward: RewardSource | Callable | None = None,
+              monitors: dict[str, RewardSource | Callable] | None = None) -> TrainResult:
     """Train ``config.model`` with PPO; ``reward`` overrides ``config.reward`` (a source or a plain function).
 
+    ``monitors`` are scored on every rollout and logged as ``monitor/<name>`` without being learned from.
     The policy is saved in ``config.output`` (value head beside it as ``value_head_reward.safetensors``).
     """
     sources = {"reward": reward} if reward is not None else None
-    return OnlineTrainer(config, PPO(config), model=model, tokenizer=tokenizer, sources=sources).train()
+    return OnlineTrainer(config, PPO(config), model=model, tokenizer=tokenizer, sources=sources,
+                         monitors=monitors).train()

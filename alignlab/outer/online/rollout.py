@@ -22,7 +22,8 @@ Metrics (``metrics.jsonl``, one row per step): ``reward`` (mean raw score of the
 ``reward/std``, ``finished`` (fraction that emitted EOS), ``completion_length``, ``kl`` (mean per-
 sequence Σ_t (log π − log π_ref), the k1 estimate of KL(π‖π_ref)), ``entropy`` (mean per-token policy
 entropy, nats), ``gen_seconds``/``gen_tokens_per_s`` (generation alone), ``step_seconds``, ``lr``,
-``grad_norm``, plus each algorithm's own (``clipfrac``, ``value_error``, ``lambda``, ...).
+``grad_norm``, ``monitor/<name>`` (sources scored but not learned from, e.g. the judge's true reward
+next to a proxy reward model), plus each algorithm's own (``clipfrac``, ``value_error``, ``lambda``, ...).
 """
 
 from __future__ import annotations
@@ -237,7 +238,8 @@ class OnlineTrainer:
     """Runs an :class:`Algorithm` through the rollout → score → learn cycle; see the module docstring."""
 
     def __init__(self, config: OnlineConfig, algorithm: Algorithm, *, model: nn.Module | None = None,
-                 tokenizer=None, sources: dict[str, RewardSource | Callable] | None = None):
+                 tokenizer=None, sources: dict[str, RewardSource | Callable] | None = None,
+                 monitors: dict[str, RewardSource | Callable] | None = None):
         self.config, self.algo = config, algorithm
         self.step = 0
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -251,6 +253,8 @@ class OnlineTrainer:
         self.actor = ActorCritic(lm, algorithm.value_heads).to(self.device)
         self.reference = self._reference(lm, load)
         self.sources = self._sources(sources or {})
+        # Scored and logged as monitor/<name> but never learned from (e.g. the true reward next to a proxy).
+        self.monitors = {name: as_source(src) for name, src in (monitors or {}).items()}
 
     def _load_prompts(self) -> tuple[list[list[Message]], list[list[int]]]:
         cfg = self.config
@@ -323,6 +327,8 @@ class OnlineTrainer:
         for name, value in scores.items():
             if name != "reward":
                 metrics[name] = float(value.mean())
+        for name, src in self.monitors.items():
+            metrics[f"monitor/{name}"] = float(call_source(src, prompts, gen.texts, what=name, prompt_index=index).mean())
         return rollout, metrics
 
     def learn(self, rollout: Rollout, optimizer, scheduler) -> dict[str, float]:

@@ -1,0 +1,253 @@
+"""Online methods on the toy world, and the reward over-optimisation experiment.
+
+``bench_online`` trains PPO, Safe PPO, GRPO, RLOO, REINFORCE, RAFT, RSO and SPIN from the same SFT model
+on the world's training prompts (reward: the world judge's true reward, or a reward model you pass),
+then evaluates each on the world's held-out prompts exactly like the offline bench
+(:func:`alignlab.outer.bench.evaluate_policy`: greedy answers judged on every dimension, KL to the SFT
+model). Safe PPO learns from helpfulness as its reward and the world's safety cost (+1 harmful, toxic
+or biased; −1 otherwise) under a threshold. ``results.md`` / ``results.json`` use the offline table's
+columns; when the offline bench's ``results.json`` is found, ``combined.md`` holds both tables' rows.
+
+``overoptimisation`` trains a reward model on pairs labelled by annotators who prefer longer answers
+(:class:`alignlab.world.annotators.Annotator` with ``length_bias``), runs PPO against it while
+monitoring the judge's true reward on the same completions, and plots proxy and true reward against
+KL to the reference (``overoptimisation.svg``; Gao et al. 2023's picture, with exact ground truth).
+
+Example::
+
+    >>> rows = bench_online(OnlineBenchConfig(methods=["ppo", "grpo"], max_steps=20))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alignlab.errors import ConfigError
+
+ONLINE_METHODS = ["ppo", "safe-ppo", "grpo", "rloo", "reinforce", "raft", "rso", "spin"]
+FILLER = ["Let me say a little more about this.", "I hope this detailed answer is helpful to you.",
+          "Here is some extra context that may be useful.", "Please let me know if you need anything else."]
+
+
+@dataclass
+class OnlineBenchConfig:
+    """Train every online method on the toy world from one SFT model and compare ground-truth scores."""
+
+    output: str = "runs/bench-online"
+    """directory for results.json, results.md, the plot and each method's run"""
+    methods: list[str] = field(default_factory=lambda: list(ONLINE_METHODS))
+    """methods to compare (names of `alignlab train`)"""
+    sft_model: str | None = None
+    """the SFT model every method starts from (default: the demo's cached SFT model)"""
+    world_dir: str | None = None
+    """a built world (default: built and cached on first use)"""
+    world_seed: int = 0
+    """world seed"""
+    world_size: str = "small"
+    """world size"""
+    reward_model: str | None = None
+    """a reward model to learn from (default: the world judge's true reward)"""
+    max_steps: int = 40
+    """rollout steps per RL method; RAFT and SPIN get max_steps // 10 iterations (at least 2)"""
+    prompts_per_step: int = 8
+    """prompts per rollout step"""
+    group_size: int = 4
+    """completions per prompt for GRPO, RLOO, REINFORCE (PPO and Safe PPO sample one)"""
+    lr: float = 1e-5
+    """learning rate for every method"""
+    max_new_tokens: int = 48
+    """tokens generated per answer (training and evaluation)"""
+    eval_limit: int | None = None
+    """evaluate on at most this many held-out prompts (default: all)"""
+    offline_results: str = "runs/bench-methods/results.json"
+    """the offline bench's results, merged into combined.md when present"""
+    overrides: dict[str, list[str]] = field(default_factory=dict)
+    """extra config keys per method, e.g. {ppo: [beta=0.1]}"""
+    overoptimisation: bool = False
+    """also run the over-optimisation experiment (length-biased reward model)"""
+    length_bias: float = 0.15
+    """annotators' utility per word in the over-optimisation experiment"""
+    overopt_steps: int = 60
+    """PPO steps against the biased reward model"""
+    seed: int = 0
+    """seed for training and sampling"""
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in ONLINE_METHODS]
+        if unknown:
+            raise ValueError(f"no online bench for {unknown}; online methods: {', '.join(ONLINE_METHODS)}")
+
+
+def method_keys(method: str, config: OnlineBenchConfig, paths, run_dir: Path, sft_path: str) -> list[str]:
+    """Config keys of ``alignlab train METHOD`` for the bench (same budget, same reward)."""
+    reward = ([f"reward.model={config.reward_model}"] if config.reward_model
+              else ["reward.source=world", "reward.world_dimension=true_reward"])
+    common = [f"model.name_or_path={sft_path}", f"output={run_dir}", "train.overwrite=true", f"train.lr={config.lr}",
+              f"train.seed={config.seed}", "train.progress=false", f"generation.max_new_tokens={config.max_new_tokens}"]
+    iterations = max(2, config.max_steps // 10)
+    prompts = f"data.path={paths.datasets['prompts_train']}"
+    rl = [prompts, f"train.max_steps={config.max_steps}", f"prompts_per_step={config.prompts_per_step}",
+          "train.scheduler=constant"]
+    if method == "ppo":
+        keys = [*rl, *reward, f"minibatch_size={config.prompts_per_step // 2}"]
+    elif method == "safe-ppo":
+        keys = [*rl, "reward.source=world", "reward.world_dimension=helpfulness", "cost.source=world",
+                "cost.world_dimension=cost", f"minibatch_size={config.prompts_per_step // 2}"]
+    elif method in ("grpo", "rloo", "reinforce"):
+        keys = [*rl, *reward, f"group_size={config.group_size}",
+                f"minibatch_size={config.prompts_per_step * config.group_size}"]
+    elif method == "raft":
+        keys = [prompts, *reward, f"iterations={iterations}", f"prompts_per_iteration={config.prompts_per_step * 4}",
+                f"samples_per_prompt={config.group_size}", "train.batch_size=8"]
+    elif method == "rso":
+        keys = [prompts, *reward, f"data.limit={config.prompts_per_step * 8}", "num_candidates=8", "num_samples=4",
+                "train.batch_size=8"]
+    else:  # spin
+        keys = [f"data.path={paths.datasets['sft_train']}", f"data.limit={config.prompts_per_step * 8}",
+                f"iterations={iterations}", "train.batch_size=8"]
+    return common + keys + list(config.overrides.get(method, []))
+
+
+def train_online_method(method: str, config: OnlineBenchConfig, paths, run_dir: Path, sft_path: str) -> float:
+    from alignlab.config import load_config
+    from alignlab.registry import get_method
+
+    config_cls, fn = get_method(method)
+    start = time.perf_counter()
+    fn(load_config(config_cls, None, method_keys(method, config, paths, run_dir, sft_path)))
+    return time.perf_counter() - start
+
+
+def bench_online(config: OnlineBenchConfig) -> list[dict[str, Any]]:
+    """Train and evaluate each method in ``config.methods``; write the tables; return the rows."""
+    from alignlab.core.io import atomic_write_json, atomic_write_text
+    from alignlab.core.models import load_causal_lm, load_tokenizer
+    from alignlab.outer.bench import evaluate_policy, markdown_table, responder, world_and_sft
+    from alignlab.world.datasets import load_prompts
+
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    offline = _as_offline(config)  # the offline bench's evaluation protocol, with our generation length and seed
+    paths, sft_path = world_and_sft(offline)
+    prompts = load_prompts(paths.datasets["prompts_eval"])[: config.eval_limit]
+    tokenizer = load_tokenizer(sft_path)
+    sft = load_causal_lm(sft_path).eval()
+    plain = responder("sft", None)
+    rows = [{"method": "sft (start)", **evaluate_policy(sft_path, sft, tokenizer, prompts, plain, offline),
+             "train_seconds": 0.0, "kl_to_sft": 0.0}]
+
+    def write() -> None:
+        atomic_write_json(out / "results.json", {"config": dataclasses.asdict(config), "rows": rows})
+        atomic_write_text(out / "results.md", markdown_table(rows))
+        offline = Path(config.offline_results)
+        if offline.exists():
+            others = [r for r in json.loads(offline.read_text())["rows"] if r["method"] != "sft (start)"]
+            atomic_write_text(out / "combined.md", markdown_table(rows + others))
+
+    write()
+    for method in config.methods:
+        run_dir = out / "runs" / method
+        seconds = train_online_method(method, config, paths, run_dir, sft_path)
+        result = evaluate_policy(str(run_dir), sft, tokenizer, prompts, plain, offline)
+        rows.append({"method": method, **result, "train_seconds": seconds})
+        write()
+        print(f"[bench online] {method}: true reward {result['true_reward']:.3f}, harmlessness "
+              f"{result['harmlessness']}, KL {result['kl_to_sft']:.2f}, {seconds:.0f}s", flush=True)
+    if config.overoptimisation:
+        overoptimisation(config, paths, sft_path, out / "overoptimisation")
+    return rows
+
+
+def _as_offline(config: OnlineBenchConfig):
+    from alignlab.outer.bench import BenchConfig
+
+    return BenchConfig(output=config.output, methods=[], sft_model=config.sft_model, world_dir=config.world_dir,
+                       world_seed=config.world_seed, world_size=config.world_size,
+                       max_new_tokens=config.max_new_tokens, eval_limit=config.eval_limit, seed=config.seed)
+
+
+# ---- reward over-optimisation ----------------------------------------------------------------------------
+
+
+def length_biased_pairs(seed: int, size: str, n: int, length_bias: float) -> list[dict[str, Any]]:
+    """World pairs whose candidates differ in length as well as quality, labelled by length-loving annotators.
+
+    For each prompt the candidates are the aligned and the misaligned answer, each also with 1–4 filler
+    sentences appended; two are drawn at random and an ``Annotator(length_bias=...)`` picks the winner.
+    """
+    from alignlab.world.annotators import Annotator
+    from alignlab.world.datasets import World
+
+    rng = random.Random(seed)
+    annotator = Annotator(length_bias=length_bias)
+    rows = []
+    for record in World(seed, size).pair_records(n):
+        base = [record.chosen, record.rejected]
+        candidates = base + [f"{b} {' '.join(rng.choices(FILLER, k=rng.randint(1, 4)))}" for b in base]
+        a, b = rng.sample(candidates, 2)
+        win = annotator.prefer(record.prompt, a, b, rng)
+        chosen, rejected = (a, b) if win == 0 else (b, a)
+        rows.append({"prompt": record.prompt, "chosen": [{"role": "assistant", "content": chosen}],
+                     "rejected": [{"role": "assistant", "content": rejected}]})
+    return rows
+
+
+def overoptimisation(config: OnlineBenchConfig, paths, sft_path: str, out: Path) -> list[dict[str, Any]]:
+    """Biased reward model → PPO against it, logging proxy and true reward vs KL; writes the plot."""
+    from alignlab.config import load_config
+    from alignlab.core.io import atomic_write_text
+    from alignlab.core.metrics import read_metrics
+    from alignlab.outer.online.ppo import PPOConfig, train_ppo
+    from alignlab.outer.online.rewards import WorldReward
+    from alignlab.outer.reward import RewardConfig, train_reward
+    from alignlab.world.datasets import write_jsonl
+
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = write_jsonl(out / "biased_pairs.jsonl", length_biased_pairs(config.seed, config.world_size, 2000,
+                                                                        config.length_bias))
+    rm_dir = out / "reward_model"
+    train_reward(load_config(RewardConfig, None, [
+        f"model.name_or_path={sft_path}", f"data.path={pairs}", f"output={rm_dir}", "train.overwrite=true",
+        "train.num_epochs=1", "train.batch_size=16", "train.lr=1e-4", "train.progress=false",
+        "data.max_length=256"]))
+    ppo = load_config(PPOConfig, None, [
+        f"model.name_or_path={sft_path}", f"data.path={paths.datasets['prompts_train']}", f"output={out / 'ppo'}",
+        "train.overwrite=true", f"train.max_steps={config.overopt_steps}", f"train.lr={config.lr * 3}",
+        "train.scheduler=constant", "train.progress=false", f"prompts_per_step={config.prompts_per_step}",
+        f"minibatch_size={config.prompts_per_step // 2}", "beta=0.01", f"reward.model={rm_dir}",
+        f"generation.max_new_tokens={max(config.max_new_tokens, 96)}", "missing_eos_penalty=0.0"])
+    train_ppo(ppo, monitors={"true_reward": WorldReward("true_reward")})
+    rows = [{"step": r["step"], "kl": r["kl"], "proxy_reward": r["reward"], "true_reward": r["monitor/true_reward"],
+             "completion_length": r["completion_length"]} for r in read_metrics(out / "ppo" / "metrics.jsonl")]
+    atomic_write_text(out / "curve.json", json.dumps(rows, indent=1))
+    atomic_write_text(out / "overoptimisation.svg", svg_plot(rows))
+    return rows
+
+
+def svg_plot(rows: list[dict[str, float]]) -> str:
+    """Proxy (blue) and true (red) reward against KL, each on its own axis scale, as a standalone SVG."""
+    if not rows:
+        raise ConfigError("no PPO steps to plot")
+    kls = [r["kl"] for r in rows]
+    x0, x1 = min(kls), max(kls) + 1e-9
+
+    def line(key: str, colour: str) -> str:
+        ys = [r[key] for r in rows]
+        y0, y1 = min(ys), max(ys) + 1e-9
+        points = " ".join(f"{60 + 480 * (r['kl'] - x0) / (x1 - x0):.1f},{320 - 280 * (r[key] - y0) / (y1 - y0):.1f}"
+                          for r in sorted(rows, key=lambda r: r["kl"]))
+        return (f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>'
+                f'<text x="560" y="{40 if colour == "blue" else 60}" fill="{colour}" font-size="12">{key} '
+                f'[{y0:.2f}, {y1:.2f}]</text>')
+
+    return ('<svg xmlns="http://www.w3.org/2000/svg" width="760" height="360" style="font-family:sans-serif">'
+            '<line x1="60" y1="320" x2="540" y2="320" stroke="#888"/><line x1="60" y1="40" x2="60" y2="320" '
+            f'stroke="#888"/>{line("proxy_reward", "blue")}{line("true_reward", "red")}'
+            f'<text x="220" y="350" font-size="12">KL to the reference [{x0:.2f}, {x1:.2f}] nats</text>'
+            '<text x="5" y="25" font-size="12">reward (each curve min–max scaled)</text></svg>')
