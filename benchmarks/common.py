@@ -26,7 +26,8 @@ def build_tokenizer(path: Path, vocab_size: int = 8000):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    texts = [json.loads(line)["chosen"] for line in gzip.open(HH, "rt")]
+    with gzip.open(HH, "rt") as handle:
+        texts = [json.loads(line)["chosen"] for line in handle]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()

@@ -19,8 +19,9 @@ import tempfile
 import time
 
 import torch
+from common import SHARED  # noqa: E402
 
-CSV = "/work/shared/data/crows_pairs_anonymized.csv"
+CSV = str(SHARED / "crows_pairs_anonymized.csv")
 
 
 def main() -> None:

@@ -14,6 +14,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+# The real data files (HH-RLHF, CrowS-Pairs, AdvBench, MT-bench) live in ../shared/data beside the repository,
+# wherever the repository is cloned; evaluation tasks find them through ALIGNLAB_DATA_DIR.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+os.environ.setdefault("ALIGNLAB_DATA_DIR", str(SHARED_DATA))
+
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}"
     "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
@@ -86,7 +91,6 @@ def pair_rows(n: int = 16) -> list[dict]:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real data files in ../shared/data (HH-RLHF, CrowS-Pairs, AdvBench, MT-bench)."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not path.exists():
+    if not SHARED_DATA.exists():
         pytest.skip("shared/data is not beside the repository")
-    return path
+    return SHARED_DATA

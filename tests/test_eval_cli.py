@@ -5,12 +5,13 @@ import json
 
 import pytest
 import torch
+from conftest import SHARED_DATA
 
 from alignlab.errors import EvalError
 from alignlab.evaluate.cli import add_commands
 from alignlab.evaluate.fixtures import build_tiny_lm
 
-MT_BENCH = "/work/shared/data/mt_bench_questions.jsonl"
+MT_BENCH = str(SHARED_DATA / "mt_bench_questions.jsonl")
 
 
 @pytest.fixture(scope="module")

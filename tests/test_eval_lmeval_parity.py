@@ -11,6 +11,7 @@ import pytest
 import torch
 
 pytest.importorskip("lm_eval")
+from conftest import SHARED_DATA
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.models.huggingface import HFLM  # noqa: E402
 from lm_eval.tasks.crows_pairs.utils import process_results  # noqa: E402
@@ -19,7 +20,7 @@ from alignlab.evaluate.fixtures import build_tiny_lm  # noqa: E402
 from alignlab.evaluate.lm import HuggingFaceLM  # noqa: E402
 from alignlab.evaluate.tasks import get_task  # noqa: E402
 
-CSV = "/work/shared/data/crows_pairs_anonymized.csv"
+CSV = str(SHARED_DATA / "crows_pairs_anonymized.csv")
 N_ROWS = 30
 
 

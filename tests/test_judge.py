@@ -5,13 +5,14 @@ import math
 import re
 
 import pytest
+from conftest import SHARED_DATA
 from test_eval_http import fake, serve  # noqa: F401  (the scripted fake server fixture)
 
 from alignlab.evaluate import judge as J
 from alignlab.evaluate.http_lm import OpenAILM
 from alignlab.evaluate.lm import LM
 
-MT_BENCH = "/work/shared/data/mt_bench_questions.jsonl"
+MT_BENCH = str(SHARED_DATA / "mt_bench_questions.jsonl")
 
 
 class ScriptedJudge(LM):

@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 from alignlab.core.readers import read_records, records_fingerprint, write_jsonl
 from alignlab.core.records import (
@@ -25,7 +26,7 @@ from alignlab.core.records import (
 )
 from alignlab.errors import DataError
 
-HH_FILE = Path("/work/shared/data/hh_harmless_base_test.jsonl.gz")
+HH_FILE = SHARED_DATA / "hh_harmless_base_test.jsonl.gz"
 SYSTEM = {"role": "system", "content": "Be brief."}
 
 

@@ -10,7 +10,13 @@ from alignlab.core.logprobs import pair_logprobs, selective_log_softmax, sequenc
 from alignlab.core.models import tiny_llama
 from alignlab.core.records import assistant, user
 from alignlab.core.tokenize import (
-    IGNORE_INDEX, CompletionCollator, PairCollator, batch_order, encode_completion, pack, split_rendering,
+    IGNORE_INDEX,
+    CompletionCollator,
+    PairCollator,
+    batch_order,
+    encode_completion,
+    pack,
+    split_rendering,
 )
 
 

@@ -16,7 +16,7 @@ A YAML task (``alignlab/evaluate/tasks/*.yaml``, or any path ending in ``.yaml``
 Templates are Python format strings over a row's fields (``"Q: {question}\\nA:"``, ``"{prompt[text]}"``).
 ``data`` names a local file (``path``: csv, jsonl, json, or ``format: bigbench`` for a BIG-bench
 ``task.json``), searched in the working directory, beside the YAML, in ``$ALIGNLAB_DATA_DIR``
-(``os.pathsep``-separated) and in ``/work/shared/data``; ``hub: {name, config, split}`` is the fallback
+(``os.pathsep``-separated); ``hub: {name, config, split}`` is the fallback
 through ``datasets.load_dataset``.
 
 Python tasks (e.g. the toy world's factuality) join with :func:`register_task`.
@@ -47,7 +47,7 @@ from alignlab.evaluate import metrics as M
 from alignlab.evaluate.lm import LM
 
 TASK_DIR = Path(__file__).parent / "tasks"
-DATA_DIRS = ("data", "/work/shared/data")
+DATA_DIRS = ("data",)
 
 TYPE_METRICS = {
     "loglikelihood_pair": {"likelihood_diff", "pct_stereotype"},
