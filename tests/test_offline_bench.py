@@ -42,7 +42,7 @@ def test_bench_methods_writes_table_json_and_report(world_and_model, tmp_path, c
     paths, sft = world_and_model
     out = tmp_path / "bench"
     run_cli(["bench", "methods", "--world", "--world-dir", str(paths.root), "--sft-model", str(sft), "--output",
-             str(out), "--methods", ",".join(METHODS), "--max-steps", "1", "--set", "batch_size=2",
+             str(out), "--methods", ",".join(METHODS), "--max-steps", "2", "--set", "batch_size=4",
              "--set", "max_new_tokens=4", "--set", "eval_limit=7", "--set", "max_length=96",
              "--set", "overrides={kto: [desirable_weight=1.1]}"])
     results = json.loads((out / "results.json").read_text())

@@ -179,7 +179,10 @@ def train_method(method: str, sft_path: str, data: Path, run_dir: Path, config: 
             f"train.max_steps={config.max_steps}", f"train.batch_size={config.batch_size}", f"train.lr={config.lr}",
             f"train.seed={config.seed}", "train.progress=false", f"data.max_length={config.max_length}",
             f"train.warmup_steps={config.warmup_steps}", f"train.mixed_precision={config.mixed_precision}",
-            "train.save_total_limit=1"]
+            "train.save_total_limit=1",
+            # one pass over the first max_steps × batch_size rows: no method pays (e.g. for reference
+            # log-probs) for data its budget never reaches
+            f"data.limit={config.max_steps * config.batch_size}"]
     names = {f.name for f in dataclasses.fields(config_cls)}
     if "loss" in names:
         keys.append(f"loss={method}")  # the DPO family shares one config class
