@@ -167,7 +167,9 @@ def bench_online(config: OnlineBenchConfig) -> list[dict[str, Any]]:
 def _as_offline(config: OnlineBenchConfig):
     from alignlab.outer.bench import BenchConfig
 
-    return BenchConfig(output=config.output, methods=[], sft_model=config.sft_model, world_dir=config.world_dir,
+    # The offline bench's directory, so both benches start from the same SFT model (trained there once).
+    return BenchConfig(output=str(Path(config.offline_results).parent), methods=[], sft_model=config.sft_model,
+                       world_dir=config.world_dir,
                        world_seed=config.world_seed, world_size=config.world_size,
                        max_new_tokens=config.max_new_tokens, eval_limit=config.eval_limit, seed=config.seed)
 
