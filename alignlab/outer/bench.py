@@ -187,7 +187,8 @@ def train_method(method: str, sft_path: str, data: Path, run_dir: Path, config: 
     if "loss" in names:
         keys.append(f"loss={method}")  # the DPO family shares one config class
     if "reference_cache_dir" in names:
-        keys.append(f"reference_cache_dir={run_dir.parent / 'reference-cache'}")
+        # each method pays for its own reference log-probs, so wall times compare (no cross-method cache hits)
+        keys.append(f"reference_cache_dir={run_dir / 'reference-cache'}")
     start = time.perf_counter()
     fn(load_config(config_cls, None, keys + list(config.overrides.get(method, []))))
     return time.perf_counter() - start
