@@ -49,7 +49,15 @@ from alignlab.core.models import ModelConfig, ValueHead, load_causal_lm, load_to
 from alignlab.core.records import Message
 from alignlab.core.run import finish_run, start_run
 from alignlab.core.tokenize import batch_order, ensure_chat_template
-from alignlab.core.trainer import TrainConfig, TrainResult, autocast, lr_lambda
+from alignlab.core.trainer import (
+    TrainConfig,
+    TrainResult,
+    autocast,
+    lr_lambda,
+    make_optimizer,
+    previous_run,
+    stop_non_finite,
+)
 from alignlab.errors import ConfigError, DataError, TrainingError
 from alignlab.outer.online.rewards import RewardConfig, RewardSource, as_source, build_reward, call_source
 
@@ -366,19 +374,15 @@ class OnlineTrainer:
         return {**{k: v / updates for k, v in sums.items()}, "grad_norm": grad_norm / updates}
 
     def _stop(self, what: str) -> None:
-        last = ckpt.latest_checkpoint(self.out / "checkpoints")
-        kept = f"the last good checkpoint is '{last}' (resume with --resume)" if last else "no checkpoint was written yet"
-        raise TrainingError(f"step {self.step + 1}: {what}; stopped before updating the weights; {kept}")
+        stop_non_finite(what, self.step, self.out / "checkpoints")
 
     # -- the loop -----------------------------------------------------------------------------------------
 
     def train(self) -> TrainResult:
         cfg = self.config
         root = self.out / "checkpoints"
-        previous = (self.out / "metrics.jsonl").exists() or ckpt.checkpoint_dirs(root)
-        if previous and not (cfg.train.resume or cfg.train.overwrite):
-            raise ConfigError(f"output directory '{self.out}' already holds a run; pass --resume to continue it, "
-                                  "--set train.overwrite=true to replace it, or choose another --output")
+        if problem := previous_run(self.out, cfg.train):
+            raise ConfigError(problem)
         random.seed(cfg.train.seed)
         torch.manual_seed(cfg.train.seed)
         steps_per_epoch = len(self.prompts) // cfg.prompts_per_step
@@ -387,9 +391,7 @@ class OnlineTrainer:
         n = cfg.prompts_per_step * cfg.group_size
         updates_per_step = cfg.ppo_epochs * (n // cfg.minibatch_size)
         params = [p for p in self.actor.parameters() if p.requires_grad]
-        # Fused AdamW: one kernel over all tensors, ~5x faster steps on a CPU than the per-tensor loop.
-        optimizer = (torch.optim.SGD(params, lr=cfg.train.lr) if cfg.train.optimizer == "sgd" else
-                     torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, fused=True))
+        optimizer = make_optimizer(params, cfg.train)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.train, total * updates_per_step))
         ckpt.clean_partial(root)
         start = 0
