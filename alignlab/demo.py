@@ -51,7 +51,7 @@ class DemoConfig:
     """SFT on aligned demonstrations"""
     reward: TrainConfig = field(default_factory=lambda: _train(num_epochs=1.0, batch_size=32, lr=1e-3, warmup_steps=10))
     """reward model on annotator preference pairs"""
-    dpo: TrainConfig = field(default_factory=lambda: _train(num_epochs=1.0, batch_size=32, lr=5e-4, warmup_steps=10))
+    dpo: TrainConfig = field(default_factory=lambda: _train(num_epochs=1.0, batch_size=32, lr=1e-4, warmup_steps=10))
     """DPO on the same preference pairs, from the SFT model"""
     beta: float = 0.1
     """DPO's β"""

@@ -43,17 +43,18 @@ class BaseModelConfig:
     """attention heads"""
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
-            num_epochs=2.0,
-            batch_size=64,
-            lr=4e-3,
-            warmup_steps=30,
+            num_epochs=3.0,
+            batch_size=16,
+            lr=2e-3,
+            warmup_steps=100,
             scheduler="cosine",
             weight_decay=0.01,
             save_total_limit=1,
             mixed_precision="no",
         )
     )
-    """the pretraining loop (fp32: for a model this small, bf16 autocast costs more in casts than it saves)"""
+    """the pretraining loop: many small steps (a tiny model memorises the world's facts by updates, not by
+    batch size); fp32, because for a model this small bf16 autocast costs more in casts than it saves"""
 
 
 def corpus_examples(paths: WorldPaths, tokenizer) -> list[dict]:
