@@ -225,8 +225,8 @@ def test_hindsight_text_masks_feedback_phrases(tiny_model_dir):
     for good_first in (True, False):
         enc = encode_hindsight(tok, record, cfg, good_first)
         learned = tok.decode([t for t in enc["labels"] if t != IGNORE_INDEX])
-        answers = "Vell.Paris." if good_first else "Paris.Vell."
-        assert learned == answers + tok.eos_token  # the answers and the end of turn, no feedback phrase
+        answers = "Vell.\nParis." if good_first else "Paris.\nVell."
+        assert learned == answers + tok.eos_token  # the answers and where each ends, no feedback phrase
         full = tok.decode(enc["input_ids"])
         assert "A good answer is:\nVell." in full and "A bad answer is:\nParis." in full
     good_first = encode_hindsight(tok, record, cfg, True)
@@ -235,7 +235,12 @@ def test_hindsight_text_masks_feedback_phrases(tiny_model_dir):
 
 
 def test_hindsight_generate_and_pretraining_mix(tiny_model_dir, tmp_path):
-    from alignlab.outer.hindsight import HindsightConfig, hindsight_generate, train_hindsight
+    from alignlab.outer.hindsight import (
+        HindsightConfig,
+        hindsight_answer,
+        hindsight_generate,
+        train_hindsight,
+    )
 
     pairs = write_jsonl(tmp_path / "p.jsonl", pair_rows(8))
     text = write_jsonl(tmp_path / "t.jsonl", [{"text": f"Zorbia has {i} rivers."} for i in range(5)])
@@ -249,6 +254,7 @@ def test_hindsight_generate_and_pretraining_mix(tiny_model_dir, tmp_path):
     answers = hindsight_generate(model, load_tokenizer(str(tmp_path / "run")), [[{"role": "user", "content": "Hi"}]] * 3,
                                  max_new_tokens=5)
     assert len(answers) == 3 and all(isinstance(a, str) and "A bad answer is:" not in a for a in answers)
+    assert hindsight_answer("Vell.\nA bad answer is:\nParis.") == "Vell." == hindsight_answer("Vell. A bad answer is:")
 
 
 def test_pair_whose_chosen_equals_rejected_is_rejected(tiny_model_dir, tmp_path):

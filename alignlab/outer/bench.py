@@ -132,12 +132,11 @@ def responder(method: str, run_dir: Path | None) -> Responder:
     from alignlab.core.tokenize import render_prompt
 
     if method == "hindsight" and run_dir is not None:
-        from alignlab.outer.hindsight import hindsight_prompt_ids
+        from alignlab.outer.hindsight import hindsight_answer, hindsight_prompt_ids
 
         phrases = json.loads((run_dir / "results.json").read_text())["hindsight"]
-        bad = phrases["bad_phrase"]
         return Responder(lambda tok, p: hindsight_prompt_ids(tok, p, phrases["good_phrase"]),
-                         lambda text: text.split(bad)[0].strip())
+                         lambda text: hindsight_answer(text, phrases["bad_phrase"]))
     return Responder(lambda tok, p: tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"])
 
 

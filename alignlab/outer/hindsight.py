@@ -5,11 +5,12 @@ Each preference pair becomes one assistant turn that contains both answers behin
 
     A good answer is:\\n<chosen>\\nA bad answer is:\\n<rejected>        (or the bad one first)
 
-trained with the ordinary LM loss on the *answers* (and the closing EOS) but not on the feedback
-phrases, so the model learns what each phrase predicts rather than to emit phrases. Pretraining text
-can be mixed in as a regulariser (``pretrain_data``, ``pretrain_fraction``). At inference the model is
-conditioned on the positive phrase (:func:`hindsight_generate`): the prompt, then "A good answer is:",
-and the answer is cut where a "bad answer" phrase would begin.
+trained with the ordinary LM loss on the *answers* and on where each ends (the line break after the
+first, the closing EOS after the second) but not on the feedback phrases, so the model learns what each
+phrase predicts rather than to emit phrases. Pretraining text can be mixed in as a regulariser
+(``pretrain_data``, ``pretrain_fraction``). At inference the model is conditioned on the positive phrase
+(:func:`hindsight_generate`): the prompt, then "A good answer is:", and the answer is read up to its
+end (EOS or a line break; so answers are single-line, as an answer's line breaks would end it early).
 
 Each piece (phrase, answer, phrase, answer) is tokenised on its own and the ids are concatenated, so
 the boundary between the positive phrase and the answer is the one :func:`hindsight_generate` feeds.
@@ -90,9 +91,11 @@ def encode_hindsight(tokenizer, record: PairRecord, config: HindsightConfig, goo
     answers = [(config.good_phrase, record.chosen), (config.bad_phrase, record.rejected)]
     if not good_first:
         answers.reverse()
-    pieces = []  # (text, in the loss?)
-    for i, (phrase, answer) in enumerate(answers):
-        pieces += [(("\n" if i else "") + phrase + "\n", False), (answer, True)]
+    # (text, in the loss?): the line break after the first answer is learned, so the model learns where an
+    # answer ends (a line break, or EOS after the second answer) without ever learning to emit a phrase.
+    (first_phrase, first), (second_phrase, second) = answers
+    pieces = [(first_phrase + "\n", False), (first, True), ("\n", True), (second_phrase + "\n", False),
+              (second, True)]
     text = "".join(t for t, _ in pieces)
     _, completion_text = split_rendering(tokenizer, record.prompt, text)
     if not completion_text.startswith(text):
@@ -146,6 +149,12 @@ def hindsight_prompt_ids(tokenizer, prompt: list[Message], good_phrase: str = Hi
     return _ids(tokenizer, render_prompt(tokenizer, prompt)) + _ids(tokenizer, good_phrase + "\n")
 
 
+def hindsight_answer(text: str, bad_phrase: str = HindsightConfig.bad_phrase) -> str:
+    """The answer in text generated after the positive phrase: up to the learned end of an answer (a line
+    break), and never past a feedback phrase."""
+    return text.split("\n")[0].split(bad_phrase)[0].strip()
+
+
 @torch.no_grad()
 def hindsight_generate(model: nn.Module, tokenizer, prompts: list[list[Message]], *,
                        good_phrase: str = HindsightConfig.good_phrase, bad_phrase: str = HindsightConfig.bad_phrase,
@@ -169,7 +178,7 @@ def hindsight_generate(model: nn.Module, tokenizer, prompts: list[list[Message]]
                              do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         for ids in out[:, width:]:
             text = tokenizer.decode(ids, skip_special_tokens=True)
-            answers.append(text.split("\n" + bad_phrase)[0].split(bad_phrase)[0].strip())
+            answers.append(hindsight_answer(text, bad_phrase))
     return answers
 
 
