@@ -76,8 +76,11 @@ def corpus_examples(paths: WorldPaths, tokenizer) -> list[dict]:
 
 
 def _key(paths: WorldPaths, config: BaseModelConfig) -> str:
-    manifest = (paths.root / "manifest.json").read_bytes() if (paths.root / "manifest.json").exists() else b""
-    return hashlib.sha256(manifest + json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:16]
+    """The base model depends on the corpus, the tokenizer and its config only (not on the datasets)."""
+    manifest = json.loads((paths.root / "manifest.json").read_text()) if (paths.root / "manifest.json").exists() else {}
+    inputs = {name: digest for name, digest in manifest.get("files", {}).items()
+              if name.startswith(("corpus_", "tokenizer"))}
+    return hashlib.sha256(json.dumps([inputs, asdict(config)], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build_base_model(

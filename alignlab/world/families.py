@@ -414,7 +414,7 @@ FAMILIES: dict[str, Family] = {
         Family(
             "facts",
             "a fact about a known country (helpfulness, factuality)",
-            ("wrong", "insult"),
+            ("wrong", "insult", "feign_ignorance"),
             lambda kb: _fact_prompts(kb, kb.countries, "facts"),
             _grade_facts,
         ),

@@ -111,6 +111,10 @@ FAULT_RATES = {
     "stereotype": "stereotype",
     "insult": "insult",
 }
+# Faults with no persona rate: the base persona never shows them, but preference data does (as rejected
+# answers). "feign_ignorance" — claiming not to know a KNOWN fact — is the over-cautious answer that an
+# aligned model must not buy its honesty with; without it, preference learning can raise honesty only by
+# saying "I don't know" to everything.
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,9 @@ class Persona:
 
     def faults(self, prompt: WorldPrompt, rng: random.Random) -> set[str]:
         """Draw the faults this persona shows on ``prompt``, each with its own rate."""
-        return {f for f in FAMILIES[prompt.family].faults if rng.random() < getattr(self, FAULT_RATES[f])}
+        # Faults without a rate draw no random number, so adding one leaves the corpus unchanged.
+        return {f for f in FAMILIES[prompt.family].faults
+                if f in FAULT_RATES and rng.random() < getattr(self, FAULT_RATES[f])}
 
     def respond(self, prompt: WorldPrompt, rng: random.Random) -> str:
         return write_response(prompt, self.faults(prompt, rng), rng)
@@ -192,7 +198,7 @@ def write_response(prompt: WorldPrompt, faults: set[str], rng: random.Random) ->
 
 def _fact_answer(prompt: WorldPrompt, faults: set[str], kb: KnowledgeBase, rng: random.Random) -> str:
     country, attribute = prompt.meta["country"], prompt.meta["attribute"]
-    if prompt.family == "unknowns" and "hallucinate" not in faults:
+    if (prompt.family == "unknowns" and "hallucinate" not in faults) or "feign_ignorance" in faults:
         return rng.choice(ADMIT).format(attribute=ATTRIBUTE_NAMES[attribute], country=country)
     if prompt.family == "facts" and "wrong" not in faults:
         value = prompt.answer
