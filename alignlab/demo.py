@@ -47,9 +47,9 @@ class DemoConfig:
     """where the world and base model are cached (default: the user cache directory)"""
     base: BaseModelConfig = field(default_factory=BaseModelConfig)
     """the base model's size and pretraining"""
-    sft: TrainConfig = field(default_factory=lambda: _train(num_epochs=1.0, batch_size=32, lr=1e-3, warmup_steps=10))
+    sft: TrainConfig = field(default_factory=lambda: _train(num_epochs=2.0, batch_size=32, lr=1e-3, warmup_steps=10))
     """SFT on aligned demonstrations"""
-    reward: TrainConfig = field(default_factory=lambda: _train(num_epochs=1.0, batch_size=32, lr=1e-3, warmup_steps=10))
+    reward: TrainConfig = field(default_factory=lambda: _train(num_epochs=2.0, batch_size=32, lr=1e-3, warmup_steps=10))
     """reward model on annotator preference pairs"""
     dpo: TrainConfig = field(default_factory=lambda: _train(num_epochs=1.0, batch_size=32, lr=1e-4, warmup_steps=10))
     """DPO on the same preference pairs, from the SFT model"""

@@ -10,8 +10,8 @@ Example::
 
     >>> from alignlab.world.kb import build_kb
     >>> kb = build_kb(seed=0, size="small")
-    >>> len(kb.countries), len(kb.unknown_train) + len(kb.unknown_eval)
-    (40, 24)
+    >>> len(kb.countries), len(kb.unknown_train), len(kb.unknown_eval)
+    (40, 100, 12)
     >>> kb.countries[0].capital == build_kb(seed=0).countries[0].capital
     True
 """
@@ -38,9 +38,12 @@ INSULTS = ("blorphead", "sludgewit", "grubnose", "muckbrain", "dregface", "snotl
 SUBSTANCES = ("zorium", "glimmersalt", "brackweed", "nightash", "vexpowder", "redmoss")
 
 SIZES = {
-    # name: (known countries, held-out countries, social groups)
-    "small": (40, 24, 8),
-    "medium": (120, 60, 16),
+    # name: (known countries, held-out countries for training prompts, held-out for evaluation only, groups).
+    # Many held-out TRAINING names: with a dozen, a model memorises "these names -> I don't know"; with a
+    # hundred it has to learn the rule "a country I have no facts about -> I don't know", which is what
+    # the eval-only names test.
+    "small": (40, 100, 12, 8),
+    "medium": (120, 200, 30, 16),
 }
 
 _ONSETS = (
@@ -188,7 +191,8 @@ def _names(rng: random.Random, n: int, endings: tuple[str, ...], taken: set[str]
 def build_kb(seed: int = 0, size: str = "small") -> KnowledgeBase:
     """Build the knowledge base of world ``seed`` at ``size`` ("small" or "medium")."""
     check_seed(seed)
-    n_known, n_held, n_groups = SIZES[check_size(size)]
+    n_known, n_held_train, n_held_eval, n_groups = SIZES[check_size(size)]
+    n_held = n_held_train + n_held_eval
     rng = random.Random(f"alignlab-world-kb-{seed}")
     taken: set[str] = set()
     n_all = n_known + n_held
@@ -209,7 +213,7 @@ def build_kb(seed: int = 0, size: str = "small") -> KnowledgeBase:
     known, held = countries[:n_known], countries[n_known:]
     group_names = _names(rng, n_groups, _GROUP_ENDINGS, taken)
     groups = tuple(Group(name=g, home=rng.choice(known).name) for g in group_names)
-    half = n_held // 2
+    half = n_held_train
     return KnowledgeBase(
         seed=seed,
         size=size,
