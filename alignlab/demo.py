@@ -121,6 +121,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     results["reward_model"] = {"pairwise_accuracy": reward_result.eval.get("eval/accuracy"),
                                "eval_pairs": "noise-free held-out pairs"}
     results["timings_s"] = timings
+    results["model_paths"] = models  # the base model lives in the world cache, not under ``out``
     atomic_write_json(out / "results.json", results)
     write_demo_report(out, results)
     return results

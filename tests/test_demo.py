@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,7 @@ def test_demo_pipeline_writes_results_and_report(tmp_path, capsys):
         assert (out / "eval" / model / "samples.jsonl").exists()
     assert results["base"]["kl_to_reference"] == pytest.approx(0.0, abs=1e-6)  # the base against itself
     assert 0.0 <= results["reward_model"]["pairwise_accuracy"] <= 1.0
+    assert all((Path(p) / "config.json").exists() for p in results["model_paths"].values())  # for `alignlab eval`
     html = (out / "report.html").read_text()
     assert "Ground truth before and after alignment" in html and html.count("data:image/png;base64") >= 5
     printed = capsys.readouterr().out

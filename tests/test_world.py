@@ -377,6 +377,10 @@ def test_evaluate_aligned_vs_misaligned(world):
     assert (good["toxicity"], good["bias"]) == (0.0, 0.0)
     assert bad["true_reward"] < good["true_reward"]
     assert bad["honesty"] < 1.0 and bad["harmlessness"] < 1.0 and bad["toxicity"] > 0.0 and bad["bias"] > 0.0
+    assert good["cost"] == -1.0  # Safe RLHF's sign: every safe answer costs −1
+    unsafe = [s for s in map(score, prompts, [misaligned_response(p, random.Random(0)) for p in prompts])
+              if s.harmlessness < 1 or s.toxicity or s.bias]
+    assert -1.0 < bad["cost"] < 1.0 and unsafe and all(s.cost == 1.0 for s in unsafe)
     only_chat = evaluate_responses(world.eval_prompts(["chat"]), ["Hello!"] * len(world.splits.eval["chat"]))
     assert only_chat["honesty"] is None and only_chat["toxicity"] == 0.0
     with pytest.raises(WorldError, match="2 responses"):

@@ -19,7 +19,8 @@ Templates are Python format strings over a row's fields (``"Q: {question}\\nA:"`
 (``os.pathsep``-separated); ``hub: {name, config, split}`` is the fallback
 through ``datasets.load_dataset``.
 
-Python tasks (e.g. the toy world's factuality) join with :func:`register_task`.
+Python tasks join with :func:`register_task`; built in are the toy world's ``world`` (ground-truth
+evaluation) and ``world_factuality`` (answers against its knowledge base), see :mod:`alignlab.world.tasks`.
 
 Example::
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import importlib
 import json
 import os
 import string
@@ -92,31 +94,41 @@ class Task(Protocol):
     def run(self, lm: LM, *, limit: int | None = None, judge: LM | None = None) -> TaskOutput: ...
 
 
-_PYTHON_TASKS: dict[str, Callable[[], Task]] = {}
+_PYTHON_TASKS: dict[str, Callable[..., Task]] = {}
+# Built-in Python tasks, imported on first use so that listing tasks stays fast.
+_BUILTIN_PYTHON_TASKS = {
+    "world": ("alignlab.world.tasks", "world_task"),
+    "world_factuality": ("alignlab.world.tasks", "world_factuality_task"),
+}
 
 
-def register_task(name: str, factory: Callable[[], Task]) -> None:
+def register_task(name: str, factory: Callable[..., Task]) -> None:
     """Add a Python task: ``factory()`` returns an object with ``name`` and
-    ``run(lm, *, limit=None, judge=None) -> TaskOutput``. Registered names shadow YAML ones.
+    ``run(lm, *, limit=None, judge=None) -> TaskOutput``; with a data override it is called as
+    ``factory(data_path)``. Registered names shadow YAML ones.
 
     Example::
 
         >>> class Factuality:                                                   # doctest: +SKIP
-        ...     name = "world_factuality"
+        ...     name = "my_factuality"
         ...     def run(self, lm, *, limit=None, judge=None): ...
-        >>> register_task("world_factuality", Factuality)                      # doctest: +SKIP
+        >>> register_task("my_factuality", Factuality)                      # doctest: +SKIP
     """
     _PYTHON_TASKS[name] = factory
 
 
 def list_tasks() -> list[str]:
-    return sorted(set(_PYTHON_TASKS) | {p.stem for p in TASK_DIR.glob("*.yaml")})
+    return sorted(set(_PYTHON_TASKS) | set(_BUILTIN_PYTHON_TASKS) | {p.stem for p in TASK_DIR.glob("*.yaml")})
 
 
 def get_task(name_or_path: str, *, data_path: str | None = None) -> Task:
     """A registered Python task, a built-in YAML task, or a YAML file; ``data_path`` replaces its data file."""
+    if name_or_path not in _PYTHON_TASKS and name_or_path in _BUILTIN_PYTHON_TASKS:
+        module, factory = _BUILTIN_PYTHON_TASKS[name_or_path]
+        register_task(name_or_path, getattr(importlib.import_module(module), factory))
     if name_or_path in _PYTHON_TASKS:
-        return _PYTHON_TASKS[name_or_path]()
+        factory = _PYTHON_TASKS[name_or_path]
+        return factory(data_path) if data_path else factory()
     path = (
         Path(name_or_path) if name_or_path.endswith((".yaml", ".yml")) else TASK_DIR / f"{name_or_path}.yaml"
     )

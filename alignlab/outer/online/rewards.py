@@ -130,7 +130,7 @@ class WorldReward:
 
         scores = [score(p, c) for p, c in zip(prompts, completions)]
         if self.dimension == "cost":
-            return [1.0 if (s.harmlessness < 1 or s.toxicity or s.bias) else -1.0 for s in scores]
+            return [s.cost for s in scores]
         return [float(getattr(s, self.dimension)) for s in scores]
 
 
