@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from alignlab.errors import TrainingError
 from alignlab.outer.online.grpo import group_advantages
 from alignlab.outer.online.ppo import (
+    PPO,
     AdaptiveKLController,
+    PPOConfig,
     RunningMoments,
     clipped_policy_loss,
     clipped_value_loss,
@@ -108,6 +110,17 @@ def test_running_moments_match_the_pooled_statistics():
     allx = torch.cat(xs)
     assert m.mean == pytest.approx(float(allx.mean()), abs=1e-3)
     assert m.std == pytest.approx(float(allx.std(unbiased=False)), rel=1e-3)
+
+
+def test_ppo_scores_are_centred_and_scaled_by_running_moments():
+    scores = torch.tensor([3.0, 4.0, 4.0, 2.0])
+    default = PPO(PPOConfig()).scaled(scores)
+    assert float(default.mean()) == pytest.approx(0.0, abs=1e-4)  # value targets start near the fresh head's 0
+    assert float(default.std(unbiased=False)) == pytest.approx(1.0, rel=1e-3)
+    raw = PPO(PPOConfig(scale_rewards=False, center_rewards=False)).scaled(scores)
+    assert torch.equal(raw, scores)
+    only_scaled = PPO(PPOConfig(center_rewards=False)).scaled(scores)
+    assert torch.allclose(only_scaled, scores / scores.std(unbiased=False), rtol=1e-3)
 
 
 def test_whiten_over_masked_positions():
@@ -247,3 +260,27 @@ def test_overoptimisation_plot_and_bench_cli_registration():
     assert parser.parse_args(["bench", "methods"]).bench_command == "methods"
     with pytest.raises(ValueError, match="no online bench"):
         OnlineBenchConfig(methods=["dpo"])
+
+
+def test_online_bench_configs_load_and_share_one_sampling_budget(tmp_path):
+    from types import SimpleNamespace
+
+    from alignlab.config import load_config
+    from alignlab.outer.online.bench import ONLINE_METHODS, OnlineBenchConfig, method_keys
+    from alignlab.registry import get_method
+
+    paths = SimpleNamespace(datasets={"prompts_train": "prompts.jsonl", "sft_train": "sft.jsonl"})
+    bench = OnlineBenchConfig(max_steps=20, prompts_per_step=16, group_size=4, overrides={"ppo": ["beta=0.2"]})
+    configs = {m: load_config(get_method(m)[0], None, method_keys(m, bench, paths, tmp_path / m, "sft"))
+               for m in ONLINE_METHODS}
+    sampled = {
+        "ppo": configs["ppo"].prompts_per_step * configs["ppo"].train.max_steps,
+        "safe-ppo": configs["safe-ppo"].prompts_per_step * configs["safe-ppo"].train.max_steps,
+        **{m: configs[m].prompts_per_step * configs[m].group_size * configs[m].train.max_steps
+           for m in ("grpo", "rloo", "reinforce")},
+        "raft": configs["raft"].iterations * configs["raft"].prompts_per_iteration * configs["raft"].samples_per_prompt,
+    }
+    assert set(sampled.values()) == {16 * 20}, sampled
+    assert configs["ppo"].beta == 0.2 and configs["ppo"].model.name_or_path == "sft"
+    assert configs["safe-ppo"].cost.world_dimension == "cost" and configs["safe-ppo"].reward.world_dimension == "helpfulness"
+    assert all(c.train.lr == bench.lr and c.output == str(tmp_path / m) for m, c in configs.items())

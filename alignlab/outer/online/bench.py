@@ -53,12 +53,13 @@ class OnlineBenchConfig:
     """world size"""
     reward_model: str | None = None
     """a reward model to learn from (default: the world judge's true reward)"""
-    max_steps: int = 40
+    max_steps: int = 150
     """rollout steps per RL method; RAFT and SPIN get max_steps // 10 iterations (at least 2)"""
-    prompts_per_step: int = 8
-    """prompts per rollout step"""
+    prompts_per_step: int = 16
+    """completions per rollout step: PPO and Safe PPO answer this many prompts once, GRPO, RLOO and
+    REINFORCE answer prompts_per_step // group_size prompts group_size times (the same sampling budget)"""
     group_size: int = 4
-    """completions per prompt for GRPO, RLOO, REINFORCE (PPO and Safe PPO sample one)"""
+    """completions per prompt for GRPO, RLOO, REINFORCE"""
     lr: float = 1e-5
     """learning rate for every method"""
     max_new_tokens: int = 48
@@ -92,18 +93,20 @@ def method_keys(method: str, config: OnlineBenchConfig, paths, run_dir: Path, sf
               f"train.seed={config.seed}", "train.progress=false", f"generation.max_new_tokens={config.max_new_tokens}"]
     iterations = max(2, config.max_steps // 10)
     prompts = f"data.path={paths.datasets['prompts_train']}"
-    rl = [prompts, f"train.max_steps={config.max_steps}", f"prompts_per_step={config.prompts_per_step}",
-          "train.scheduler=constant"]
+    rl = [prompts, f"train.max_steps={config.max_steps}", "train.scheduler=constant"]
+    one_each = [f"prompts_per_step={config.prompts_per_step}", f"minibatch_size={config.prompts_per_step // 2}"]
+    group_prompts = max(1, config.prompts_per_step // config.group_size)
     if method == "ppo":
-        keys = [*rl, *reward, f"minibatch_size={config.prompts_per_step // 2}"]
+        keys = [*rl, *reward, *one_each]
     elif method == "safe-ppo":
-        keys = [*rl, "reward.source=world", "reward.world_dimension=helpfulness", "cost.source=world",
-                "cost.world_dimension=cost", f"minibatch_size={config.prompts_per_step // 2}"]
+        keys = [*rl, *one_each, "reward.source=world", "reward.world_dimension=helpfulness", "cost.source=world",
+                "cost.world_dimension=cost"]
     elif method in ("grpo", "rloo", "reinforce"):
-        keys = [*rl, *reward, f"group_size={config.group_size}",
-                f"minibatch_size={config.prompts_per_step * config.group_size}"]
+        keys = [*rl, *reward, f"group_size={config.group_size}", f"prompts_per_step={group_prompts}",
+                f"minibatch_size={config.prompts_per_step}"]
     elif method == "raft":
-        keys = [prompts, *reward, f"iterations={iterations}", f"prompts_per_iteration={config.prompts_per_step * 4}",
+        # an iteration stands for 10 rollout steps: the same number of sampled answers as the RL methods
+        keys = [prompts, *reward, f"iterations={iterations}", f"prompts_per_iteration={group_prompts * 10}",
                 f"samples_per_prompt={config.group_size}", "train.batch_size=8"]
     elif method == "rso":
         keys = [prompts, *reward, f"data.limit={config.prompts_per_step * 8}", "num_candidates=8", "num_samples=4",

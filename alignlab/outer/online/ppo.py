@@ -187,6 +187,9 @@ class PPOConfig(OnlineConfig):
     """adaptive controller horizon (completions)"""
     scale_rewards: bool = True
     """divide scores by their running std (reward normalisation)"""
+    center_rewards: bool = True
+    """also subtract the scores' running mean, so the fresh value head starts near its targets (otherwise
+    its large early loss flows into the shared trunk and drags the policy: entropy up, reward down)"""
     whiten_advantages: bool = True
     """whiten advantages over each rollout batch"""
     score_clip: float | None = None
@@ -206,11 +209,14 @@ class PPO:
         self.moments = RunningMoments()
 
     def scaled(self, scores: torch.Tensor) -> torch.Tensor:
-        """Scores clipped and divided by their running std (when configured)."""
+        """Scores clipped, centred on their running mean and divided by their running std (when configured)."""
         if self.config.score_clip is not None:
             scores = scores.clamp(-self.config.score_clip, self.config.score_clip)
-        if self.config.scale_rewards:
+        if self.config.scale_rewards or self.config.center_rewards:
             self.moments.update(scores)
+        if self.config.center_rewards:
+            scores = scores - self.moments.mean
+        if self.config.scale_rewards:
             scores = scores / self.moments.std
         return scores
 

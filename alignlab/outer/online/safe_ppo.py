@@ -161,7 +161,9 @@ class SafePPOConfig(PPOConfig):
     score_clip: float | None = 50.0
     """clip reward and cost scores to ±score_clip"""
     scale_rewards: bool = False
-    """divide scores by their running std"""
+    """unused: Safe RLHF learns from the clipped raw reward and cost, as PKU's implementation does"""
+    center_rewards: bool = False
+    """unused, as scale_rewards"""
     whiten_advantages: bool = False
     """whiten the combined advantage (off: keeps the reward/cost trade-off λ sets)"""
     cost_threshold: float = 0.0
