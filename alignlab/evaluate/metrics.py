@@ -8,7 +8,7 @@ Example::
     >>> crows_pair(-10.0, -12.5)
     {'likelihood_diff': 2.5, 'pct_stereotype': 1.0}
     >>> round(mc2([-1.0, -2.0, -0.5], [1, 0, 0]), 4)
-    0.3072
+    0.3315
 """
 
 from __future__ import annotations

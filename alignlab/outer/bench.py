@@ -64,7 +64,7 @@ class BenchConfig:
     """optimiser steps per method (the same budget for all; ~1 epoch of the small world's pairs)"""
     batch_size: int = 32
     """examples per step: pairs, ranked lists or labelled completions (the demo's DPO batch)"""
-    lr: float = 5e-4
+    lr: float = 1e-4
     """learning rate for every method (the demo's DPO learning rate)"""
     warmup_steps: int = 10
     """linear warmup steps"""
