@@ -26,7 +26,13 @@ from alignlab.outer.online.ppo import (
 )
 from alignlab.outer.online.rewards import FunctionReward, call_source, rule_prompt
 from alignlab.outer.online.safe_ppo import cost_model_loss, lagrange_update
-from alignlab.outer.online.sampling import acceptance_probability, best_of_k, rso_accept, top_fraction
+from alignlab.outer.online.sampling import (
+    acceptance_probability,
+    best_of_k,
+    pair_extremes,
+    rso_accept,
+    top_fraction,
+)
 
 
 def test_gae_matches_hand_computation():
@@ -186,6 +192,9 @@ def test_rso_acceptance_rule():
     hits = sum(rso_accept([beta * math.log(0.5), 0.0], 1, beta, rng) == [0] for _ in range(4000))
     assert hits / 4000 == pytest.approx(0.5, abs=0.03)
     assert best_of_k([1.0, 3.0, 2.0, 0.0], 2) == [1, 2]
+    # RSO pairs the accepted extremes; ties (no preference) are dropped
+    assert pair_extremes([0, 1, 2, 3], [2.0, 2.0, 2.0, 1.0]) == [(0, 3)]
+    assert pair_extremes([0, 1, 2, 3, 4], [5.0, 1.0, 4.0, 2.0, 3.0]) == [(0, 1), (2, 3)]
     assert top_fraction([1.0, 3.0, 2.0, 0.0, 5.0], 0.4) == [4, 1]
 
 
@@ -283,4 +292,7 @@ def test_online_bench_configs_load_and_share_one_sampling_budget(tmp_path):
     assert set(sampled.values()) == {16 * 20}, sampled
     assert configs["ppo"].beta == 0.2 and configs["ppo"].model.name_or_path == "sft"
     assert configs["safe-ppo"].cost.world_dimension == "cost" and configs["safe-ppo"].reward.world_dimension == "helpfulness"
-    assert all(c.train.lr == bench.lr and c.output == str(tmp_path / m) for m, c in configs.items())
+    assert all(c.output == str(tmp_path / m) for m, c in configs.items())
+    assert {m: c.train.lr for m, c in configs.items() if c.train.lr == bench.lr}.keys() == {"ppo", "safe-ppo"}
+    assert configs["grpo"].train.lr == configs["spin"].train.lr == bench.lr_without_critic
+    assert configs["rso"].data.limit * configs["rso"].num_candidates == 16 * 20

@@ -61,7 +61,9 @@ class OnlineBenchConfig:
     group_size: int = 4
     """completions per prompt for GRPO, RLOO, REINFORCE"""
     lr: float = 1e-5
-    """learning rate for every method"""
+    """learning rate of PPO and Safe PPO (their critics share the policy's trunk; 2e-5 already drifts)"""
+    lr_without_critic: float = 1e-4
+    """learning rate of GRPO, RLOO, REINFORCE, RAFT, RSO and SPIN (at 1e-5 they barely move in the budget)"""
     max_new_tokens: int = 48
     """tokens generated per answer (training and evaluation)"""
     eval_limit: int | None = None
@@ -74,8 +76,13 @@ class OnlineBenchConfig:
     """also run the over-optimisation experiment (length-biased reward model)"""
     length_bias: float = 0.15
     """annotators' utility per word in the over-optimisation experiment"""
-    overopt_steps: int = 60
+    overopt_steps: int = 100
     """PPO steps against the biased reward model"""
+    overopt_lr: float = 1.5e-4
+    """PPO's learning rate against the biased reward model (high, so that it over-optimises within the budget)"""
+    overopt_from: str = "base"
+    """the policy PPO starts from: base (the world's pretrained model: it has room to improve, so the true
+    reward can rise before it falls) or sft"""
     seed: int = 0
     """seed for training and sampling"""
 
@@ -83,13 +90,16 @@ class OnlineBenchConfig:
         unknown = [m for m in self.methods if m not in ONLINE_METHODS]
         if unknown:
             raise ValueError(f"no online bench for {unknown}; online methods: {', '.join(ONLINE_METHODS)}")
+        if self.overopt_from not in ("base", "sft"):
+            raise ValueError(f"overopt_from must be 'base' or 'sft', got '{self.overopt_from}'")
 
 
 def method_keys(method: str, config: OnlineBenchConfig, paths, run_dir: Path, sft_path: str) -> list[str]:
     """Config keys of ``alignlab train METHOD`` for the bench (same budget, same reward)."""
     reward = ([f"reward.model={config.reward_model}"] if config.reward_model
               else ["reward.source=world", "reward.world_dimension=true_reward"])
-    common = [f"model.name_or_path={sft_path}", f"output={run_dir}", "train.overwrite=true", f"train.lr={config.lr}",
+    lr = config.lr if method in ("ppo", "safe-ppo") else config.lr_without_critic
+    common = [f"model.name_or_path={sft_path}", f"output={run_dir}", "train.overwrite=true", f"train.lr={lr}",
               f"train.seed={config.seed}", "train.progress=false", f"generation.max_new_tokens={config.max_new_tokens}"]
     iterations = max(2, config.max_steps // 10)
     prompts = f"data.path={paths.datasets['prompts_train']}"
@@ -109,8 +119,9 @@ def method_keys(method: str, config: OnlineBenchConfig, paths, run_dir: Path, sf
         keys = [prompts, *reward, f"iterations={iterations}", f"prompts_per_iteration={group_prompts * 10}",
                 f"samples_per_prompt={config.group_size}", "train.batch_size=8"]
     elif method == "rso":
-        keys = [prompts, *reward, f"data.limit={config.prompts_per_step * 8}", "num_candidates=8", "num_samples=4",
-                "train.batch_size=8"]
+        # 8 candidates per prompt, as many prompts as the RL methods' sampling budget allows
+        keys = [prompts, *reward, f"data.limit={config.prompts_per_step * config.max_steps // 8}",
+                "num_candidates=8", "num_samples=4", "train.batch_size=8"]
     else:  # spin
         keys = [f"data.path={paths.datasets['sft_train']}", f"data.limit={config.prompts_per_step * 8}",
                 f"iterations={iterations}", "train.batch_size=8"]
@@ -214,6 +225,12 @@ def overoptimisation(config: OnlineBenchConfig, paths, sft_path: str, out: Path)
     from alignlab.world.datasets import write_jsonl
 
     out.mkdir(parents=True, exist_ok=True)
+    if config.overopt_from == "base":
+        from alignlab.world.base_model import build_base_model
+
+        policy_path = str(build_base_model(paths))
+    else:
+        policy_path = sft_path
     pairs = write_jsonl(out / "biased_pairs.jsonl", length_biased_pairs(config.seed, config.world_size, 2000,
                                                                         config.length_bias))
     rm_dir = out / "reward_model"
@@ -222,8 +239,8 @@ def overoptimisation(config: OnlineBenchConfig, paths, sft_path: str, out: Path)
         "train.num_epochs=1", "train.batch_size=16", "train.lr=1e-4", "train.progress=false",
         "data.max_length=256"]))
     ppo = load_config(PPOConfig, None, [
-        f"model.name_or_path={sft_path}", f"data.path={paths.datasets['prompts_train']}", f"output={out / 'ppo'}",
-        "train.overwrite=true", f"train.max_steps={config.overopt_steps}", f"train.lr={config.lr * 3}",
+        f"model.name_or_path={policy_path}", f"data.path={paths.datasets['prompts_train']}", f"output={out / 'ppo'}",
+        "train.overwrite=true", f"train.max_steps={config.overopt_steps}", f"train.lr={config.overopt_lr}",
         "train.scheduler=constant", "train.progress=false", f"prompts_per_step={config.prompts_per_step}",
         f"minibatch_size={config.prompts_per_step // 2}", "beta=0.01", f"reward.model={rm_dir}",
         f"generation.max_new_tokens={max(config.max_new_tokens, 96)}", "missing_eos_penalty=0.0"])

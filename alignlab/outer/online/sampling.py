@@ -78,6 +78,20 @@ def rso_accept(rewards: Sequence[float], num_samples: int, beta: float, rng: ran
     return accepted
 
 
+def pair_extremes(indices: Sequence[int], scores: Sequence[float]) -> list[tuple[int, int]]:
+    """(winner, loser) pairs from accepted samples: best with worst, second best with second worst, ...,
+    skipping pairs the reward cannot tell apart. With a coarse reward most accepted samples tie, and pairing
+    the extremes keeps every informative pair that pairing in sampling order would often miss.
+
+    Example:
+        >>> pair_extremes([0, 1, 2, 3], [1.0, 4.0, 4.0, 2.0])
+        [(1, 0), (2, 3)]
+    """
+    ranked = sorted(indices, key=lambda i: -scores[i])
+    pairs = [(ranked[k], ranked[-1 - k]) for k in range(len(ranked) // 2)]
+    return [(win, lose) for win, lose in pairs if scores[win] > scores[lose]]
+
+
 def best_of_k(scores: Sequence[float], group_size: int) -> list[int]:
     """Index of the best-scoring completion in each consecutive group of ``group_size``."""
     return [g * group_size + max(range(group_size), key=lambda j: scores[g * group_size + j])
@@ -290,10 +304,7 @@ def train_rso(config: RSOConfig, *, model: nn.Module | None = None, tokenizer=No
         chosen_idx = [lo + i for i in rso_accept(s.scores[lo:lo + config.num_candidates], config.num_samples,
                                                  config.rso_beta, rng)]
         accepted += len(chosen_idx)
-        for a, b in zip(chosen_idx[::2], chosen_idx[1::2]):  # pair consecutive accepted samples
-            if s.scores[a] == s.scores[b] or s.texts[a] == s.texts[b]:
-                continue  # the reward model has no preference
-            win, lose = (a, b) if s.scores[a] > s.scores[b] else (b, a)
+        for win, lose in pair_extremes(chosen_idx, s.scores):
             pairs.append({"prompt": s.prompts[a], "chosen": _reply(s.texts[win]), "rejected": _reply(s.texts[lose]),
                           "margin": s.scores[win] - s.scores[lose]})
     if not pairs:
