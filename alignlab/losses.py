@@ -40,4 +40,29 @@ from alignlab.outer.losses import (
     stable_alignment,
 )
 
-__all__ = ["LOSSES", "LossOutput", "get_loss", *LOSSES]
+__all__ = [
+    "LOSSES",
+    "LossOutput",
+    "get_loss",
+    "aot",
+    "aot_unpaired",
+    "apo",
+    "bco",
+    "cpo",
+    "cringe",
+    "discopop",
+    "dpo",
+    "exo",
+    "ipo",
+    "kto",
+    "nca",
+    "orpo",
+    "pro",
+    "robust_dpo",
+    "rrhf",
+    "sigmoid_norm",
+    "simpo",
+    "slic",
+    "sppo",
+    "stable_alignment",
+]

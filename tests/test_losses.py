@@ -305,3 +305,10 @@ def test_invalid_hyperparameters_raise_config_errors():
 def test_docstring_examples_run():
     result = doctest.testmod(L, raise_on_error=False)
     assert result.attempted > 20 and result.failed == 0
+
+
+def test_alignlab_losses_exports_every_loss():
+    import alignlab.losses as public
+
+    assert set(L.LOSSES) <= set(public.__all__)
+    assert all(getattr(public, name) is fn for name, fn in L.LOSSES.items())

@@ -305,7 +305,7 @@ def train_rso(config: RSOConfig, *, model: nn.Module | None = None, tokenizer=No
                                                  config.rso_beta, rng)]
         accepted += len(chosen_idx)
         for win, lose in pair_extremes(chosen_idx, s.scores):
-            pairs.append({"prompt": s.prompts[a], "chosen": _reply(s.texts[win]), "rejected": _reply(s.texts[lose]),
+            pairs.append({"prompt": s.prompts[win], "chosen": _reply(s.texts[win]), "rejected": _reply(s.texts[lose]),
                           "margin": s.scores[win] - s.scores[lose]})
     if not pairs:
         raise DataError("rejection sampling produced no pair with different rewards; raise num_candidates or "
