@@ -257,8 +257,11 @@ def test_overoptimisation_plot_and_bench_cli_registration():
 
     svg = svg_plot([{"kl": 0.0, "proxy_reward": 0.0, "true_reward": 2.0},
                     {"kl": 1.0, "proxy_reward": 1.0, "true_reward": 2.5},
-                    {"kl": 2.0, "proxy_reward": 2.0, "true_reward": 1.0}])
+                    {"kl": 2.0, "proxy_reward": 2.0, "true_reward": 1.0}], window=1)
     assert svg.startswith("<svg") and svg.count("<polyline") == 2 and "KL to the reference" in svg
+    from alignlab.outer.online.bench import moving_average
+
+    assert moving_average([{"kl": float(i)} for i in range(5)], ("kl",), 2) == [{"kl": k} for k in (0.5, 1.5, 2.5, 3.5)]
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
     other = sub.add_parser("bench").add_subparsers(dest="bench_command")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -76,9 +77,9 @@ class OnlineBenchConfig:
     """also run the over-optimisation experiment (length-biased reward model)"""
     length_bias: float = 0.15
     """annotators' utility per word in the over-optimisation experiment"""
-    overopt_steps: int = 100
+    overopt_steps: int = 120
     """PPO steps against the biased reward model"""
-    overopt_lr: float = 1.5e-4
+    overopt_lr: float = 5e-5
     """PPO's learning rate against the biased reward model (high, so that it over-optimises within the budget)"""
     overopt_from: str = "base"
     """the policy PPO starts from: base (the world's pretrained model: it has room to improve, so the true
@@ -252,24 +253,33 @@ def overoptimisation(config: OnlineBenchConfig, paths, sft_path: str, out: Path)
     return rows
 
 
-def svg_plot(rows: list[dict[str, float]]) -> str:
-    """Proxy (blue) and true (red) reward against KL, each on its own axis scale, as a standalone SVG."""
+def moving_average(rows: list[dict[str, float]], keys: tuple[str, ...], window: int) -> list[dict[str, float]]:
+    """Means of ``keys`` over each run of ``window`` consecutive rows (one PPO step is 16 answers: noisy)."""
+    window = max(1, min(window, len(rows)))
+    return [{k: sum(r[k] for r in rows[i:i + window]) / window for k in keys} for i in range(len(rows) - window + 1)]
+
+
+def svg_plot(rows: list[dict[str, float]], window: int = 8) -> str:
+    """Proxy (blue) and true (red) reward against √KL to the reference (Gao et al. 2023's axis), as moving
+    averages over ``window`` PPO steps in training order, each on its own scale; a standalone SVG."""
     if not rows:
         raise ConfigError("no PPO steps to plot")
-    kls = [r["kl"] for r in rows]
-    x0, x1 = min(kls), max(kls) + 1e-9
+    points = moving_average(rows, ("kl", "proxy_reward", "true_reward"), window)
+    xs = [math.sqrt(max(p["kl"], 0.0)) for p in points]  # a k1 estimate can dip below 0 near the reference
+    x0, x1 = min(xs), max(xs) + 1e-9
 
     def line(key: str, colour: str) -> str:
-        ys = [r[key] for r in rows]
+        ys = [p[key] for p in points]
         y0, y1 = min(ys), max(ys) + 1e-9
-        points = " ".join(f"{60 + 480 * (r['kl'] - x0) / (x1 - x0):.1f},{320 - 280 * (r[key] - y0) / (y1 - y0):.1f}"
-                          for r in sorted(rows, key=lambda r: r["kl"]))
-        return (f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>'
+        path = " ".join(f"{60 + 480 * (x - x0) / (x1 - x0):.1f},{320 - 280 * (y - y0) / (y1 - y0):.1f}"
+                        for x, y in zip(xs, ys))
+        return (f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>'
                 f'<text x="560" y="{40 if colour == "blue" else 60}" fill="{colour}" font-size="12">{key} '
                 f'[{y0:.2f}, {y1:.2f}]</text>')
 
     return ('<svg xmlns="http://www.w3.org/2000/svg" width="760" height="360" style="font-family:sans-serif">'
             '<line x1="60" y1="320" x2="540" y2="320" stroke="#888"/><line x1="60" y1="40" x2="60" y2="320" '
             f'stroke="#888"/>{line("proxy_reward", "blue")}{line("true_reward", "red")}'
-            f'<text x="220" y="350" font-size="12">KL to the reference [{x0:.2f}, {x1:.2f}] nats</text>'
+            f'<text x="160" y="350" font-size="12">√KL to the reference [{x0:.2f}, {x1:.2f}] √nats '
+            f'(moving average over {window} steps)</text>'
             '<text x="5" y="25" font-size="12">reward (each curve min–max scaled)</text></svg>')
