@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from alignlab.errors import AlignlabError
 
 # Areas that add their own sub-commands (each module defines add_commands(subparsers)).
-# alignlab.outer.online.cli adds `bench online` to the `bench` parser that bench_cli creates, so it comes after.
 COMMAND_MODULES = ["alignlab.world.cli", "alignlab.evaluate.cli", "alignlab.outer.bench_cli", "alignlab.outer.online.cli"]
 
 # Common flags of `alignlab train METHOD` and the config keys they set.

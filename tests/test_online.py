@@ -299,3 +299,11 @@ def test_online_bench_configs_load_and_share_one_sampling_budget(tmp_path):
     assert {m: c.train.lr for m, c in configs.items() if c.train.lr == bench.lr}.keys() == {"ppo", "safe-ppo"}
     assert configs["grpo"].train.lr == configs["spin"].train.lr == bench.lr_without_critic
     assert configs["rso"].data.limit * configs["rso"].num_candidates == 16 * 20
+
+
+def test_both_bench_commands_need_the_world(capsys):
+    from alignlab.cli import main
+
+    for command in ("methods", "online"):
+        assert main(["bench", command, "--max-steps", "3"]) != 0
+        assert f"alignlab bench {command} needs --world" in capsys.readouterr().err
