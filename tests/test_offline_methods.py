@@ -84,7 +84,7 @@ def test_ranked_objective_matches_pure_losses_on_unbatched_logprobs(tiny_model_d
     def one(enc):  # log-prob sum and length of a single unpadded candidate
         ids = torch.tensor([enc["input_ids"]])
         logp, n = sequence_logprobs(model, ids, torch.ones_like(ids), torch.tensor([enc["labels"]]))
-        return float(logp), float(n)
+        return float(logp.detach()), float(n)
 
     for cfg, loss_fn in [(RRHFConfig(), losses.rrhf), (PROConfig(), losses.pro),
                          (StableAlignmentConfig(), losses.stable_alignment)]:
