@@ -147,3 +147,20 @@ def test_value_head_model_round_trip(setup, tmp_path):
     model.save_pretrained(tmp_path / "vh")
     again = CausalLMWithValueHead.from_pretrained(tmp_path / "vh")
     torch.testing.assert_close(again(ids)[1], values)
+
+
+def test_trains_in_fp32_after_another_library_set_accelerate_to_bf16(setup, tmp_path):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    tok, examples = setup
+    _, clean = run(tok, examples, tmp_path / "clean")
+    AcceleratorState._reset_state(True)
+    try:
+        Accelerator(mixed_precision="bf16", cpu=True)  # what TRL's trainers do first in a shared process
+        _, after = run(tok, examples, tmp_path / "after_bf16")  # raised "already initialized" before
+    finally:
+        AcceleratorState._reset_state(True)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "clean" / "metrics.jsonl")]
+    # identical to the clean fp32 run: accelerate's bf16 autocast never wrapped our forward
+    assert [r["loss"] for r in read_metrics(tmp_path / "after_bf16" / "metrics.jsonl")] == pytest.approx(losses, rel=1e-6)

@@ -170,6 +170,27 @@ def make_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.opt
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
 
 
+def make_accelerator():
+    """The loop's Accelerator: device placement, DDP/FSDP wrapping, gradient sync — never precision.
+
+    Without a GPU, accelerate treats a torchrun/accelerate-launch job as one process unless told to use the
+    CPU; cpu=True there gives MULTI_CPU on gloo (a no-op for a single process). Mixed precision is our own
+    autocast: accelerate's state is a process-wide singleton that refuses a second Accelerator with another
+    precision, and one Python session may train several models, or run TRL first (it asks for bf16).
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    cpu = not torch.cuda.is_available()
+    if not AcceleratorState._shared_state:
+        return Accelerator(mixed_precision="no", cpu=cpu)
+    # Another library set this process's precision already: join its state, but keep its autocast and
+    # loss scaler out of our forward and backward passes.
+    accelerator = Accelerator(cpu=cpu)
+    accelerator.native_amp, accelerator.scaler = False, None
+    return accelerator
+
+
 def autocast(mixed_precision: str):
     """The autocast context the loop trains under, for work outside it (e.g. precomputing references)."""
     if _mixed_precision(mixed_precision) != "bf16":
@@ -201,15 +222,10 @@ def train(
     ``lengths`` (one per example) enables length-grouped batching. The model itself is *not* saved in
     ``output_dir`` here: the method does that in its own format (``save_pretrained``).
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     output_dir = Path(output_dir)
-    # Without a GPU, accelerate treats a torchrun/accelerate-launch job as one process unless told to use
-    # the CPU; cpu=True there gives MULTI_CPU on gloo (and is a no-op for a single process). Mixed precision
-    # is our own autocast, not accelerate's: its state is a process-wide singleton that refuses a second
-    # Accelerator with another precision, and one Python session may train several models.
-    accelerator = Accelerator(mixed_precision="no", cpu=not torch.cuda.is_available())
+    accelerator = make_accelerator()
     _check_output_dir(output_dir, config, accelerator)
     world, rank = accelerator.num_processes, accelerator.process_index
     set_seed(config.seed)
