@@ -30,7 +30,6 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check alignlab tests benchmarks
-	$(BIN)/ruff format --check alignlab tests benchmarks
 
 clean:
 	rm -rf $(VENV) runs
