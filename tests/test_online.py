@@ -247,6 +247,12 @@ def test_length_biased_pairs_prefer_longer_answers():
         return sum(len(r["chosen"][0]["content"]) > len(r["rejected"][0]["content"]) for r in rows) / len(rows)
 
     assert longer_wins(biased) > longer_wins(unbiased) + 0.1
+    # the sampling seed changes the candidates, never the world the prompts come from
+    from alignlab.world.families import parse_prompt
+
+    reseeded = length_biased_pairs(0, "small", 50, 0.05, seed=1)
+    assert reseeded != length_biased_pairs(0, "small", 50, 0.05, seed=0)
+    assert all(parse_prompt(r["prompt"][-1]["content"]) for r in reseeded)
 
 
 def test_overoptimisation_plot_and_bench_cli_registration():

@@ -75,9 +75,10 @@ class OnlineBenchConfig:
     """extra config keys per method, e.g. {ppo: [beta=0.1]}"""
     overoptimisation: bool = False
     """also run the over-optimisation experiment (length-biased reward model)"""
-    length_bias: float = 0.15
-    """annotators' utility per word in the over-optimisation experiment"""
-    overopt_steps: int = 120
+    length_bias: float = 0.05
+    """annotators' utility per word in the over-optimisation experiment (small enough that the reward model
+    still ranks quality first, so PPO improves the true reward before it learns to pad: at 0.15 it only pads)"""
+    overopt_steps: int = 150
     """PPO steps against the biased reward model"""
     overopt_lr: float = 5e-5
     """PPO's learning rate against the biased reward model (high, so that it over-optimises within the budget)"""
@@ -192,7 +193,7 @@ def _as_offline(config: OnlineBenchConfig):
 # ---- reward over-optimisation ----------------------------------------------------------------------------
 
 
-def length_biased_pairs(seed: int, size: str, n: int, length_bias: float) -> list[dict[str, Any]]:
+def length_biased_pairs(world_seed: int, size: str, n: int, length_bias: float, seed: int = 0) -> list[dict[str, Any]]:
     """World pairs whose candidates differ in length as well as quality, labelled by length-loving annotators.
 
     For each prompt the candidates are the aligned and the misaligned answer, each also with 1–4 filler
@@ -204,7 +205,7 @@ def length_biased_pairs(seed: int, size: str, n: int, length_bias: float) -> lis
     rng = random.Random(seed)
     annotator = Annotator(length_bias=length_bias)
     rows = []
-    for record in World(seed, size).pair_records(n):
+    for record in World(world_seed, size).pair_records(n):
         base = [record.chosen, record.rejected]
         candidates = base + [f"{b} {' '.join(rng.choices(FILLER, k=rng.randint(1, 4)))}" for b in base]
         a, b = rng.sample(candidates, 2)
@@ -232,8 +233,8 @@ def overoptimisation(config: OnlineBenchConfig, paths, sft_path: str, out: Path)
         policy_path = str(build_base_model(paths))
     else:
         policy_path = sft_path
-    pairs = write_jsonl(out / "biased_pairs.jsonl", length_biased_pairs(config.seed, config.world_size, 2000,
-                                                                        config.length_bias))
+    pairs = write_jsonl(out / "biased_pairs.jsonl", length_biased_pairs(config.world_seed, config.world_size, 2000,
+                                                                        config.length_bias, config.seed))
     rm_dir = out / "reward_model"
     train_reward(load_config(RewardConfig, None, [
         f"model.name_or_path={sft_path}", f"data.path={pairs}", f"output={rm_dir}", "train.overwrite=true",
