@@ -107,3 +107,22 @@ def test_model_errors():
     with pytest.raises(ConfigError, match="did you mean sft"):
         from alignlab.registry import get_method
         get_method("sfft")
+
+
+def test_reward_model_from_a_causal_lm_loads_quietly_and_real_gaps_warn(tiny_model_dir, tmp_path, capfd):
+    import shutil
+    import warnings
+
+    from safetensors.torch import load_file, save_file
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the expected new score head and unused lm_head: no warning
+        load_reward_model(str(tiny_model_dir))
+    assert "LOAD REPORT" not in capfd.readouterr().err
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    weights = load_file(broken / "model.safetensors")
+    del weights["model.norm.weight"]
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    with pytest.warns(UserWarning, match=r"newly initialised \['model.norm.weight'\]"):
+        load_reward_model(str(broken))

@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,12 +83,26 @@ def load_reward_model(name_or_path: str, *, dtype: str = "float32", trust_remote
                       num_labels: int = 1) -> nn.Module:
     """Load a sequence-classification model with a scalar head (a reward or cost model).
 
-    A causal LM checkpoint gets a freshly initialised score head, as TRL's reward trainer does.
+    A causal LM checkpoint gets a freshly initialised score head, as TRL's reward trainer does. That
+    expected difference (``score.*`` new, ``lm_head.*`` unused) passes silently; any other missing or
+    unexpected weight is a warning that names them.
     """
     from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
 
-    model = _from_pretrained(AutoModelForSequenceClassification, name_or_path, dtype=_dtype(dtype),
-                             trust_remote_code=trust_remote_code, num_labels=num_labels)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # transformers' load report: a table per load, expected or not
+    try:
+        model, info = _from_pretrained(AutoModelForSequenceClassification, name_or_path, dtype=_dtype(dtype),
+                                       trust_remote_code=trust_remote_code, num_labels=num_labels,
+                                       output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = [k for k in info["missing_keys"] if not k.startswith("score.")]
+    unexpected = [k for k in info["unexpected_keys"] if not k.startswith("lm_head.")]
+    if missing or unexpected or info["mismatched_keys"]:
+        warnings.warn(f"loading '{name_or_path}' as a reward model: newly initialised {missing}, unused "
+                      f"{unexpected}, shape-mismatched {info['mismatched_keys']}", stacklevel=2)
     if model.config.pad_token_id is None:
         # Sequence classifiers pool the last non-pad token, so they must know the pad id.
         model.config.pad_token_id = model.config.eos_token_id
