@@ -87,3 +87,10 @@ def test_world_task_through_evaluate_writes_results_and_samples(prompts_file, tm
 def test_world_task_with_a_missing_prompts_file_names_it(tmp_path):
     with pytest.raises(EvalError, match="no world prompts"):
         get_task("world", data_path=str(tmp_path / "nope.jsonl")).run(ScriptedLM(aligned_response))
+
+
+def test_a_default_world_task_scores_every_rate(prompts_file):
+    from alignlab.world.tasks import WORLD_METRICS, WorldTask
+
+    out = WorldTask(data_path=str(prompts_file), samples=1).run(ScriptedLM(aligned_response), limit=20)
+    assert set(out.metrics) == set(WORLD_METRICS) and out.n == 20

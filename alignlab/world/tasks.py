@@ -20,8 +20,9 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 from alignlab.errors import EvalError
@@ -49,7 +50,7 @@ class WorldTask:
     """Sample answers to the world's eval prompts and grade them with the judge."""
 
     name: str = "world"
-    metrics: dict[str, tuple[str, tuple[str, ...] | None]] | None = None
+    metrics: dict[str, tuple[str, tuple[str, ...] | None]] = field(default_factory=lambda: dict(WORLD_METRICS))
     data_path: str | None = None
     samples: int = 2
     max_tokens: int = 48
@@ -66,9 +67,8 @@ class WorldTask:
             path = given / "datasets" / "prompts_eval.jsonl" if given.is_dir() else given
             if not path.exists():
                 raise EvalError(f"task '{self.name}': no world prompts at {path}")
-        families = {f for _, fams in self.metrics.values() if fams for f in fams}
-        if any(fams is None for _, fams in self.metrics.values()):
-            families = None
+        scored = [fams for _, fams in self.metrics.values()]
+        families = None if None in scored else {f for fams in scored for f in fams}  # None: every family
         return [p for p in load_prompts(path) if families is None or p.family in families]
 
     def run(self, lm: LM, *, limit: int | None = None, judge: LM | None = None) -> TaskOutput:
@@ -100,7 +100,7 @@ class WorldTask:
         for family in sorted({s["family"] for s in samples}):
             members = [s for s in samples if s["family"] == family]
             groups[family] = {
-                **{metric: M.mean_and_stderr([s[dim] for s in members])[0] for metric, (dim, _) in self.metrics.items()},
+                **{metric: mean(s[dim] for s in members) for metric, (dim, _) in self.metrics.items()},
                 "n": len(members),
             }
         return TaskOutput(
