@@ -129,6 +129,15 @@ def test_ppo_scores_are_centred_and_scaled_by_running_moments():
     assert torch.allclose(only_scaled, scores / scores.std(unbiased=False), rtol=1e-3)
 
 
+def test_safe_ppo_refuses_score_normalisation():
+    from alignlab.outer.online.safe_ppo import SafePPOConfig
+
+    assert not SafePPOConfig().center_rewards  # PKU's rules: raw clipped scores
+    for key in ("scale_rewards", "center_rewards"):
+        with pytest.raises(ValueError, match="must be false"):
+            SafePPOConfig(**{key: True})
+
+
 def test_whiten_over_masked_positions():
     x = torch.tensor([[1.0, 2.0, 100.0], [3.0, 4.0, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]])

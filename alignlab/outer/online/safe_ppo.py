@@ -161,9 +161,9 @@ class SafePPOConfig(PPOConfig):
     score_clip: float | None = 50.0
     """clip reward and cost scores to ±score_clip"""
     scale_rewards: bool = False
-    """unused: Safe RLHF learns from the clipped raw reward and cost, as PKU's implementation does"""
+    """must stay off: Safe RLHF learns from the clipped raw reward and cost, as PKU's implementation does"""
     center_rewards: bool = False
-    """unused, as scale_rewards"""
+    """must stay off, as scale_rewards"""
     whiten_advantages: bool = False
     """whiten the combined advantage (off: keeps the reward/cost trade-off λ sets)"""
     cost_threshold: float = 0.0
@@ -176,6 +176,13 @@ class SafePPOConfig(PPOConfig):
     """λ is clamped at this value"""
     episode_window: int = 128
     """recent completions whose mean cost J_c drives the λ update"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.scale_rewards or self.center_rewards:
+            # λ trades reward against cost on their own scales; normalising either would change the trade-off.
+            raise ValueError("safe-ppo uses the raw (clipped) reward and cost: scale_rewards and center_rewards "
+                             "must be false")
 
 
 class SafePPO(PPO):
