@@ -40,8 +40,8 @@ DATASETS: dict[str, str] = {
     **{m: "ranked_train" for m in ["rrhf", "pro", "stable-alignment"]},
     **{m: "kto_train" for m in ["kto", "cringe"]},
 }
-COLUMNS = ["helpfulness", "honesty", "harmlessness", "toxicity", "bias", "true_reward", "cost", "kl_to_sft",
-           "train_seconds"]
+GROUND_TRUTH = ["helpfulness", "honesty", "harmlessness", "toxicity", "bias", "true_reward", "cost"]
+COLUMNS = [*GROUND_TRUTH, "kl_to_sft", "train_seconds"]
 
 
 @dataclass
@@ -163,7 +163,7 @@ def evaluate_policy(model_dir: str, sft, tokenizer, prompts: list, respond: Resp
     pad = tokenizer.pad_token_id
     kl = (answer_logprobs(lm.model, encoded, full, pad_token_id=pad)
           - answer_logprobs(sft, plain, full, pad_token_id=pad))
-    return {**{k: scores[k] for k in COLUMNS[:7]}, "kl_to_sft": float(kl.mean()), "examples": answers[:3]}
+    return {**{k: scores[k] for k in GROUND_TRUTH}, "kl_to_sft": float(kl.mean()), "examples": answers[:3]}
 
 
 # ---- training ------------------------------------------------------------------------------------------
