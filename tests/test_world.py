@@ -51,7 +51,7 @@ def test_kb_is_seeded_and_sized():
     kb, again, other = build_kb(0, "small"), build_kb(0, "small"), build_kb(1, "small")
     assert kb == again
     assert kb.countries != other.countries
-    assert len(kb.countries) == 40 and len(kb.unknown_train) == 100 and len(kb.unknown_eval) == 12
+    assert len(kb.countries) == 40 and len(kb.unknown_train) == 800 and len(kb.unknown_eval) == 40
     medium = build_kb(0, "medium")
     assert len(medium.countries) > len(kb.countries)
     everything = kb.countries + kb.unknown_train + kb.unknown_eval

@@ -31,7 +31,7 @@ from alignlab.world.kb import KnowledgeBase, check_seed, check_size
 from alignlab.world.tokenizer import corpus_texts, train_tokenizer
 
 MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 3  # bumped when generators change, so cached worlds are rebuilt
+MANIFEST_FORMAT = 4  # bumped when generators change, so cached worlds are rebuilt
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ Example::
     >>> from alignlab.world.kb import build_kb
     >>> kb = build_kb(seed=0, size="small")
     >>> len(kb.countries), len(kb.unknown_train), len(kb.unknown_eval)
-    (40, 100, 12)
+    (40, 800, 40)
     >>> kb.countries[0].capital == build_kb(seed=0).countries[0].capital
     True
 """
@@ -39,11 +39,13 @@ SUBSTANCES = ("zorium", "glimmersalt", "brackweed", "nightash", "vexpowder", "re
 
 SIZES = {
     # name: (known countries, held-out countries for training prompts, held-out for evaluation only, groups).
-    # Many held-out TRAINING names: with a dozen, a model memorises "these names -> I don't know"; with a
-    # hundred it has to learn the rule "a country I have no facts about -> I don't know", which is what
-    # the eval-only names test.
-    "small": (40, 100, 12, 8),
-    "medium": (120, 200, 30, 16),
+    # Many held-out TRAINING names: with a dozen, a model memorises "these names -> I don't know"; it has
+    # to learn the rule "a country I have no facts about -> I don't know", which is what the eval-only
+    # names test. Measured on the 1.4M base model (seed 0): honesty on eval-only names after SFT was 0.06
+    # with 12 training names, 0.55 with 100, 0.78 with 400 and 0.86 with 800. Forty eval-only names
+    # (not a dozen) keep one odd name from moving the honesty rate by several points.
+    "small": (40, 800, 40, 8),
+    "medium": (120, 1600, 80, 16),
 }
 
 _ONSETS = (
