@@ -58,15 +58,22 @@ class Report:
         self.parts.append(f"<h2>{html.escape(heading)}</h2><table><tr>{head}</tr>{body}</table>")
 
     def line_plot(self, title: str, series: dict[str, Sequence[tuple[float, float]]], *, xlabel: str = "step",
-                  ylabel: str = "") -> None:
-        """One figure with a line per series of (x, y) points."""
+                  ylabel: str = "", smooth: int = 0) -> None:
+        """One figure with a line per series of (x, y) points; ``smooth > 1`` draws each series faintly and
+        its trailing moving average over ``smooth`` points on top (per-batch training metrics are noisy)."""
         fig, ax = _axes()
         for name, points in series.items():
-            if points:
-                xs, ys = zip(*points)
+            if not points:
+                continue
+            xs, ys = zip(*points)
+            if smooth > 1 and len(points) > smooth:
+                line = ax.plot(xs, ys, alpha=0.3, linewidth=0.8)[0]
+                ax.plot(xs, moving_average(ys, smooth), color=line.get_color(),
+                        label=f"{name} (mean of {smooth})")
+            else:
                 ax.plot(xs, ys, label=name, marker="o" if len(points) < 20 else None, markersize=3)
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-        if len(series) > 1:
+        if len(series) > 1 or smooth > 1:
             ax.legend()
         self._figures.append(_png(fig, title))
 
@@ -120,6 +127,21 @@ def _png(fig, title: str) -> str:
     plt.close(fig)
     data = base64.b64encode(buffer.getvalue()).decode()
     return f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'></figure>"
+
+
+def moving_average(values: Sequence[float], window: int) -> list[float]:
+    """Trailing mean over the last ``window`` values (fewer at the start), same length as ``values``.
+
+    >>> moving_average([1.0, 3.0, 5.0, 7.0], 2)
+    [1.0, 2.0, 4.0, 6.0]
+    """
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
 
 
 def metric_curve(rows: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:

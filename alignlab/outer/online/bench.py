@@ -256,8 +256,11 @@ def overoptimisation(config: OnlineBenchConfig, paths, sft_path: str, out: Path)
 
 def moving_average(rows: list[dict[str, float]], keys: tuple[str, ...], window: int) -> list[dict[str, float]]:
     """Means of ``keys`` over each run of ``window`` consecutive rows (one PPO step is 16 answers: noisy)."""
+    from alignlab.report.html import moving_average as trailing_mean
+
     window = max(1, min(window, len(rows)))
-    return [{k: sum(r[k] for r in rows[i:i + window]) / window for k in keys} for i in range(len(rows) - window + 1)]
+    columns = {k: trailing_mean([r[k] for r in rows], window)[window - 1:] for k in keys}  # full windows only
+    return [{k: columns[k][i] for k in keys} for i in range(len(rows) - window + 1)]
 
 
 def svg_plot(rows: list[dict[str, float]], window: int = 8) -> str:
