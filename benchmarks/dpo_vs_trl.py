@@ -7,6 +7,11 @@ training (TRL: ``precompute_ref_log_probs=True``; both score the data with the u
 neither loads a second copy), bf16 autocast, no gradient checkpointing, no evaluation, no saving of
 checkpoints during training.
 
+alignlab runs its defaults, so each pair's prompt goes through the model once and its KV cache (with
+gradients) serves both responses (``shared_prefix``: about 66 + 2 × 130 tokens through the model per pair
+instead of 2 × 196, in the training step and in precomputing the reference); TRL concatenates chosen and
+rejected into two full rows. Both compute the same DPO loss on the same log-probs.
+
 Every run happens in a fresh subprocess, which reports its own wall time and peak RSS
 (``getrusage(RUSAGE_SELF).ru_maxrss``), so imports, model loading and caches of one side never count
 for the other. Rounds alternate the two sides; the printed ratio is the median of per-round ratios.

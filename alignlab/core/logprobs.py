@@ -15,6 +15,8 @@ Example::
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -69,12 +71,64 @@ def sequence_logprobs(model: nn.Module, input_ids: torch.Tensor, attention_mask:
     return logps.sum(-1), mask.sum(-1)
 
 
-def pair_logprobs(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Chosen and rejected sequence log-probs from ONE forward over the [chosen; rejected] batch.
+def shared_prefix_logits(model: nn.Module, batch: dict[str, torch.Tensor], *, output_hidden_states: bool = False
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits (and optionally last hidden states) of a :func:`~alignlab.core.tokenize.shared_prefix_batch`.
 
-    Returns ``chosen_logp``, ``rejected_logp``, ``chosen_len``, ``rejected_len`` (each [batch]).
+    Pass 1 runs each prompt (minus its last token) once and keeps its KV cache; the cache rows are then
+    repeated per completion (``prompt_index``) — an index_select, so gradients of every completion flow
+    back into the one prompt computation — and pass 2 runs ``[last prompt token, completion]`` on top.
+    Returns logits [n, width, vocab] where ``[:, t]`` predicts completion token t, exactly the ordinary
+    layout's logits from the prompt's last position on, and the hidden states at the same positions
+    [n, width, hidden] (for value heads) when asked.
     """
-    logp, length = sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    from transformers import DynamicCache
+
+    prompt_mask = batch["prompt_mask"]  # [prompts, P−1]
+    cached = {}
+    if prompt_mask.shape[1]:
+        cache = DynamicCache()
+        key = cache_keyword(model)
+        # logits_to_keep=1: pass 1 needs only the cache; its one LM-head row is discarded
+        model(input_ids=batch["prompt_ids"], attention_mask=prompt_mask, use_cache=True, logits_to_keep=1,
+              **{key: cache})
+        cache.reorder_cache(batch["prompt_index"])  # [prompts, ...] → [n, ...]: each completion's own prompt
+        cached = {key: cache, "use_cache": True}
+    attention = torch.cat([prompt_mask[batch["prompt_index"]], batch["attention_mask"]], dim=1)  # [n, P−1 + width]
+    out = model(input_ids=batch["input_ids"], attention_mask=attention, position_ids=batch["position_ids"],
+                output_hidden_states=output_hidden_states, **cached)
+    return out.logits, (out.hidden_states[-1] if output_hidden_states else None)
+
+
+def cache_keyword(model: nn.Module) -> str:
+    """The keyword a transformers model takes its KV cache by: ``cache`` (5.24 on) or ``past_key_values``."""
+    inner = getattr(model, "module", model)  # DDP
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # peft
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+
+
+def shared_token_logprobs(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`token_logprobs` for a shared-prefix batch: per-token log-probs and mask, both [n, width − 1]."""
+    logits, _ = shared_prefix_logits(model, batch)
+    targets = batch["labels"]
+    mask = targets != IGNORE_INDEX
+    logps = selective_log_softmax(logits[:, :-1], targets.masked_fill(~mask, 0))
+    return logps * mask, mask
+
+
+def pair_logprobs(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Chosen and rejected sequence log-probs, computed together.
+
+    ``batch`` is either :class:`~alignlab.core.tokenize.PairCollator`'s [chosen; rejected] rows or
+    :class:`~alignlab.core.tokenize.SharedPrefixPairCollator`'s (each prompt computed once for both answers);
+    both give the same numbers. Returns ``chosen_logp``, ``rejected_logp``,
+    ``chosen_len``, ``rejected_len`` (each [batch]).
+    """
+    if "prompt_ids" in batch:
+        logps, mask = shared_token_logprobs(model, batch)  # [2B, width − 1]: chosen rows first, then rejected
+        logp, length = logps.sum(-1), mask.sum(-1)
+    else:
+        logp, length = sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
     n = logp.shape[0] // 2
     return {"chosen_logp": logp[:n], "rejected_logp": logp[n:], "chosen_len": length[:n],
             "rejected_len": length[n:]}

@@ -145,6 +145,92 @@ class PairCollator:
         return batch
 
 
+def shared_prefix_batch(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
+                        prompt_index: Sequence[int], pad_token_id: int, *, width: int | None = None,
+                        pad_to_multiple_of: int = 8) -> dict[str, torch.Tensor]:
+    """Lay out completions that share prompts so that each prompt goes through the model ONCE.
+
+    Completion i continues ``prompts[prompt_index[i]]``. The forward
+    (:func:`alignlab.core.logprobs.shared_prefix_logits`) runs in two passes: the prompts without their last
+    token, once each, filling a KV cache; then every completion, preceded by its prompt's last token,
+    attending to its own prompt's cached keys and values (with gradients flowing back into them). Each
+    completion token sees exactly the context it has in the ordinary one-row-per-completion layout. The
+    prompt's last token is repeated per completion so that its logits, which predict the completion's first
+    token, come out of the second pass with the others.
+
+    Returns
+
+    - ``prompt_ids``, ``prompt_mask``: [prompts, P − 1] right-padded prompts minus their last token;
+    - ``prompt_index``: [n], the prompt row of each completion;
+    - ``input_ids``, ``attention_mask``, ``position_ids``: [n, width] rows ``[last prompt token, completion]``,
+      right-padded; positions continue the prompt's own (``len(prompt) − 1 + t``);
+    - ``labels``: [n, width − 1], the completion tokens (``logits[:, :-1]`` predict them), IGNORE_INDEX after.
+
+    ``width`` defaults to 1 + the longest completion, rounded up to ``pad_to_multiple_of``.
+
+    Example::
+
+        >>> b = shared_prefix_batch([[5, 6, 7]], [[8, 9], [4]], [0, 0], pad_token_id=0, pad_to_multiple_of=1)
+        >>> b["prompt_ids"].tolist(), b["input_ids"].tolist(), b["position_ids"].tolist()
+        ([[5, 6]], [[7, 8, 9], [7, 4, 0]], [[2, 3, 4], [2, 3, 4]])
+        >>> b["labels"].tolist()
+        [[8, 9], [4, -100]]
+    """
+    if len(completions) != len(prompt_index):
+        raise ValueError("one prompt_index per completion is needed")
+    if any(len(p) < 2 for p in prompts):
+        raise ValueError("a shared prefix needs prompts of at least 2 tokens (the last one is repeated per completion)")
+    heads = [list(p[:-1]) for p in prompts]
+    rows = [[prompts[j][-1], *c] for j, c in zip(prompt_index, completions)]
+    width = width or _round_up(max(len(r) for r in rows), pad_to_multiple_of)
+    if max(len(r) for r in rows) > width:
+        raise ValueError(f"a completion does not fit width={width}")
+    head_width = max(len(h) for h in heads)
+    offsets = torch.tensor([len(prompts[j]) - 1 for j in prompt_index])  # [n]: position of the prompt's last token
+    return {
+        "prompt_ids": pad(heads, pad_token_id, head_width),
+        "prompt_mask": pad([[1] * len(h) for h in heads], 0, head_width),
+        "prompt_index": torch.tensor(list(prompt_index), dtype=torch.long),
+        "input_ids": pad(rows, pad_token_id, width),
+        "attention_mask": pad([[1] * len(r) for r in rows], 0, width),
+        "position_ids": offsets[:, None] + torch.arange(width),
+        "labels": pad([list(c) for c in completions], IGNORE_INDEX, width - 1),
+    }
+
+
+def shares_prompts(examples: Sequence[dict[str, Any]], first: str = "chosen", second: str = "rejected") -> bool:
+    """True when every example's two encodings have the same prompt ids, of at least 2 tokens."""
+    return all(len(e[first]["prompt_ids"]) >= 2 and e[first]["prompt_ids"] == e[second]["prompt_ids"]
+               for e in examples)
+
+
+@dataclass
+class SharedPrefixPairCollator:
+    """Collate encoded pairs so each prompt is computed once for both answers (:func:`shared_prefix_batch`).
+
+    Same inputs as :class:`PairCollator`; the completion rows are [chosen...; rejected...] as there, plus
+    ``margin`` / ``ref_chosen_logp`` / ``ref_rejected_logp`` when the examples hold them. Pairs whose two
+    encodings have different prompts cannot share one (use :class:`PairCollator`).
+    """
+
+    pad_token_id: int
+    pad_to_multiple_of: int = 8
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if not shares_prompts(examples):
+            raise ValueError("SharedPrefixPairCollator needs pairs whose chosen and rejected share the prompt")
+        b = len(examples)
+        batch = shared_prefix_batch([e["chosen"]["prompt_ids"] for e in examples],
+                                    [e["chosen"]["completion_ids"] for e in examples]
+                                    + [e["rejected"]["completion_ids"] for e in examples],
+                                    [*range(b), *range(b)], self.pad_token_id,
+                                    pad_to_multiple_of=self.pad_to_multiple_of)
+        for key in ("margin", "ref_chosen_logp", "ref_rejected_logp"):
+            if key in examples[0]:
+                batch[key] = torch.tensor([float(e[key]) for e in examples], dtype=torch.float32)
+        return batch
+
+
 def _round_up(n: int, multiple: int) -> int:
     return int(math.ceil(n / multiple) * multiple) if multiple > 1 else n
 

@@ -4,7 +4,11 @@ The loss is any pairwise function of ``alignlab.outer.losses`` (``dpo``, ``ipo``
 ``exo``, ``nca``, ``bco``, ``sppo``, ``aot``, ``apo``, ``discopop``, ``sigmoid_norm``, ``orpo``,
 ``simpo``, ``cpo``); this file only gathers the log-probs it needs:
 
-- policy log-probs of chosen and rejected in ONE forward over the [chosen; rejected] batch;
+- policy log-probs of chosen and rejected together. With ``shared_prefix`` (the default) each prompt goes
+  through the model once, its KV cache then serving both answers (gradients flow back through it), so a
+  pair with a 64-token prompt and two 128-token answers costs 64 + 2·129 tokens instead of 2·192; otherwise
+  the batch is the rows [prompt, chosen...; prompt, rejected...]. Both give the same log-probs, loss and
+  gradients;
 - reference log-probs in one of three ways (``reference``):
   ``precompute`` — computed once before training and cached on disk, keyed by the reference model and
   the tokenised data, so training holds a single model (the default);
@@ -37,7 +41,12 @@ from alignlab.core.data import DataConfig, load_records
 from alignlab.core.logprobs import pair_logprobs
 from alignlab.core.models import ModelConfig, load_causal_lm, load_tokenizer
 from alignlab.core.run import finish_run, start_run
-from alignlab.core.tokenize import PairCollator, ensure_chat_template
+from alignlab.core.tokenize import (
+    PairCollator,
+    SharedPrefixPairCollator,
+    ensure_chat_template,
+    shares_prompts,
+)
 from alignlab.core.trainer import ObjectiveOutput, TrainConfig, TrainResult, autocast, train
 from alignlab.errors import ConfigError
 from alignlab.outer.losses import get_loss
@@ -81,6 +90,10 @@ class PreferenceConfig:
     """reference model path (default: the starting policy)"""
     reference_cache_dir: str | None = None
     """where precomputed reference log-probs are cached (default: the user cache directory)"""
+    shared_prefix: bool = True
+    """compute each pair's prompt once and reuse its KV cache for both answers (same log-probs and gradients,
+    fewer tokens through the model); false: two full rows [prompt, chosen], [prompt, rejected]. Pairs whose
+    two answers do not share the prompt always take the two-row layout"""
 
     def __post_init__(self) -> None:
         if self.loss not in PAIRWISE:
@@ -170,13 +183,23 @@ def model_fingerprint(name_or_path: str) -> str:
     return hashlib.sha256(json.dumps([str(path.resolve()) if files else name_or_path, stats]).encode()).hexdigest()
 
 
+def pair_collator(pad_token_id: int, examples: list[dict], shared_prefix: bool = True,
+                  sides: tuple[str, str] = ("chosen", "rejected")) -> PairCollator | SharedPrefixPairCollator:
+    """The shared-prefix collator where it applies (asked for, and every pair's two sides share the prompt),
+    else the two-rows-per-pair one."""
+    if shared_prefix and shares_prompts(examples, *sides):
+        return SharedPrefixPairCollator(pad_token_id)
+    return PairCollator(pad_token_id)
+
+
 def precompute_reference(examples: list[dict], reference: nn.Module, *, pad_token_id: int, key: str,
                          cache_dir: Path, batch_size: int, mixed_precision: str,
-                         sides: tuple[str, str] = ("chosen", "rejected")) -> None:
+                         sides: tuple[str, str] = ("chosen", "rejected"), shared_prefix: bool = True) -> None:
     """Add ``ref_<side>_logp`` for both ``sides`` to every example, from the disk cache when present.
 
     Each example holds two encodings (``chosen``/``rejected`` for pairs; KTO uses ``completion``/``kl``);
-    both go through the reference in one forward per batch.
+    both go through the reference in one forward per batch (one row per pair when they share the prompt
+    and ``shared_prefix`` is on).
     """
     from safetensors.torch import load_file, save_file
     from tqdm.auto import tqdm
@@ -189,7 +212,7 @@ def precompute_reference(examples: list[dict], reference: nn.Module, *, pad_toke
     path = cache_dir / f"{hashlib.sha256((key + ids + mixed_precision).encode()).hexdigest()[:32]}.safetensors"
     cached = load_file(str(path)) if path.exists() else None
     if cached is None or cached["chosen"].shape[0] != len(examples):
-        collate = PairCollator(pad_token_id)
+        collate = pair_collator(pad_token_id, examples, shared_prefix, sides)
         reference.eval()
         chosen, rejected = [], []
         with torch.no_grad(), autocast(mixed_precision):
@@ -209,7 +232,8 @@ def precompute_reference(examples: list[dict], reference: nn.Module, *, pad_toke
 def prepare_reference(mode: str, ref_path: str, load: dict[str, Any], example_sets: list[list[dict] | None], *,
                       pad_token_id: int, cache_dir: str | None, train_config: TrainConfig,
                       sides: tuple[str, str] = ("chosen", "rejected"),
-                      logprobs: LogprobsFn = pair_logprobs, policy: nn.Module | None = None) -> ReferenceFn | None:
+                      logprobs: LogprobsFn = pair_logprobs, policy: nn.Module | None = None,
+                      shared_prefix: bool = True) -> ReferenceFn | None:
     """Set the reference up as ``mode`` says; returns the per-step reference function (None = precomputed).
 
     ``precompute`` writes ``ref_<side>_logp`` into every example of ``example_sets``. ``policy`` is the
@@ -225,7 +249,7 @@ def prepare_reference(mode: str, ref_path: str, load: dict[str, Any], example_se
         precompute_reference(examples, reference, pad_token_id=pad_token_id, key=model_fingerprint(ref_path),
                              cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
                              batch_size=train_config.batch_size * 2, mixed_precision=train_config.mixed_precision,
-                             sides=sides)
+                             sides=sides, shared_prefix=shared_prefix)
     return None  # training holds one model: the reference goes out of scope here
 
 
@@ -251,8 +275,13 @@ def train_preference(config: PreferenceConfig, *, model: nn.Module | None = None
         reference_fn = prepare_reference(config.reference, config.reference_model or config.model.name_or_path, load,
                                          [train_examples, eval_examples], pad_token_id=tokenizer.pad_token_id,
                                          cache_dir=config.reference_cache_dir, train_config=config.train,
-                                         policy=model if loaded_here else None)
-    result = train(model, PreferenceObjective(config, reference_fn), train_examples, PairCollator(tokenizer.pad_token_id),
-                   config.train, out, eval_examples=eval_examples, lengths=pair_lengths(train_examples))
+                                         policy=model if loaded_here else None, shared_prefix=config.shared_prefix)
+    collate = pair_collator(tokenizer.pad_token_id, train_examples + (eval_examples or []), config.shared_prefix)
+    if isinstance(collate, SharedPrefixPairCollator):  # group batches by the packed row's length
+        lengths = [len(e["chosen"]["input_ids"]) + len(e["rejected"]["completion_ids"]) for e in train_examples]
+    else:
+        lengths = pair_lengths(train_examples)
+    result = train(model, PreferenceObjective(config, reference_fn), train_examples, collate, config.train, out,
+                   eval_examples=eval_examples, lengths=lengths)
     finish_run(model, tokenizer, result, merge_lora=config.model.merge_lora)
     return result
