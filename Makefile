@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# One torch thread: the 1.4M-parameter world model gains nothing from two, and two threads on a busy
+# 2-core machine spin-wait (a run was 100x slower). The README's numbers are for one thread.
 demo: $(STAMP)
-	$(BIN)/alignlab demo --output runs/demo
+	OMP_NUM_THREADS=1 $(BIN)/alignlab demo --output runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup

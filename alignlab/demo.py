@@ -53,8 +53,9 @@ class DemoConfig:
     """reward model on annotator preference pairs"""
     dpo: TrainConfig = field(default_factory=lambda: _train(num_epochs=1.0, batch_size=32, lr=1e-4, warmup_steps=10))
     """DPO on the same preference pairs, from the SFT model"""
-    beta: float = 0.1
-    """DPO's β"""
+    beta: float = 0.3
+    """DPO's β. At 0.1 DPO drifted from the SFT model's facts (fact helpfulness 0.80 → 0.64: likelihood
+    displacement lowers the chosen answers too, and fact pairs differ only in the value); 0.3 keeps them"""
     eval_samples: int = 2
     """answers sampled per held-out prompt in the evaluation"""
     max_new_tokens: int = 48
@@ -153,12 +154,13 @@ def write_demo_report(out: Path, results: dict[str, Any]) -> Path:
               if (out / name / "metrics.jsonl").exists()}
     report.text("Training curves", note=True)
     for name, rows in curves.items():
-        report.line_plot(f"{name} training loss", {name: metric_curve(rows, "loss")}, ylabel="loss")
+        report.line_plot(f"{name} training loss", {name: metric_curve(rows, "loss")}, ylabel="loss", smooth=10)
     if "reward" in curves:
-        report.line_plot("reward model accuracy (train batches)", {"accuracy": metric_curve(curves["reward"], "accuracy")})
+        report.line_plot("reward model accuracy (train batches)", {"accuracy": metric_curve(curves["reward"], "accuracy")},
+                         smooth=10)
     if "dpo" in curves:
         report.line_plot("DPO implicit reward margin", {"margin": metric_curve(curves["dpo"], "margins")},
-                         ylabel="β·(log-ratio chosen − rejected)")
+                         ylabel="β·(log-ratio chosen − rejected)", smooth=10)
     rm = results.get("reward_model", {})
     report.table("Reward model", ["metric", "value"], [["pairwise accuracy (noise-free held-out pairs)",
                                                          rm.get("pairwise_accuracy")]])
