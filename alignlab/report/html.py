@@ -107,7 +107,7 @@ class Report:
             self._figures = []
 
 
-def _axes(width: float = 5.5, height: float = 3.6):
+def _axes(width: float = 5.3, height: float = 3.6):  # two figures side by side in the 1100px page
     import matplotlib
 
     matplotlib.use("Agg")
