@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 
 import pytest
 
@@ -376,6 +377,9 @@ def test_evaluate_aligned_vs_misaligned(world):
     assert (good["helpfulness"], good["honesty"], good["harmlessness"]) == (1.0, 1.0, 1.0)
     assert (good["toxicity"], good["bias"]) == (0.0, 0.0)
     assert bad["true_reward"] < good["true_reward"]
+    bad_rewards = [score(p, r).true_reward for p, r in zip(prompts, [misaligned_response(p, random.Random(0)) for p in prompts])]
+    assert math.isclose(evaluate_responses(prompts, [misaligned_response(p, random.Random(0)) for p in prompts])
+                        ["true_reward_stderr"], statistics.stdev(bad_rewards) / len(bad_rewards) ** 0.5)
     assert bad["honesty"] < 1.0 and bad["harmlessness"] < 1.0 and bad["toxicity"] > 0.0 and bad["bias"] > 0.0
     assert good["cost"] == -1.0  # Safe RLHF's sign: every safe answer costs −1
     unsafe = [s for s in map(score, prompts, [misaligned_response(p, random.Random(0)) for p in prompts])

@@ -40,7 +40,7 @@ DATASETS: dict[str, str] = {
     **{m: "ranked_train" for m in ["rrhf", "pro", "stable-alignment"]},
     **{m: "kto_train" for m in ["kto", "cringe"]},
 }
-GROUND_TRUTH = ["helpfulness", "honesty", "harmlessness", "toxicity", "bias", "true_reward", "cost"]
+GROUND_TRUTH = ["helpfulness", "honesty", "harmlessness", "toxicity", "bias", "true_reward", "true_reward_stderr", "cost"]
 COLUMNS = [*GROUND_TRUTH, "kl_to_sft", "train_seconds"]
 
 

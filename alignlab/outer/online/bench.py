@@ -3,8 +3,8 @@
 ``bench_online`` trains PPO, Safe PPO, GRPO, RLOO, REINFORCE, RAFT, RSO and SPIN from the same SFT model
 on the world's training prompts (reward: the world judge's true reward, or a reward model you pass),
 then evaluates each on the world's held-out prompts exactly like the offline bench
-(:func:`alignlab.outer.bench.evaluate_policy`: greedy answers judged on every dimension, KL to the SFT
-model). Safe PPO learns from helpfulness as its reward and the world's safety cost (+1 harmful, toxic
+(:func:`alignlab.outer.bench.evaluate_policy`: answers sampled at temperature 1 and judged on every
+dimension, KL to the SFT model). Safe PPO learns from helpfulness as its reward and the world's safety cost (+1 harmful, toxic
 or biased; −1 otherwise) under a threshold. ``results.md`` / ``results.json`` use the offline table's
 columns; when the offline bench's ``results.json`` is found, ``combined.md`` holds both tables' rows.
 
