@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from alignlab.core.logprobs import cache_keyword
 from alignlab.core.records import Message
 from alignlab.core.tokenize import render_prompt
 from alignlab.errors import ConfigError, ModelError
@@ -47,6 +48,9 @@ class GenerationConfig:
     """give up on one generate call after this many seconds (never wait without a timeout)"""
     vllm_gpu_memory_utilization: float = 0.3
     """fraction of GPU memory the vLLM engine may take (the trainer needs the rest)"""
+    shared_prefill: bool = True
+    """hf: when a batch repeats a prompt (GRPO groups), run each distinct prompt through the model once and copy
+    its KV cache to the repeats before decoding; false: prefill every row"""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -97,6 +101,34 @@ def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
     return ids, mask
 
 
+def shared_prefill(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, rows: list[list[int]]):
+    """A KV cache of every row's prompt but its last token, computed once per distinct prompt; or None.
+
+    ``ids``/``mask`` are the batch's left-padded prompts [n, P]. The returned cache holds positions 0..P−2 of
+    all n rows (distinct prompts' caches copied to their repeats), so ``generate`` given it runs only the last
+    prompt column and then decodes as usual. The logits it samples from are those of the ordinary prefill up to
+    float rounding (the matmuls see other batch shapes), so with a seed the samples match in practice but
+    are not guaranteed bit-identical. None when no prompt repeats or some prompt is under 2 tokens.
+    """
+    from transformers import DynamicCache
+
+    first: dict[tuple[int, ...], int] = {}  # distinct prompt -> its first row
+    for i, row in enumerate(rows):
+        first.setdefault(tuple(row), i)
+    if len(first) == len(rows) or min(len(r) for r in rows) < 2:
+        return None
+    distinct = torch.tensor(list(first.values()), device=ids.device)
+    slot = {key: k for k, key in enumerate(first)}
+    index = torch.tensor([slot[tuple(row)] for row in rows], device=ids.device)  # [n]: each row's distinct prompt
+    head_ids, head_mask = ids[distinct, :-1], mask[distinct, :-1]  # [distinct, P−1]
+    positions = (head_mask.cumsum(-1) - 1).clamp(min=0)  # what generate gives left-padded rows
+    cache = DynamicCache()
+    model(input_ids=head_ids, attention_mask=head_mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+          **{cache_keyword(model): cache})
+    cache.reorder_cache(index)
+    return cache
+
+
 def cut_at_eos(rows: torch.Tensor, eos_ids: set[int]) -> tuple[list[list[int]], list[bool]]:
     """Trim generated rows [batch, new] after their first EOS; say which rows had one."""
     completions, finished = [], []
@@ -130,12 +162,16 @@ def hf_generate(model: nn.Module, tokenizer, prompt_ids: list[list[int]], config
     finished: list[bool] = []
     try:
         for lo in range(0, len(prompt_ids), config.batch_size):
-            ids, mask = left_pad(prompt_ids[lo:lo + config.batch_size], tokenizer.pad_token_id)
+            rows = prompt_ids[lo:lo + config.batch_size]
+            ids, mask = left_pad(rows, tokenizer.pad_token_id)
+            ids, mask = ids.to(device), mask.to(device)
             start = time.perf_counter()
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+            cache = shared_prefill(model, ids, mask, rows) if config.shared_prefill else None
+            out = model.generate(input_ids=ids, attention_mask=mask,
                                  max_new_tokens=config.max_new_tokens, eos_token_id=sorted(eos),
                                  pad_token_id=tokenizer.pad_token_id, use_cache=True,
-                                 max_time=config.timeout_s, **sampling)
+                                 max_time=config.timeout_s, **sampling,
+                                 **({cache_keyword(model): cache} if cache is not None else {}))
             if time.perf_counter() - start >= config.timeout_s:
                 raise ModelError(f"generation stopped after its timeout of {config.timeout_s:.0f} s "
                                  "(raise generation.timeout_s or lower generation.batch_size)")

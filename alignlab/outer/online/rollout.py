@@ -4,7 +4,8 @@ Each step:
 
 1. take ``prompts_per_step`` prompts (a seeded shuffle per epoch, so ``--resume`` replays the order)
    and repeat each ``group_size`` times;
-2. generate completions (:mod:`alignlab.core.generation`, timed separately);
+2. generate completions (:mod:`alignlab.core.generation`, timed separately), under the training loop's
+   autocast (``train.mixed_precision``: bf16 sampling when the policy trains in bf16);
 3. score them with each reward source the algorithm asks for (``reward``, and ``cost`` for Safe RLHF);
    a source that raises or returns NaN/inf stops the run with a TrainingError naming the prompt,
    and the checkpoints already written stay;
@@ -43,12 +44,12 @@ from torch import nn
 from alignlab.core import checkpoint as ckpt
 from alignlab.core.data import DataConfig, load_records
 from alignlab.core.generation import GenerationConfig, encode_prompts, generate
-from alignlab.core.logprobs import selective_log_softmax
+from alignlab.core.logprobs import selective_log_softmax, shared_prefix_logits
 from alignlab.core.metrics import MetricsLogger
 from alignlab.core.models import ModelConfig, ValueHead, load_causal_lm, load_tokenizer
 from alignlab.core.records import Message
 from alignlab.core.run import finish_run, start_run
-from alignlab.core.tokenize import batch_order, ensure_chat_template
+from alignlab.core.tokenize import batch_order, ensure_chat_template, shared_prefix_batch
 from alignlab.core.trainer import (
     TrainConfig,
     TrainResult,
@@ -94,6 +95,10 @@ class OnlineConfig:
     """subtracted from the reward of a completion cut at max_new_tokens (no EOS)"""
     reference_model: str | None = None
     """reference policy path (default: the starting policy; with LoRA: the policy with its adapter off)"""
+    shared_prefix: bool = True
+    """where a minibatch holds several completions of one prompt (GRPO/RLOO groups), run that prompt through
+    the policy and the reference once and reuse its KV cache for each completion (same log-probs and
+    gradients, fewer tokens); false: one full row [prompt, completion] per completion"""
 
     def __post_init__(self) -> None:
         for name in ("prompts_per_step", "group_size", "ppo_epochs", "minibatch_size"):
@@ -111,16 +116,22 @@ class ActorCritic(nn.Module):
 
     ``forward`` returns per-completion-token logits [batch, T, vocab] and values {head: [batch, T]}, where
     position t is the state *before* completion token t is emitted, and left-padded prompts get correct
-    position ids.
+    position ids. Given ``prompt_index`` (which prompt each row completes) and ``shared_prefix``, rows that
+    complete the same prompt share one computation of it (:func:`alignlab.core.logprobs.shared_prefix_logits`);
+    the outputs are the same.
     """
 
-    def __init__(self, lm: nn.Module, heads: tuple[str, ...] = ()):
+    def __init__(self, lm: nn.Module, heads: tuple[str, ...] = (), *, shared_prefix: bool = False):
         super().__init__()
         self.lm = lm
         self.heads = nn.ModuleDict({name: ValueHead(lm.config.hidden_size) for name in heads})
+        self.shared_prefix = shared_prefix
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_len: int
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_len: int,
+                prompt_index: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if (self.shared_prefix and prompt_index is not None and len(prompt_index.unique()) < len(prompt_index)
+                and int(attention_mask[:, :-completion_len].sum(-1).min()) >= 2):  # the layout repeats the last token
+            return self._forward_shared(input_ids, attention_mask, completion_len, prompt_index)
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                       logits_to_keep=completion_len + 1, output_hidden_states=bool(self.heads), use_cache=False)
@@ -130,6 +141,26 @@ class ActorCritic(nn.Module):
             hidden = out.hidden_states[-1][:, -(completion_len + 1):-1]
             values = {name: head(hidden).float() for name, head in self.heads.items()}
         return logits, values
+
+    def _forward_shared(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_len: int,
+                        prompt_index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``forward`` with each distinct prompt computed once: the rows are re-laid out by shared_prefix_batch."""
+        width_p = input_ids.shape[1] - completion_len
+        keep = attention_mask.bool()
+        rows = [ids[m].tolist() for ids, m in zip(input_ids, keep)]  # unpadded [prompt, completion] per row
+        prompt_lens = keep[:, :width_p].sum(-1).tolist()
+        first_row: dict[int, int] = {}  # prompt -> the first row that completes it
+        for i, j in enumerate(prompt_index.tolist()):
+            first_row.setdefault(j, i)
+        slot = {j: k for k, j in enumerate(first_row)}
+        prompts = [rows[i][:prompt_lens[i]] for i in first_row.values()]
+        completions = [row[p:] for row, p in zip(rows, prompt_lens)]
+        batch = shared_prefix_batch(prompts, completions, [slot[j] for j in prompt_index.tolist()], pad_token_id=0,
+                                    width=completion_len + 1)
+        batch = {k: v.to(input_ids.device) for k, v in batch.items()}
+        logits, hidden = shared_prefix_logits(self.lm, batch, output_hidden_states=bool(self.heads))
+        values = {name: head(hidden[:, :-1]).float() for name, head in self.heads.items()}
+        return logits[:, :-1], values  # [n, T, vocab]: position t predicts completion token t
 
     def save_pretrained(self, path: str | Path) -> None:
         from safetensors.torch import save_file
@@ -166,6 +197,7 @@ class Rollout:
             return x[idx] if x is not None else None
 
         return {"input_ids": self.input_ids[idx], "attention_mask": self.attention_mask[idx], "mask": self.mask[idx],
+                "prompt_index": torch.tensor(self.prompt_index, device=self.mask.device)[idx],
                 "old_logps": take(self.old_logps), "ref_logps": take(self.ref_logps),
                 "advantages": take(self.advantages),
                 "values": {k: v[idx] for k, v in self.values.items()},
@@ -214,7 +246,7 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
 def policy_forward(actor: ActorCritic, batch: dict[str, Any], *, with_entropy: bool = True) -> PolicyOutput:
     """Per-token log-probs of the taken completion tokens, entropies and values for a minibatch."""
     completion_len = batch["mask"].shape[1]
-    logits, values = actor(batch["input_ids"], batch["attention_mask"], completion_len)
+    logits, values = actor(batch["input_ids"], batch["attention_mask"], completion_len, batch.get("prompt_index"))
     tokens = batch["input_ids"][:, -completion_len:]
     logps = selective_log_softmax(logits, tokens)
     entropy = entropy_from_logits(logits.detach()) if with_entropy else torch.zeros_like(logps)
@@ -258,7 +290,7 @@ class OnlineTrainer:
         self.prompts, self.prompt_ids = self._load_prompts()
         load = dict(dtype=config.model.dtype, trust_remote_code=config.model.trust_remote_code)
         lm = model or load_causal_lm(config.model.name_or_path, lora=config.model.lora(), **load)
-        self.actor = ActorCritic(lm, algorithm.value_heads).to(self.device)
+        self.actor = ActorCritic(lm, algorithm.value_heads, shared_prefix=config.shared_prefix).to(self.device)
         self.reference = self._reference(lm, load)
         self.sources = self._sources(sources or {})
         # Scored and logged as monitor/<name> but never learned from (e.g. the true reward next to a proxy).
@@ -288,7 +320,7 @@ class OnlineTrainer:
             ref_lm = load_causal_lm(self.config.reference_model or self.config.model.name_or_path, **load)
         else:
             ref_lm = copy.deepcopy(lm)
-        frozen = ActorCritic(ref_lm.eval().requires_grad_(False)).to(self.device)
+        frozen = ActorCritic(ref_lm.eval().requires_grad_(False), shared_prefix=self.config.shared_prefix).to(self.device)
         return lambda batch: policy_forward(frozen, batch, with_entropy=False).logps
 
     def _sources(self, given: dict[str, RewardSource | Callable]) -> dict[str, RewardSource]:
@@ -308,7 +340,8 @@ class OnlineTrainer:
         cfg, tok = self.config, self.tokenizer
         index = [i for i in indices for _ in range(cfg.group_size)]
         prompts = [self.prompts[i] for i in index]
-        gen = generate(self.actor.lm, tok, [self.prompt_ids[i] for i in index], cfg.generation)
+        with autocast(cfg.train.mixed_precision):  # sample at the precision the policy trains at
+            gen = generate(self.actor.lm, tok, [self.prompt_ids[i] for i in index], cfg.generation)
         scores = {name: call_source(src, prompts, gen.texts, what=name, prompt_index=index)
                   for name, src in self.sources.items()}
         finished = torch.tensor(gen.finished)
