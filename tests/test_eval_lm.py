@@ -109,3 +109,55 @@ def test_out_of_memory_halves_the_batch(lm, monkeypatch):
     monkeypatch.setattr(lm.model, "forward", small_memory)
     assert lm.loglikelihood(requests) == want
     assert max(widths) > 1 and widths[-1] == 1  # it tried bigger batches first, then went down to one row
+
+
+def test_shared_prefix_runs_once_and_keeps_greedy_flags(lm, monkeypatch):
+    # Every input starts with BOS: it goes through the model once for the whole call, and the request
+    # whose first continuation token is predicted *at* the BOS position is scored from that prefix.
+    bos = [lm.encoder.prefix_token_id]
+    [greedy_cont] = lm.generate_ids([bos], max_tokens=4)
+    wrong_first = [(greedy_cont[0] + 1) % len(lm.tokenizer)] + greedy_cont[1:]
+    requests = [(bos, greedy_cont), (bos, wrong_first), (bos, greedy_cont[:2])]
+    requests += [
+        lm.encoder.encode_pair(c, x) for c, x in [("The cat sat", " on the mat."), ("A dog", " ran in the park.")]
+    ]
+    monkeypatch.setattr(lm, "share_prefix", False)
+    separate = lm.loglikelihood_tokens(requests)
+    monkeypatch.setattr(lm, "share_prefix", True)
+    forward, prefix_calls = lm.model.forward, []
+
+    def counting(*args, **kwargs):
+        if kwargs.get("use_cache"):
+            prefix_calls.append(kwargs["input_ids"].tolist())
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(lm.model, "forward", counting)
+    shared = lm.loglikelihood_tokens(requests)
+    assert prefix_calls == [[bos]]  # once, though batch_size 3 makes several forwards
+    assert [g for _, g in shared] == [g for _, g in separate]
+    assert shared[0][1] and not shared[1][1] and shared[2][1]  # the flip at the BOS position is seen
+    for a, b in zip(shared, separate):
+        assert a[0] == pytest.approx(b[0], abs=1e-9)
+
+
+def test_results_do_not_depend_on_order_or_batch_size(lm, monkeypatch):
+    requests = [("", t) for t in TEXTS[:4]] + [("The cat sat on the", c) for c in (" mat.", " hat.")]
+    requests += [("A dog", " ran in the park."), ("Hello", " there, friend.")]
+    want = lm.loglikelihood(requests)
+    order = [5, 2, 7, 0, 3, 6, 1, 4]
+    for batch_size in (1, 2, 5, 64):
+        monkeypatch.setattr(lm, "batch_size", batch_size)
+        got = lm.loglikelihood([requests[i] for i in order])
+        for i, (ll, greedy) in zip(order, got):
+            assert ll == pytest.approx(want[i][0], abs=1e-9) and greedy == want[i][1]
+
+
+def test_logsumexp_argmax_matches_torch():
+    from alignlab.evaluate.lm import _logsumexp_argmax
+
+    logits = torch.randn(7, 50, dtype=torch.float64) * 10
+    lse, best = _logsumexp_argmax(logits.clone())
+    assert torch.allclose(lse, torch.logsumexp(logits, dim=-1)) and torch.equal(best, logits.argmax(dim=-1))
+    copy = logits.clone()
+    _logsumexp_argmax(copy, in_place=True)
+    assert not torch.equal(copy, logits)  # in place means in place: the caller's logits are spent

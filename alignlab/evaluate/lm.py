@@ -9,15 +9,18 @@ An :class:`LM` answers three kinds of request, as lm-evaluation-harness defines 
 
 :class:`HuggingFaceLM` tokenises exactly as the harness's ``HFLM`` does, so the numbers match it:
 an empty context becomes the BOS token (EOS if there is no BOS), and trailing spaces of a context move
-to the continuation. It is faster for three reasons, each measured in ``benchmarks/loglik_vs_lmeval.py``:
+to the continuation. It is faster for four reasons, each measured in ``benchmarks/loglik_vs_lmeval.py``:
 
 1. Requests whose token sequences share a prefix (a multiple-choice question's choices, the two
    sentences of a CrowS-Pairs pair, sentences that start alike) go through the model as one *trie*
    row: every shared token once, each token attending to its ancestors only (a 4-D attention mask)
    at its own position. The log-probs are those of separate forwards; the compute is not.
-2. Only the positions that predict continuation tokens are projected onto the vocabulary
-   (``logits_to_keep``), and log p = logit[token] − logsumexp(logits): no full log-softmax copy.
-3. Identical requests are computed once.
+2. The tokens that *every* input of a call starts with (the BOS token, at least) go through the model
+   once, and every row attends to their cached keys and values instead of recomputing them.
+3. Only the positions that predict continuation tokens are projected onto the vocabulary
+   (``logits_to_keep``), and log p = logit[token] − logsumexp(logits): no full log-softmax copy; one
+   max pass serves both the greedy check and logsumexp's shift.
+4. Identical requests are computed once.
 
 Example::
 
@@ -29,6 +32,7 @@ Example::
 from __future__ import annotations
 
 import abc
+import copy
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -110,6 +114,31 @@ class _Row:
     parent: list[int] = field(default_factory=list)  # column of the previous token, -1 at the root
     # (request id, the row column of each of its input tokens)
     members: list[tuple[int, list[int]]] = field(default_factory=list)
+
+
+@dataclass
+class _Prefix:
+    """The first ``length`` tokens shared by every input of a call, run once: logits at each of its
+    positions ([length, vocab], float32) and the model's key/value cache."""
+
+    length: int
+    logits: torch.Tensor
+    cache: Any
+
+
+def _logsumexp_argmax(logits: torch.Tensor, *, in_place: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logsumexp, argmax)`` over the last dim in one max pass (it is also logsumexp's shift) and an
+    exp pass, instead of logsumexp's own passes plus an argmax; ``in_place`` overwrites ``logits``.
+
+    Example::
+
+        >>> lse, best = _logsumexp_argmax(torch.tensor([[0.0, 1.0]]))
+        >>> best.tolist(), round(float(lse), 4)
+        ([1], 1.3133)
+    """
+    top, best = logits.max(dim=-1)
+    shifted = logits.sub_(top[:, None]) if in_place else logits - top[:, None]
+    return top + shifted.exp_().sum(dim=-1).log_(), best
 
 
 def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
@@ -256,6 +285,9 @@ class HuggingFaceLM(LM):
         config = self.model.config
         self.max_length = max_length or getattr(config, "max_position_embeddings", None) or 2048
         self._keeps_logits = self._accepts_logits_to_keep()
+        # transformers 5 renamed the forward's ``past_key_values`` to ``cache``.
+        forward_params = inspect.signature(self.model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward_params else "past_key_values"
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(
@@ -317,6 +349,7 @@ class HuggingFaceLM(LM):
         # Longest rows first: the padded batch width is set by its first row and memory errors show early.
         rows.sort(key=lambda r: -len(r.tokens))
 
+        prefix = self._shared_prefix(inputs) if len(rows) > 1 else None
         results: list[tuple[float, bool]] = [(0.0, False)] * len(keys)
         start, limit = 0, self.batch_size
         while start < len(rows):
@@ -325,7 +358,7 @@ class HuggingFaceLM(LM):
                 n_req += len(rows[end].members)
                 end += 1
             try:
-                scored = list(self._score_rows(rows[start:end], keys))
+                scored = list(self._score_rows(rows[start:end], keys, prefix))
             except torch.OutOfMemoryError as err:
                 if end - start == 1:
                     raise EvalError(
@@ -338,60 +371,120 @@ class HuggingFaceLM(LM):
             start = end
         return [results[u] for u in req_to_unique]
 
-    def _score_rows(self, rows: list[_Row], keys: list[tuple[tuple[int, ...], int]]):
-        width = max(len(r.tokens) for r in rows)
+    def _shared_prefix(self, inputs: list[list[int]]) -> _Prefix | None:
+        """The tokens every input starts with (on CrowS-Pairs, the BOS token), run through the model once.
+
+        At most the shortest input's length minus one, so every request keeps a column of its own in
+        its row. Within a row these tokens are its first columns (a trie shares its root chain), so
+        cutting them off every row and letting the rows attend to their cached keys and values is exact.
+        One forward for the whole call, not one per batch: a one-token forward still reads every weight,
+        and 99 of them cost more than the 744 BOS tokens they save.
+        """
+        if not self.share_prefix:
+            return None
+        first = inputs[0]
+        n_pre = min(len(x) for x in inputs) - 1
+        for other in inputs[1:]:
+            if n_pre <= 0:
+                return None
+            n_pre = _common_prefix_len(first[:n_pre], other)
+        if n_pre <= 0:
+            return None
+        ids = torch.tensor([first[:n_pre]], device=self.device)
+        with self._autocast():
+            keep = torch.ones(1, n_pre, dtype=torch.bool)
+            logits, out = self._logits_at({"input_ids": ids, "use_cache": True}, keep)
+        cache = getattr(out, "cache", None) or out.past_key_values
+        return _Prefix(n_pre, logits, cache)
+
+    def _score_rows(
+        self, rows: list[_Row], keys: list[tuple[tuple[int, ...], int]], prefix: _Prefix | None = None
+    ):
+        # The tokens all rows start with were run once (``prefix``); the rows attend to their cache.
+        n_pre = prefix.length if prefix is not None else 0
+        width = max(len(r.tokens) for r in rows) - n_pre
         n = len(rows)
         input_ids = torch.zeros(n, width, dtype=torch.long)
         position_ids = torch.zeros(n, width, dtype=torch.long)
-        keep = torch.zeros(n, width, dtype=torch.bool)
-        is_tree = any(len(r.members) > 1 for r in rows)
-        allowed = torch.zeros(n, 1, width, width, dtype=torch.bool) if is_tree else None
-        # (request id, flat row*width+col of each predicting position, target tokens)
+        is_tree = n_pre > 0 or any(len(r.members) > 1 for r in rows)
+        allowed = torch.zeros(n, 1, width, n_pre + width, dtype=torch.bool) if is_tree else None
+        # Logits are indexed in one flat space: the prefix's n_pre columns, then row b's column c at
+        # n_pre + b * width + c. (request id, flat index of each predicting position, target tokens)
         picks: list[tuple[int, list[int], list[int]]] = []
         for b, row in enumerate(rows):
-            t = len(row.tokens)
-            input_ids[b, :t] = torch.tensor(row.tokens)
-            position_ids[b, :t] = torch.tensor(row.positions)
+            t = len(row.tokens) - n_pre
+            input_ids[b, :t] = torch.tensor(row.tokens[n_pre:])
+            position_ids[b, :t] = torch.tensor(row.positions[n_pre:])
             if allowed is not None:
-                allowed[b, 0] = tree_attention_mask(row.parent + [-1] * (width - t))  # padding sees itself
+                allowed[b, 0, :, :n_pre] = True
+                # A column whose parent is in the prefix is a root of the row's (now) forest.
+                parent = [p - n_pre if p >= n_pre else -1 for p in row.parent[n_pre:]]
+                allowed[b, 0, :, n_pre:] = tree_attention_mask(parent + [-1] * (width - t))  # padding sees itself
             for uid, cols in row.members:
                 full, n_cont = keys[uid]
-                predicting = cols[len(cols) - n_cont :]
-                keep[b, predicting] = True
-                picks.append((uid, [b * width + c for c in predicting], list(full[-n_cont:])))
+                flat = [c if c < n_pre else n_pre + b * width + (c - n_pre) for c in cols[len(cols) - n_cont :]]
+                picks.append((uid, flat, list(full[-n_cont:])))
+
+        kept = torch.zeros(n_pre + n * width, dtype=torch.bool)
+        kept[:n_pre] = True  # the prefix's logits are all at hand
+        kept[torch.tensor([f for _, flat, _ in picks for f in flat])] = True
+        keep = kept[n_pre:].view(n, width)
 
         kwargs: dict[str, Any] = {
             "input_ids": input_ids.to(self.device),
             "use_cache": False,
             "position_ids": position_ids.to(self.device),
         }
-        if allowed is not None:
-            # An additive float mask works with every attention implementation (eager adds it, sdpa takes it).
-            dtype = next(self.model.parameters()).dtype
-            mask = torch.zeros(allowed.shape, dtype=dtype)
-            kwargs["attention_mask"] = mask.masked_fill_(~allowed, torch.finfo(dtype).min).to(self.device)
+        if prefix is not None:
+            cache = copy.deepcopy(prefix.cache)  # the forward appends to it
+            cache.batch_repeat_interleave(n)
+            kwargs[self._cache_arg] = cache
+        with self._autocast():
+            if allowed is not None:
+                # An additive float mask works with every attention implementation (eager adds it, sdpa
+                # takes it).
+                dtype = next(self.model.parameters()).dtype
+                mask = torch.zeros(allowed.shape, dtype=dtype)
+                kwargs["attention_mask"] = mask.masked_fill_(~allowed, torch.finfo(dtype).min).to(self.device)
+            logits, _ = self._logits_at(kwargs, keep)
+        # Flat index of every kept position among the kept logits (prefix first, then rows row-major).
+        flat_pos = torch.full((n_pre + n * width,), -1, dtype=torch.long)
+        flat_pos[kept] = torch.arange(int(kept.sum()))
+
+        # log p(x_t | x_<t) = z[x_t] - logsumexp(z), the reductions once per kept position (a shared
+        # prefix position serves several requests), then indexed per request token. The prefix's logits
+        # stay a block of their own (concatenating would copy the batch's logits).
+        at = flat_pos[torch.tensor([i for _, cols, _ in picks for i in cols])].to(logits.device)
+        target = torch.tensor([x for _, _, tgt in picks for x in tgt], device=logits.device)
+        blocks = [logits] if prefix is None else [prefix.logits, logits]
+        picked = torch.empty(len(at), dtype=logits.dtype, device=logits.device)
+        best, lse, offset = [], [], 0
+        for block in blocks:
+            here = (at >= offset) & (at < offset + len(block))
+            picked[here] = block[at[here] - offset, target[here]]
+            b_lse, b_best = _logsumexp_argmax(block, in_place=block is logits)
+            lse.append(b_lse)
+            best.append(b_best)
+            offset += len(block)
+        lse_at, best_at = torch.cat(lse)[at], torch.cat(best)[at]
+        token_logprob = (picked - lse_at).cpu()
+        greedy = (best_at == target).cpu()
+        lengths = [len(tgt) for _, _, tgt in picks]
+        for (uid, _, _), lp, g in zip(picks, token_logprob.split(lengths), greedy.split(lengths)):
+            yield uid, (float(lp.sum()), bool(g.all()))
+
+    def _logits_at(self, kwargs: dict[str, Any], keep: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """One forward with ``kwargs``: float32 logits at the ``keep`` positions ([kept, vocab]), and
+        the model's output (for its cache)."""
         if self._keeps_logits:
             kwargs["logits_to_keep"] = keep.to(self.device)
-        with self._autocast():
-            logits = self.model(**kwargs).logits
+        out = self.model(**kwargs)
+        logits = out.logits
         if logits.dim() == 3:  # the model ignored logits_to_keep
             logits = logits[keep.to(logits.device)]
         if logits.dtype not in (torch.float32, torch.float64):
             logits = logits.float()  # logsumexp of bf16 logits loses the digits the ranking needs
-        # Flat index of every kept (row, col) among the kept logits, in row-major order.
-        flat_pos = torch.full((n * width,), -1, dtype=torch.long)
-        flat_pos[keep.flatten()] = torch.arange(int(keep.sum()))
-
-        # log p(x_t | x_<t) = z[x_t] - logsumexp(z), the reductions once per kept position (a shared
-        # prefix position serves several requests), then indexed per request token.
-        lse, best = torch.logsumexp(logits, dim=-1), logits.argmax(dim=-1)  # [kept]
-        at = flat_pos[torch.tensor([i for _, cols, _ in picks for i in cols])].to(logits.device)
-        target = torch.tensor([x for _, _, tgt in picks for x in tgt], device=logits.device)
-        token_logprob = (logits[at, target] - lse[at]).cpu()
-        greedy = (best[at] == target).cpu()
-        lengths = [len(tgt) for _, _, tgt in picks]
-        for (uid, _, _), lp, g in zip(picks, token_logprob.split(lengths), greedy.split(lengths)):
-            yield uid, (float(lp.sum()), bool(g.all()))
+        return logits, out
 
     # ---- generation ------------------------------------------------------------------------------------
     def encode_prompt(self, prompt: Prompt) -> list[int]:
