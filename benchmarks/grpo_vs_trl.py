@@ -2,7 +2,8 @@
 
 Both sides run GRPO with one generation and one optimiser step per batch (TRL: steps_per_generation=1,
 num_iterations=1; alignlab: ppo_epochs=1, minibatch = the whole rollout batch), β = 0 (TRL's default:
-no reference model), temperature 1, AdamW, bf16 autocast for training. TRL gets its fastest fair
+no reference model), temperature 1, AdamW, bf16 autocast for sampling and training (TRL: accelerate
+wraps the model's forward in autocast, which its ``generate`` calls too). TRL gets its fastest fair
 settings: bf16 on, gradient checkpointing off, no saving, no evaluation, no completion logging.
 Rounds alternate the two sides (other processes share the cores); ratios are medians over rounds.
 
