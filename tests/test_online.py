@@ -322,3 +322,14 @@ def test_both_bench_commands_need_the_world(capsys):
     for command in ("methods", "online"):
         assert main(["bench", command, "--max-steps", "3"]) != 0
         assert f"alignlab bench {command} needs --world" in capsys.readouterr().err
+
+
+def test_entropy_from_logits_row_by_row_equals_the_batched_formula():
+    from alignlab.outer.online.rollout import entropy_from_logits
+
+    torch.manual_seed(0)
+    logits = (torch.randn(3, 5, 50) * 4).bfloat16()
+    z = logits.float()
+    naive = -(z.softmax(-1) * z.log_softmax(-1)).sum(-1)  # −Σ p log p over the whole batch at once
+    torch.testing.assert_close(entropy_from_logits(logits), naive, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(entropy_from_logits(logits[0]), naive[0], atol=1e-5, rtol=1e-5)  # 2D input
