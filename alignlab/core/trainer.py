@@ -300,7 +300,8 @@ def train(
             for name, values in out.metrics.items():
                 sums[name] = sums.get(name, 0.0) + float(values.detach().float().sum())
                 counts[name] = counts.get(name, 0) + values.numel()
-            tokens_seen += float(batch["attention_mask"].sum()) if "attention_mask" in batch else 0.0
+            # tokens through the model; a shared-prefix batch runs its prompts (prompt_mask) once, then the rest
+            tokens_seen += sum(float(batch[k].sum()) for k in ("attention_mask", "prompt_mask") if k in batch)
 
         loss_value = global_sum(loss_total) / total_items
         if not math.isfinite(loss_value):
