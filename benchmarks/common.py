@@ -67,9 +67,18 @@ def report(name: str, ours: list[float], peer: list[float], unit: str, peer_name
     return statistics.median(ratios)
 
 
-def quiet() -> None:
+def add_threads_flag(parser) -> None:
+    """``--threads`` (default 1), the same for both sides: on a small machine shared with other jobs, two
+    intra-op threads contending for two busy cores made both sides several times slower and the ratio
+    swing from round to round (DPO read 1.15x, 1.17x and 1.84x in three rounds with two threads)."""
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for both sides (default 1)")
+
+
+def quiet(threads: int = 1) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by subprocess sides
+    torch.set_num_threads(threads)
     import transformers
 
     transformers.logging.set_verbosity_error()

@@ -17,7 +17,7 @@ Every run happens in a fresh subprocess, which reports its own wall time and pea
 for the other. Rounds alternate the two sides; the printed ratio is the median of per-round ratios.
 Throughput counts the examples' real tokens (prompt + response, both responses of each pair).
 
-    python benchmarks/dpo_vs_trl.py [--pairs 128] [--batch-size 8] [--rounds 2]
+    python benchmarks/dpo_vs_trl.py [--pairs 128] [--batch-size 8] [--rounds 2] [--threads 1]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import HH, build_model, build_tokenizer, quiet, report
+from common import HH, add_threads_flag, build_model, build_tokenizer, quiet, report
 
 PROMPT_TOKENS, RESPONSE_TOKENS = 64, 128
 MAX_LENGTH = PROMPT_TOKENS + RESPONSE_TOKENS + 8  # + the chat template's special tokens
@@ -113,7 +113,7 @@ def run_trl(work: Path, args: argparse.Namespace, out: Path) -> dict:
 
 
 def child(side: str, work: Path, args: argparse.Namespace, out: Path) -> None:
-    quiet()
+    quiet(args.threads)
     import torch
 
     torch.manual_seed(0)
@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--lr", type=float, default=5e-6)
     parser.add_argument("--rounds", type=int, default=2)
+    add_threads_flag(parser)
     parser.add_argument("--child", choices=["alignlab", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -137,7 +138,7 @@ def main() -> None:
         child(args.child, args.work, args, args.out)
         return
 
-    quiet()
+    quiet(args.threads)
     from alignlab.core.readers import read_records
     from alignlab.core.tokenize import encode_completion
 
@@ -161,7 +162,7 @@ def main() -> None:
         for side in ("alignlab", "trl"):
             cmd = [sys.executable, __file__, "--child", side, "--work", str(work), "--out", str(work / f"{side}-{i}"),
                    "--pairs", str(args.pairs), "--batch-size", str(args.batch_size), "--beta", str(args.beta),
-                   "--lr", str(args.lr)]
+                   "--lr", str(args.lr), "--threads", str(args.threads)]
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent)
             line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
             if done.returncode or line is None:

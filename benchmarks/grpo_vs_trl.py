@@ -16,7 +16,7 @@ Measured per side, over the training loop only (model loading and alignlab's fin
   inside ``model.generate``; alignlab: its ``gen_seconds``, which also covers the shared prefill);
 - optimiser steps/s: steps ÷ loop wall time.
 
-    python benchmarks/grpo_vs_trl.py [--prompts 8] [--group 4] [--max-new-tokens 64] [--steps 4] [--rounds 2]
+    python benchmarks/grpo_vs_trl.py [--prompts 8] [--group 4] [--max-new-tokens 64] [--steps 4] [--rounds 2] [--threads 1]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import HH, build_model, build_tokenizer, quiet
+from common import HH, add_threads_flag, build_model, build_tokenizer, quiet
 
 
 def distinct_reward(completions: list[str]) -> list[float]:
@@ -72,8 +72,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
+    add_threads_flag(parser)
     args = parser.parse_args()
-    quiet()
+    quiet(args.threads)
 
     import datasets
     import torch

@@ -27,7 +27,7 @@ import tempfile
 import time
 
 import torch
-from common import SHARED  # noqa: E402
+from common import SHARED, add_threads_flag  # noqa: E402
 
 CSV = str(SHARED / "crows_pairs_anonymized.csv")
 
@@ -40,9 +40,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, help="first N rows (default: all)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
-    # One thread by default: on a small machine shared with other jobs, two intra-op threads contending
-    # for two busy cores ran both sides 5-10x slower and far noisier than one.
-    parser.add_argument("--threads", type=int, default=1)
+    add_threads_flag(parser)
     parser.add_argument("--autocast", choices=("bfloat16",), help="mixed precision for both sides")
     parser.add_argument("--vocab", type=int, default=8192)
     args = parser.parse_args()

@@ -5,7 +5,7 @@ settings (bf16 on, gradient checkpointing off, no evaluation, no saving). Rounds
 so that load from other processes hits both alike; the printed ratio is the median over rounds.
 Throughput counts the examples' real (unpadded) tokens: padding is each side's own cost.
 
-    python benchmarks/sft_vs_trl.py [--examples 256] [--rounds 2]
+    python benchmarks/sft_vs_trl.py [--examples 256] [--rounds 2] [--threads 1]
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from common import HH, build_model, build_tokenizer, quiet, report, timed
+from common import HH, add_threads_flag, build_model, build_tokenizer, quiet, report, timed
 
 
 def main() -> None:
@@ -23,8 +23,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=2)
+    add_threads_flag(parser)
     args = parser.parse_args()
-    quiet()
+    quiet(args.threads)
 
     import datasets
     from trl import SFTConfig as TRLConfig
