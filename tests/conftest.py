@@ -94,3 +94,22 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip("shared/data is not beside the repository")
     return SHARED_DATA
+
+
+@pytest.fixture
+def count_calls(monkeypatch):
+    """``count_calls(module, name)`` wraps ``module.name`` and returns the list each call appends to, so a
+    test fails if a fast path (e.g. the shared-prefix forward) is silently not taken."""
+
+    def install(module, name: str) -> list[int]:
+        calls: list[int] = []
+        real = getattr(module, name)
+
+        def counted(*args, **kwargs):
+            calls.append(1)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+        return calls
+
+    return install

@@ -26,17 +26,9 @@ from alignlab.outer.preference import PreferenceConfig, train_preference
 
 
 @pytest.fixture
-def count_shared(monkeypatch) -> list[int]:
+def count_shared(count_calls) -> list[int]:
     """Counts shared-prefix forwards, so a test fails if the shared path is silently not taken."""
-    calls: list[int] = []
-    real = logprobs.shared_prefix_logits
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(logprobs, "shared_prefix_logits", counted)
-    return calls
+    return count_calls(logprobs, "shared_prefix_logits")
 
 
 def test_shared_prefix_batch_layout():

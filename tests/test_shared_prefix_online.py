@@ -15,19 +15,11 @@ from alignlab.outer.online.rollout import ActorCritic, pad_rollout
 
 
 @pytest.fixture
-def count_shared(monkeypatch) -> list[int]:
+def count_shared(count_calls) -> list[int]:
     """Counts shared-prefix forwards of the policy, so a test fails if the shared path is silently not taken."""
     import alignlab.outer.online.rollout as rollout
 
-    calls: list[int] = []
-    real = rollout.shared_prefix_logits
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(rollout, "shared_prefix_logits", counted)
-    return calls
+    return count_calls(rollout, "shared_prefix_logits")
 
 
 def test_grpo_forward_shares_prompts_with_the_same_logits_values_and_gradients(tiny_model_dir):
