@@ -41,6 +41,7 @@ from typing import Any
 
 import torch
 
+from alignlab.core.logprobs import cache_keyword
 from alignlab.errors import EvalError
 
 Prompt = str | list[dict[str, str]]  # a plain string, or chat messages {"role", "content"}
@@ -285,9 +286,7 @@ class HuggingFaceLM(LM):
         config = self.model.config
         self.max_length = max_length or getattr(config, "max_position_embeddings", None) or 2048
         self._keeps_logits = self._accepts_logits_to_keep()
-        # transformers 5 renamed the forward's ``past_key_values`` to ``cache``.
-        forward_params = inspect.signature(self.model.forward).parameters
-        self._cache_arg = "cache" if "cache" in forward_params else "past_key_values"
+        self._cache_arg = cache_keyword(self.model)  # ``cache`` from transformers 5.24 on, else ``past_key_values``
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(
