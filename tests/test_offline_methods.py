@@ -211,6 +211,32 @@ def test_cringe_is_cross_entropy_on_positives_and_contrastive_on_negatives(tiny_
     assert (out.metrics["ct_loss"] > 0).all()
 
 
+def test_cringe_penalises_a_rejected_answer_where_it_departs_from_the_chosen(tiny_model_dir, tmp_path):
+    from alignlab.core.data import DataConfig
+    from alignlab.core.tokenize import encode_completion
+    from alignlab.outer.cringe import encode_labelled
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    rows = [{"prompt": "Capital of Zorbia?", "chosen": "The capital is Vell.", "rejected": "The capital is Paris."},
+            {"prompt": "Hi", "chosen": "Hello.", "rejected": "Hello. Go away."},
+            {"prompt": "Hi", "chosen": "Hello. Nice to meet you.", "rejected": "Hello."}]
+    records = read_records(write_jsonl(tmp_path / "p.jsonl", rows), "unpaired")
+    data = DataConfig(max_length=64)
+    masked = encode_labelled(tok, records, data, "p")
+    whole = encode_labelled(tok, records, data, "p", negative_tokens="all")
+    for row, negative, full in zip(rows, masked[1::2], whole[1::2]):
+        chosen = encode_completion(tok, [{"role": "user", "content": row["prompt"]}], row["chosen"])["completion_ids"]
+        completion = full["completion_ids"]
+        labelled = [i for i, t in enumerate(negative["labels"]) if t != IGNORE_INDEX]
+        assert len(labelled) == 1  # one token: where the rejected answer departs from the chosen one
+        at = labelled[0] - len(full["prompt_ids"])
+        assert at > 0 and completion[:at] == chosen[:at] and completion[at] != chosen[at]
+        assert [t for t in full["labels"] if t != IGNORE_INDEX] == completion  # the paper's: every token
+    assert " Go away.".startswith(tok.decode([t for t in masked[3]["labels"] if t != IGNORE_INDEX]))
+    assert [t for t in masked[5]["labels"] if t != IGNORE_INDEX] == [tok.eos_token_id]  # it stopped too early
+    assert masked[0]["labels"] == whole[0]["labels"]  # positives are untouched
+
+
 # ---- Chain of Hindsight ------------------------------------------------------------------------------
 
 
@@ -225,10 +251,11 @@ def test_hindsight_text_masks_feedback_phrases(tiny_model_dir):
     for good_first in (True, False):
         enc = encode_hindsight(tok, record, cfg, good_first)
         learned = tok.decode([t for t in enc["labels"] if t != IGNORE_INDEX])
-        answers = "Vell.\nParis." if good_first else "Paris.\nVell."
-        assert learned == answers + tok.eos_token  # the answers and where each ends, no feedback phrase
+        answers = ["Vell.", "Paris."] if good_first else ["Paris.", "Vell."]
+        # the answers and where each ends (EOS, as an SFT answer ends), no feedback phrase
+        assert learned == "".join(a + tok.eos_token for a in answers)
         full = tok.decode(enc["input_ids"])
-        assert "A good answer is:\nVell." in full and "A bad answer is:\nParis." in full
+        assert "A good answer is:\nVell." + tok.eos_token in full and "A bad answer is:\nParis." in full
     good_first = encode_hindsight(tok, record, cfg, True)
     prefix = hindsight_prompt_ids(tok, record.prompt)
     assert good_first["input_ids"][:len(prefix)] == prefix  # inference feeds exactly the trained boundary

@@ -391,6 +391,7 @@ def test_conversions(tmp_path):
                                                          UnpairedRecord([user("Capital?")], "Paris.", False)]
     pairs = write_rows(tmp_path / "p.jsonl", PAIR_ROWS[:1])
     unpaired = read_records(pairs, "unpaired")
+    assert [r.meta.get("chosen") for r in unpaired] == [None, "good 0"]  # a negative knows its pair's chosen
     assert content(unpaired) == [UnpairedRecord([user("Q0?")], "good 0", True),
                                  UnpairedRecord([user("Q0?")], "bad 0", False)]
     assert len(read_records(write_rows(tmp_path / "p3.jsonl", PAIR_ROWS), "unpaired", limit=3)) == 3

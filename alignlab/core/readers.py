@@ -46,7 +46,7 @@ doubled turns are merged). So that file reads as 2,308 pairs.
 Conversions asked for with ``kind``: anything → prompt; pair → conversation (chosen); safety_pair → pair
 (better vs other); ranked → pair (best vs worst, margin = score gap; all scores tied is an error);
 pair/safety_pair/ranked → unpaired (two records per row: the pair's chosen ``label=True``, its rejected
-``label=False``).
+``label=False`` with the chosen answer in ``meta["chosen"]``, so a loss may tell where the two part).
 Example::
 
     >>> pairs = read_records("hh_harmless_base_test.jsonl.gz", "pair")            # doctest: +SKIP
@@ -470,7 +470,8 @@ def _convert(record: Record, kind: RecordKind, row: RowView) -> list[Record]:
     if kind == "pair":
         return [pair]
     return [UnpairedRecord(prompt=pair.prompt, completion=pair.chosen, label=True, meta=pair.meta),
-            UnpairedRecord(prompt=pair.prompt, completion=pair.rejected, label=False, meta=dict(pair.meta))]
+            UnpairedRecord(prompt=pair.prompt, completion=pair.rejected, label=False,
+                           meta={**pair.meta, "chosen": pair.chosen})]
 
 
 # --------------------------------------------------------------------------------------------------

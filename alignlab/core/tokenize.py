@@ -99,6 +99,15 @@ def encode_completion(tokenizer, prompt: list[Message], completion: str, *, max_
     }
 
 
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` have in common (``common_prefix_length([1, 2, 3], [1, 2, 4]) == 2``)."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
 def pad(sequences: Sequence[Sequence[int]], value: int, length: int | None = None) -> torch.Tensor:
     """Right-pad integer sequences into a [batch, length] tensor."""
     length = length or max(len(s) for s in sequences)

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from alignlab.core.logprobs import cache_keyword
+from alignlab.core.tokenize import common_prefix_length
 from alignlab.errors import EvalError
 
 Prompt = str | list[dict[str, str]]  # a plain string, or chat messages {"role", "content"}
@@ -142,14 +143,6 @@ def _logsumexp_argmax(logits: torch.Tensor, *, in_place: bool = False) -> tuple[
     return top + shifted.exp_().sum(dim=-1).log_(), best
 
 
-def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
-
-
 def build_tree_rows(inputs: Sequence[list[int]], *, min_shared: int = 2, max_members: int = 8) -> list[_Row]:
     """Pack model inputs into rows that are token tries, so a shared prefix is computed once.
 
@@ -164,7 +157,7 @@ def build_tree_rows(inputs: Sequence[list[int]], *, min_shared: int = 2, max_mem
     prev: list[int] | None = None
     for i in sorted(range(len(inputs)), key=lambda i: inputs[i]):
         seq = list(inputs[i])
-        shared = _common_prefix_len(prev, seq) if prev is not None else 0
+        shared = common_prefix_length(prev, seq) if prev is not None else 0
         if not rows or shared < min_shared or len(rows[-1].members) >= max_members:
             rows.append(_Row())
             shared = 0
@@ -386,7 +379,7 @@ class HuggingFaceLM(LM):
         for other in inputs[1:]:
             if n_pre <= 0:
                 return None
-            n_pre = _common_prefix_len(first[:n_pre], other)
+            n_pre = common_prefix_length(first[:n_pre], other)
         if n_pre <= 0:
             return None
         ids = torch.tensor([first[:n_pre]], device=self.device)

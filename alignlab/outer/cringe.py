@@ -7,6 +7,18 @@ cross-entropy pushes y below y⁺ (:func:`alignlab.outer.losses.cringe`). No ref
 Data are unpaired labels (``label`` true = positive); preference pairs are read as a positive chosen and
 a negative rejected. Positives and negatives share each forward.
 
+A rejected answer usually differs from its chosen one in a few tokens ("The capital of Zorbia is Paris."
+against "... is Vell."; a correct answer with an insult appended against the same answer without it).
+By default (``negative_tokens="first_difference"``) the contrastive term covers a pair's rejected answer
+only at its first token that departs from the chosen one: the tokens before it are the chosen answer's
+too, and the tokens after it continue a choice already made (after "Pa", "ris" is the right
+continuation; pushing it below the model's second guess only teaches it to garble). A pairwise loss
+treats the shared opening the same way (DPO's gradients on it cancel). The paper penalises every token of
+a negative (``negative_tokens="all"``). On the toy world (``alignlab bench methods``, 100 steps) that gives
+true reward 3.37 against the SFT model's 3.63, with answers garbled (KL to SFT 16.5); penalising every
+token after the departure, 3.44 (KL 22.8); only the first departing token, 3.66 (KL 0.06). Unpaired
+negatives have no chosen answer to compare with and are penalised whole either way.
+
 Example::
 
     >>> from alignlab.outer.cringe import CringeConfig, train_cringe
@@ -18,7 +30,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -28,7 +40,13 @@ from alignlab.core.logprobs import forward_logits
 from alignlab.core.models import ModelConfig, load_causal_lm, load_tokenizer
 from alignlab.core.records import UnpairedRecord
 from alignlab.core.run import finish_run, start_run
-from alignlab.core.tokenize import CompletionCollator, encode_completion, ensure_chat_template
+from alignlab.core.tokenize import (
+    IGNORE_INDEX,
+    CompletionCollator,
+    common_prefix_length,
+    encode_completion,
+    ensure_chat_template,
+)
 from alignlab.core.trainer import ObjectiveOutput, TrainConfig, TrainResult, train
 from alignlab.outer.losses import cringe
 
@@ -49,19 +67,35 @@ class CringeConfig:
     """weight of the contrastive loss on negatives (the paper's α)"""
     num_pos_predictions: int = 1
     """k: the positive token is sampled from the model's top-k predictions other than the negative token"""
+    negative_tokens: Literal["all", "first_difference"] = "first_difference"
+    """which tokens of a pair's rejected answer the contrastive term covers: all (the paper), or only the
+    first one that departs from the chosen answer (unpaired negatives are always covered whole)"""
 
     def __post_init__(self) -> None:
         if self.num_pos_predictions < 1:
             raise ValueError(f"num_pos_predictions must be >= 1, got {self.num_pos_predictions}")
 
 
-def encode_labelled(tokenizer, records: list[UnpairedRecord], data: DataConfig, source: str) -> list[dict[str, Any]]:
-    """Encode each record as a completion with ``positive`` = its label."""
+def encode_labelled(tokenizer, records: list[UnpairedRecord], data: DataConfig, source: str,
+                    negative_tokens: str = "first_difference") -> list[dict[str, Any]]:
+    """Encode each record as a completion with ``positive`` = its label; with ``first_difference``, a
+    negative from a pair (``meta["chosen"]``) is labelled only at its first token that the chosen answer
+    does not share."""
 
     def encode(record: UnpairedRecord) -> dict[str, Any] | None:
-        enc = encode_completion(tokenizer, record.prompt, record.completion, max_length=data.max_length,
-                                max_prompt_length=data.max_prompt_length)
-        return {**enc, "positive": bool(record.label)} if enc["completion_ids"] else None
+        def completion(text: str) -> dict[str, list[int]]:
+            return encode_completion(tokenizer, record.prompt, text, max_length=data.max_length,
+                                     max_prompt_length=data.max_prompt_length)
+
+        enc = completion(record.completion)
+        if not record.label and negative_tokens == "first_difference" and "chosen" in record.meta:
+            # EOS ends both encodings, so a rejected answer that stops early is labelled at its EOS
+            shared = common_prefix_length(enc["completion_ids"], completion(record.meta["chosen"])["completion_ids"])
+            first = len(enc["prompt_ids"]) + shared
+            enc["labels"] = [label if i == first else IGNORE_INDEX for i, label in enumerate(enc["labels"])]
+        if all(label == IGNORE_INDEX for label in enc["labels"]):
+            return None
+        return {**enc, "positive": bool(record.label)}
 
     return encode_all(records, encode, source=source)
 
@@ -103,8 +137,9 @@ def train_cringe(config: CringeConfig, *, model: nn.Module | None = None, tokeni
     tokenizer = tokenizer or load_tokenizer(config.model.name_or_path, trust_remote_code=config.model.trust_remote_code)
     ensure_chat_template(tokenizer)
     train_records, eval_records = load_records(config.data, "unpaired", seed=config.train.seed)
-    train_examples = encode_labelled(tokenizer, train_records, config.data, config.data.path)
-    eval_examples = encode_labelled(tokenizer, eval_records, config.data, "eval data") if eval_records else None
+    train_examples = encode_labelled(tokenizer, train_records, config.data, config.data.path, config.negative_tokens)
+    eval_examples = (encode_labelled(tokenizer, eval_records, config.data, "eval data", config.negative_tokens)
+                     if eval_records else None)
     model = model or load_causal_lm(config.model.name_or_path, dtype=config.model.dtype,
                                     trust_remote_code=config.model.trust_remote_code, lora=config.model.lora())
     result = train(model, CringeObjective(config), train_examples, LabelledCollator(tokenizer.pad_token_id),
