@@ -3,14 +3,18 @@ Hindsight Aligns Language Models with Feedback", Sec. 2).
 
 Each preference pair becomes one assistant turn that contains both answers behind feedback phrases::
 
-    A good answer is:\\n<chosen>\\nA bad answer is:\\n<rejected>        (or the bad one first)
+    A good answer is:\\n<chosen><eos>A bad answer is:\\n<rejected><eos>        (or the bad one first)
 
-trained with the ordinary LM loss on the *answers* and on where each ends (the line break after the
-first, the closing EOS after the second) but not on the feedback phrases, so the model learns what each
-phrase predicts rather than to emit phrases. Pretraining text can be mixed in as a regulariser
+trained with the ordinary LM loss on the *answers* and on where each ends but not on the feedback
+phrases, so the model learns what each phrase predicts rather than to emit phrases. Each answer ends
+with the chat template's end of turn (EOS), the way the SFT model already ends an answer, so at inference
+generation stops where an SFT answer would. (Ending the first answer with a line break instead, as a
+plain-text rendering would, leaves the model two different stops to learn — a line break when the good
+answer comes first, EOS when it comes second — and a tiny model then runs on past the answer: true reward
+3.09 against SFT's 3.63 in ``alignlab bench methods``.) Pretraining text can be mixed in as a regulariser
 (``pretrain_data``, ``pretrain_fraction``). At inference the model is conditioned on the positive phrase
-(:func:`hindsight_generate`): the prompt, then "A good answer is:", and the answer is read up to its
-end (EOS or a line break; so answers are single-line, as an answer's line breaks would end it early).
+(:func:`hindsight_generate`): the prompt, then "A good answer is:", and the answer is read up to its end
+(EOS; a line break or a feedback phrase, should one be generated, also ends it).
 
 Each piece (phrase, answer, phrase, answer) is tokenised on its own and the ids are concatenated, so
 the boundary between the positive phrase and the answer is the one :func:`hindsight_generate` feeds.
@@ -91,12 +95,11 @@ def encode_hindsight(tokenizer, record: PairRecord, config: HindsightConfig, goo
     answers = [(config.good_phrase, record.chosen), (config.bad_phrase, record.rejected)]
     if not good_first:
         answers.reverse()
-    # (text, in the loss?): the line break after the first answer is learned, so the model learns where an
-    # answer ends (a line break, or EOS after the second answer) without ever learning to emit a phrase.
     (first_phrase, first), (second_phrase, second) = answers
-    pieces = [(first_phrase + "\n", False), (first, True), ("\n", True), (second_phrase + "\n", False),
-              (second, True)]
-    text = "".join(t for t, _ in pieces)
+    # (text, in the loss?); None is the template's end of turn, learned after each answer
+    pieces = [(first_phrase + "\n", False), (first, True), (None, True), (second_phrase + "\n", False),
+              (second, True), (None, True)]
+    text = "".join(t for t, _ in pieces[:-1] if t is not None)
     _, completion_text = split_rendering(tokenizer, record.prompt, text)
     if not completion_text.startswith(text):
         raise DataError("the chat template changes the assistant text, so the feedback phrases cannot be masked",
@@ -109,8 +112,8 @@ def encode_hindsight(tokenizer, record: PairRecord, config: HindsightConfig, goo
     max_prompt = config.data.max_prompt_length if config.data.max_prompt_length is not None else config.data.max_length // 2
     prompt_ids = prompt_ids[-max_prompt:]
     input_ids, labels = list(prompt_ids), [IGNORE_INDEX] * len(prompt_ids)
-    for piece, in_loss in [*pieces, ("", True)]:
-        ids = _ids(tokenizer, piece) if piece else suffix
+    for piece, in_loss in pieces:
+        ids = _ids(tokenizer, piece) if piece is not None else suffix
         input_ids += ids
         labels += ids if in_loss else [IGNORE_INDEX] * len(ids)
     input_ids, labels = input_ids[:config.data.max_length], labels[:config.data.max_length]
@@ -150,8 +153,8 @@ def hindsight_prompt_ids(tokenizer, prompt: list[Message], good_phrase: str = Hi
 
 
 def hindsight_answer(text: str, bad_phrase: str = HindsightConfig.bad_phrase) -> str:
-    """The answer in text generated after the positive phrase: up to the learned end of an answer (a line
-    break), and never past a feedback phrase."""
+    """The answer in text generated after the positive phrase (which stops at EOS): never past a line
+    break or a feedback phrase."""
     return text.split("\n")[0].split(bad_phrase)[0].strip()
 
 
