@@ -95,3 +95,22 @@ def test_method_name_selects_the_loss(tiny_model_dir, tmp_path):
     assert yaml.safe_load((tmp_path / "ipo" / "config.yaml").read_text())["loss"] == "ipo"
     rows = read_metrics(tmp_path / "ipo" / "metrics.jsonl")
     assert rows[0]["loss"] == pytest.approx((1 / (2 * 0.1)) ** 2, rel=1e-3)  # IPO at zero margin: (1/2β)²
+
+
+def test_unset_beta_is_each_loss_own_default():
+    from alignlab.outer import losses as L
+    from alignlab.outer.preference import call_loss
+
+    policy = {"chosen_logp": torch.tensor([-4.0, -6.0]), "rejected_logp": torch.tensor([-5.0, -3.0]),
+              "chosen_len": torch.tensor([2, 3]), "rejected_len": torch.tensor([2, 2])}
+    reference = {"chosen_logp": torch.tensor([-4.5, -5.0]), "rejected_logp": torch.tensor([-4.0, -4.0])}
+    means = (policy["chosen_logp"] / policy["chosen_len"], policy["rejected_logp"] / policy["rejected_len"])
+    simpo = call_loss("simpo", policy, None, beta=None, label_smoothing=None, extra={})[0]
+    assert torch.allclose(simpo, L.simpo(*means, beta=2.0)[0])  # SimPO's own β, not the DPO family's 0.1
+    assert not torch.allclose(simpo, L.simpo(*means, beta=0.1)[0])
+    dpo = call_loss("dpo", policy, reference, beta=None, label_smoothing=None, extra={})[0]
+    assert torch.allclose(dpo, L.dpo(policy["chosen_logp"], policy["rejected_logp"], reference["chosen_logp"],
+                                     reference["rejected_logp"], beta=0.1)[0])
+    set_beta = call_loss("dpo", policy, reference, beta=0.5, label_smoothing=None, extra={})[0]
+    assert torch.allclose(set_beta, L.dpo(policy["chosen_logp"], policy["rejected_logp"], reference["chosen_logp"],
+                                          reference["rejected_logp"], beta=0.5)[0])

@@ -78,8 +78,8 @@ class PreferenceConfig:
     loss: str = "dpo"
     """pairwise loss from alignlab.outer.losses: dpo, ipo, slic, robust_dpo, exo, nca, bco, sppo, aot, aot_unpaired,
     apo, discopop, sigmoid_norm, orpo, simpo, cpo"""
-    beta: float = 0.1
-    """KL-regularisation strength β (the paper's λ for ORPO)"""
+    beta: float | None = None
+    """KL-regularisation strength β (the paper's λ for ORPO); unset = the loss's own default (0.1; SimPO 2.0)"""
     label_smoothing: float | None = None
     """probability that a label is flipped (cDPO, robust DPO, EXO, SimPO, CPO); unset = the loss's own default"""
     loss_kwargs: dict = field(default_factory=dict)
@@ -104,7 +104,7 @@ class PreferenceConfig:
 
 
 def call_loss(name: str, policy: dict[str, torch.Tensor], reference: dict[str, torch.Tensor] | None,
-              *, beta: float, label_smoothing: float | None, extra: dict[str, Any]) -> tuple[torch.Tensor, dict]:
+              *, beta: float | None, label_smoothing: float | None, extra: dict[str, Any]) -> tuple[torch.Tensor, dict]:
     """Feed a pairwise loss exactly the arguments it declares (lengths, smoothing, NLL...)."""
     loss_fn = get_loss(name)
     accepted = inspect.signature(loss_fn).parameters
@@ -119,7 +119,7 @@ def call_loss(name: str, policy: dict[str, torch.Tensor], reference: dict[str, t
             args.append(-policy["chosen_logp"] / chosen_len)
     else:
         args = [policy["chosen_logp"], policy["rejected_logp"], reference["chosen_logp"], reference["rejected_logp"]]
-    kwargs = {"beta": beta, **extra}
+    kwargs = {**({"beta": beta} if beta is not None else {}), **extra}
     if label_smoothing is not None and "label_smoothing" in accepted:
         kwargs["label_smoothing"] = label_smoothing
     if "chosen_lengths" in accepted:
