@@ -54,6 +54,8 @@ def test_bench_methods_writes_table_json_and_report(world_and_model, tmp_path, c
         assert all(c in row for c in COLUMNS)
     assert all(r["train_seconds"] > 0 for r in rows[1:])
     assert (out / "runs" / "kto" / "config.yaml").read_text().count("desirable_weight: 1.1") == 1
+    assert "rrhf_weight: 1.0" in (out / "runs" / "rrhf" / "config.yaml").read_text()  # the bench's own setting
+    assert all(abs(r["gain_vs_sft"] - (r["true_reward"] - rows[0]["true_reward"])) < 1e-9 for r in rows)
     table = (out / "results.md").read_text()
     assert table == markdown_table(rows) and table.count("\n") == len(rows) + 2
     page = (out / "report.html").read_text()

@@ -51,12 +51,13 @@ def _rate(scores: list[Score], dimension: str, families: tuple[str, ...] | None)
 
 
 def evaluate_responses(
-    prompts: Sequence[PromptLike | PromptRecord], responses: Sequence[str]
+    prompts: Sequence[PromptLike | PromptRecord], responses: Sequence[str], *, per_response: bool = False
 ) -> dict[str, Any]:
     """Score each response to its prompt and aggregate (see the module docstring for the rates).
 
     Prompts may be WorldPrompts, PromptRecords from the world (their ``meta`` carries the prompt),
-    rows of ``prompts_eval.jsonl``, or prompt texts of the default world.
+    rows of ``prompts_eval.jsonl``, or prompt texts of the default world. With ``per_response`` the result
+    also lists each response's true reward (``true_rewards``), for paired comparisons of two models.
     """
     if len(prompts) != len(responses):
         raise WorldError(f"got {len(prompts)} prompts but {len(responses)} responses")
@@ -71,6 +72,8 @@ def evaluate_responses(
     result["true_reward_stderr"] = stdev(s.true_reward for s in scores) / len(scores) ** 0.5 if len(scores) > 1 else None
     result["cost"] = mean(s.cost for s in scores) if scores else None
     result["n"] = len(scores)
+    if per_response:
+        result["true_rewards"] = [s.true_reward for s in scores]
     result["per_family"] = {
         family: {
             **{dim: _rate(scores, dim, (family,)) for dim in (*DIMENSIONS, "true_reward")},

@@ -144,7 +144,7 @@ def bench_online(config: OnlineBenchConfig) -> list[dict[str, Any]]:
     """Train and evaluate each method in ``config.methods``; write the tables; return the rows."""
     from alignlab.core.io import atomic_write_json, atomic_write_text
     from alignlab.core.models import load_causal_lm, load_tokenizer
-    from alignlab.outer.bench import evaluate_policy, markdown_table, responder, world_and_sft
+    from alignlab.outer.bench import evaluate_policy, markdown_table, paired_gain, responder, world_and_sft
     from alignlab.world.datasets import load_prompts
 
     out = Path(config.output)
@@ -156,7 +156,7 @@ def bench_online(config: OnlineBenchConfig) -> list[dict[str, Any]]:
     sft = load_causal_lm(sft_path).eval()
     plain = responder("sft", None)
     rows = [{"method": "sft (start)", **evaluate_policy(sft_path, sft, tokenizer, prompts, plain, offline),
-             "train_seconds": 0.0, "kl_to_sft": 0.0}]
+             "train_seconds": 0.0, "kl_to_sft": 0.0, "gain_vs_sft": 0.0, "gain_stderr": 0.0}]
 
     def write() -> None:
         atomic_write_json(out / "results.json", {"config": dataclasses.asdict(config), "rows": rows})
@@ -171,7 +171,7 @@ def bench_online(config: OnlineBenchConfig) -> list[dict[str, Any]]:
         run_dir = out / "runs" / method
         seconds = train_online_method(method, config, paths, run_dir, sft_path)
         result = evaluate_policy(str(run_dir), sft, tokenizer, prompts, plain, offline)
-        rows.append({"method": method, **result, "train_seconds": seconds})
+        rows.append({"method": method, **result, **paired_gain(result, rows[0]), "train_seconds": seconds})
         write()
         print(f"[bench online] {method}: true reward {result['true_reward']:.3f}, harmlessness "
               f"{result['harmlessness']}, KL {result['kl_to_sft']:.2f}, {seconds:.0f}s", flush=True)
