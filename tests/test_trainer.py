@@ -164,3 +164,18 @@ def test_trains_in_fp32_after_another_library_set_accelerate_to_bf16(setup, tmp_
     losses = [r["loss"] for r in read_metrics(tmp_path / "clean" / "metrics.jsonl")]
     # identical to the clean fp32 run: accelerate's bf16 autocast never wrapped our forward
     assert [r["loss"] for r in read_metrics(tmp_path / "after_bf16" / "metrics.jsonl")] == pytest.approx(losses, rel=1e-6)
+
+
+def test_overwrite_clears_the_previous_run_so_a_crash_cannot_mix_them(setup, tmp_path):
+    tok, examples = setup
+    run(tok, examples, tmp_path, max_steps=6, save_every=3)  # checkpoints at steps 3 and 6
+    for name in ("results.json", "model.safetensors"):  # what a finished run leaves beside them
+        (tmp_path / name).write_text("old run")
+    cfg = TrainConfig(max_steps=4, batch_size=4, lr=1e-2, progress=False, mixed_precision="no", save_every=2,
+                      overwrite=True)
+    with pytest.raises(TrainingError):  # the new run diverges at step 3, after its checkpoint at step 2
+        train(fresh_model(tok), ExplodingObjective(finite_calls=2), examples, CompletionCollator(tok.pad_token_id),
+              cfg, tmp_path)
+    assert [p.name for p in checkpoint_dirs(tmp_path / "checkpoints")] == ["step-00000002"]  # none of the old
+    assert not (tmp_path / "results.json").exists() and not (tmp_path / "model.safetensors").exists()
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]

@@ -77,7 +77,8 @@ class TrainConfig:
     resume: bool = False
     """continue from the newest checkpoint in the output directory"""
     overwrite: bool = False
-    """allow starting a fresh run in a directory that already holds one"""
+    """allow starting a fresh run in a directory that already holds one (its checkpoints, results and model
+    weights are deleted first, so a crash of the new run cannot leave the old one looking finished)"""
     progress: bool = True
     """show a progress bar"""
     tensorboard: bool = False
@@ -148,11 +149,25 @@ def previous_run(output_dir: Path, config: TrainConfig) -> str | None:
     return None
 
 
+def clear_previous_run(output_dir: Path) -> None:
+    """Delete what marks ``output_dir`` as holding a run — checkpoints (``--resume`` would continue them),
+    ``results.json`` (a finished run), model weights — so only the new run's files can be read there."""
+    import shutil
+
+    shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+    for path in [output_dir / "results.json", *output_dir.glob("*.safetensors"),
+                 *output_dir.glob("*.safetensors.index.json")]:
+        path.unlink(missing_ok=True)
+
+
 def _check_output_dir(output_dir: Path, config: TrainConfig, accelerator) -> None:
-    """Refuse to start a fresh run over a previous one (the main process decides, all processes raise)."""
+    """Refuse to start a fresh run over a previous one, or clear it with ``overwrite`` (the main process
+    decides and clears, all processes raise)."""
     from accelerate.utils import broadcast_object_list
 
     problem = previous_run(output_dir, config) if accelerator.is_main_process else None
+    if accelerator.is_main_process and problem is None and config.overwrite and not config.resume:
+        clear_previous_run(output_dir)
     if accelerator.num_processes > 1:
         problem = broadcast_object_list([problem])[0]
     if problem:
