@@ -55,6 +55,9 @@ def test_bench_methods_writes_table_json_and_report(world_and_model, tmp_path, c
     assert all(r["train_seconds"] > 0 for r in rows[1:])
     assert (out / "runs" / "kto" / "config.yaml").read_text().count("desirable_weight: 1.1") == 1
     assert "rrhf_weight: 1.0" in (out / "runs" / "rrhf" / "config.yaml").read_text()  # the bench's own setting
+    assert "\nbeta: 1.0" in (out / "runs" / "dpo" / "config.yaml").read_text()  # the shared KL anchor
+    assert "\nbeta: 1.0" in (out / "runs" / "kto" / "config.yaml").read_text()
+    assert "\nbeta: null" in (out / "runs" / "simpo" / "config.yaml").read_text()  # reference-free: its own β
     assert all(abs(r["gain_vs_sft"] - (r["true_reward"] - rows[0]["true_reward"])) < 1e-9 for r in rows)
     table = (out / "results.md").read_text()
     assert table == markdown_table(rows) and table.count("\n") == len(rows) + 2

@@ -48,10 +48,11 @@ METHOD_SETTINGS: dict[str, list[str]] = {
     # the paper's objective, L = L_rank + L_ft (Eq. 5); the authors' code weighs the ranking term 100× for
     # lr 2e-5, which at the bench's lr 1e-4 garbles answers (true reward 3.61, SFT 3.63; 3.65 with weight 1)
     "rrhf": ["rrhf_weight=1"],
-    # chosen on this world's evaluation, so a tuned number: at β 0.1 DiscoPOP drifts from the SFT model's fact
-    # answers (true reward 3.60 against 3.63); β 0.05 (the paper's) 3.59, 0.3 3.63, 1.0 3.64
-    "discopop": ["beta=1.0"],
 }
+# methods anchored to the SFT model by a KL strength β, which the bench sets for all of them (``beta``);
+# the reference-free ORPO, SimPO and CPO keep their own β, whose scale means something else
+KL_ANCHORED = ["dpo", "ipo", "slic", "robust_dpo", "exo", "nca", "bco", "sppo", "aot", "apo", "discopop",
+               "sigmoid_norm", "kto"]
 GROUND_TRUTH = ["helpfulness", "honesty", "harmlessness", "toxicity", "bias", "true_reward", "true_reward_stderr", "cost"]
 # gain_vs_sft ± gain_stderr: the true reward's gain over the SFT model paired by prompt (see paired_gain)
 COLUMNS = [*GROUND_TRUTH, "gain_vs_sft", "gain_stderr", "kl_to_sft", "train_seconds"]
@@ -79,6 +80,13 @@ class BenchConfig:
     """examples per step: pairs, ranked lists or labelled completions (the demo's DPO batch)"""
     lr: float = 1e-4
     """learning rate for every method (the demo's DPO learning rate)"""
+    beta: float | None = 1.0
+    """β of every KL-anchored method (the DPO family and KTO; None: each method's own default, mostly 0.1).
+    On this world a strong anchor pays: a fact pair's wrong answer is another country's right one, so pushing
+    it down drifts other facts. DPO family and KTO, true-reward gain over SFT at β 0.1 / 0.3 / 1.0 (16
+    answers per prompt, se ≈ 0.010): DPO +0.011 / +0.005 / +0.021, robust DPO −0.014 / +0.020 / +0.018, EXO
+    −0.013 / −0.003 / +0.007, APO −0.008 / +0.004 / +0.021, NCA +0.004 / +0.016 / +0.030, KTO +0.006 /
+    −0.005 / +0.028 (chosen on the evaluation prompts: a tuned setting)"""
     warmup_steps: int = 10
     """linear warmup steps"""
     max_length: int = 128
@@ -87,9 +95,9 @@ class BenchConfig:
     """bf16 autocast or not (the world's model is so small that fp32 is faster on a CPU)"""
     max_new_tokens: int = 48
     """tokens generated per evaluation answer (as in the demo)"""
-    eval_samples: int = 8
-    """answers sampled (temperature 1) per held-out prompt: 8, not the demo's 2, because methods differ by a
-    few hundredths of true reward (standard error ≈ 0.012 with 8, ≈ 0.024 with 2); the online bench too"""
+    eval_samples: int = 32
+    """answers sampled (temperature 1) per held-out prompt: 32, not the demo's 2, because methods differ by a
+    few hundredths of true reward; the paired standard error of a gain over SFT is ≈ 0.010 with 16"""
     eval_limit: int | None = None
     """evaluate on at most this many of the world's held-out prompts (default: all)"""
     overrides: dict[str, list[str]] = field(default_factory=dict)
@@ -220,6 +228,8 @@ def train_method(method: str, sft_path: str, data: Path, run_dir: Path, config: 
     names = {f.name for f in dataclasses.fields(config_cls)}
     if "loss" in names:
         keys.append(f"loss={method}")  # the DPO family shares one config class
+    if method in KL_ANCHORED and config.beta is not None:
+        keys.append(f"beta={config.beta}")
     if "reference_cache_dir" in names:
         # each method pays for its own reference log-probs, so wall times compare (no cross-method cache hits)
         keys.append(f"reference_cache_dir={run_dir / 'reference-cache'}")

@@ -67,6 +67,8 @@ class OnlineBenchConfig:
     """learning rate of GRPO, RLOO, REINFORCE, RAFT, RSO and SPIN (at 1e-5 they barely move in the budget)"""
     max_new_tokens: int = 48
     """tokens generated per answer (training and evaluation)"""
+    eval_samples: int = 8
+    """answers sampled (temperature 1) per held-out prompt, as the offline bench does (there: 32)"""
     eval_limit: int | None = None
     """evaluate on at most this many held-out prompts (default: all)"""
     offline_results: str = "runs/bench-methods/results.json"
@@ -187,7 +189,8 @@ def _as_offline(config: OnlineBenchConfig):
     return BenchConfig(output=str(Path(config.offline_results).parent), methods=[], sft_model=config.sft_model,
                        world_dir=config.world_dir,
                        world_seed=config.world_seed, world_size=config.world_size,
-                       max_new_tokens=config.max_new_tokens, eval_limit=config.eval_limit, seed=config.seed)
+                       max_new_tokens=config.max_new_tokens, eval_samples=config.eval_samples,
+                       eval_limit=config.eval_limit, seed=config.seed)
 
 
 # ---- reward over-optimisation ----------------------------------------------------------------------------
