@@ -14,10 +14,10 @@ only at its first token that departs from the chosen one: the tokens before it a
 too, and the tokens after it continue a choice already made (after "Pa", "ris" is the right
 continuation; pushing it below the model's second guess only teaches it to garble). A pairwise loss
 treats the shared opening the same way (DPO's gradients on it cancel). The paper penalises every token of
-a negative (``negative_tokens="all"``). On the toy world (``alignlab bench methods``, 100 steps) that gives
-true reward 3.37 against the SFT model's 3.63, with answers garbled (KL to SFT 16.5); penalising every
-token after the departure, 3.44 (KL 22.8); only the first departing token, 3.66 (KL 0.06). Unpaired
-negatives have no chosen answer to compare with and are penalised whole either way.
+a negative (``negative_tokens="all"``). On the toy world (``alignlab bench methods``, 100 steps, 8 answers
+per prompt) that gives true reward 3.37 against the SFT model's 3.63, with answers garbled (KL to SFT
+16.5); penalising every token after the departure, 3.44 (KL 22.8); only the first departing token, 3.66
+(KL 0.06). Unpaired negatives have no chosen answer to compare with and are penalised whole either way.
 
 Example::
 

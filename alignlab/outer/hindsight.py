@@ -11,7 +11,7 @@ with the chat template's end of turn (EOS), the way the SFT model already ends a
 generation stops where an SFT answer would. (Ending the first answer with a line break instead, as a
 plain-text rendering would, leaves the model two different stops to learn — a line break when the good
 answer comes first, EOS when it comes second — and a tiny model then runs on past the answer: true reward
-3.09 against SFT's 3.63 in ``alignlab bench methods``.) Pretraining text can be mixed in as a regulariser
+3.09 against SFT's 3.63 in ``alignlab bench methods``, 8 answers per prompt.) Pretraining text can be mixed in as a regulariser
 (``pretrain_data``, ``pretrain_fraction``). At inference the model is conditioned on the positive phrase
 (:func:`hindsight_generate`): the prompt, then "A good answer is:", and the answer is read up to its end
 (EOS; a line break or a feedback phrase, should one be generated, also ends it).
