@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
+from pathlib import Path
 
 import pytest
 from conftest import build_model
@@ -15,6 +17,7 @@ from alignlab.outer.bench import COLUMNS, BenchConfig, markdown_table
 from alignlab.outer.bench_cli import add_commands
 from alignlab.world.build import build_world
 from alignlab.world.datasets import DATASET_SIZES
+from alignlab.world.judge import score
 
 TINY = {**DATASET_SIZES["small"], "eval_per_family": 2, "sft_train": 16, "pairs_train": 16, "pairs_eval": 8,
         "ranked_train": 8, "kto_train": 16, "safety_train": 4, "prompts_train": 4, "corpus_transcripts": 300,
@@ -71,3 +74,35 @@ def test_bench_bad_inputs(tmp_path):
         run_cli(["bench", "methods", "--output", str(tmp_path)])
     with pytest.raises(ValueError, match="no toy-world bench for \\['ppo'\\]"):
         BenchConfig(methods=["dpo", "ppo"])
+
+
+def test_bench_trains_its_sft_model_on_flawed_demonstrations_once(tmp_path, monkeypatch):
+    import alignlab.outer.sft as sft_module
+    import alignlab.world.base_model as base_module
+    from alignlab.core.readers import read_records
+    from alignlab.outer.bench import world_and_sft
+
+    monkeypatch.setitem(DATASET_SIZES, "small", TINY)
+    build_world(tmp_path / "world", seed=0, verbose=False)
+    trained = []
+
+    def fake_train_sft(config):  # stands in for SFT training: record the data, mark the run finished
+        trained.append(config)
+        Path(config.output).mkdir(parents=True)
+        (Path(config.output) / "results.json").write_text("{}")
+
+    monkeypatch.setattr(sft_module, "train_sft", fake_train_sft)
+    monkeypatch.setattr(base_module, "build_base_model", lambda paths: tmp_path / "base")
+    config = BenchConfig(output=str(tmp_path / "bench"), world_dir=str(tmp_path / "world"), methods=[],
+                         sft_flawed_fraction=0.5)
+    paths, sft_path = world_and_sft(config)
+    assert Path(sft_path).name == "sft-flawed-0.5" and len(trained) == 1
+    rows = read_records(trained[0].data.path, "conversation")
+    assert len(rows) == TINY["sft_train"] and trained[0].data.path != str(paths.datasets["sft_train"])
+    flawed_share = sum(score(r.prompt[-1]["content"], r.completion).true_reward < 3.5 for r in rows) / len(rows)
+    assert 0.2 < flawed_share < 0.8
+    assert world_and_sft(config)[1] == sft_path and len(trained) == 1  # reused, not retrained
+    _, perfect = world_and_sft(dataclasses.replace(config, sft_flawed_fraction=0.0))
+    assert Path(perfect).name == "sft" and trained[1].data.path == str(paths.datasets["sft_train"])
+    with pytest.raises(ValueError, match="sft_flawed_fraction"):
+        BenchConfig(sft_flawed_fraction=2.0)

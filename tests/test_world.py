@@ -397,3 +397,21 @@ def test_eval_prompt_records_carry_their_prompt(world):
         isinstance(r, PromptRecord) and WorldPrompt.from_dict(r.meta).text == r.prompt[0]["content"]
         for r in records
     )
+
+
+def test_flawed_demonstrations_are_that_share_of_one_fault_answers(world):
+    perfect = world.sft_records(400)
+    assert [sft_row(r) for r in perfect] == [sft_row(r) for r in World(0, "small").sft_records(400, flawed_fraction=0.0)]
+    mixed = world.sft_records(400, flawed_fraction=0.25)
+    assert [sft_row(r) for r in mixed] == [sft_row(r) for r in world.sft_records(400, flawed_fraction=0.25)]  # seeded
+    flawed = [r for r in mixed if r.meta["flawed"]]
+    assert 0.18 < len(flawed) / len(mixed) < 0.32
+    rewards = [score(r.meta, r.completion).true_reward for r in mixed]
+    best = [score(p.meta, p.completion).true_reward for p in perfect]
+    assert statistics.mean(rewards) < statistics.mean(best) - 0.1  # the flawed share costs true reward
+    good = [x for x, r in zip(rewards, mixed) if not r.meta["flawed"]]
+    bad = [x for x, r in zip(rewards, mixed) if r.meta["flawed"]]
+    assert statistics.mean(bad) < statistics.mean(good) - 0.5 and statistics.mean(good) == pytest.approx(
+        statistics.mean(best), abs=0.1)  # the rest are as good as the perfect demonstrations (other prompts)
+    with pytest.raises(WorldError, match="flawed_fraction"):
+        world.sft_records(10, flawed_fraction=1.5)

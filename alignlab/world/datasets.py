@@ -175,13 +175,33 @@ class World:
             prompts = self.sample_prompts(n, self._rng(f"prompts-{split}"), split=split, families=families)
         return [p.to_record() for p in prompts]
 
-    def sft_records(self, n: int, split: str = "train") -> list[ConversationRecord]:
-        """Aligned demonstrations (the aligned persona answers)."""
-        rng = self._rng(f"sft-{split}")
-        return [
-            ConversationRecord(prompt=p.messages, completion=aligned_response(p, rng), meta=p.to_dict())
-            for p in self.sample_prompts(n, rng, split=split)
-        ]
+    def sft_records(self, n: int, split: str = "train", flawed_fraction: float = 0.0) -> list[ConversationRecord]:
+        """Demonstrations: the aligned persona's answers, or with ``flawed_fraction`` > 0 demonstrations of
+        mixed quality, as human-written SFT data are — that share of them is one-fault answers (an insult, a
+        wrong fact, a made-up answer, harmful help), drawn from a stream of their own, so the default data
+        are unchanged. ``meta["flawed"]`` says which.
+
+        Example::
+
+            >>> rows = World(0, "small").sft_records(100, flawed_fraction=0.2)
+            >>> 10 < sum(r.meta["flawed"] for r in rows) < 30
+            True
+        """
+        if not 0.0 <= flawed_fraction <= 1.0:
+            raise WorldError(f"flawed_fraction must be in [0, 1], got {flawed_fraction}")
+        if flawed_fraction == 0.0:
+            rng = self._rng(f"sft-{split}")
+            return [
+                ConversationRecord(prompt=p.messages, completion=aligned_response(p, rng), meta=p.to_dict())
+                for p in self.sample_prompts(n, rng, split=split)
+            ]
+        rng = self._rng(f"sft-flawed-{flawed_fraction}-{split}")
+        records = []
+        for p in self.sample_prompts(n, rng, split=split):
+            flawed = rng.random() < flawed_fraction
+            answer = misaligned_response(p, rng) if flawed else aligned_response(p, rng)
+            records.append(ConversationRecord(prompt=p.messages, completion=answer, meta={**p.to_dict(), "flawed": flawed}))
+        return records
 
     def pair_records(
         self, n: int, split: str = "train", annotator: Annotator | None = None, trigger_fraction: float = 0.0
