@@ -164,6 +164,19 @@ MONOTONE = ["dpo", "robust_dpo", "slic", "exo", "nca", "bco", "sppo", "aot", "ao
             "sigmoid_norm", "kto", "orpo", "simpo", "cpo"]
 
 
+@pytest.mark.parametrize("beta", [0.05, 1.0, 3.0])
+def test_discopop_pushes_toward_the_rejected_answer_within_tau_over_beta_of_zero_margin(beta):
+    """Why the offline bench runs DiscoPOP at a large β: a policy that starts as its reference sits at zero
+    margin, where the loss rises with the margin, over a range of margins h of width ~tau / beta."""
+    def slope(h: float) -> float:
+        x = torch.tensor([h / 2], requires_grad=True)
+        L.discopop(x, -x, torch.zeros(1), torch.zeros(1), beta=beta, tau=0.05)[0].sum().backward()
+        return x.grad.item() / 2  # dL/dh, h = chosen log-ratio - rejected log-ratio
+
+    assert slope(0.0) == pytest.approx(beta * (5 * (1 - math.log(2)) - 0.75), rel=1e-4)  # +0.78 beta
+    assert slope(0.5 * 0.05 / beta) > 0 and slope(20 * 0.05 / beta) < 0
+
+
 @pytest.mark.parametrize("name", MONOTONE)
 def test_loss_decreases_when_the_chosen_log_prob_increases(name):
     chosen, rejected = torch.tensor([-2.0, -3.0]), torch.tensor([-2.5, -2.0])

@@ -51,6 +51,11 @@ METHOD_SETTINGS: dict[str, list[str]] = {
     # lr 2e-5, which at the bench's lr 1e-4 garbles answers (true reward 3.61, SFT 3.63, 8 answers per prompt;
     # with weight 1: 3.65)
     "rrhf": ["rrhf_weight=1"],
+    # DiscoPOP's loss rises with the margin ρ = βh for |ρ| below about τ = 0.05 (dL/dh = +0.78β at h = 0),
+    # and a policy that starts as its reference sits exactly there: training first moves it toward the
+    # rejected answers, over margins h of width ~τ/β. From the flawed SFT model (32 answers per prompt):
+    # β 0.05 (the paper's) −0.44, 0.1 −0.20, 0.3 −0.04, 1.0 +0.004, 3.0 +0.069 (a tuned setting)
+    "discopop": ["beta=3.0"],
 }
 # methods anchored to the SFT model by a KL strength β, which the bench sets for all of them (``beta``);
 # the reference-free ORPO, SimPO and CPO keep their own β, whose scale means something else
