@@ -22,7 +22,7 @@ from alignlab.world.judge import score
 TINY = {**DATASET_SIZES["small"], "eval_per_family": 2, "sft_train": 16, "pairs_train": 16, "pairs_eval": 8,
         "ranked_train": 8, "kto_train": 16, "safety_train": 4, "prompts_train": 4, "corpus_transcripts": 300,
         "corpus_kb_repeats": 1}
-METHODS = ["dpo", "simpo", "rrhf", "pro", "stable-alignment", "kto", "cringe", "hindsight"]
+METHODS = ["dpo", "discopop", "simpo", "rrhf", "pro", "stable-alignment", "kto", "cringe", "hindsight"]
 
 
 def run_cli(argv: list[str]) -> None:
@@ -59,6 +59,7 @@ def test_bench_methods_writes_table_json_and_report(world_and_model, tmp_path, c
     assert (out / "runs" / "kto" / "config.yaml").read_text().count("desirable_weight: 1.1") == 1
     assert "rrhf_weight: 1.0" in (out / "runs" / "rrhf" / "config.yaml").read_text()  # the bench's own setting
     assert "\nbeta: 1.0" in (out / "runs" / "dpo" / "config.yaml").read_text()  # the shared KL anchor
+    assert "\nbeta: 3.0" in (out / "runs" / "discopop" / "config.yaml").read_text()  # its own setting wins
     assert "\nbeta: 1.0" in (out / "runs" / "kto" / "config.yaml").read_text()
     assert "\nbeta: null" in (out / "runs" / "simpo" / "config.yaml").read_text()  # reference-free: its own β
     assert all(abs(r["gain_vs_sft"] - (r["true_reward"] - rows[0]["true_reward"])) < 1e-9 for r in rows)
