@@ -189,16 +189,11 @@ class World:
         """
         if not 0.0 <= flawed_fraction <= 1.0:
             raise WorldError(f"flawed_fraction must be in [0, 1], got {flawed_fraction}")
-        if flawed_fraction == 0.0:
-            rng = self._rng(f"sft-{split}")
-            return [
-                ConversationRecord(prompt=p.messages, completion=aligned_response(p, rng), meta=p.to_dict())
-                for p in self.sample_prompts(n, rng, split=split)
-            ]
-        rng = self._rng(f"sft-flawed-{flawed_fraction}-{split}")
+        # the perfect demonstrations keep their stream (and draw no coin), so the default data never change
+        rng = self._rng(f"sft-flawed-{flawed_fraction}-{split}" if flawed_fraction else f"sft-{split}")
         records = []
         for p in self.sample_prompts(n, rng, split=split):
-            flawed = rng.random() < flawed_fraction
+            flawed = bool(flawed_fraction) and rng.random() < flawed_fraction
             answer = misaligned_response(p, rng) if flawed else aligned_response(p, rng)
             records.append(ConversationRecord(prompt=p.messages, completion=answer, meta={**p.to_dict(), "flawed": flawed}))
         return records
