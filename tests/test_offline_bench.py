@@ -62,6 +62,10 @@ def test_bench_methods_writes_table_json_and_report(world_and_model, tmp_path, c
     assert "\nbeta: 3.0" in (out / "runs" / "discopop" / "config.yaml").read_text()  # its own setting wins
     assert "\nbeta: 1.0" in (out / "runs" / "kto" / "config.yaml").read_text()
     assert "\nbeta: null" in (out / "runs" / "simpo" / "config.yaml").read_text()  # reference-free: its own β
+    hindsight = (out / "runs" / "hindsight" / "config.yaml").read_text()
+    assert "max_steps: 20\n" in hindsight and "lr: 0.001\n" in hindsight  # PASSES × the shared steps, its own lr
+    assert len((out / "runs" / "hindsight" / "metrics.jsonl").read_text().splitlines()) == 20
+    assert "max_steps: 2\n" in (out / "runs" / "dpo" / "config.yaml").read_text()
     assert all(abs(r["gain_vs_sft"] - (r["true_reward"] - rows[0]["true_reward"])) < 1e-9 for r in rows)
     table = (out / "results.md").read_text()
     assert table == markdown_table(rows) and table.count("\n") == len(rows) + 2

@@ -240,9 +240,15 @@ def test_cringe_penalises_a_rejected_answer_where_it_departs_from_the_chosen(tin
 # ---- Chain of Hindsight ------------------------------------------------------------------------------
 
 
-def test_hindsight_text_masks_feedback_phrases(tiny_model_dir):
+def test_hindsight_conversation_learns_answers_not_phrases(tiny_model_dir):
     from alignlab.core.records import PairRecord, user
-    from alignlab.outer.hindsight import HindsightConfig, encode_hindsight, hindsight_prompt_ids
+    from alignlab.core.tokenize import encode_completion
+    from alignlab.outer.hindsight import (
+        HindsightConfig,
+        encode_hindsight,
+        hindsight_prompt_ids,
+        with_feedback,
+    )
 
     tok = load_tokenizer(str(tiny_model_dir))
     cfg = HindsightConfig()
@@ -252,13 +258,25 @@ def test_hindsight_text_masks_feedback_phrases(tiny_model_dir):
         enc = encode_hindsight(tok, record, cfg, good_first)
         learned = tok.decode([t for t in enc["labels"] if t != IGNORE_INDEX])
         answers = ["Vell.", "Paris."] if good_first else ["Paris.", "Vell."]
-        # the answers and where each ends (EOS, as an SFT answer ends), no feedback phrase
+        phrases = [cfg.good_phrase, cfg.bad_phrase] if good_first else [cfg.bad_phrase, cfg.good_phrase]
+        # the answers and where each ends (EOS, as an SFT answer ends), no feedback phrase and no question
         assert learned == "".join(a + tok.eos_token for a in answers)
-        full = tok.decode(enc["input_ids"])
-        assert "A good answer is:\nVell." + tok.eos_token in full and "A bad answer is:\nParis." in full
+        # the whole example is the template's rendering of the hindsight conversation
+        conversation = [user("Capital of Zorbia? " + phrases[0]), {"role": "assistant", "content": answers[0]},
+                        user(phrases[1]), {"role": "assistant", "content": answers[1]}]
+        assert tok.decode(enc["input_ids"]) == tok.apply_chat_template(conversation, tokenize=False)
     good_first = encode_hindsight(tok, record, cfg, True)
     prefix = hindsight_prompt_ids(tok, record.prompt)
     assert good_first["input_ids"][:len(prefix)] == prefix  # inference feeds exactly the trained boundary
+    # each answer is the text an SFT answer to the conditioned question is, token for token
+    sft = encode_completion(tok, with_feedback(record.prompt, cfg.good_phrase), "Vell.", max_length=256)
+    assert good_first["input_ids"][:len(sft["input_ids"])] == sft["input_ids"]
+    assert with_feedback([], "Good:") == [user("Good:")]
+    # a template that drops earlier turns cannot carry a two-answer conversation: a clear error
+    tok.chat_template = ("{% for m in messages[-2:] %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
+                         "{% if add_generation_prompt %}assistant:{% endif %}")
+    with pytest.raises(DataError, match="chat template"):
+        encode_hindsight(tok, record, cfg, True)
 
 
 def test_hindsight_generate_and_pretraining_mix(tiny_model_dir, tmp_path):
@@ -281,7 +299,7 @@ def test_hindsight_generate_and_pretraining_mix(tiny_model_dir, tmp_path):
     answers = hindsight_generate(model, load_tokenizer(str(tmp_path / "run")), [[{"role": "user", "content": "Hi"}]] * 3,
                                  max_new_tokens=5)
     assert len(answers) == 3 and all(isinstance(a, str) and "A bad answer is:" not in a for a in answers)
-    assert hindsight_answer("Vell.\nA bad answer is:\nParis.") == "Vell." == hindsight_answer("Vell. A bad answer is:")
+    assert hindsight_answer(" Vell. A bad answer is: Paris.") == "Vell." == hindsight_answer("Vell.")
 
 
 def test_pair_whose_chosen_equals_rejected_is_rejected(tiny_model_dir, tmp_path):

@@ -2,8 +2,8 @@
 
 For each method the bench trains on the world's data of the kind the method needs (pairs, ranked lists,
 unpaired labels; all from the same world and annotators), with the same number of optimiser steps,
-batch size, learning rate and, for the KL-anchored methods, KL strength β (``METHOD_SETTINGS`` lists the
-few method-specific settings, with reasons), then answers the world's held-out evaluation prompts and
+batch size, learning rate and, for the KL-anchored methods, KL strength β (``METHOD_SETTINGS`` and
+``PASSES`` list the few method-specific settings, with reasons), then answers the world's held-out evaluation prompts and
 reports what the world's judge says (ground truth, not a learned reward):
 
 - helpfulness, honesty, harmlessness, toxicity, bias and the true reward (:mod:`alignlab.world.evaluate`),
@@ -56,7 +56,18 @@ METHOD_SETTINGS: dict[str, list[str]] = {
     # rejected answers, over margins h of width ~τ/β. From the flawed SFT model (32 answers per prompt):
     # β 0.05 (the paper's) −0.44, 0.1 −0.20, 0.3 −0.04, 1.0 +0.004, 3.0 +0.069 (a tuned setting)
     "discopop": ["beta=3.0"],
+    # Chain of Hindsight's lr (with PASSES), from the flawed SFT model, 32 answers per prompt, 1,000 steps:
+    # lr 3e-4 +0.029 ± 0.021, lr 1e-3 +0.083 ± 0.026 (a tuned setting)
+    "hindsight": ["train.lr=1e-3"],
 }
+# Passes over the same data (max_steps × PASSES steps) for a method that one pass teaches nothing yet.
+# Chain of Hindsight must first learn what its feedback phrases mean (a pretrained LLM knows; the world's
+# model has never seen feedback): after 100 steps (lr 1e-3) either phrase gives either answer the same
+# likelihood (within 0.2 nats), so it has learned the rejected answers as much as the chosen ones and loses
+# 0.32 true reward to the SFT model; 500 steps +0.030 ± 0.020; 1,000 steps +0.083 ± 0.026 (seed 1:
+# +0.092), the phrases then moving each answer's log-likelihood by ~3 nats. Its steps are cheaper than a
+# DPO step (one sequence, no reference model); the table's train_seconds shows what the passes cost.
+PASSES: dict[str, int] = {"hindsight": 10}
 # methods anchored to the SFT model by a KL strength β, which the bench sets for all of them (``beta``);
 # the reference-free ORPO, SimPO and CPO keep their own β, whose scale means something else
 KL_ANCHORED = ["dpo", "ipo", "slic", "robust_dpo", "exo", "nca", "bco", "sppo", "aot", "apo", "discopop",
@@ -185,7 +196,7 @@ def responder(method: str, run_dir: Path | None) -> Responder:
         from alignlab.outer.hindsight import hindsight_answer, hindsight_prompt_ids
 
         phrases = json.loads((run_dir / "results.json").read_text())["hindsight"]
-        return Responder(lambda tok, p: hindsight_prompt_ids(tok, p, phrases["good_phrase"]),
+        return Responder(lambda tok, p: hindsight_prompt_ids(tok, p, phrases["good_phrase"], phrases["separator"]),
                          lambda text: hindsight_answer(text, phrases["bad_phrase"]))
     return Responder(lambda tok, p: tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"])
 
@@ -245,8 +256,8 @@ def train_method(method: str, sft_path: str, data: Path, run_dir: Path, config: 
 
     config_cls, fn = get_method(method)
     keys = [f"model.name_or_path={sft_path}", f"data.path={data}", f"output={run_dir}", "train.overwrite=true",
-            f"train.max_steps={config.max_steps}", f"train.batch_size={config.batch_size}", f"train.lr={config.lr}",
-            f"train.seed={config.seed}", "train.progress=false", f"data.max_length={config.max_length}",
+            f"train.max_steps={config.max_steps * PASSES.get(method, 1)}", f"train.batch_size={config.batch_size}",
+            f"train.lr={config.lr}", f"train.seed={config.seed}", "train.progress=false", f"data.max_length={config.max_length}",
             f"train.warmup_steps={config.warmup_steps}", f"train.mixed_precision={config.mixed_precision}",
             "train.save_total_limit=1",
             # one pass over the first max_steps × batch_size rows: no method pays (e.g. for reference

@@ -1,23 +1,32 @@
 """Chain of Hindsight: learn from rated pairs as feedback-conditioned text (Liu et al. 2023, "Chain of
 Hindsight Aligns Language Models with Feedback", Sec. 2).
 
-Each preference pair becomes one assistant turn that contains both answers behind feedback phrases::
+Each preference pair becomes one conversation in which feedback phrases ask for the answers::
 
-    A good answer is:\\n<chosen><eos>A bad answer is:\\n<rejected><eos>        (or the bad one first)
+    user: <question> A good answer is:    assistant: <chosen>
+    user: A bad answer is:                assistant: <rejected>        (or the bad one first)
 
-trained with the ordinary LM loss on the *answers* and on where each ends but not on the feedback
-phrases, so the model learns what each phrase predicts rather than to emit phrases. Each answer ends
-with the chat template's end of turn (EOS), the way the SFT model already ends an answer, so at inference
-generation stops where an SFT answer would. (Ending the first answer with a line break instead, as a
-plain-text rendering would, leaves the model two different stops to learn — a line break when the good
-answer comes first, EOS when it comes second — and a tiny model then runs on past the answer: true reward
-3.09 against SFT's 3.63 in ``alignlab bench methods``, 8 answers per prompt.) Pretraining text can be mixed in as a regulariser
-(``pretrain_data``, ``pretrain_fraction``). At inference the model is conditioned on the positive phrase
-(:func:`hindsight_generate`): the prompt, then "A good answer is:", and the answer is read up to its end
-(EOS; a line break or a feedback phrase, should one be generated, also ends it).
+rendered with the model's own chat template and trained with the ordinary LM loss on the two answers
+(each with its end of turn, as an SFT answer ends) but not on the question or the feedback phrases, so
+the model learns what each phrase predicts rather than to emit phrases. At inference the model is
+conditioned on the positive phrase (:func:`hindsight_generate`): the question with "A good answer is:"
+appended, and the answer is an ordinary assistant turn. Pretraining text can be mixed in as a
+regulariser (``pretrain_data``, ``pretrain_fraction``), as in the paper.
 
-Each piece (phrase, answer, phrase, answer) is tokenised on its own and the ids are concatenated, so
-the boundary between the positive phrase and the answer is the one :func:`hindsight_generate` feeds.
+Why a conversation, rather than both answers inside one assistant turn behind the phrases: every answer
+then starts right after the template's assistant header, where the SFT model already starts answers, and
+is token for token the text an SFT answer is, so its likelihood compares with the SFT model's; the text
+is a valid conversation for any chat template; and no separator is needed between a phrase and its
+answer. (Inside one turn, on the toy world: a line break after each phrase — a token its corpus never
+has, so its embedding is untrained — made the model start answers mid-word; a space made every answer
+start with a token SFT answers never start with, KL to the SFT model 20 against 1.6 as turns, for the
+same true reward.)
+
+The model must learn what the phrases mean. A pretrained LLM knows "good" from "bad"; the toy world's
+model has never seen feedback, and after 100 steps it gives either answer the same likelihood under
+either phrase (within 0.2 nats), so Chain of Hindsight then only learns the rejected answers alongside
+the chosen ones; after 1,000 steps each phrase moves each answer's log-likelihood by about 3 nats. The
+bench trains it that long (``alignlab.outer.bench.PASSES``).
 
 Example::
 
@@ -67,9 +76,12 @@ class HindsightConfig:
     output: str = "runs/hindsight"
     """run directory"""
     good_phrase: str = "A good answer is:"
-    """feedback phrase before the preferred answer (also the inference-time prefix)"""
+    """feedback phrase that asks for the preferred answer (appended to the question at inference too)"""
     bad_phrase: str = "A bad answer is:"
-    """feedback phrase before the dispreferred answer"""
+    """feedback phrase that asks for the dispreferred answer"""
+    separator: str = " "
+    """text between the question and the feedback phrase appended to it (a space: the toy world's corpus has
+    no line breaks, and a token a model never saw has an untrained embedding)"""
     good_first_fraction: float = 0.5
     """share of examples that put the good answer first (the rest put the bad one first)"""
     pretrain_data: str | None = None
@@ -90,30 +102,48 @@ def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
 
+def with_feedback(prompt: list[Message], phrase: str, separator: str = " ") -> list[Message]:
+    """``prompt`` with the feedback ``phrase`` appended to its last user turn (or as a user turn of its own).
+
+    Example::
+
+        >>> with_feedback([{"role": "user", "content": "Capital of Zorbia?"}], "A good answer is:")
+        [{'role': 'user', 'content': 'Capital of Zorbia? A good answer is:'}]
+    """
+    if prompt and prompt[-1]["role"] == "user":
+        return [*prompt[:-1], {"role": "user", "content": prompt[-1]["content"] + separator + phrase}]
+    return [*prompt, {"role": "user", "content": phrase}]
+
+
+def _answer_ids(tokenizer, text: str) -> list[int]:
+    """An answer's rendered text (with its end of turn) as ids that end with EOS, as an SFT answer does."""
+    ids = _ids(tokenizer, text)
+    eos = tokenizer.eos_token_id
+    return ids + [eos] if eos is not None and eos not in ids else ids
+
+
 def encode_hindsight(tokenizer, record: PairRecord, config: HindsightConfig, good_first: bool) -> dict[str, list[int]]:
-    """Token ids and labels of one pair as hindsight text; labels cover the two answers and the end of turn."""
+    """Token ids and labels of one pair as a hindsight conversation; labels cover the two answers only."""
     answers = [(config.good_phrase, record.chosen), (config.bad_phrase, record.rejected)]
     if not good_first:
         answers.reverse()
     (first_phrase, first), (second_phrase, second) = answers
-    # (text, in the loss?); None is the template's end of turn, learned after each answer
-    pieces = [(first_phrase + "\n", False), (first, True), (None, True), (second_phrase + "\n", False),
-              (second, True), (None, True)]
-    text = "".join(t for t, _ in pieces[:-1] if t is not None)
-    _, completion_text = split_rendering(tokenizer, record.prompt, text)
-    if not completion_text.startswith(text):
-        raise DataError("the chat template changes the assistant text, so the feedback phrases cannot be masked",
-                        field="chat_template")
-    suffix = _ids(tokenizer, completion_text[len(text):])  # the template's end of turn
-    eos = tokenizer.eos_token_id
-    if eos is not None and eos not in suffix:
-        suffix.append(eos)
-    prompt_ids = _ids(tokenizer, render_prompt(tokenizer, record.prompt))
+    first_turns = with_feedback(record.prompt, first_phrase, config.separator)
+    prompt_text, first_text = split_rendering(tokenizer, first_turns, first)
+    second_prompt, second_text = split_rendering(
+        tokenizer, [*first_turns, {"role": "assistant", "content": first}, {"role": "user", "content": second_phrase}],
+        second)
+    if not second_prompt.startswith(prompt_text + first_text):
+        raise DataError("the chat template renders the first turns differently when more follow, so the hindsight "
+                        "conversation cannot be split into turns", field="chat_template")
     max_prompt = config.data.max_prompt_length if config.data.max_prompt_length is not None else config.data.max_length // 2
-    prompt_ids = prompt_ids[-max_prompt:]
+    prompt_ids = _ids(tokenizer, prompt_text)[-max_prompt:]
+    # (ids, in the loss?): the first answer, the second feedback turn, the second answer
+    pieces = [(_answer_ids(tokenizer, first_text), True),
+              (_ids(tokenizer, second_prompt[len(prompt_text + first_text):]), False),
+              (_answer_ids(tokenizer, second_text), True)]
     input_ids, labels = list(prompt_ids), [IGNORE_INDEX] * len(prompt_ids)
-    for piece, in_loss in pieces:
-        ids = _ids(tokenizer, piece) if piece is not None else suffix
+    for ids, in_loss in pieces:
         input_ids += ids
         labels += ids if in_loss else [IGNORE_INDEX] * len(ids)
     input_ids, labels = input_ids[:config.data.max_length], labels[:config.data.max_length]
@@ -147,22 +177,24 @@ def pretraining_examples(tokenizer, config: HindsightConfig, n: int, seed: int) 
     return [examples[i % len(examples)] for i in range(n)]
 
 
-def hindsight_prompt_ids(tokenizer, prompt: list[Message], good_phrase: str = HindsightConfig.good_phrase) -> list[int]:
+def hindsight_prompt_ids(tokenizer, prompt: list[Message], good_phrase: str = HindsightConfig.good_phrase,
+                         separator: str = HindsightConfig.separator) -> list[int]:
     """The prompt conditioned on the positive feedback phrase, tokenised exactly as in training."""
-    return _ids(tokenizer, render_prompt(tokenizer, prompt)) + _ids(tokenizer, good_phrase + "\n")
+    return _ids(tokenizer, render_prompt(tokenizer, with_feedback(prompt, good_phrase, separator)))
 
 
 def hindsight_answer(text: str, bad_phrase: str = HindsightConfig.bad_phrase) -> str:
-    """The answer in text generated after the positive phrase (which stops at EOS): never past a line
-    break or a feedback phrase."""
-    return text.split("\n")[0].split(bad_phrase)[0].strip()
+    """The answer in text generated after the positive phrase (which stops at its end of turn), cut before a
+    feedback phrase should the model write one."""
+    return text.split(bad_phrase)[0].strip()
 
 
 @torch.no_grad()
 def hindsight_generate(model: nn.Module, tokenizer, prompts: list[list[Message]], *,
                        good_phrase: str = HindsightConfig.good_phrase, bad_phrase: str = HindsightConfig.bad_phrase,
-                       max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
-    """Greedy answers conditioned on ``good_phrase``; text from a following ``bad_phrase`` on is cut off.
+                       separator: str = HindsightConfig.separator, max_new_tokens: int = 64,
+                       batch_size: int = 16) -> list[str]:
+    """Greedy answers conditioned on ``good_phrase``; text from a ``bad_phrase`` on is cut off.
 
     Example::
 
@@ -173,7 +205,7 @@ def hindsight_generate(model: nn.Module, tokenizer, prompts: list[list[Message]]
     device = next(model.parameters()).device
     answers = []
     for lo in range(0, len(prompts), batch_size):
-        rows = [hindsight_prompt_ids(tokenizer, p, good_phrase) for p in prompts[lo:lo + batch_size]]
+        rows = [hindsight_prompt_ids(tokenizer, p, good_phrase, separator) for p in prompts[lo:lo + batch_size]]
         width = max(map(len, rows))
         input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(r)) + r for r in rows], device=device)
         attention_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
@@ -205,5 +237,6 @@ def train_hindsight(config: HindsightConfig, *, model: nn.Module | None = None, 
     result = train(model, SFTObjective(), train_examples, CompletionCollator(tokenizer.pad_token_id), config.train,
                    out, eval_examples=eval_examples)
     finish_run(model, tokenizer, result, merge_lora=config.model.merge_lora,
-               results={"hindsight": {"good_phrase": config.good_phrase, "bad_phrase": config.bad_phrase}})
+               results={"hindsight": {"good_phrase": config.good_phrase, "bad_phrase": config.bad_phrase,
+                                       "separator": config.separator}})
     return result
