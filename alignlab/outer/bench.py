@@ -65,8 +65,9 @@ METHOD_SETTINGS: dict[str, list[str]] = {
 # model has never seen feedback): after 100 steps (lr 1e-3) either phrase gives either answer the same
 # likelihood (within 0.2 nats), so it has learned the rejected answers as much as the chosen ones and loses
 # 0.32 true reward to the SFT model; 500 steps +0.030 ± 0.020; 1,000 steps +0.083 ± 0.026 (seed 1:
-# +0.092), the phrases then moving each answer's log-likelihood by ~3 nats. Its steps are cheaper than a
-# DPO step (one sequence, no reference model); the table's train_seconds shows what the passes cost.
+# +0.092), the phrases then moving each answer's log-likelihood by ~3 nats; on world seed 1 only +0.006 ±
+# 0.025, so not a robust gain (README). Its steps are cheaper than a DPO step (one sequence, no reference
+# model); the table's train_seconds shows what the passes cost.
 PASSES: dict[str, int] = {"hindsight": 10}
 # methods anchored to the SFT model by a KL strength β, which the bench sets for all of them (``beta``);
 # the reference-free ORPO, SimPO and CPO keep their own β, whose scale means something else
