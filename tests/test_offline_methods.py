@@ -272,11 +272,28 @@ def test_hindsight_conversation_learns_answers_not_phrases(tiny_model_dir):
     sft = encode_completion(tok, with_feedback(record.prompt, cfg.good_phrase), "Vell.", max_length=256)
     assert good_first["input_ids"][:len(sft["input_ids"])] == sft["input_ids"]
     assert with_feedback([], "Good:") == [user("Good:")]
-    # a template that drops earlier turns cannot carry a two-answer conversation: a clear error
-    tok.chat_template = ("{% for m in messages[-2:] %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
+    assert with_feedback([user("Q?"), {"role": "assistant", "content": "A."}], "Good:", "\n")[-1] == user("Good:")
+    assert with_feedback([user("Q?")], "Good:", "\n") == [user("Q?\nGood:")]
+    # a template that renders the last answer unlike an earlier one cannot be split into turns: a clear error
+    tok.chat_template = ("{% for m in messages %}{{ m['role'] + ': ' + m['content'] }}"
+                         "{% if loop.last and m['role'] == 'assistant' %} [final]{% endif %}{{ '\n' }}{% endfor %}"
                          "{% if add_generation_prompt %}assistant:{% endif %}")
-    with pytest.raises(DataError, match="chat template"):
+    with pytest.raises(DataError, match="cannot be split into turns"):
         encode_hindsight(tok, record, cfg, True)
+
+
+def test_hindsight_skips_pairs_too_long_to_keep_both_answers(tiny_model_dir):
+    from alignlab.core.records import PairRecord, user
+    from alignlab.outer.hindsight import HindsightConfig, build_examples, encode_hindsight
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    cfg = HindsightConfig()
+    short = PairRecord(prompt=[user("Capital of Zorbia?")], chosen="Vell.", rejected="Paris.")
+    long = PairRecord(prompt=[user("Capital of Zorbia?")], chosen="Vell. " * 30, rejected="Paris.")
+    cfg.data.max_length = len(encode_hindsight(tok, short, cfg, True)["input_ids"]) + 2
+    with pytest.warns(UserWarning, match="1 of 2 pairs are longer than data.max_length"):
+        examples = build_examples(tok, [short, long], cfg, "pairs.jsonl", seed=0)
+    assert len(examples) == 1 and len(examples[0]["input_ids"]) <= cfg.data.max_length
 
 
 def test_hindsight_generate_and_pretraining_mix(tiny_model_dir, tmp_path):
@@ -291,7 +308,8 @@ def test_hindsight_generate_and_pretraining_mix(tiny_model_dir, tmp_path):
     text = write_jsonl(tmp_path / "t.jsonl", [{"text": f"Zorbia has {i} rivers."} for i in range(5)])
     cfg = load_config(HindsightConfig, None, [f"model.name_or_path={tiny_model_dir}", f"data.path={pairs}",
                                               f"output={tmp_path / 'run'}", f"pretrain_data={text}",
-                                              "pretrain_fraction=0.5", "train.num_epochs=1", *FAST])
+                                              "pretrain_fraction=0.5", "train.num_epochs=1", *FAST,
+                                              "data.max_length=256"])
     result = train_hindsight(cfg)
     assert result.steps == 3  # 8 pairs + 4 pretraining texts, batch 4
     assert json.loads((tmp_path / "run" / "results.json").read_text())["hindsight"]["good_phrase"] == cfg.good_phrase
@@ -299,7 +317,8 @@ def test_hindsight_generate_and_pretraining_mix(tiny_model_dir, tmp_path):
     answers = hindsight_generate(model, load_tokenizer(str(tmp_path / "run")), [[{"role": "user", "content": "Hi"}]] * 3,
                                  max_new_tokens=5)
     assert len(answers) == 3 and all(isinstance(a, str) and "A bad answer is:" not in a for a in answers)
-    assert hindsight_answer(" Vell. A bad answer is: Paris.") == "Vell." == hindsight_answer("Vell.")
+    assert hindsight_answer(" Vell. A bad answer is: Paris.") == "Vell." == hindsight_answer("Vell. A good answer is:")
+    assert hindsight_answer("Vell.\nMore.") == "Vell.\nMore."  # an answer may span lines
 
 
 def test_pair_whose_chosen_equals_rejected_is_rejected(tiny_model_dir, tmp_path):

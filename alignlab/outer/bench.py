@@ -198,7 +198,7 @@ def responder(method: str, run_dir: Path | None) -> Responder:
 
         phrases = json.loads((run_dir / "results.json").read_text())["hindsight"]
         return Responder(lambda tok, p: hindsight_prompt_ids(tok, p, phrases["good_phrase"], phrases["separator"]),
-                         lambda text: hindsight_answer(text, phrases["bad_phrase"]))
+                         lambda text: hindsight_answer(text, phrases["bad_phrase"], phrases["good_phrase"]))
     return Responder(lambda tok, p: tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"])
 
 
@@ -261,8 +261,8 @@ def train_method(method: str, sft_path: str, data: Path, run_dir: Path, config: 
             f"train.lr={config.lr}", f"train.seed={config.seed}", "train.progress=false", f"data.max_length={config.max_length}",
             f"train.warmup_steps={config.warmup_steps}", f"train.mixed_precision={config.mixed_precision}",
             "train.save_total_limit=1",
-            # one pass over the first max_steps × batch_size rows: no method pays (e.g. for reference
-            # log-probs) for data its budget never reaches
+            # the first max_steps × batch_size rows (one pass; PASSES for a method listed there): no method
+            # pays (e.g. for reference log-probs) for data its budget never reaches
             f"data.limit={config.max_steps * config.batch_size}"]
     names = {f.name for f in dataclasses.fields(config_cls)}
     if "loss" in names:

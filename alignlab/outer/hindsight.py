@@ -16,11 +16,11 @@ regulariser (``pretrain_data``, ``pretrain_fraction``), as in the paper.
 Why a conversation, rather than both answers inside one assistant turn behind the phrases: every answer
 then starts right after the template's assistant header, where the SFT model already starts answers, and
 is token for token the text an SFT answer is, so its likelihood compares with the SFT model's; the text
-is a valid conversation for any chat template; and no separator is needed between a phrase and its
-answer. (Inside one turn, on the toy world: a line break after each phrase — a token its corpus never
+is a conversation any chat template renders (plus an EOS after each answer where the template ends turns
+without one); and no separator is needed between a phrase and its answer. (Inside one turn, on the toy world: a line break after each phrase — a token its corpus never
 has, so its embedding is untrained — made the model start answers mid-word; a space made every answer
-start with a token SFT answers never start with, KL to the SFT model 20 against 1.6 as turns, for the
-same true reward.)
+start with a token SFT answers never start with: KL to the SFT model 20 against 1.6 as turns, for the
+same true reward, at 1,000 steps and lr 3e-4.)
 
 The model must learn what the phrases mean. A pretrained LLM knows "good" from "bad"; the toy world's
 model has never seen feedback, and after 100 steps it gives either answer the same likelihood under
@@ -41,6 +41,7 @@ Example::
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,12 +68,13 @@ from alignlab.outer.sft import SFTObjective
 
 @dataclass
 class HindsightConfig:
-    """Chain of Hindsight: SFT on "a good answer is … a bad answer is …" texts built from preference pairs."""
+    """Chain of Hindsight: SFT on feedback-conditioned conversations built from preference pairs."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     """the model to start from (usually an SFT model)"""
     data: DataConfig = field(default_factory=DataConfig)
-    """preference pairs (the rated pairs to turn into hindsight text)"""
+    """preference pairs (the rated pairs to turn into hindsight conversations; a pair whose conversation is
+    longer than ``data.max_length`` is skipped with a warning, since cutting it would cut an answer)"""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5))
     """the training loop"""
     output: str = "runs/hindsight"
@@ -104,7 +106,7 @@ def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
 
-def with_feedback(prompt: list[Message], phrase: str, separator: str = " ") -> list[Message]:
+def with_feedback(prompt: list[Message], phrase: str, separator: str = HindsightConfig.separator) -> list[Message]:
     """``prompt`` with the feedback ``phrase`` appended to its last user turn (or as a user turn of its own).
 
     Example::
@@ -125,7 +127,11 @@ def _answer_ids(tokenizer, text: str) -> list[int]:
 
 
 def encode_hindsight(tokenizer, record: PairRecord, config: HindsightConfig, good_first: bool) -> dict[str, list[int]]:
-    """Token ids and labels of one pair as a hindsight conversation; labels cover the two answers only."""
+    """Token ids and labels of one pair as a hindsight conversation; labels cover the two answers only.
+
+    Only the prompt is truncated (to its end, as :func:`~alignlab.core.tokenize.encode_completion` does); the
+    caller decides what to do with a conversation longer than ``max_length`` (:func:`build_examples` skips it).
+    """
     answers = [(config.good_phrase, record.chosen), (config.bad_phrase, record.rejected)]
     if not good_first:
         answers.reverse()
@@ -148,21 +154,34 @@ def encode_hindsight(tokenizer, record: PairRecord, config: HindsightConfig, goo
     for ids, in_loss in pieces:
         input_ids += ids
         labels += ids if in_loss else [IGNORE_INDEX] * len(ids)
-    input_ids, labels = input_ids[:config.data.max_length], labels[:config.data.max_length]
     return {"prompt_ids": prompt_ids, "completion_ids": input_ids[len(prompt_ids):], "input_ids": input_ids,
             "labels": labels}
 
 
 def build_examples(tokenizer, records: list[PairRecord], config: HindsightConfig, source: str,
                    seed: int) -> list[dict[str, Any]]:
+    """Each pair as a hindsight conversation, good or bad answer first at random (``good_first_fraction``).
+
+    A conversation longer than ``data.max_length`` is skipped, with a warning: cut, it would lose the second
+    answer or part of it, and a bad-first pair would then teach only its rejected answer.
+    """
     rng = random.Random(seed)
     order = [rng.random() < config.good_first_fraction for _ in records]
+    too_long = []
 
     def encode(item: tuple[bool, PairRecord]) -> dict[str, Any] | None:
         enc = encode_hindsight(tokenizer, item[1], config, item[0])
-        return enc if any(label != IGNORE_INDEX for label in enc["labels"]) else None
+        if len(enc["input_ids"]) > config.data.max_length:
+            too_long.append(len(enc["input_ids"]))
+            return None
+        return enc
 
-    return encode_all(list(zip(order, records)), encode, source=source)
+    examples = encode_all(list(zip(order, records)), encode, source=source)
+    if too_long:
+        warnings.warn(f"{source}: {len(too_long)} of {len(records)} pairs are longer than data.max_length="
+                      f"{config.data.max_length} as hindsight conversations (up to {max(too_long)} tokens) and were "
+                      "skipped", stacklevel=2)
+    return examples
 
 
 def pretraining_examples(tokenizer, config: HindsightConfig, n: int, seed: int) -> list[dict[str, Any]]:
@@ -181,14 +200,16 @@ def pretraining_examples(tokenizer, config: HindsightConfig, n: int, seed: int) 
 
 def hindsight_prompt_ids(tokenizer, prompt: list[Message], good_phrase: str = HindsightConfig.good_phrase,
                          separator: str = HindsightConfig.separator) -> list[int]:
-    """The prompt conditioned on the positive feedback phrase, tokenised exactly as in training."""
+    """The prompt conditioned on the positive feedback phrase, tokenised exactly as a good-first training
+    conversation starts (whole: training keeps only the end of a prompt longer than ``max_prompt_length``)."""
     return _ids(tokenizer, render_prompt(tokenizer, with_feedback(prompt, good_phrase, separator)))
 
 
-def hindsight_answer(text: str, bad_phrase: str = HindsightConfig.bad_phrase) -> str:
+def hindsight_answer(text: str, bad_phrase: str = HindsightConfig.bad_phrase,
+                     good_phrase: str = HindsightConfig.good_phrase) -> str:
     """The answer in text generated after the positive phrase (which stops at its end of turn), cut before a
     feedback phrase should the model write one."""
-    return text.split(bad_phrase)[0].strip()
+    return text.split(bad_phrase)[0].split(good_phrase)[0].strip()
 
 
 @torch.no_grad()
@@ -215,12 +236,12 @@ def hindsight_generate(model: nn.Module, tokenizer, prompts: list[list[Message]]
                              do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         for ids in out[:, width:]:
             text = tokenizer.decode(ids, skip_special_tokens=True)
-            answers.append(hindsight_answer(text, bad_phrase))
+            answers.append(hindsight_answer(text, bad_phrase, good_phrase))
     return answers
 
 
 def train_hindsight(config: HindsightConfig, *, model: nn.Module | None = None, tokenizer=None) -> TrainResult:
-    """Train on hindsight text built from ``config.data`` pairs; the model is saved in ``config.output``.
+    """Train on hindsight conversations built from ``config.data`` pairs; the model is saved in ``config.output``.
 
     ``results.json`` records the feedback phrases, which :func:`hindsight_generate` needs at inference.
     """
