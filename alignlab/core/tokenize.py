@@ -73,6 +73,14 @@ def split_rendering(tokenizer, prompt: list[Message], completion: str) -> tuple[
     return prompt_text, full[len(prompt_text):]
 
 
+def completion_ids_ending_with_eos(tokenizer, completion_text: str) -> list[int]:
+    """A rendered completion's ids, with EOS appended when the template's end of turn has none, so the model
+    learns to stop."""
+    ids = tokenizer(completion_text, add_special_tokens=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    return ids + [eos] if eos is not None and eos not in ids else ids
+
+
 def encode_completion(tokenizer, prompt: list[Message], completion: str, *, max_length: int = 1024,
                       max_prompt_length: int | None = None) -> dict[str, list[int]]:
     """Token ids and labels for one (prompt, completion); labels are IGNORE_INDEX on prompt tokens.
@@ -83,10 +91,7 @@ def encode_completion(tokenizer, prompt: list[Message], completion: str, *, max_
     """
     prompt_text, completion_text = split_rendering(tokenizer, prompt, completion)
     prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    completion_ids = tokenizer(completion_text, add_special_tokens=False)["input_ids"]
-    eos = tokenizer.eos_token_id
-    if eos is not None and eos not in completion_ids:
-        completion_ids = completion_ids + [eos]
+    completion_ids = completion_ids_ending_with_eos(tokenizer, completion_text)
     max_prompt_length = max_prompt_length if max_prompt_length is not None else max_length // 2
     if len(prompt_ids) > max_prompt_length:
         prompt_ids = prompt_ids[-max_prompt_length:]

@@ -1,10 +1,10 @@
-"""Every offline method on the toy world, from the same SFT model, with the same data and budget.
+"""Every offline method on the toy world, from the same SFT model, with the same data and (bar ``PASSES``) budget.
 
 For each method the bench trains on the world's data of the kind the method needs (pairs, ranked lists,
 unpaired labels; all from the same world and annotators), with the same number of optimiser steps,
 batch size, learning rate and, for the KL-anchored methods, KL strength β (``METHOD_SETTINGS`` and
-``PASSES`` list the few method-specific settings, with reasons), then answers the world's held-out evaluation prompts and
-reports what the world's judge says (ground truth, not a learned reward):
+``PASSES`` list the few method-specific settings, with reasons), then answers the world's held-out
+evaluation prompts and reports what the world's judge says (ground truth, not a learned reward):
 
 - helpfulness, honesty, harmlessness, toxicity, bias and the true reward (:mod:`alignlab.world.evaluate`),
   of answers sampled at temperature 1, as the demo evaluates (:mod:`alignlab.world.model_eval`),

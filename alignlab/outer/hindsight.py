@@ -17,8 +17,9 @@ Why a conversation, rather than both answers inside one assistant turn behind th
 then starts right after the template's assistant header, where the SFT model already starts answers, and
 is token for token the text an SFT answer is, so its likelihood compares with the SFT model's; the text
 is a conversation any chat template renders (plus an EOS after each answer where the template ends turns
-without one); and no separator is needed between a phrase and its answer. (Inside one turn, on the toy world: a line break after each phrase — a token its corpus never
-has, so its embedding is untrained — made the model start answers mid-word; a space made every answer
+without one); and no separator is needed between a phrase and its answer. (Inside one turn, on the toy
+world: a line break after each phrase — a token its corpus never has, so its embedding is untrained —
+made the model start answers mid-word; a space made every answer
 start with a token SFT answers never start with: KL to the SFT model 20 against 1.6 as turns, for the
 same true reward, at 1,000 steps and lr 3e-4.)
 
@@ -56,6 +57,7 @@ from alignlab.core.run import finish_run, start_run
 from alignlab.core.tokenize import (
     IGNORE_INDEX,
     CompletionCollator,
+    completion_ids_ending_with_eos,
     encode_completion,
     ensure_chat_template,
     render_prompt,
@@ -119,13 +121,6 @@ def with_feedback(prompt: list[Message], phrase: str, separator: str = Hindsight
     return [*prompt, {"role": "user", "content": phrase}]
 
 
-def _answer_ids(tokenizer, text: str) -> list[int]:
-    """An answer's rendered text (with its end of turn) as ids that end with EOS, as an SFT answer does."""
-    ids = _ids(tokenizer, text)
-    eos = tokenizer.eos_token_id
-    return ids + [eos] if eos is not None and eos not in ids else ids
-
-
 def encode_hindsight(tokenizer, record: PairRecord, config: HindsightConfig, good_first: bool) -> dict[str, list[int]]:
     """Token ids and labels of one pair as a hindsight conversation; labels cover the two answers only.
 
@@ -147,9 +142,9 @@ def encode_hindsight(tokenizer, record: PairRecord, config: HindsightConfig, goo
     max_prompt = config.data.max_prompt_length if config.data.max_prompt_length is not None else config.data.max_length // 2
     prompt_ids = _ids(tokenizer, prompt_text)[-max_prompt:]
     # (ids, in the loss?): the first answer, the second feedback turn, the second answer
-    pieces = [(_answer_ids(tokenizer, first_text), True),
+    pieces = [(completion_ids_ending_with_eos(tokenizer, first_text), True),
               (_ids(tokenizer, second_prompt[len(prompt_text + first_text):]), False),
-              (_answer_ids(tokenizer, second_text), True)]
+              (completion_ids_ending_with_eos(tokenizer, second_text), True)]
     input_ids, labels = list(prompt_ids), [IGNORE_INDEX] * len(prompt_ids)
     for ids, in_loss in pieces:
         input_ids += ids
