@@ -16,43 +16,29 @@ from alignlab.errors import AlignlabError
 # Areas that add their own sub-commands (each module defines add_commands(subparsers)).
 COMMAND_MODULES = ["alignlab.world.cli", "alignlab.evaluate.cli", "alignlab.outer.bench_cli", "alignlab.outer.online.cli"]
 
-# Common flags of `alignlab train METHOD` and the config keys they set.
-TRAIN_FLAGS = {"model": "model.name_or_path", "data": "data.path", "output": "output",
-               "max_steps": "train.max_steps", "seed": "train.seed"}
+# Common flags of `alignlab train METHOD`: flag -> (config key, help).
+TRAIN_FLAGS = {"model": ("model.name_or_path", "model to start from: a local directory or a hub name"),
+               "data": ("data.path", "training data: a file, a directory or a datasets hub name"),
+               "output": ("output", "run directory"),
+               "max_steps": ("train.max_steps", "optimiser steps"),
+               "seed": ("train.seed", "random seed"),
+               "resume": ("train.resume", "continue from the newest checkpoint")}
 
 
 def train_parser(method: str) -> argparse.ArgumentParser:
-    from alignlab.config import describe
+    from alignlab.config import config_parser
     from alignlab.registry import get_method
 
     config_cls, _ = get_method(method)
-    rows = describe(config_cls)
-    width = max(len(k) for k, _, _ in rows)
-    epilog = "config keys (set with --set key=value or in --config YAML):\n" + "\n".join(
-        f"  {key:<{width}}  {doc} [default: {default}]" for key, default, doc in rows)
-    parser = argparse.ArgumentParser(prog=f"alignlab train {method}", description=(config_cls.__doc__ or "").strip(),
-                                     epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="model to start from: a local directory or a hub name")
-    parser.add_argument("--data", help="training data: a file, a directory or a datasets hub name")
-    parser.add_argument("--output", help="run directory")
-    parser.add_argument("--max-steps", type=int, help="optimiser steps")
-    parser.add_argument("--seed", type=int, help="random seed")
-    parser.add_argument("--config", help="YAML file with config keys")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    return parser
+    return config_parser(config_cls, f"alignlab train {method}", flags=TRAIN_FLAGS)
 
 
 def run_train(method: str, argv: Sequence[str]) -> None:
-    from alignlab.config import load_config
+    from alignlab.config import parse_config
     from alignlab.registry import METHOD_DEFAULTS, get_method
 
-    args = train_parser(method).parse_args(argv)
-    overrides = [f"{key}={getattr(args, flag)}" for flag, key in TRAIN_FLAGS.items() if getattr(args, flag) is not None]
-    if args.resume:
-        overrides.append("train.resume=true")
     config_cls, fn = get_method(method)
-    config = load_config(config_cls, args.config, overrides + args.set, base=METHOD_DEFAULTS.get(method))
+    config = parse_config(config_cls, train_parser(method), list(argv), base=METHOD_DEFAULTS.get(method))
     result = fn(config)
     print(f"done: {result.steps} steps; model, config.yaml and metrics.jsonl in {result.output_dir}")
     for key, value in result.eval.items():

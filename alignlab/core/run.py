@@ -8,15 +8,44 @@ first and :func:`finish_run` last, and keep their own file about the algorithm o
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignlab.config import save_config
+from alignlab.core.config import save_config
+from alignlab.core.data import DataConfig
 from alignlab.core.io import atomic_write_json
-from alignlab.core.models import save_pretrained_atomic
-from alignlab.core.trainer import TrainResult
+from alignlab.core.models import ModelConfig, save_pretrained_atomic
+from alignlab.core.trainer import TrainConfig, TrainResult
 
 log = logging.getLogger("alignlab")
+
+
+@dataclass
+class RunConfig:
+    """The four blocks every training run has: what to start from, what to learn from, how, and where to write.
+
+    A method's config subclasses it, adds its own fields, and re-declares a block only to change its
+    defaults, in one line (``train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5))``).
+
+    Example::
+
+        >>> @dataclass
+        ... class MyConfig(RunConfig):
+        ...     beta: float = 0.1
+        ...     '''my method's strength'''
+        >>> MyConfig().train.lr, MyConfig(output="runs/mine").output
+        (5e-05, 'runs/mine')
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """the model to start from (a local directory or a hub name)"""
+    data: DataConfig = field(default_factory=DataConfig)
+    """the training data"""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """the training loop: optimiser, schedule, precision, checkpoints"""
+    output: str = "runs/run"
+    """run directory: config, metrics, checkpoints, results and the trained model"""
 
 
 def start_run(config: Any, output_dir: str | Path) -> Path:
