@@ -2,16 +2,24 @@
 
     alignlab train sft --model PATH --data PATH --output DIR [--max-steps N] [--config F.yaml] [--set k=v ...]
     alignlab train sft --help          # every config key with its documentation
+
+Every command takes its options from a config dataclass (see :func:`alignlab.config.config_parser`): its
+shortcut flags, ``--config FILE.yaml`` and ``--set key=value``, with help generated from the field docstrings.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from alignlab.errors import AlignlabError
+from alignlab.errors import AlignlabError, ConfigError
+
+T = TypeVar("T")
 
 # Areas that add their own sub-commands (each module defines add_commands(subparsers)).
 COMMAND_MODULES = ["alignlab.world.cli", "alignlab.evaluate.cli", "alignlab.outer.bench_cli", "alignlab.outer.online.cli"]
@@ -45,6 +53,85 @@ def run_train(method: str, argv: Sequence[str]) -> None:
         print(f"  {key} = {value:.4f}")
 
 
+def add_config_command(subparsers: argparse._SubParsersAction, name: str,
+                       handler: Callable[[argparse.Namespace], None], **kwargs: Any) -> argparse.ArgumentParser:
+    """Register a command whose options are the fields of a config dataclass.
+
+    Its arguments are left unparsed (``args.argv``) for ``handler`` to read with :func:`parse_command_config`,
+    which imports the config only when the command runs, so ``alignlab --help`` stays fast.
+    """
+    parser = subparsers.add_parser(name, add_help=False, **kwargs)
+    parser.set_defaults(handler=handler, config_command=parser.prog)
+    return parser
+
+
+def parse_command_config(cls: type[T], args: argparse.Namespace, *, flags: dict[str, tuple[str, str]] | None = None,
+                         positionals: dict[str, tuple[str, str]] | None = None,
+                         lists: dict[str, tuple[str, str]] | None = None,
+                         mappings: dict[str, tuple[str, str]] | None = None) -> T:
+    """The config of a command registered with :func:`add_config_command` (see ``config_parser``).
+
+    Besides ``flags`` and ``positionals``: ``lists`` are repeatable flags of comma-separated items that set a
+    list key (``--tasks a,b --tasks c``), ``mappings`` flags of ``NAME=VALUE[,NAME=VALUE...]`` that set a
+    mapping key (``--models a=runs/a,b=runs/b``). ``--set`` is applied last, so it wins.
+
+    Example::
+
+        >>> from dataclasses import dataclass, field
+        >>> @dataclass
+        ... class Opt:
+        ...     tasks: list[str] = field(default_factory=list)
+        ...     "task names"
+        >>> args = argparse.Namespace(config_command="alignlab x", argv=["--tasks", "a,b", "--tasks", "c"])
+        >>> parse_command_config(Opt, args, lists={"tasks": ("tasks", "task names")}).tasks
+        ['a', 'b', 'c']
+    """
+    from alignlab.config import config_parser, parse_config
+
+    parser = config_parser(cls, args.config_command, flags=flags, positionals=positionals)
+    for name, (_, help_text) in {**(lists or {}), **(mappings or {})}.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, action="append", help=help_text,
+                            metavar="NAME=VALUE" if name in (mappings or {}) else name.upper())
+    namespace = parser.parse_args(args.argv)
+    overrides = []
+    for name, (key, _) in (lists or {}).items():
+        if getattr(namespace, name):
+            items = [item for text in getattr(namespace, name) for item in text.split(",") if item]
+            overrides.append(f"{key}={json.dumps(items)}")
+    for name, (key, _) in (mappings or {}).items():
+        if getattr(namespace, name):
+            pairs = named_values(",".join(getattr(namespace, name)), "--" + name.replace("_", "-"))
+            overrides.append(f"{key}={json.dumps(pairs)}")
+    namespace.set = overrides + namespace.set
+    try:
+        return parse_config(cls, parser, namespace=namespace)
+    except ConfigError as err:
+        if not (isinstance(err.__cause__, TypeError) and "required" in str(err.__cause__)):
+            raise
+        # A required field nobody set: name the flag that sets it rather than the dataclass's __init__.
+        shortcut = {key: name for name, (key, _) in {**(lists or {}), **(mappings or {}), **(flags or {})}.items()}
+        missing = [f"--{shortcut[key].replace('_', '-')}" if key in shortcut else key
+                   for key in re.findall(r"'(\w+)'", str(err.__cause__))]
+        raise ConfigError(f"{args.config_command} needs {', '.join(missing)}") from err
+
+
+def named_values(text: str, flag: str) -> dict[str, str]:
+    """``"a=x,b=y"`` → ``{"a": "x", "b": "y"}``; anything else is a ConfigError naming ``flag``.
+
+    Example::
+
+        >>> named_values("a=runs/a,b=http://127.0.0.1:8000/v1#b", "--models")
+        {'a': 'runs/a', 'b': 'http://127.0.0.1:8000/v1#b'}
+    """
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ConfigError(f"{flag}: expected NAME=VALUE[,NAME=VALUE...], got '{item}'")
+        out[key] = value
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     from alignlab.registry import TRAIN_METHODS
 
@@ -72,10 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse the command line up to the command; a config command's own arguments stay in ``args.argv``."""
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "config_command", None):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.argv = rest
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(build_parser(), argv)
         args.handler(args)
     except AlignlabError as err:
         print(f"alignlab: error: {err}", file=sys.stderr)

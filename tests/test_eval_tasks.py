@@ -12,7 +12,7 @@ from alignlab.errors import DataError, EvalError
 from alignlab.evaluate import metrics as M
 from alignlab.evaluate.fixtures import build_tiny_lm
 from alignlab.evaluate.lm import HuggingFaceLM
-from alignlab.evaluate.run import evaluate
+from alignlab.evaluate.run import EvalConfig, evaluate
 from alignlab.evaluate.scorers import LexiconToxicityScorer, is_refusal
 from alignlab.evaluate.tasks import TaskOutput, get_task, list_tasks, register_task
 
@@ -114,7 +114,8 @@ def test_python_task_and_evaluate_writes_results(lm, tmp_path):
             return TaskOutput(metrics={"score": 0.5}, stderr={"score": None}, n=len(samples), samples=samples)
 
     register_task("constant", Constant)
-    results = evaluate(lm, ["constant", "crows_pairs"], tmp_path / "out", limit=4)
+    config = EvalConfig(model="tiny", tasks=["constant", "crows_pairs"], output=str(tmp_path / "out"), limit=4)
+    results = evaluate(config, lm=lm)
     on_disk = json.loads((tmp_path / "out" / "results.json").read_text())
     assert on_disk["tasks"] == results["tasks"]
     crows = on_disk["tasks"]["crows_pairs"]
@@ -123,6 +124,9 @@ def test_python_task_and_evaluate_writes_results(lm, tmp_path):
     lines = (tmp_path / "out" / "samples" / "crows_pairs.jsonl").read_text().splitlines()
     assert len(lines) == 4 and "loglikelihoods" in json.loads(lines[0])
     assert not list((tmp_path / "out").rglob("*.tmp"))  # atomic writes leave no temp files
+    with pytest.warns(DeprecationWarning, match="pass an EvalConfig"):  # the pre-config call, for one release
+        old = evaluate(lm, ["constant"], tmp_path / "old", limit=2)
+    assert old["tasks"]["constant"]["n"] == 2 and old["model"] == "HuggingFaceLM"
 
 
 def test_judge_refusal_classifier_and_model_toxicity_scorer(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from alignlab.errors import EvalError
 from alignlab.evaluate.lm import LM
-from alignlab.evaluate.run import evaluate
+from alignlab.evaluate.run import EvalConfig, evaluate
 from alignlab.evaluate.tasks import get_task, list_tasks
 from alignlab.world import World
 from alignlab.world.datasets import prompt_row
@@ -76,8 +76,9 @@ def test_factuality_separates_knowing_from_admitting_ignorance(prompts_file):
 
 
 def test_world_task_through_evaluate_writes_results_and_samples(prompts_file, tmp_path):
-    results = evaluate(ScriptedLM(aligned_response), ["world_factuality"], tmp_path, limit=5,
-                       data={"world_factuality": str(prompts_file)})
+    config = EvalConfig(model="scripted", tasks=["world_factuality"], output=str(tmp_path), limit=5,
+                        data={"world_factuality": str(prompts_file)})
+    results = evaluate(config, lm=ScriptedLM(aligned_response))
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["tasks"]["world_factuality"]["n"] == 10 == results["tasks"]["world_factuality"]["n"]
     lines = (tmp_path / "samples" / "world_factuality.jsonl").read_text().splitlines()
