@@ -65,15 +65,15 @@ def add_config_command(subparsers: argparse._SubParsersAction, name: str,
     return parser
 
 
-def parse_command_config(cls: type[T], args: argparse.Namespace, *, flags: dict[str, tuple[str, str]] | None = None,
-                         positionals: dict[str, tuple[str, str]] | None = None,
-                         lists: dict[str, tuple[str, str]] | None = None,
-                         mappings: dict[str, tuple[str, str]] | None = None) -> T:
+def parse_command_config(cls: type[T], args: argparse.Namespace, *, flags: Sequence[str] = (),
+                         positionals: Sequence[str] = (), lists: Sequence[str] = (), mappings: Sequence[str] = ()) -> T:
     """The config of a command registered with :func:`add_config_command` (see ``config_parser``).
 
-    Besides ``flags`` and ``positionals``: ``lists`` are repeatable flags of comma-separated items that set a
-    list key (``--tasks a,b --tasks c``), ``mappings`` flags of ``NAME=VALUE[,NAME=VALUE...]`` that set a
-    mapping key (``--models a=runs/a,b=runs/b``). ``--set`` is applied last, so it wins.
+    Each entry names a config key that gets a shortcut: ``"max_tokens"`` makes ``--max-tokens``,
+    ``"judge=judges"`` makes ``--judge`` set the key ``judges``; its help is the key's field docstring, so it
+    is never written twice. ``lists`` are repeatable flags of comma-separated items that set a list key
+    (``--tasks a,b --tasks c``), ``mappings`` flags of ``NAME=VALUE[,NAME=VALUE...]`` that set a mapping key
+    (``--models a=runs/a,b=runs/b``). ``--set`` is applied last, so it wins.
 
     Example::
 
@@ -81,24 +81,31 @@ def parse_command_config(cls: type[T], args: argparse.Namespace, *, flags: dict[
         >>> @dataclass
         ... class Opt:
         ...     tasks: list[str] = field(default_factory=list)
-        ...     "task names"
         >>> args = argparse.Namespace(config_command="alignlab x", argv=["--tasks", "a,b", "--tasks", "c"])
-        >>> parse_command_config(Opt, args, lists={"tasks": ("tasks", "task names")}).tasks
+        >>> parse_command_config(Opt, args, lists=["tasks"]).tasks
         ['a', 'b', 'c']
     """
-    from alignlab.config import config_parser, parse_config
+    from alignlab.config import config_parser, describe, parse_config
 
-    parser = config_parser(cls, args.config_command, flags=flags, positionals=positionals)
-    for name, (_, help_text) in {**(lists or {}), **(mappings or {})}.items():
+    docs = {key: doc for key, _, doc in describe(cls)}
+
+    def shortcuts(specs: Sequence[str], note: str = "") -> dict[str, tuple[str, str]]:
+        named = (spec.partition("=") for spec in specs)
+        return {name: (key or name, docs.get(key or name, "") + note) for name, _, key in named}
+
+    flag_keys, list_keys = shortcuts(flags), shortcuts(lists, " (comma-separated; repeatable)")
+    mapping_keys = shortcuts(mappings, " (NAME=VALUE[,NAME=VALUE...])")
+    parser = config_parser(cls, args.config_command, flags=flag_keys, positionals=shortcuts(positionals))
+    for name, (_, help_text) in {**list_keys, **mapping_keys}.items():
         parser.add_argument("--" + name.replace("_", "-"), dest=name, action="append", help=help_text,
-                            metavar="NAME=VALUE" if name in (mappings or {}) else name.upper())
+                            metavar="NAME=VALUE" if name in mapping_keys else name.upper())
     namespace = parser.parse_args(args.argv)
     overrides = []
-    for name, (key, _) in (lists or {}).items():
+    for name, (key, _) in list_keys.items():
         if getattr(namespace, name):
             items = [item for text in getattr(namespace, name) for item in text.split(",") if item]
             overrides.append(f"{key}={json.dumps(items)}")
-    for name, (key, _) in (mappings or {}).items():
+    for name, (key, _) in mapping_keys.items():
         if getattr(namespace, name):
             pairs = named_values(",".join(getattr(namespace, name)), "--" + name.replace("_", "-"))
             overrides.append(f"{key}={json.dumps(pairs)}")
@@ -109,9 +116,8 @@ def parse_command_config(cls: type[T], args: argparse.Namespace, *, flags: dict[
         if not (isinstance(err.__cause__, TypeError) and "required" in str(err.__cause__)):
             raise
         # A required field nobody set: name the flag that sets it rather than the dataclass's __init__.
-        shortcut = {key: name for name, (key, _) in {**(lists or {}), **(mappings or {}), **(flags or {})}.items()}
-        missing = [f"--{shortcut[key].replace('_', '-')}" if key in shortcut else key
-                   for key in re.findall(r"'(\w+)'", str(err.__cause__))]
+        flag_of = {key: "--" + name.replace("_", "-") for name, (key, _) in {**flag_keys, **list_keys, **mapping_keys}.items()}
+        missing = [flag_of.get(key, key) for key in re.findall(r"'(\w+)'", str(err.__cause__))]
         raise ConfigError(f"{args.config_command} needs {', '.join(missing)}") from err
 
 

@@ -19,12 +19,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 os.environ.setdefault("ALIGNLAB_DATA_DIR", str(SHARED_DATA))
 
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}"
-    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
-
 CORPUS = [
     "The capital of Zorbia is Vell.", "Two plus two is four.", "I do not know that.",
     "I cannot help with that request.", "Hello! How can I help you today?",
@@ -33,21 +27,12 @@ CORPUS = [
 
 
 def build_tokenizer(path: Path, vocab_size: int = 300):
-    """A small byte-level BPE tokenizer with bos/eos/pad and a chat template, saved to ``path``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    """alignlab's tokenizer (the toy world's byte-level BPE with its chat template) on a small corpus, saved to ``path``."""
+    from alignlab.world.tokenizer import train_tokenizer
 
-    specials = ["<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS * 4, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-    fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(path)
-    return fast
+    tok = train_tokenizer(CORPUS * 4, vocab_size, model_max_length=512)  # tiny_llama's default positions
+    tok.save_pretrained(path)
+    return tok
 
 
 def build_model(path: Path, tokenizer, *, seed: int = 0, hidden: int = 32, layers: int = 2):

@@ -180,8 +180,8 @@ def test_python_task_and_evaluate_writes_results(lm, tmp_path):
 def test_judge_refusal_classifier_and_model_toxicity_scorer(tmp_path):
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    from alignlab.evaluate.fixtures import train_tokenizer
     from alignlab.evaluate.scorers import JudgeRefusalClassifier, ModelToxicityScorer
+    from alignlab.world.tokenizer import train_tokenizer
 
     class Judge:  # answers by a rule on the reply shown to it
         def generate(self, prompts, **kwargs):

@@ -17,35 +17,16 @@ from pathlib import Path
 
 from alignlab.cli import add_config_command, parse_command_config
 
-EVAL_FLAGS = {"model": ("model", "model dir, run dir, hub name, or http://host:port/v1[#model]"),
-              "output": ("output", "directory for results.json and samples/"),
-              "limit": ("limit", "first N rows of each task"),
-              "batch_size": ("batch_size", "requests per forward pass (local models)"),
-              "judge": ("judge", "judge model for judge-scored tasks (path or URL)")}
-EVAL_LISTS = {"tasks": ("tasks", "comma-separated task names or YAML paths")}
-EVAL_MAPPINGS = {"data": ("data", "data file overrides, TASK=PATH[,TASK=PATH]")}
-
-JUDGE_FLAGS = {"questions": ("questions", "questions JSONL (MT-bench format)"),
-               "mode": ("mode", "single or pairwise"),
-               "turn": ("turn", "0 = first answer, 1 = second (the judge sees both turns)"),
-               "limit": ("limit", "first N questions"),
-               "max_tokens": ("max_tokens", "answer length"),
-               "output": ("output", "directory for answers, judgments and results.json")}
-JUDGE_LISTS = {"judge": ("judges", "judge model (path or URL); repeat for several")}
-JUDGE_MAPPINGS = {"models": ("models", "NAME=PATH_OR_URL[,NAME=PATH_OR_URL...]")}
-
-SERVE_FLAGS = {"model": ("model", "model dir, run dir or hub name"),
-               "port": ("port", "TCP port"),
-               "host": ("host", "a loopback address"),
-               "name": ("name", "model name reported by /v1/models (default: --model)"),
-               "max_tokens_cap": ("max_tokens_cap", "largest max_tokens a request may ask for"),
-               "dtype": ("dtype", "float32 or bfloat16")}
+# The config keys each command has a flag for (help: the key's docstring); "flag=key" where the names differ.
+EVAL_FLAGS = ("model", "output", "limit", "batch_size", "judge")
+JUDGE_FLAGS = ("questions", "mode", "turn", "limit", "max_tokens", "output")
+SERVE_FLAGS = ("model", "port", "host", "name", "max_tokens_cap", "dtype")
 
 
 def run_eval(args: argparse.Namespace) -> None:
     from alignlab.evaluate.run import EvalConfig, evaluate
 
-    config = parse_command_config(EvalConfig, args, flags=EVAL_FLAGS, lists=EVAL_LISTS, mappings=EVAL_MAPPINGS)
+    config = parse_command_config(EvalConfig, args, flags=EVAL_FLAGS, lists=["tasks"], mappings=["data"])
     results = evaluate(config)
     for name, res in results["tasks"].items():
         shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in res["metrics"].items())
@@ -57,7 +38,8 @@ def run_judge(args: argparse.Namespace) -> None:
     from alignlab.evaluate.judge import JudgeConfig
     from alignlab.evaluate.judge import run_judge as judge
 
-    config = parse_command_config(JudgeConfig, args, flags=JUDGE_FLAGS, lists=JUDGE_LISTS, mappings=JUDGE_MAPPINGS)
+    config = parse_command_config(JudgeConfig, args, flags=JUDGE_FLAGS, lists=["judge=judges"],
+                                  mappings=["models"])
     results = judge(config)
     print(json.dumps({k: v for k, v in results.items() if k in ("single", "pairwise")}, indent=2))
 

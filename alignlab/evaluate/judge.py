@@ -356,8 +356,7 @@ def rank_models(
 # ---- the `alignlab judge` command --------------------------------------------------------------------------------
 @dataclass
 class JudgeConfig:
-    """Generate each model's answers to MT-bench-style questions, then grade them (single) or compare every
-    pair in both orders and rank with Bradley-Terry (pairwise)."""
+    """Answer MT-bench-style questions with each model, then grade (single) or compare and rank them (pairwise)."""
 
     judges: list[str]
     """judge models (paths or URLs); a single grade is their mean, a pairwise verdict their majority"""

@@ -20,20 +20,9 @@ from typing import Any
 
 from alignlab.cli import add_config_command, parse_command_config
 
-BUILD_FLAGS = {"seed": ("seed", "world seed"), "size": ("size", "small or medium"),
-               "output": ("output", "directory (default: the user cache, keyed by seed/size)"),
-               "force": ("force", "rebuild even if a verified build exists")}
-SCORE_FLAGS = {"output": ("output", "also write the metrics as JSON here")}
-SCORE_POSITIONALS = {"responses": ("responses", "JSONL file of prompts and responses")}
-EVAL_FLAGS = {"model": ("model", "model directory or alignlab run directory"),
-              "output": ("output", "directory for results.json and samples.jsonl"),
-              "reference": ("reference", "also estimate KL(model || reference) per answer"),
-              "samples": ("samples", "answers sampled per prompt"),
-              "temperature": ("temperature", "sampling temperature (0 = greedy)"),
-              "max_new_tokens": ("max_new_tokens", "answer length cap"),
-              "seed": ("seed", "world and sampling seed"),
-              "size": ("size", "world size"),
-              "world": ("world", "world directory (default: the user cache)")}
+# The config keys each command has a flag for (help: the key's docstring).
+BUILD_FLAGS = ("seed", "size", "output", "force")
+EVAL_FLAGS = ("model", "output", "reference", "samples", "temperature", "max_new_tokens", "seed", "size", "world")
 
 
 def _evaluate_model_default(name: str) -> Any:
@@ -98,7 +87,7 @@ def _build(args: argparse.Namespace) -> None:
 def _score(args: argparse.Namespace) -> None:
     from alignlab.world.evaluate import WorldScoreConfig, score_responses_file
 
-    config = parse_command_config(WorldScoreConfig, args, flags=SCORE_FLAGS, positionals=SCORE_POSITIONALS)
+    config = parse_command_config(WorldScoreConfig, args, flags=["output"], positionals=["responses"])
     metrics = score_responses_file(config)
     print(json.dumps({k: v for k, v in metrics.items() if k != "per_family"}, indent=1))
 

@@ -88,11 +88,11 @@ def evaluate_responses(
 
 @dataclass
 class WorldScoreConfig:
-    """Score responses with the world's judge. RESPONSES is JSONL with one row per response: 'meta' (a row of
-    prompts_eval.jsonl's meta) or 'prompt' (text or chat messages), and 'response' (or 'completion')."""
+    """Score responses with the world's judge (a JSONL file of prompts and responses)."""
 
     responses: str
-    """JSONL file of prompts and responses"""
+    """JSONL file, one row per response: 'meta' (a row of prompts_eval.jsonl's meta) or 'prompt' (text or chat
+    messages), and 'response' (or 'completion')"""
     output: str | None = None
     """also write the metrics as JSON here (null: print them only)"""
 
