@@ -211,3 +211,12 @@ def test_judge_refusal_classifier_and_model_toxicity_scorer(tmp_path):
     assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores) and scores[0] != scores[1]
     with pytest.raises(EvalError, match="no label 'hateful'"):
         ModelToxicityScorer(str(tmp_path), toxic_label="hateful").score(["x"])
+
+
+def test_the_old_fixture_tokenizer_name_warns_and_builds_the_one_tokenizer():
+    from alignlab.evaluate import fixtures
+
+    with pytest.warns(DeprecationWarning, match="world.tokenizer.train_tokenizer"):
+        tok = fixtures.train_tokenizer(["you are nice", "you are awful"] * 10, vocab_size=280)
+    ids = tok.encode("you are nice")
+    assert ids[0] == tok.bos_token_id and tok.decode(ids[1:]) == "you are nice"  # BOS in front, like Llama's

@@ -1,8 +1,8 @@
 """Tiny random models with a real tokenizer, for tests, benchmarks and smoke-checking a new task.
 
 A byte-level BPE tokenizer is trained on the texts given (:func:`alignlab.world.tokenizer.train_tokenizer`,
-prepending BOS like Llama's, with EOS and pad tokens and a chat template), and a random Llama is saved beside it with ``save_pretrained``,
-so the directory loads like any hub model.
+prepending BOS like Llama's, with EOS and pad tokens and a chat template), and a random Llama is saved beside
+it with ``save_pretrained``, so the directory loads like any hub model.
 
 Example::
 
@@ -45,3 +45,15 @@ def build_tiny_lm(
     tok.save_pretrained(path)
     model.save_pretrained(path)
     return str(path)
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 512):
+    """Deprecated: use :func:`alignlab.world.tokenizer.train_tokenizer` (``add_bos=True`` for this one's BOS)."""
+    import warnings
+
+    from alignlab.world.tokenizer import train_tokenizer as build
+
+    warnings.warn("alignlab.evaluate.fixtures.train_tokenizer is deprecated: use "
+                  "alignlab.world.tokenizer.train_tokenizer(texts, vocab_size, add_bos=True)", DeprecationWarning,
+                  stacklevel=2)
+    return build(texts, vocab_size, add_bos=True)

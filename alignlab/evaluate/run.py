@@ -69,7 +69,7 @@ def evaluate(config: EvalConfig, *args: Any, lm: LM | None = None, judge_lm: LM 
         lm: an already loaded LM to evaluate instead of loading ``config.model`` (which then only names it).
         judge_lm: likewise for ``config.judge``.
 
-    ``evaluate(model, tasks, output_dir, limit=..., batch_size=..., judge=..., data=...)`` (before 0.2)
+    The call before configs, ``evaluate(model, tasks, output_dir, limit=..., batch_size=..., judge=..., data=...)``,
     still works for one release, with a DeprecationWarning.
     """
     if not isinstance(config, EvalConfig):

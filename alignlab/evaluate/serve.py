@@ -328,7 +328,8 @@ class ServeConfig:
 def serve(config: ServeConfig, **old_keywords: Any) -> None:
     """Load ``config.model`` and serve it until interrupted.
 
-    ``serve(model, host=..., port=..., ...)`` (before 0.2) still works for one release, with a DeprecationWarning.
+    The call before configs, ``serve(model, host=..., port=..., ...)``, still works for one release, with a
+    DeprecationWarning.
     """
     if not isinstance(config, ServeConfig):
         warnings.warn("serve(model, ...) is deprecated: pass a ServeConfig (serve(ServeConfig(model=...)))",
