@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from alignlab.evaluate.interface import LM
+
 torch.set_num_threads(1)  # two pytest-xdist workers share two cores
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -98,3 +100,23 @@ def count_calls(monkeypatch):
         return calls
 
     return install
+
+
+class ScriptedLM(LM):
+    """An LM whose generation for a prompt is ``answer(text, seed)`` (text: the prompt, or its last chat
+    message); records every call (``calls``: prompts and settings) and every prompt text (``seen``)."""
+
+    def __init__(self, answer):
+        self.answer, self.calls, self.seen = answer, [], []
+
+    def loglikelihood(self, requests):
+        raise NotImplementedError
+
+    def loglikelihood_rolling(self, texts):
+        raise NotImplementedError
+
+    def generate(self, prompts, *, stop=None, max_tokens=256, temperature=0.0, top_p=1.0, seed=0):
+        texts = [p[-1]["content"] if isinstance(p, list) else p for p in prompts]
+        self.calls.append({"prompts": texts, "n": len(texts), "temperature": temperature, "seed": seed})
+        self.seen += texts
+        return [self.answer(t, seed) for t in texts]

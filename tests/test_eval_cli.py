@@ -6,13 +6,12 @@ import re
 
 import pytest
 import torch
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, ScriptedLM
 
 from alignlab.cli import parse_args
 from alignlab.errors import ConfigError
 from alignlab.evaluate.cli import add_commands
 from alignlab.evaluate.fixtures import build_tiny_lm
-from alignlab.evaluate.lm import LM
 
 MT_BENCH = str(SHARED_DATA / "mt_bench_questions.jsonl")
 
@@ -102,22 +101,6 @@ def test_judge_command(model_dir, tmp_path):
         )
 
 
-class Scripted(LM):
-    """Answers each chat prompt with ``rule(last user message)``."""
-
-    def __init__(self, rule):
-        self.rule = rule
-
-    def loglikelihood(self, requests):
-        raise NotImplementedError
-
-    def loglikelihood_rolling(self, texts):
-        raise NotImplementedError
-
-    def generate(self, prompts, **kwargs):
-        return [self.rule(p[-1]["content"]) for p in prompts]
-
-
 def _shown(text, position):
     """The answer shown in position A or B of a pairwise prompt."""
     return re.search(rf"\[Assistant {position}\]\n.*### Assistant:\n(.*?)\n\[End of Assistant {position}\]",
@@ -127,11 +110,11 @@ def _shown(text, position):
 def test_pairwise_judge_command_swaps_positions_and_ranks(tmp_path, monkeypatch):
     # Three models whose answers differ only in length; judges are scripted, so every verdict is known.
     lms = {
-        "runs/terse": Scripted(lambda q: "ok"),
-        "runs/medium": Scripted(lambda q: "a fair answer"),
-        "runs/verbose": Scripted(lambda q: "a long and careful answer"),
-        "judge/first": Scripted(lambda t: "[[A]]"),  # always prefers whatever is shown first
-        "judge/longer": Scripted(lambda t: "[[A]]" if len(_shown(t, "A")) > len(_shown(t, "B")) else "[[B]]"),
+        "runs/terse": ScriptedLM(lambda q, seed: "ok"),
+        "runs/medium": ScriptedLM(lambda q, seed: "a fair answer"),
+        "runs/verbose": ScriptedLM(lambda q, seed: "a long and careful answer"),
+        "judge/first": ScriptedLM(lambda t, seed: "[[A]]"),  # always prefers whatever is shown first
+        "judge/longer": ScriptedLM(lambda t, seed: "[[A]]" if len(_shown(t, "A")) > len(_shown(t, "B")) else "[[B]]"),
     }
     monkeypatch.setattr("alignlab.evaluate.lm.load_lm", lambda spec, **kw: lms[spec])
     models = "terse=runs/terse,medium=runs/medium,verbose=runs/verbose"

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ScriptedLM
 
 from alignlab.errors import DataError, EvalError
 from alignlab.evaluate import metrics as M
 from alignlab.evaluate.fixtures import build_tiny_lm
-from alignlab.evaluate.lm import LM, HuggingFaceLM
+from alignlab.evaluate.lm import HuggingFaceLM
 from alignlab.evaluate.run import EvalConfig, evaluate
 from alignlab.evaluate.scorers import LexiconToxicityScorer, is_refusal
 from alignlab.evaluate.tasks import TaskOutput, get_task, list_tasks, register_task
@@ -73,24 +74,6 @@ def test_builtin_tasks_run_on_fixtures(lm):
     tox.generation.update(samples=2, max_tokens=4)
     out = tox.run(lm)  # the generation path on a real model; the metrics are checked with known answers below
     assert out.n == 3 and all(len(s["responses"]) == 2 for s in out.samples)
-
-
-class ScriptedLM(LM):
-    """Generates ``answer(prompt_text, seed)``; records the prompts and settings it was called with."""
-
-    def __init__(self, answer):
-        self.answer, self.calls = answer, []
-
-    def loglikelihood(self, requests):
-        raise NotImplementedError
-
-    def loglikelihood_rolling(self, texts):
-        raise NotImplementedError
-
-    def generate(self, prompts, *, stop=None, max_tokens=256, temperature=0.0, top_p=1.0, seed=0):
-        texts = [p[-1]["content"] if isinstance(p, list) else p for p in prompts]
-        self.calls.append({"prompts": texts, "temperature": temperature, "seed": seed})
-        return [self.answer(t, seed) for t in texts]
 
 
 def test_refusal_rate_is_the_share_of_refused_advbench_requests():

@@ -5,33 +5,19 @@ import math
 import re
 
 import pytest
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, ScriptedLM
 from test_eval_http import fake, serve  # noqa: F401  (the scripted fake server fixture)
 
 from alignlab.errors import EvalError
 from alignlab.evaluate import judge as J
 from alignlab.evaluate.http_lm import OpenAILM
-from alignlab.evaluate.lm import LM
 
 MT_BENCH = str(SHARED_DATA / "mt_bench_questions.jsonl")
 
 
-class ScriptedJudge(LM):
-    """Answers each chat prompt with ``rule(user_text)``; records what it was asked."""
-
-    def __init__(self, rule):
-        self.rule, self.seen = rule, []
-
-    def loglikelihood(self, requests):
-        raise NotImplementedError
-
-    def loglikelihood_rolling(self, texts):
-        raise NotImplementedError
-
-    def generate(self, prompts, **kwargs):
-        texts = [p[-1]["content"] if isinstance(p, list) else p for p in prompts]
-        self.seen += texts
-        return [self.rule(t) for t in texts]
+def ScriptedJudge(rule):  # noqa: N802 (reads like the class it builds)
+    """A judge answering each prompt with ``rule(text)``."""
+    return ScriptedLM(lambda text, seed: rule(text))
 
 
 def _reply(text, name):
