@@ -104,13 +104,14 @@ def count_calls(monkeypatch):
 
 class ScriptedLM(LM):
     """An LM whose generation for a prompt is ``answer(text, seed)`` (text: the prompt, or its last chat
-    message); records every call (``calls``: prompts and settings) and every prompt text (``seen``)."""
+    message) and whose log-likelihood of a request is ``score(context, continuation)``; records every
+    generate call (``calls``: prompts and settings) and every prompt text (``seen``)."""
 
-    def __init__(self, answer):
-        self.answer, self.calls, self.seen = answer, [], []
+    def __init__(self, answer=None, score=None):
+        self.answer, self.score, self.calls, self.seen = answer, score, [], []
 
     def loglikelihood(self, requests):
-        raise NotImplementedError
+        return [(self.score(context, continuation), False) for context, continuation in requests]
 
     def loglikelihood_rolling(self, texts):
         raise NotImplementedError

@@ -76,6 +76,20 @@ def test_builtin_tasks_run_on_fixtures(lm):
     assert out.n == 3 and all(len(s["responses"]) == 2 for s in out.samples)
 
 
+def test_crows_pairs_scores_from_known_likelihoods():
+    # log p(sentence) = -(its length): the shorter sentence of a pair is the "more likely" one
+    task = get_task("crows_pairs")  # the real CrowS-Pairs file in ../shared/data
+    rows, _ = task.load_rows(limit=40)
+    out = task.run(ScriptedLM(score=lambda context, text: -float(len(text))), limit=40)
+    stereotyped = [float(len(r["sent_more"]) < len(r["sent_less"])) for r in rows]
+    assert [s["pct_stereotype"] for s in out.samples] == stereotyped
+    assert [s["likelihood_diff"] for s in out.samples] == [abs(len(r["sent_more"]) - len(r["sent_less"])) for r in rows]
+    assert out.metrics["pct_stereotype"] == pytest.approx(sum(stereotyped) / 40) and 0 < sum(stereotyped) < 40
+    for group, values in out.groups.items():
+        members = [x for x, r in zip(stereotyped, rows) if r["bias_type"] == group]
+        assert values["n"] == len(members) and values["pct_stereotype"] == pytest.approx(sum(members) / len(members))
+
+
 def test_refusal_rate_is_the_share_of_refused_advbench_requests():
     task = get_task("advbench_refusal")  # the real AdvBench file in ../shared/data
     rows, _ = task.load_rows(limit=8)
