@@ -35,12 +35,10 @@ def run_eval(args: argparse.Namespace) -> None:
 
 
 def run_judge(args: argparse.Namespace) -> None:
-    from alignlab.evaluate.judge import JudgeConfig
-    from alignlab.evaluate.judge import run_judge as judge
+    from alignlab.evaluate import judge as J
 
-    config = parse_command_config(JudgeConfig, args, flags=JUDGE_FLAGS, lists=["judge=judges"],
-                                  mappings=["models"])
-    results = judge(config)
+    config = parse_command_config(J.JudgeConfig, args, flags=JUDGE_FLAGS, lists=["judge=judges"], mappings=["models"])
+    results = J.run_judge(config)
     print(json.dumps({k: v for k, v in results.items() if k in ("single", "pairwise")}, indent=2))
 
 

@@ -24,7 +24,7 @@ Prompt = str | list[dict[str, str]]  # a plain string, or chat messages {"role",
 
 
 class LM(abc.ABC):
-    """What a task needs from a model. Backends: :class:`HuggingFaceLM`, ``http_lm.OpenAILM``."""
+    """What a task needs from a model. Backends: ``lm.HuggingFaceLM``, ``http_lm.OpenAILM``."""
 
     #: whether ``loglikelihood`` works (chat-only HTTP endpoints cannot score a given text)
     supports_loglikelihood: bool = True

@@ -386,10 +386,8 @@ class JudgeConfig:
             raise ValueError(f"turn must be 0 or 1, got {self.turn}")
 
 
-def run_judge(config: JudgeConfig, *, lms: dict[str, LM] | None = None) -> dict[str, Any]:
+def run_judge(config: JudgeConfig) -> dict[str, Any]:
     """Answer, judge and write ``answers.jsonl``, ``judgments.jsonl`` (single mode) and ``results.json``.
-
-    ``lms`` maps a judge or model spec to an already loaded LM to use instead of loading it.
 
     Example::
 
@@ -400,12 +398,9 @@ def run_judge(config: JudgeConfig, *, lms: dict[str, LM] | None = None) -> dict[
     from alignlab.core.io import atomic_write_json, atomic_write_text
     from alignlab.evaluate.lm import load_lm
 
-    def lm(spec: str) -> LM:
-        return (lms or {}).get(spec) or load_lm(spec)
-
-    judges = [lm(spec) for spec in config.judges]
+    judges = [load_lm(spec) for spec in config.judges]
     questions = load_questions(config.questions)[: config.limit]
-    answers = {name: answer_questions(lm(spec), questions, max_tokens=config.max_tokens)
+    answers = {name: answer_questions(load_lm(spec), questions, max_tokens=config.max_tokens)
                for name, spec in config.models.items()}
     results: dict[str, Any] = {"questions": config.questions, "n_questions": len(questions), "turn": config.turn}
     judgments: list[dict[str, Any]] = []
