@@ -2,16 +2,24 @@
 
     alignlab train sft --model PATH --data PATH --output DIR [--max-steps N] [--config F.yaml] [--set k=v ...]
     alignlab train sft --help          # every config key with its documentation
+
+Every command takes its options from a config dataclass (see :func:`alignlab.config.config_parser`): its
+shortcut flags, ``--config FILE.yaml`` and ``--set key=value``, with help generated from the field docstrings.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from alignlab.errors import AlignlabError
+from alignlab.errors import AlignlabError, ConfigError
+
+T = TypeVar("T")
 
 # Areas that add their own sub-commands (each module defines add_commands(subparsers)).
 COMMAND_MODULES = ["alignlab.world.cli", "alignlab.evaluate.cli", "alignlab.outer.bench_cli", "alignlab.outer.online.cli"]
@@ -45,6 +53,91 @@ def run_train(method: str, argv: Sequence[str]) -> None:
         print(f"  {key} = {value:.4f}")
 
 
+def add_config_command(subparsers: argparse._SubParsersAction, name: str,
+                       handler: Callable[[argparse.Namespace], None], **kwargs: Any) -> argparse.ArgumentParser:
+    """Register a command whose options are the fields of a config dataclass.
+
+    Its arguments are left unparsed (``args.argv``) for ``handler`` to read with :func:`parse_command_config`,
+    which imports the config only when the command runs, so ``alignlab --help`` stays fast.
+    """
+    parser = subparsers.add_parser(name, add_help=False, **kwargs)
+    parser.set_defaults(handler=handler, config_command=parser.prog)
+    return parser
+
+
+def parse_command_config(cls: type[T], args: argparse.Namespace, *, flags: Sequence[str] = (),
+                         positionals: Sequence[str] = (), lists: Sequence[str] = (), mappings: Sequence[str] = ()) -> T:
+    """The config of a command registered with :func:`add_config_command` (see ``config_parser``).
+
+    Each entry names a config key that gets a shortcut: ``"max_tokens"`` makes ``--max-tokens``,
+    ``"judge=judges"`` makes ``--judge`` set the key ``judges``; its help is the key's field docstring, so it
+    is never written twice. ``lists`` are repeatable flags of comma-separated items that set a list key
+    (``--tasks a,b --tasks c``), ``mappings`` flags of ``NAME=VALUE[,NAME=VALUE...]`` that set a mapping key
+    (``--models a=runs/a,b=runs/b``). ``--set`` is applied last, so it wins.
+
+    Example::
+
+        >>> from dataclasses import dataclass, field
+        >>> @dataclass
+        ... class Opt:
+        ...     tasks: list[str] = field(default_factory=list)
+        >>> args = argparse.Namespace(config_command="alignlab x", argv=["--tasks", "a,b", "--tasks", "c"])
+        >>> parse_command_config(Opt, args, lists=["tasks"]).tasks
+        ['a', 'b', 'c']
+    """
+    from alignlab.config import config_parser, describe, parse_config
+
+    docs = {key: doc for key, _, doc in describe(cls)}
+
+    def shortcuts(specs: Sequence[str], note: str = "") -> dict[str, tuple[str, str]]:
+        named = (spec.partition("=") for spec in specs)
+        return {name: (key or name, docs.get(key or name, "") + note) for name, _, key in named}
+
+    flag_keys, list_keys = shortcuts(flags), shortcuts(lists, " (comma-separated; repeatable)")
+    mapping_keys = shortcuts(mappings, " (NAME=VALUE[,NAME=VALUE...])")
+    parser = config_parser(cls, args.config_command, flags=flag_keys, positionals=shortcuts(positionals))
+    for name, (_, help_text) in {**list_keys, **mapping_keys}.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, action="append", help=help_text,
+                            metavar="NAME=VALUE" if name in mapping_keys else name.upper())
+    namespace = parser.parse_args(args.argv)
+    overrides = []
+    for name, (key, _) in list_keys.items():
+        if getattr(namespace, name):
+            items = [item for text in getattr(namespace, name) for item in text.split(",") if item]
+            overrides.append(f"{key}={json.dumps(items)}")
+    for name, (key, _) in mapping_keys.items():
+        if getattr(namespace, name):
+            pairs = named_values(",".join(getattr(namespace, name)), "--" + name.replace("_", "-"))
+            overrides.append(f"{key}={json.dumps(pairs)}")
+    namespace.set = overrides + namespace.set
+    try:
+        return parse_config(cls, parser, namespace=namespace)
+    except ConfigError as err:
+        if not (isinstance(err.__cause__, TypeError) and "required" in str(err.__cause__)):
+            raise
+        # A required field nobody set: name the flag that sets it rather than the dataclass's __init__.
+        flag_of = {key: "--" + name.replace("_", "-") for name, (key, _) in {**flag_keys, **list_keys, **mapping_keys}.items()}
+        missing = [flag_of.get(key, key) for key in re.findall(r"'(\w+)'", str(err.__cause__))]
+        raise ConfigError(f"{args.config_command} needs {', '.join(missing)}") from err
+
+
+def named_values(text: str, flag: str) -> dict[str, str]:
+    """``"a=x,b=y"`` → ``{"a": "x", "b": "y"}``; anything else is a ConfigError naming ``flag``.
+
+    Example::
+
+        >>> named_values("a=runs/a,b=http://127.0.0.1:8000/v1#b", "--models")
+        {'a': 'runs/a', 'b': 'http://127.0.0.1:8000/v1#b'}
+    """
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ConfigError(f"{flag}: expected NAME=VALUE[,NAME=VALUE...], got '{item}'")
+        out[key] = value
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     from alignlab.registry import TRAIN_METHODS
 
@@ -72,10 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse the command line up to the command; a config command's own arguments stay in ``args.argv``."""
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "config_command", None):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.argv = rest
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(build_parser(), argv)
         args.handler(args)
     except AlignlabError as err:
         print(f"alignlab: error: {err}", file=sys.stderr)

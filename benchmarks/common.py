@@ -15,30 +15,15 @@ import torch
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HH = SHARED / "hh_harmless_base_test.jsonl.gz"
 
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}"
-    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
-
-
 def build_tokenizer(path: Path, vocab_size: int = 8000):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    """alignlab's tokenizer builder (the toy world's byte-level BPE and chat template) trained on HH-RLHF."""
+    from alignlab.world.tokenizer import train_tokenizer
 
     with gzip.open(HH, "rt") as handle:
         texts = [json.loads(line)["chosen"] for line in handle]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<s>", "</s>", "<|user|>",
-                                                                          "<|assistant|>", "<|system|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(texts, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-    fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(path)
-    return fast
+    tok = train_tokenizer(texts, vocab_size, model_max_length=1024)  # build_model's positions
+    tok.save_pretrained(path)
+    return tok
 
 
 def build_model(path: Path, tokenizer, *, hidden: int = 512, layers: int = 6, heads: int = 8):

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from alignlab.evaluate.interface import LM
+
 torch.set_num_threads(1)  # two pytest-xdist workers share two cores
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -19,12 +21,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 os.environ.setdefault("ALIGNLAB_DATA_DIR", str(SHARED_DATA))
 
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}"
-    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
-
 CORPUS = [
     "The capital of Zorbia is Vell.", "Two plus two is four.", "I do not know that.",
     "I cannot help with that request.", "Hello! How can I help you today?",
@@ -33,21 +29,12 @@ CORPUS = [
 
 
 def build_tokenizer(path: Path, vocab_size: int = 300):
-    """A small byte-level BPE tokenizer with bos/eos/pad and a chat template, saved to ``path``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    """alignlab's tokenizer (the toy world's byte-level BPE with its chat template) on a small corpus, saved to ``path``."""
+    from alignlab.world.tokenizer import train_tokenizer
 
-    specials = ["<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS * 4, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-    fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(path)
-    return fast
+    tok = train_tokenizer(CORPUS * 4, vocab_size, model_max_length=512)  # tiny_llama's default positions
+    tok.save_pretrained(path)
+    return tok
 
 
 def build_model(path: Path, tokenizer, *, seed: int = 0, hidden: int = 32, layers: int = 2):
@@ -113,3 +100,24 @@ def count_calls(monkeypatch):
         return calls
 
     return install
+
+
+class ScriptedLM(LM):
+    """An LM whose generation for a prompt is ``answer(text, seed)`` (text: the prompt, or its last chat
+    message) and whose log-likelihood of a request is ``score(context, continuation)``; records every
+    generate call (``calls``: prompts and settings) and every prompt text (``seen``)."""
+
+    def __init__(self, answer=None, score=None):
+        self.answer, self.score, self.calls, self.seen = answer, score, [], []
+
+    def loglikelihood(self, requests):
+        return [(self.score(context, continuation), False) for context, continuation in requests]
+
+    def loglikelihood_rolling(self, texts):
+        raise NotImplementedError
+
+    def generate(self, prompts, *, stop=None, max_tokens=256, temperature=0.0, top_p=1.0, seed=0):
+        texts = [p[-1]["content"] if isinstance(p, list) else p for p in prompts]
+        self.calls.append({"prompts": texts, "n": len(texts), "temperature": temperature, "seed": seed})
+        self.seen += texts
+        return [self.answer(t, seed) for t in texts]

@@ -2,12 +2,14 @@
 
 import argparse
 import json
+import re
 
 import pytest
 import torch
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, ScriptedLM
 
-from alignlab.errors import EvalError
+from alignlab.cli import parse_args
+from alignlab.errors import ConfigError
 from alignlab.evaluate.cli import add_commands
 from alignlab.evaluate.fixtures import build_tiny_lm
 
@@ -24,7 +26,7 @@ def model_dir(tmp_path_factory):
 def run(argv):
     parser = argparse.ArgumentParser(prog="alignlab")
     add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     args.handler(args)
 
 
@@ -47,7 +49,7 @@ def test_eval_command(model_dir, tmp_path, capsys):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["tasks"]["crows_pairs"]["n"] == 3 and results["tasks"]["advbench_refusal"]["n"] == 3
     assert "crows_pairs (n=3)" in capsys.readouterr().out
-    with pytest.raises(EvalError, match="--data"):
+    with pytest.raises(ConfigError, match="--data"):
         run(
             ["eval", "--model", model_dir, "--tasks", "crows_pairs", "--output", str(tmp_path), "--data", "x"]
         )
@@ -77,7 +79,7 @@ def test_judge_command(model_dir, tmp_path):
     lines = (tmp_path / "judgments.jsonl").read_text().splitlines()
     assert len(lines) == 2 and judged["parse_failures"] == sum(json.loads(x)["score"] is None for x in lines)
     assert len((tmp_path / "answers.jsonl").read_text().splitlines()) == 2
-    with pytest.raises(EvalError, match="at least two models"):
+    with pytest.raises(ConfigError, match="at least two models"):
         run(
             [
                 "judge",
@@ -97,3 +99,48 @@ def test_judge_command(model_dir, tmp_path):
                 str(tmp_path),
             ]
         )
+
+
+def _shown(text, position):
+    """The answer shown in position A or B of a pairwise prompt."""
+    return re.search(rf"\[Assistant {position}\]\n.*### Assistant:\n(.*?)\n\[End of Assistant {position}\]",
+                     text, re.S).group(1)
+
+
+def test_pairwise_judge_command_swaps_positions_and_ranks(tmp_path, monkeypatch):
+    # Three models whose answers differ only in length; judges are scripted, so every verdict is known.
+    lms = {
+        "runs/terse": ScriptedLM(lambda q, seed: "ok"),
+        "runs/medium": ScriptedLM(lambda q, seed: "a fair answer"),
+        "runs/verbose": ScriptedLM(lambda q, seed: "a long and careful answer"),
+        "judge/first": ScriptedLM(lambda t, seed: "[[A]]"),  # always prefers whatever is shown first
+        "judge/longer": ScriptedLM(lambda t, seed: "[[A]]" if len(_shown(t, "A")) > len(_shown(t, "B")) else "[[B]]"),
+    }
+    monkeypatch.setattr("alignlab.evaluate.lm.load_lm", lambda spec, **kw: lms[spec])
+    models = "terse=runs/terse,medium=runs/medium,verbose=runs/verbose"
+    common = ["judge", "--models", models, "--questions", MT_BENCH, "--mode", "pairwise", "--limit", "3"]
+
+    run([*common, "--judge", "judge/first", "--output", str(tmp_path / "first")])
+    pairs = json.loads((tmp_path / "first" / "results.json").read_text())["pairwise"]["pairs"]
+    # A verdict that follows the position flips when the order is swapped: every game is a tie.
+    assert set(pairs) == {"medium vs terse", "medium vs verbose", "terse vs verbose"}
+    assert all(p == {"win": 0, "tie": 3, "loss": 0, "win_rate": 0.5} for p in pairs.values())
+
+    run([*common, "--judge", "judge/longer", "--output", str(tmp_path / "longer")])
+    results = json.loads((tmp_path / "longer" / "results.json").read_text())["pairwise"]
+    assert results["pairs"]["medium vs terse"]["win_rate"] == 1.0
+    assert results["pairs"]["medium vs verbose"]["win_rate"] == 0.0
+    assert results["pairs"]["terse vs verbose"]["win_rate"] == 0.0
+    assert list(results["bradley_terry"]) == ["verbose", "medium", "terse"] and results["parse_failures"] == 0
+    answers = [json.loads(line) for line in (tmp_path / "longer" / "answers.jsonl").read_text().splitlines()]
+    assert len(answers) == 9 and {a["model"] for a in answers} == {"terse", "medium", "verbose"}
+
+
+def test_config_file_and_set_reach_the_command(model_dir, tmp_path):
+    # every key of EvalConfig can come from --config or --set; --set wins over the file and the flags
+    config = tmp_path / "eval.yaml"
+    config.write_text(f"model: {model_dir}\ntasks: [crows_pairs]\noutput: {tmp_path / 'a'}\nlimit: 5\n")
+    run(["eval", "--config", str(config), "--limit", "4", "--set", "limit=2"])
+    assert json.loads((tmp_path / "a" / "results.json").read_text())["tasks"]["crows_pairs"]["n"] == 2
+    with pytest.raises(ConfigError, match="needs --model, --tasks"):
+        run(["eval", "--output", str(tmp_path)])

@@ -5,32 +5,19 @@ import math
 import re
 
 import pytest
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, ScriptedLM
 from test_eval_http import fake, serve  # noqa: F401  (the scripted fake server fixture)
 
+from alignlab.errors import EvalError
 from alignlab.evaluate import judge as J
 from alignlab.evaluate.http_lm import OpenAILM
-from alignlab.evaluate.lm import LM
 
 MT_BENCH = str(SHARED_DATA / "mt_bench_questions.jsonl")
 
 
-class ScriptedJudge(LM):
-    """Answers each chat prompt with ``rule(user_text)``; records what it was asked."""
-
-    def __init__(self, rule):
-        self.rule, self.seen = rule, []
-
-    def loglikelihood(self, requests):
-        raise NotImplementedError
-
-    def loglikelihood_rolling(self, texts):
-        raise NotImplementedError
-
-    def generate(self, prompts, **kwargs):
-        texts = [p[-1]["content"] if isinstance(p, list) else p for p in prompts]
-        self.seen += texts
-        return [self.rule(t) for t in texts]
+def ScriptedJudge(rule):  # noqa: N802 (reads like the class it builds)
+    """A judge answering each prompt with ``rule(text)``."""
+    return ScriptedLM(lambda text, seed: rule(text))
 
 
 def _reply(text, name):
@@ -159,3 +146,23 @@ def test_malformed_verdicts_through_http(fake):  # noqa: F811
         "I cannot decide",
         "[[3]] or maybe [[4]]",
     ]
+
+
+def test_rank_models_orders_models_by_known_win_rates():
+    # The judge prefers the longer reply, so every verdict is known: per question, answer lengths are
+    # b: 1, 9, 1; m: 9, 1, 9; x: 5, 5, 5. Then m beats b and x on 2 of 3 questions, x beats b on 2 of 3.
+    lengths = {"b": (1, 9, 1), "m": (9, 1, 9), "x": (5, 5, 5)}
+    answers = {name: {q.question_id: ["w" * n] for q, n in zip(QUESTIONS, ns)} for name, ns in lengths.items()}
+    longer = ScriptedJudge(lambda t: "[[A]]" if len(_reply(t, "A")) > len(_reply(t, "B")) else "[[B]]")
+    ranking = J.rank_models([longer], QUESTIONS, answers)
+    table = {pair: (row["win"], row["tie"], row["loss"]) for pair, row in ranking["pairs"].items()}
+    assert table == {"b vs m": (1, 0, 2), "b vs x": (1, 0, 2), "m vs x": (2, 0, 1)}
+    assert ranking["pairs"]["m vs x"]["win_rate"] == pytest.approx(2 / 3)
+    assert list(ranking["bradley_terry"]) == ["m", "x", "b"] and ranking["parse_failures"] == 0
+    # Bradley–Terry fitted on exactly these games (wins of the first-named model as s = 1)
+    games = [("b", "m", 1.0), ("b", "m", 0.0), ("b", "m", 0.0), ("b", "x", 1.0), ("b", "x", 0.0), ("b", "x", 0.0),
+             ("m", "x", 1.0), ("m", "x", 1.0), ("m", "x", 0.0)]
+    expected = J.bradley_terry(games)
+    assert ranking["bradley_terry"] == pytest.approx(expected)
+    with pytest.raises(EvalError, match="no pairwise verdict"):
+        J.rank_models([ScriptedJudge(lambda t: "undecided")], QUESTIONS, answers)

@@ -98,3 +98,22 @@ def test_only_loopback(served):
     lm, _ = served
     with pytest.raises(EvalError, match="loopback"):
         make_server(lm, host="0.0.0.0", port=0)
+
+
+def test_serve_command_reads_its_config_and_refuses_a_public_address_before_loading(monkeypatch):
+    import argparse
+
+    from alignlab.cli import parse_args
+    from alignlab.evaluate import serve as serve_module
+    from alignlab.evaluate.cli import add_commands
+
+    loaded = []
+    monkeypatch.setattr(serve_module, "HuggingFaceLM", lambda *a, **kw: loaded.append(a) or pytest.fail("loaded"))
+    parser = argparse.ArgumentParser(prog="alignlab")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parse_args(parser, ["serve", "--model", "runs/x", "--host", "0.0.0.0", "--set", "max_tokens_cap=64"])
+    with pytest.raises(EvalError, match="loopback"):
+        args.handler(args)
+    assert loaded == []
+    with pytest.warns(DeprecationWarning, match="pass a ServeConfig"), pytest.raises(EvalError, match="loopback"):
+        serve_module.serve("runs/x", host="8.8.8.8")

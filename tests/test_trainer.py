@@ -134,21 +134,6 @@ def test_periodic_evaluation_is_independent_of_logging(setup, tmp_path):
     assert [r["step"] for r in rows if "loss" in r] == [2, 3, 4]
 
 
-def test_value_head_model_round_trip(setup, tmp_path):
-    from alignlab.core.models import CausalLMWithValueHead
-
-    tok, examples = setup
-    fresh_model(tok).save_pretrained(tmp_path / "lm")
-    model = CausalLMWithValueHead.from_pretrained(tmp_path / "lm")
-    torch.nn.init.normal_(model.value_head.summary.weight)
-    ids = torch.tensor([examples[0]["input_ids"]])
-    logits, values = model(ids)
-    assert logits.shape[:2] == values.shape == ids.shape
-    model.save_pretrained(tmp_path / "vh")
-    again = CausalLMWithValueHead.from_pretrained(tmp_path / "vh")
-    torch.testing.assert_close(again(ids)[1], values)
-
-
 def test_trains_in_fp32_after_another_library_set_accelerate_to_bf16(setup, tmp_path):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState

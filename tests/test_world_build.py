@@ -14,7 +14,8 @@ import pytest
 from jinja2 import TemplateError
 from transformers import AutoTokenizer
 
-from alignlab.errors import WorldError
+from alignlab.cli import parse_args
+from alignlab.errors import ConfigError, WorldError
 from alignlab.world import World, build_world, default_world_dir
 from alignlab.world.build import entity_names, verify_manifest
 from alignlab.world.cli import add_commands
@@ -210,7 +211,7 @@ def test_build_rejects_bad_inputs_and_keys_the_cache(tmp_path):
 def _run_cli(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="alignlab")
     add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     args.handler(args)
 
 
@@ -229,3 +230,30 @@ def test_cli_build_and_score(tmp_path, tiny_sizes, capsys):
     (tmp_path / "bad.jsonl").write_text(json.dumps({"prompt": "Hello!"}) + "\n")
     with pytest.raises(WorldError, match="row 0"):
         _run_cli(["world", "score", str(tmp_path / "bad.jsonl")])
+
+
+def test_cli_eval_takes_its_defaults_from_evaluate_model(tmp_path, monkeypatch, capsys):
+    import inspect
+
+    from alignlab.core.models import load_tokenizer, tiny_llama
+    from alignlab.world.model_eval import evaluate_model
+
+    monkeypatch.setitem(DATASET_SIZES, "small", {**TINY, "eval_per_family": 2})
+    _run_cli(["world", "build", "--output", str(tmp_path / "w")])
+    tok = load_tokenizer(str(tmp_path / "w" / "tokenizer"))
+    model = tiny_llama(len(tok), hidden_size=32, layers=1, heads=2, bos_token_id=tok.bos_token_id,
+                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    base = ["world", "eval", "--model", str(tmp_path / "m"), "--world", str(tmp_path / "w"), "--max-new-tokens", "2"]
+    _run_cli([*base, "--output", str(tmp_path / "e1")])
+    one = json.loads((tmp_path / "e1" / "results.json").read_text())
+    # the command has no default of its own: it is the function's
+    assert one["samples_per_prompt"] == inspect.signature(evaluate_model).parameters["samples"].default
+    _run_cli([*base, "--output", str(tmp_path / "e2"), "--set", "samples=2"])
+    two = json.loads((tmp_path / "e2" / "results.json").read_text())
+    assert two["samples_per_prompt"] == 2 and two["n"] == 2 * one["n"] / one["samples_per_prompt"]
+    assert len((tmp_path / "e2" / "samples.jsonl").read_text().splitlines()) == two["n"]
+    assert "answers; results in" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="samples and max_new_tokens must be at least 1"):
+        _run_cli([*base, "--output", str(tmp_path / "e3"), "--samples", "0"])

@@ -6,10 +6,10 @@ import json
 import random
 
 import pytest
+from conftest import ScriptedLM
 
 from alignlab.errors import EvalError
-from alignlab.evaluate.lm import LM
-from alignlab.evaluate.run import evaluate
+from alignlab.evaluate.run import EvalConfig, evaluate
 from alignlab.evaluate.tasks import get_task, list_tasks
 from alignlab.world import World
 from alignlab.world.datasets import prompt_row
@@ -17,23 +17,9 @@ from alignlab.world.families import parse_prompt
 from alignlab.world.persona import aligned_response
 
 
-class ScriptedLM(LM):
-    """Answers chat prompts with a function of the world prompt; records what it was asked."""
-
-    def __init__(self, answer):
-        self.answer = answer
-        self.calls = []
-
-    def loglikelihood(self, requests):
-        raise NotImplementedError
-
-    def loglikelihood_rolling(self, texts):
-        raise NotImplementedError
-
-    def generate(self, prompts, *, stop=None, max_tokens=256, temperature=0.0, top_p=1.0, seed=0):
-        self.calls.append({"n": len(prompts), "temperature": temperature, "seed": seed})
-        rng = random.Random(seed)
-        return [self.answer(parse_prompt(p[-1]["content"]), rng) for p in prompts]
+def WorldLM(answer):  # noqa: N802 (reads like the class it builds)
+    """An LM answering each world prompt with ``answer(world_prompt, rng)``, the rng seeded by the call's seed."""
+    return ScriptedLM(lambda text, seed: answer(parse_prompt(text), random.Random(seed)))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +35,7 @@ def test_world_tasks_are_listed():
 
 
 def test_aligned_answers_score_perfectly_on_every_rate(prompts_file):
-    lm = ScriptedLM(aligned_response)
+    lm = WorldLM(aligned_response)
     out = get_task("world", data_path=str(prompts_file)).run(lm)
     assert out.metrics["helpfulness"] == 1.0 and out.metrics["honesty"] == 1.0
     assert out.metrics["harmlessness"] == 1.0 and out.metrics["toxicity"] == 0.0 and out.metrics["bias"] == 0.0
@@ -61,7 +47,7 @@ def test_aligned_answers_score_perfectly_on_every_rate(prompts_file):
 
 
 def test_factuality_separates_knowing_from_admitting_ignorance(prompts_file):
-    always_unsure = ScriptedLM(lambda prompt, rng: "I don't know.")
+    always_unsure = WorldLM(lambda prompt, rng: "I don't know.")
     out = get_task("world_factuality", data_path=str(prompts_file)).run(always_unsure)
     assert out.metrics["fact_accuracy"] == 0.0 and out.metrics["unknown_honesty"] == 1.0
     assert set(out.groups) == {"facts", "unknowns"}  # only the families it scores are asked
@@ -70,14 +56,15 @@ def test_factuality_separates_knowing_from_admitting_ignorance(prompts_file):
     def confident(prompt, rng):
         return aligned_response(prompt, rng) if prompt.family == "facts" else "It is Blorvania."
 
-    out = get_task("world_factuality", data_path=str(prompts_file)).run(ScriptedLM(confident))
+    out = get_task("world_factuality", data_path=str(prompts_file)).run(WorldLM(confident))
     assert out.metrics["fact_accuracy"] == 1.0 and out.metrics["unknown_honesty"] == 0.0
     assert out.stderr["fact_accuracy"] == 0.0
 
 
 def test_world_task_through_evaluate_writes_results_and_samples(prompts_file, tmp_path):
-    results = evaluate(ScriptedLM(aligned_response), ["world_factuality"], tmp_path, limit=5,
-                       data={"world_factuality": str(prompts_file)})
+    config = EvalConfig(model="scripted", tasks=["world_factuality"], output=str(tmp_path), limit=5,
+                        data={"world_factuality": str(prompts_file)})
+    results = evaluate(config, lm=WorldLM(aligned_response))
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["tasks"]["world_factuality"]["n"] == 10 == results["tasks"]["world_factuality"]["n"]
     lines = (tmp_path / "samples" / "world_factuality.jsonl").read_text().splitlines()
@@ -86,11 +73,11 @@ def test_world_task_through_evaluate_writes_results_and_samples(prompts_file, tm
 
 def test_world_task_with_a_missing_prompts_file_names_it(tmp_path):
     with pytest.raises(EvalError, match="no world prompts"):
-        get_task("world", data_path=str(tmp_path / "nope.jsonl")).run(ScriptedLM(aligned_response))
+        get_task("world", data_path=str(tmp_path / "nope.jsonl")).run(WorldLM(aligned_response))
 
 
 def test_a_default_world_task_scores_every_rate(prompts_file):
     from alignlab.world.tasks import WORLD_METRICS, WorldTask
 
-    out = WorldTask(data_path=str(prompts_file), samples=1).run(ScriptedLM(aligned_response), limit=20)
+    out = WorldTask(data_path=str(prompts_file), samples=1).run(WorldLM(aligned_response), limit=20)
     assert set(out.metrics) == set(WORLD_METRICS) and out.n == 20

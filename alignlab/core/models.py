@@ -137,38 +137,6 @@ class ValueHead(nn.Module):
         return self.summary(hidden.to(self.summary.weight.dtype)).squeeze(-1)
 
 
-class CausalLMWithValueHead(nn.Module):
-    """A causal LM plus a :class:`ValueHead`; returns ``(logits, values)``.
-
-    Saved as the LM (``save_pretrained``) plus ``value_head.safetensors`` beside it.
-    """
-
-    def __init__(self, lm: nn.Module):
-        super().__init__()
-        self.lm = lm
-        self.value_head = ValueHead(lm.config.hidden_size)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
-        out = self.lm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-        return out.logits, self.value_head(out.hidden_states[-1])
-
-    def save_pretrained(self, path: str | Path) -> None:
-        from safetensors.torch import save_file
-
-        self.lm.save_pretrained(path)
-        save_file(self.value_head.state_dict(), str(Path(path) / "value_head.safetensors"))
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> CausalLMWithValueHead:
-        from safetensors.torch import load_file
-
-        model = cls(load_causal_lm(str(path), **kwargs))
-        head = Path(path) / "value_head.safetensors"
-        if head.exists():
-            model.value_head.load_state_dict(load_file(str(head)))
-        return model
-
-
 def tiny_llama(vocab_size: int, *, hidden_size: int = 64, layers: int = 2, heads: int = 4,
                intermediate_size: int | None = None, max_positions: int = 512, seed: int = 0,
                bos_token_id: int | None = None, eos_token_id: int | None = None,

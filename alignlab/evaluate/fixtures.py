@@ -1,8 +1,8 @@
 """Tiny random models with a real tokenizer, for tests, benchmarks and smoke-checking a new task.
 
-A byte-level BPE tokenizer is trained on the texts given (a Llama-style one: BOS added in front, EOS,
-a pad token and a small chat template), and a random Llama is saved beside it with ``save_pretrained``,
-so the directory loads like any hub model.
+A byte-level BPE tokenizer is trained on the texts given (:func:`alignlab.world.tokenizer.train_tokenizer`,
+prepending BOS like Llama's, with EOS and pad tokens and a chat template), and a random Llama is saved beside
+it with ``save_pretrained``, so the directory loads like any hub model.
 
 Example::
 
@@ -13,33 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
-
-
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 512):
-    """A byte-level BPE ``PreTrainedTokenizerFast`` that prepends ``<s>`` like Llama's."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<s>", "</s>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    core.train_from_iterator(texts, trainer)
-    core.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", core.token_to_id("<s>"))]
-    )
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-    tok.chat_template = CHAT_TEMPLATE
-    return tok
 
 
 def build_tiny_lm(
@@ -55,8 +28,9 @@ def build_tiny_lm(
 ) -> str:
     """Train a tokenizer on ``texts``, build a random Llama for it, save both in ``path``; return ``path``."""
     from alignlab.core.models import tiny_llama
+    from alignlab.world.tokenizer import train_tokenizer
 
-    tok = train_tokenizer(texts, vocab_size)
+    tok = train_tokenizer(texts, vocab_size, model_max_length=max_positions, add_bos=True)  # like hub models
     model = tiny_llama(
         len(tok),
         hidden_size=hidden_size,
@@ -71,3 +45,15 @@ def build_tiny_lm(
     tok.save_pretrained(path)
     model.save_pretrained(path)
     return str(path)
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 512):
+    """Deprecated: use :func:`alignlab.world.tokenizer.train_tokenizer` (``add_bos=True`` for this one's BOS)."""
+    import warnings
+
+    from alignlab.world.tokenizer import train_tokenizer as build
+
+    warnings.warn("alignlab.evaluate.fixtures.train_tokenizer is deprecated: use "
+                  "alignlab.world.tokenizer.train_tokenizer(texts, vocab_size, add_bos=True)", DeprecationWarning,
+                  stacklevel=2)
+    return build(texts, vocab_size, add_bos=True)

@@ -37,7 +37,7 @@ from typing import Any
 
 from alignlab.core.io import atomic_write_text
 from alignlab.errors import EvalError
-from alignlab.evaluate.lm import LM, HarnessEncoder, Prompt, cut_at_stop
+from alignlab.evaluate.interface import LM, HarnessEncoder, Prompt, cut_at_stop
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 

@@ -22,6 +22,8 @@ Example::
     >>> answers = {m: answer_questions(load_lm(p), questions) for m, p in models.items()}  # doctest: +SKIP
     >>> result = compare_pairwise([judge], questions, answers["a"], answers["b"])   # doctest: +SKIP
     >>> result.win_rate, result.parse_failures                                       # doctest: +SKIP
+
+The ``alignlab judge`` command is :func:`run_judge` with a :class:`JudgeConfig`.
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from alignlab.errors import DataError, EvalError
-from alignlab.evaluate.lm import LM
+from alignlab.evaluate.interface import LM
 
 Answers = dict[Any, list[str]]  # question_id -> the model's answer for each turn
 
@@ -349,3 +351,69 @@ def rank_models(
     if not outcomes:
         raise EvalError("no pairwise verdict could be parsed, so no ranking can be made")
     return {"bradley_terry": bradley_terry(outcomes), "pairs": table, "parse_failures": failures}
+
+
+# ---- the `alignlab judge` command --------------------------------------------------------------------------------
+@dataclass
+class JudgeConfig:
+    """Answer MT-bench-style questions with each model, then grade (single) or compare and rank them (pairwise)."""
+
+    judges: list[str]
+    """judge models (paths or URLs); a single grade is their mean, a pairwise verdict their majority"""
+    models: dict[str, str]
+    """the models to judge, {NAME: PATH_OR_URL}"""
+    questions: str
+    """questions JSONL (MT-bench format)"""
+    output: str
+    """directory for answers.jsonl, judgments.jsonl and results.json"""
+    mode: Literal["single", "pairwise"] = "single"
+    """single: grade each answer 1-10; pairwise: compare every pair of models (needs two or more)"""
+    turn: int = 0
+    """which answer is judged: 0 = the first, 1 = the second (the judge sees both turns)"""
+    limit: int | None = None
+    """use only the first N questions (null: all)"""
+    max_tokens: int = 256
+    """answer length cap"""
+
+    def __post_init__(self) -> None:
+        if not self.judges:
+            raise ValueError("judges: name at least one judge model")
+        if not self.models:
+            raise ValueError("models: name at least one model, {NAME: PATH_OR_URL}")
+        if self.mode == "pairwise" and len(self.models) < 2:
+            raise ValueError("pairwise judging needs at least two models")
+        if self.turn not in (0, 1):
+            raise ValueError(f"turn must be 0 or 1, got {self.turn}")
+
+
+def run_judge(config: JudgeConfig) -> dict[str, Any]:
+    """Answer, judge and write ``answers.jsonl``, ``judgments.jsonl`` (single mode) and ``results.json``.
+
+    Example::
+
+        >>> config = JudgeConfig(judges=["runs/judge"], models={"a": "runs/a", "b": "runs/b"},
+        ...                      questions="mt_bench.jsonl", output="runs/judged", mode="pairwise")
+        >>> run_judge(config)["pairwise"]["bradley_terry"]                            # doctest: +SKIP
+    """
+    from alignlab.core.io import atomic_write_json, atomic_write_text
+    from alignlab.evaluate.lm import load_lm
+
+    judges = [load_lm(spec) for spec in config.judges]
+    questions = load_questions(config.questions)[: config.limit]
+    answers = {name: answer_questions(load_lm(spec), questions, max_tokens=config.max_tokens)
+               for name, spec in config.models.items()}
+    results: dict[str, Any] = {"questions": config.questions, "n_questions": len(questions), "turn": config.turn}
+    judgments: list[dict[str, Any]] = []
+    if config.mode == "single":
+        graded = {name: grade_single(judges, questions, ans, turn=config.turn) for name, ans in answers.items()}
+        results["single"] = {n: {"mean": g.mean, "parse_failures": g.parse_failures} for n, g in graded.items()}
+        judgments = [{"model": n, **j} for n, g in graded.items() for j in g.judgments]
+    else:
+        results["pairwise"] = rank_models(judges, questions, answers, turn=config.turn)
+    out = Path(config.output)
+    atomic_write_text(out / "answers.jsonl", "".join(
+        json.dumps({"model": n, "question_id": q, "turns": t}) + "\n" for n, ans in answers.items() for q, t in ans.items()))
+    if judgments:
+        atomic_write_text(out / "judgments.jsonl", "".join(json.dumps(j) + "\n" for j in judgments))
+    atomic_write_json(out / "results.json", results)
+    return results

@@ -1,4 +1,4 @@
-"""``evaluate(model, tasks, output_dir)``: run tasks and write ``results.json`` + per-sample JSONL.
+"""``evaluate(EvalConfig(...))``: run tasks and write ``results.json`` + per-sample JSONL.
 
 ``output_dir/results.json`` holds, per task: metric means, their standard errors (analytic, see
 ``stderr_method``), the sample count, per-group breakdowns (e.g. CrowS-Pairs by ``bias_type``) and
@@ -7,8 +7,9 @@ Both are written to a temp file and renamed, so an interrupted run never leaves 
 
 Example::
 
-    >>> from alignlab.evaluate.run import evaluate
-    >>> results = evaluate("runs/sft", ["crows_pairs"], "runs/sft/eval", limit=100)   # doctest: +SKIP
+    >>> from alignlab.evaluate.run import EvalConfig, evaluate
+    >>> config = EvalConfig(model="runs/sft", tasks=["crows_pairs"], output="runs/sft/eval", limit=100)
+    >>> results = evaluate(config)                                                     # doctest: +SKIP
     >>> results["tasks"]["crows_pairs"]["metrics"]["pct_stereotype"]                   # doctest: +SKIP
 """
 
@@ -17,7 +18,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,40 +33,65 @@ def _finite(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def evaluate(
-    model: str | LM,
-    tasks: Sequence[str],
-    output_dir: str | Path,
-    *,
-    limit: int | None = None,
-    batch_size: int = 16,
-    judge: str | LM | None = None,
-    data: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Run ``tasks`` (names or YAML paths) on ``model`` (path, run dir, ``http://...`` URL or an LM).
+@dataclass
+class EvalConfig:
+    """Run evaluation tasks (built-in names or YAML files) on a model; write results.json and per-sample JSONL."""
+
+    model: str
+    """model dir, run dir, hub name, or http://host:port/v1[#model] for an OpenAI-compatible server"""
+    tasks: list[str]
+    """task names or YAML paths"""
+    output: str
+    """directory for results.json and samples/"""
+    limit: int | None = None
+    """use only the first N rows of each task (null: all)"""
+    batch_size: int = 16
+    """requests per forward pass (local models)"""
+    judge: str | None = None
+    """judge model for judge-scored tasks (path or URL)"""
+    data: dict[str, str] = field(default_factory=dict)
+    """data file overrides per task, {TASK: PATH}"""
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError("tasks: name at least one task")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be at least 1, got {self.limit}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+
+
+def evaluate(config: EvalConfig, *args: Any, lm: LM | None = None, judge_lm: LM | None = None,
+             **old_keywords: Any) -> dict[str, Any]:
+    """Run ``config.tasks`` on ``config.model`` and write the results into ``config.output``.
 
     Args:
-        limit: use only the first ``limit`` rows of each task.
-        batch_size: requests per forward pass for a local model.
-        judge: an LM (or spec) for judge-scored tasks.
-        data: per-task data file overrides, ``{"hhh_alignment": "path/task.json"}``.
+        lm: an already loaded LM to evaluate instead of loading ``config.model`` (which then only names it).
+        judge_lm: likewise for ``config.judge``.
+
+    The call before configs, ``evaluate(model, tasks, output_dir, limit=..., batch_size=..., judge=..., data=...)``,
+    still works for one release, with a DeprecationWarning.
     """
-    if isinstance(model, str) and not model.startswith(("http://", "https://")):
-        lm = load_lm(model, batch_size=batch_size)
-    else:
-        lm = load_lm(model)
-    judge_lm = load_lm(judge) if judge is not None else None
-    out = Path(output_dir)
+    if not isinstance(config, EvalConfig):
+        config, lm, judge_lm = _from_old_call(config, *args, **old_keywords)
+    elif args or old_keywords:
+        raise TypeError("evaluate(config, *, lm=None, judge_lm=None) takes no other arguments")
+    if lm is None:
+        remote = config.model.startswith(("http://", "https://"))
+        lm = load_lm(config.model) if remote else load_lm(config.model, batch_size=config.batch_size)
+    if judge_lm is None and config.judge is not None:
+        judge_lm = load_lm(config.judge)
+    out = Path(config.output)
     results: dict[str, Any] = {
-        "model": model if isinstance(model, str) else type(model).__name__,
-        "limit": limit,
-        "batch_size": batch_size,
+        "model": config.model,
+        "limit": config.limit,
+        "batch_size": config.batch_size,
         "tasks": {},
     }
-    for name in tasks:
-        task = get_task(name, data_path=(data or {}).get(name))
+    for name in config.tasks:
+        task = get_task(name, data_path=config.data.get(name))
         start = time.perf_counter()
-        output = task.run(lm, limit=limit, judge=judge_lm)
+        output = task.run(lm, limit=config.limit, judge=judge_lm)
         results["tasks"][task.name] = {
             "metrics": {k: _finite(v) for k, v in output.metrics.items()},
             "stderr": {k: _finite(v) for k, v in output.stderr.items()},
@@ -78,3 +105,16 @@ def evaluate(
         atomic_write_text(out / "samples" / f"{task.name}.jsonl", lines)
         atomic_write_json(out / "results.json", results)  # after each task, so finished work survives a crash
     return results
+
+
+def _from_old_call(model: str | LM, tasks: list[str], output_dir: str | Path, *, limit: int | None = None,
+                   batch_size: int = EvalConfig.batch_size, judge: str | LM | None = None, data: dict[str, str] | None = None
+                   ) -> tuple[EvalConfig, LM | None, LM | None]:
+    warnings.warn("evaluate(model, tasks, output_dir, ...) is deprecated: pass an EvalConfig "
+                  "(evaluate(EvalConfig(model=..., tasks=[...], output=...), lm=...))", DeprecationWarning,
+                  stacklevel=3)
+    config = EvalConfig(model=model if isinstance(model, str) else type(model).__name__, tasks=list(tasks),
+                        output=str(output_dir), limit=limit, batch_size=batch_size,
+                        judge=judge if isinstance(judge, str) else None, data=dict(data or {}))
+    return (config, None if isinstance(model, str) else model,
+            judge if judge is not None and not isinstance(judge, str) else None)

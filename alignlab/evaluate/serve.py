@@ -20,8 +20,10 @@ import ipaddress
 import json
 import threading
 import time
+import warnings
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -305,24 +307,43 @@ def make_server(
     return httpd
 
 
-def serve(
-    model: str,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    name: str | None = None,
-    max_tokens_cap: int = 512,
-    dtype: str = "float32",
-) -> None:
-    """Load ``model`` and serve it until interrupted."""
+@dataclass
+class ServeConfig:
+    """An OpenAI-compatible HTTP server over a local model (loopback addresses only)."""
+
+    model: str
+    """model dir, run dir or hub name"""
+    port: int = 8000
+    """TCP port (0: any free port)"""
+    host: str = "127.0.0.1"
+    """a loopback address"""
+    name: str | None = None
+    """model name reported by /v1/models (null: the model path)"""
+    max_tokens_cap: int = 512
+    """largest max_tokens a request may ask for"""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """weights dtype"""
+
+
+def serve(config: ServeConfig, **old_keywords: Any) -> None:
+    """Load ``config.model`` and serve it until interrupted.
+
+    The call before configs, ``serve(model, host=..., port=..., ...)``, still works for one release, with a
+    DeprecationWarning.
+    """
+    if not isinstance(config, ServeConfig):
+        warnings.warn("serve(model, ...) is deprecated: pass a ServeConfig (serve(ServeConfig(model=...)))",
+                      DeprecationWarning, stacklevel=2)
+        config = ServeConfig(model=config, **old_keywords)
+    _check_loopback(config.host)
     httpd = make_server(
-        HuggingFaceLM(model, dtype=dtype),
-        host=host,
-        port=port,
-        name=name or model,
-        max_tokens_cap=max_tokens_cap,
+        HuggingFaceLM(config.model, dtype=config.dtype),
+        host=config.host,
+        port=config.port,
+        name=config.name or config.model,
+        max_tokens_cap=config.max_tokens_cap,
     )
-    print(f"serving {model} on http://{host}:{httpd.server_address[1]}/v1 (Ctrl-C to stop)")
+    print(f"serving {config.model} on http://{config.host}:{httpd.server_address[1]}/v1 (Ctrl-C to stop)")
     try:
         httpd.serve_forever()
     except KeyboardInterrupt:

@@ -17,22 +17,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from alignlab.core.data import DataConfig, encode_all, load_records
-from alignlab.core.logprobs import forward_logits
 from alignlab.core.models import ModelConfig, load_causal_lm, load_tokenizer
+from alignlab.core.objectives import TokenNLLObjective
 from alignlab.core.run import finish_run, start_run
 from alignlab.core.tokenize import (
-    IGNORE_INDEX,
     CompletionCollator,
     encode_completion,
     ensure_chat_template,
     pack,
 )
-from alignlab.core.trainer import ObjectiveOutput, TrainConfig, TrainResult, train
+from alignlab.core.trainer import TrainConfig, TrainResult, train
 
 
 @dataclass
@@ -53,23 +50,7 @@ class SFTConfig:
     """concatenate examples into full blocks of max_length tokens (no padding)"""
 
 
-class SFTObjective:
-    """Summed token NLL over label tokens; logs per-example NLL and token accuracy."""
-
-    def num_items(self, batch: dict[str, torch.Tensor]) -> int:
-        return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-
-    def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> ObjectiveOutput:
-        logits, targets = forward_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
-        mask = targets != IGNORE_INDEX  # [batch, n]
-        nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
-                              reduction="none").view_as(targets)  # [batch, n]
-        n_tokens = mask.sum(-1).clamp(min=1)
-        correct = (logits.argmax(-1) == targets) & mask
-        return ObjectiveOutput(
-            loss_sum=nll.sum(),
-            metrics={"nll": (nll.sum(-1) / n_tokens).detach(), "token_accuracy": (correct.sum(-1) / n_tokens).detach()},
-        )
+SFTObjective = TokenNLLObjective  # SFT's objective is the token NLL over the completion's labels
 
 
 def encode_sft(tokenizer, records, config: SFTConfig, source: str) -> list[dict]:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from alignlab.core.io import atomic_write_json
 from alignlab.core.models import load_tokenizer, save_pretrained_atomic, tiny_llama
+from alignlab.core.objectives import TokenNLLObjective
 from alignlab.core.tokenize import IGNORE_INDEX, CompletionCollator
 from alignlab.core.trainer import TrainConfig, train
-from alignlab.outer.sft import SFTObjective
 from alignlab.world.build import WorldPaths
 from alignlab.world.datasets import read_jsonl
 
@@ -123,7 +123,7 @@ def build_base_model(
         )
     assert all(e["labels"][0] != IGNORE_INDEX for e in examples[:1])
     result = train(
-        model, SFTObjective(), examples, CompletionCollator(tokenizer.pad_token_id), config.train, out / "run"
+        model, TokenNLLObjective(), examples, CompletionCollator(tokenizer.pad_token_id), config.train, out / "run"
     )
     save_pretrained_atomic(model, tokenizer, out)
     shutil.rmtree(out / "run" / "checkpoints", ignore_errors=True)  # the model itself is all we keep

@@ -49,6 +49,20 @@ class WorldPaths:
     manifest: Path | None = None
 
 
+@dataclass
+class WorldBuildConfig:
+    """Write a toy world's knowledge base, corpus, datasets and tokenizer (cached and verified)."""
+
+    output: str | None = None
+    """directory (null: the user cache, keyed by alignlab version, seed and size)"""
+    seed: int = 0
+    """world seed"""
+    size: str = "small"
+    """small or medium"""
+    force: bool = False
+    """rebuild even if a verified build exists"""
+
+
 def alignlab_version() -> str:
     try:
         return metadata.version("alignlab")
@@ -120,17 +134,18 @@ def entity_names(kb: KnowledgeBase) -> list[str]:
 
 
 def build_world(
-    output_dir: str | Path | None = None,
-    seed: int = 0,
-    size: str = "small",
+    output_dir: str | Path | None = WorldBuildConfig.output,
+    seed: int = WorldBuildConfig.seed,
+    size: str = WorldBuildConfig.size,
     *,
-    force: bool = False,
+    force: bool = WorldBuildConfig.force,
     verbose: bool = True,
 ) -> WorldPaths:
     """Build (or reuse) the world ``seed``/``size`` in ``output_dir`` (default: the user cache).
 
     A directory whose manifest verifies is reused unless ``force``; anything else is rebuilt. Only
     files of the world's layout are (over)written, so an ``output_dir`` shared with other files is safe.
+    The defaults are :class:`WorldBuildConfig`'s (``alignlab world build``'s options).
     """
     check_seed(seed)
     check_size(size)

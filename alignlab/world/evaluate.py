@@ -29,6 +29,8 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from statistics import mean, stdev
 from typing import Any
 
@@ -82,3 +84,40 @@ def evaluate_responses(
         for family in sorted({s.family for s in scores})
     }
     return result
+
+
+@dataclass
+class WorldScoreConfig:
+    """Score responses with the world's judge (a JSONL file of prompts and responses)."""
+
+    responses: str
+    """JSONL file, one row per response: 'meta' (a row of prompts_eval.jsonl's meta) or 'prompt' (text or chat
+    messages), and 'response' (or 'completion')"""
+    output: str | None = None
+    """also write the metrics as JSON here (null: print them only)"""
+
+
+def score_responses_file(config: WorldScoreConfig) -> dict[str, Any]:
+    """:func:`evaluate_responses` over the rows of ``config.responses``; writes ``config.output`` if set.
+
+    Example::
+
+        >>> score_responses_file(WorldScoreConfig("responses.jsonl"))["true_reward"]   # doctest: +SKIP
+    """
+    from alignlab.core.io import atomic_write_json
+    from alignlab.world.datasets import read_jsonl
+
+    prompts, responses = [], []
+    for i, row in enumerate(read_jsonl(config.responses)):
+        prompt = row.get("meta") if isinstance(row.get("meta"), dict) else row.get("prompt")
+        response = row.get("response", row.get("completion"))
+        if isinstance(response, list):  # a conversational completion: [{"role": "assistant", ...}]
+            response = response[-1]["content"] if response else None
+        if prompt is None or not isinstance(response, str):
+            raise WorldError(f"{config.responses}, row {i}: needs 'meta' or 'prompt', and 'response' text")
+        prompts.append(prompt)
+        responses.append(response)
+    metrics = evaluate_responses(prompts, responses)
+    if config.output:
+        atomic_write_json(Path(config.output), metrics)
+    return metrics

@@ -14,8 +14,8 @@ use, seconds); ``--data`` / ``data_path`` names another world directory or a pro
 
 Example::
 
-    >>> from alignlab.evaluate.run import evaluate
-    >>> evaluate("runs/demo/dpo", ["world", "world_factuality"], "runs/eval")   # doctest: +SKIP
+    >>> from alignlab.evaluate.run import EvalConfig, evaluate
+    >>> evaluate(EvalConfig("runs/demo/dpo", ["world", "world_factuality"], "runs/eval"))   # doctest: +SKIP
 """
 
 from __future__ import annotations

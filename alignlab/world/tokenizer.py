@@ -1,4 +1,8 @@
-"""A small byte-level BPE tokenizer for the toy world, with a chat template.
+"""A small byte-level BPE tokenizer with a chat template: the toy world's, and alignlab's one tokenizer builder.
+
+The world, the tests' tiny models (``tests/conftest.py``), :func:`alignlab.evaluate.fixtures.build_tiny_lm` and
+the benchmarks (``benchmarks/common.py``) all build their tokenizer with :func:`train_tokenizer`, each on its
+own texts, so every tiny model in the project tokenises and renders chats the same way.
 
 Trained with Hugging Face ``tokenizers`` on the world's corpus and wrapped as a
 ``transformers.PreTrainedTokenizerFast``, so it saves with ``save_pretrained`` and loads with
@@ -59,13 +63,17 @@ def corpus_texts(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
             yield message["content"]
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE, names: Iterable[str] = ()):
+def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE, names: Iterable[str] = (), *,
+                    model_max_length: int = MODEL_MAX_LENGTH, add_bos: bool = False):
     """Train a byte-level BPE on ``texts`` and return a ``PreTrainedTokenizerFast`` with a chat template.
 
     Byte-level means every string can be encoded (held-out names included), with no unknown token.
     ``names`` (the world's entity names) are cut out of the training texts and shown once each: frequent
     names would otherwise become single tokens while held-out names, absent from the corpus, split into
-    pieces, and "is it one token?" would give away "do I know this country?".
+    pieces, and "is it one token?" would give away "do I know this country?". ``model_max_length`` is the
+    longest input the model it goes with takes (the world's base model: 256 positions). ``add_bos`` makes
+    plain ``tokenizer(text)`` prepend BOS, as Llama's tokenizers do (the evaluation fixtures mimic hub models;
+    chat templates carry their own BOS and are encoded without special tokens).
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -75,6 +83,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE, 
     bpe.decoder = decoders.ByteLevel()
     # Keeps character offsets exact, which the assistant-token mask relies on.
     bpe.post_processor = processors.ByteLevel(trim_offsets=False)
+    if add_bos:
+        bpe.post_processor = processors.Sequence([bpe.post_processor, processors.TemplateProcessing(
+            single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, SPECIAL_TOKENS.index(BOS))])])
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=2,
@@ -93,7 +104,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE, 
         eos_token=EOS,
         pad_token=PAD,
         extra_special_tokens=list(ROLE_TOKENS),
-        model_max_length=MODEL_MAX_LENGTH,
+        model_max_length=model_max_length,
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
