@@ -4,8 +4,8 @@ Data: HH-RLHF harmless-base pairs cut to a fixed shape, prompt 64 tokens and eac
 (text from the following pairs is appended where a turn is shorter, then cut at a token boundary), so
 neither side gains from length grouping. Both sides get the reference log-probs precomputed before
 training (TRL: ``precompute_ref_log_probs=True``; both score the data with the untrained policy, so
-neither loads a second copy), bf16 autocast, no gradient checkpointing, no evaluation, no saving of
-checkpoints during training.
+neither loads a second copy), the same precision (the machine's fastest unless ``--precision`` says
+otherwise: common.py), no gradient checkpointing, no evaluation, no saving of checkpoints during training.
 
 alignlab runs its defaults, so each pair's prompt goes through the model once and its KV cache (with
 gradients) serves both responses (``shared_prefix``: about 66 + 2 × 130 tokens through the model per pair
@@ -17,7 +17,7 @@ Every run happens in a fresh subprocess, which reports its own wall time and pea
 for the other. Rounds alternate the two sides; the printed ratio is the median of per-round ratios.
 Throughput counts the examples' real tokens (prompt + response, both responses of each pair).
 
-    python benchmarks/dpo_vs_trl.py [--pairs 128] [--batch-size 8] [--rounds 2] [--threads 1]
+    python benchmarks/dpo_vs_trl.py [--pairs 128] [--batch-size 8] [--rounds 2] [--threads 1] [--precision auto]
 """
 
 from __future__ import annotations
@@ -30,12 +30,40 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from common import HH, add_threads_flag, build_model, build_tokenizer, quiet, report
+from common import (
+    HH,
+    SpeedConfig,
+    bench_parser,
+    build_model,
+    build_tokenizer,
+    parse_bench,
+    quiet,
+    report,
+    start,
+    write_result,
+)
+
+from alignlab.config import save_config
 
 PROMPT_TOKENS, RESPONSE_TOKENS = 64, 128
 MAX_LENGTH = PROMPT_TOKENS + RESPONSE_TOKENS + 8  # + the chat template's special tokens
+
+
+@dataclass
+class DPOBench(SpeedConfig):
+    """alignlab DPO vs TRL DPOTrainer."""
+
+    pairs: int = 128
+    """preference pairs to train on (one epoch)"""
+    batch_size: int = 8
+    """pairs per optimiser step, both sides"""
+    beta: float = 0.1
+    """DPO's beta, both sides"""
+    lr: float = 5e-6
+    """learning rate, both sides"""
 
 
 def make_pairs(tok, n: int) -> list[dict]:
@@ -63,7 +91,7 @@ def make_pairs(tok, n: int) -> list[dict]:
     return rows
 
 
-def run_alignlab(work: Path, args: argparse.Namespace, out: Path) -> dict:
+def run_alignlab(work: Path, config: DPOBench, out: Path) -> dict:
     import alignlab.outer.preference as preference
     from alignlab.config import load_config
     from alignlab.outer.preference import PreferenceConfig, train_preference
@@ -82,15 +110,15 @@ def run_alignlab(work: Path, args: argparse.Namespace, out: Path) -> dict:
     cfg = load_config(PreferenceConfig, None, [
         f"model.name_or_path={work / 'model'}", f"data.path={work / 'pairs.jsonl'}", f"output={out}",
         f"data.max_length={MAX_LENGTH}", f"data.max_prompt_length={PROMPT_TOKENS + 4}", "loss=dpo",
-        f"beta={args.beta}", f"train.lr={args.lr}", f"train.batch_size={args.batch_size}", "train.num_epochs=1",
-        "train.mixed_precision=bf16", "train.progress=false", f"reference_cache_dir={out / 'cache'}",
-        "reference=precompute"])
+        f"beta={config.beta}", f"train.lr={config.lr}", f"train.batch_size={config.batch_size}", "train.num_epochs=1",
+        f"train.mixed_precision={config.precision}", "train.progress=false", f"reference_cache_dir={out / 'cache'}",
+        "reference=precompute", f"train.seed={config.seed}"])
     start = time.perf_counter()
     result = train_preference(cfg)
     return {"seconds": time.perf_counter() - start, "steps": result.steps, "loop_seconds": loop_seconds[0]}
 
 
-def run_trl(work: Path, args: argparse.Namespace, out: Path) -> dict:
+def run_trl(work: Path, config: DPOBench, out: Path) -> dict:
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
@@ -98,13 +126,13 @@ def run_trl(work: Path, args: argparse.Namespace, out: Path) -> dict:
     rows = [json.loads(line) for line in (work / "pairs.jsonl").read_text().splitlines()]
     start = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(work / "model")
-    config = DPOConfig(output_dir=str(out), per_device_train_batch_size=args.batch_size, num_train_epochs=1,
-                       learning_rate=args.lr, beta=args.beta, max_length=MAX_LENGTH, bf16=True,
-                       gradient_checkpointing=False, precompute_ref_log_probs=True,
-                       precompute_ref_batch_size=2 * args.batch_size, save_strategy="no", eval_strategy="no",
-                       report_to="none", logging_steps=1000, disable_tqdm=True, use_cpu=True,
-                       dataloader_num_workers=0, seed=0)
-    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(work / "model"), args=config,
+    trl_config = DPOConfig(output_dir=str(out), per_device_train_batch_size=config.batch_size, num_train_epochs=1,
+                           learning_rate=config.lr, beta=config.beta, max_length=MAX_LENGTH,
+                           bf16=config.precision == "bf16", gradient_checkpointing=False,
+                           precompute_ref_log_probs=True, precompute_ref_batch_size=2 * config.batch_size,
+                           save_strategy="no", eval_strategy="no", report_to="none", logging_steps=1000,
+                           disable_tqdm=True, use_cpu=True, dataloader_num_workers=0, seed=config.seed)
+    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(work / "model"), args=trl_config,
                          train_dataset=datasets.Dataset.from_list(rows), processing_class=tok)
     output = trainer.train()
     trainer.save_model(str(out))  # alignlab saves its model at the end too
@@ -112,57 +140,49 @@ def run_trl(work: Path, args: argparse.Namespace, out: Path) -> dict:
             "loop_seconds": output.metrics["train_runtime"]}
 
 
-def child(side: str, work: Path, args: argparse.Namespace, out: Path) -> None:
-    quiet(args.threads)
-    import torch
-
-    torch.manual_seed(0)
-    result = (run_alignlab if side == "alignlab" else run_trl)(work, args, out)
+def child(side: str, work: Path, config: DPOBench, out: Path) -> None:
+    quiet(config.threads, config.seed)
+    result = (run_alignlab if side == "alignlab" else run_trl)(work, config, out)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     print("RESULT " + json.dumps(result), flush=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--pairs", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--beta", type=float, default=0.1)
-    parser.add_argument("--lr", type=float, default=5e-6)
-    parser.add_argument("--rounds", type=int, default=2)
-    add_threads_flag(parser)
+    parser = bench_parser(DPOBench, "dpo_vs_trl.py", __doc__)
     parser.add_argument("--child", choices=["alignlab", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        child(args.child, args.work, args, args.out)
+    config = parse_bench(DPOBench, parser, namespace=args)
+    if args.child:  # the parent passes its config, precision already resolved, as --config
+        child(args.child, args.work, config, args.out)
         return
 
-    quiet(args.threads)
+    reason = start(config)
     from alignlab.core.readers import read_records
     from alignlab.core.tokenize import encode_completion
 
     work = Path(tempfile.mkdtemp(prefix="bench-dpo-"))
+    save_config(config, work / "bench.yaml")
     tok = build_tokenizer(work / "model")
     n_params = build_model(work / "model", tok)
-    rows = make_pairs(tok, args.pairs)
+    rows = make_pairs(tok, config.pairs)
     (work / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     pairs = read_records(work / "pairs.jsonl", "pair")
-    steps = len(pairs) // args.batch_size
+    steps = len(pairs) // config.batch_size
     shapes = [(len(encode_completion(tok, p.prompt, c)["prompt_ids"]), len(encode_completion(tok, p.prompt, c)["input_ids"]))
-              for p in pairs[: steps * args.batch_size] for c in (p.chosen, p.rejected)]
+              for p in pairs[: steps * config.batch_size] for c in (p.chosen, p.rejected)]
     tokens = sum(total for _, total in shapes)
-    print(f"model: {n_params / 1e6:.1f}M params; {steps * args.batch_size} pairs (prompt ≈ "
+    print(f"model: {n_params / 1e6:.1f}M params; {steps * config.batch_size} pairs (prompt ≈ "
           f"{statistics.mean(p for p, _ in shapes):.0f}, response ≈ {statistics.mean(t - p for p, t in shapes):.0f} "
-          f"tokens), {tokens:,} tokens; batch {args.batch_size} pairs, beta {args.beta}, {steps} steps, bf16, "
+          f"tokens), {tokens:,} tokens; batch {config.batch_size} pairs, beta {config.beta}, {steps} steps, "
           "reference precomputed on both sides", flush=True)
 
     results: dict[str, list[dict]] = {"alignlab": [], "trl": []}
-    for i in range(args.rounds):
+    for i in range(config.rounds):
         for side in ("alignlab", "trl"):
             cmd = [sys.executable, __file__, "--child", side, "--work", str(work), "--out", str(work / f"{side}-{i}"),
-                   "--pairs", str(args.pairs), "--batch-size", str(args.batch_size), "--beta", str(args.beta),
-                   "--lr", str(args.lr), "--threads", str(args.threads)]
+                   "--config", str(work / "bench.yaml")]
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent)
             line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
             if done.returncode or line is None:
@@ -172,14 +192,21 @@ def main() -> None:
             print(f"  round {i} {side:8s}: {r['seconds']:.1f}s in all, {r['loop_seconds']:.1f}s in the training loop, "
                   f"{r['steps']} steps, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     assert all(r["steps"] == steps for side in results.values() for r in side), "the two sides ran different steps"
-    ours = [tokens / r["seconds"] for r in results["alignlab"]]
-    peer = [tokens / r["seconds"] for r in results["trl"]]
-    report("DPO tokens/s (whole run: load, tokenise, precompute reference, train, save)", ours, peer, "tok/s", "TRL")
-    report("DPO tokens/s (training loop only)", [tokens / r["loop_seconds"] for r in results["alignlab"]],
-           [tokens / r["loop_seconds"] for r in results["trl"]], "tok/s", "TRL")
+    ratios = {
+        "whole_run_tokens_per_s": report(
+            "DPO tokens/s (whole run: load, tokenise, precompute reference, train, save)",
+            [tokens / r["seconds"] for r in results["alignlab"]], [tokens / r["seconds"] for r in results["trl"]],
+            "tok/s", "TRL"),
+        "loop_tokens_per_s": report(
+            "DPO tokens/s (training loop only)", [tokens / r["loop_seconds"] for r in results["alignlab"]],
+            [tokens / r["loop_seconds"] for r in results["trl"]], "tok/s", "TRL"),
+    }
     rss_ours = statistics.median(r["peak_rss_mb"] for r in results["alignlab"])
     rss_peer = statistics.median(r["peak_rss_mb"] for r in results["trl"])
-    print(f"DPO peak RSS: alignlab {rss_ours:,.0f} MB | TRL {rss_peer:,.0f} MB | ratio {rss_ours / rss_peer:.2f}x")
+    ratios["peak_rss"] = rss_ours / rss_peer
+    print(f"DPO peak RSS: alignlab {rss_ours:,.0f} MB | TRL {rss_peer:,.0f} MB | ratio {ratios['peak_rss']:.2f}x")
+    write_result("dpo_vs_trl", config, reason, ratios, results,
+                 workload={"params": n_params, "pairs": steps * config.batch_size, "tokens": tokens, "steps": steps})
 
 
 if __name__ == "__main__":

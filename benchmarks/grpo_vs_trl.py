@@ -2,9 +2,10 @@
 
 Both sides run GRPO with one generation and one optimiser step per batch (TRL: steps_per_generation=1,
 num_iterations=1; alignlab: ppo_epochs=1, minibatch = the whole rollout batch), β = 0 (TRL's default:
-no reference model), temperature 1, AdamW, bf16 autocast for sampling and training (TRL: accelerate
-wraps the model's forward in autocast, which its ``generate`` calls too). TRL gets its fastest fair
-settings: bf16 on, gradient checkpointing off, no saving, no evaluation, no completion logging.
+no reference model), temperature 1, AdamW, one precision for sampling and training on both sides (the
+machine's fastest unless ``--precision`` says otherwise: common.py; under bf16, TRL's accelerate wraps the
+model's forward in autocast, which its ``generate`` calls too). TRL gets its fastest fair settings:
+gradient checkpointing off, no saving, no evaluation, no completion logging.
 Rounds alternate the two sides (other processes share the cores); ratios are medians over rounds.
 
 alignlab runs its defaults: in the policy forward/backward each prompt is computed once for its whole
@@ -16,20 +17,44 @@ Measured per side, over the training loop only (model loading and alignlab's fin
   inside ``model.generate``; alignlab: its ``gen_seconds``, which also covers the shared prefill);
 - optimiser steps/s: steps ÷ loop wall time.
 
-    python benchmarks/grpo_vs_trl.py [--prompts 8] [--group 4] [--max-new-tokens 64] [--steps 4] [--rounds 2] [--threads 1]
+    python benchmarks/grpo_vs_trl.py [--prompts 8] [--group 4] [--max-new-tokens 64] [--steps 4] [--rounds 2]
+        [--threads 1] [--precision auto]
 """
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from common import HH, add_threads_flag, build_model, build_tokenizer, quiet
+from common import (
+    HH,
+    SpeedConfig,
+    bench_parser,
+    build_model,
+    build_tokenizer,
+    parse_bench,
+    start,
+    write_result,
+)
+
+
+@dataclass
+class GRPOBench(SpeedConfig):
+    """alignlab GRPO vs TRL GRPOTrainer."""
+
+    prompts: int = 8
+    """prompts per step"""
+    group: int = 4
+    """completions per prompt"""
+    max_new_tokens: int = 64
+    """tokens generated per completion at most"""
+    steps: int = 4
+    """optimiser steps (one generation each)"""
 
 
 def distinct_reward(completions: list[str]) -> list[float]:
@@ -66,15 +91,8 @@ def load_prompts(n: int) -> list[list[dict]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--prompts", type=int, default=8, help="prompts per step")
-    parser.add_argument("--group", type=int, default=4, help="completions per prompt")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2)
-    add_threads_flag(parser)
-    args = parser.parse_args()
-    quiet(args.threads)
+    args = parse_bench(GRPOBench, bench_parser(GRPOBench, "grpo_vs_trl.py", __doc__))
+    reason = start(args, device=None)  # both sides train on CUDA when there is one
 
     import datasets
     import torch
@@ -100,7 +118,8 @@ def main() -> None:
         timer = GenerateTimer(model)
         cfg = load_config(GRPOConfig, None, [
             f"model.name_or_path={work / 'model'}", f"data.path={work / 'prompts.jsonl'}", f"output={work / f'ours-{i}'}",
-            f"train.max_steps={args.steps}", "train.progress=false", "train.mixed_precision=bf16", "train.lr=1e-6",
+            f"train.max_steps={args.steps}", "train.progress=false", f"train.mixed_precision={args.precision}",
+            "train.lr=1e-6", f"train.seed={args.seed}",
             "train.scheduler=constant", f"prompts_per_step={args.prompts}", f"group_size={args.group}",
             f"minibatch_size={batch}", "ppo_epochs=1", "beta=0.0", f"generation.max_new_tokens={args.max_new_tokens}",
             "generation.temperature=1.0", f"generation.batch_size={batch}"])
@@ -127,9 +146,11 @@ def main() -> None:
             output_dir=str(work / f"trl-{i}"), per_device_train_batch_size=batch, gradient_accumulation_steps=1,
             steps_per_generation=1, num_iterations=1, num_generations=args.group,
             max_completion_length=args.max_new_tokens, temperature=1.0, beta=0.0, learning_rate=1e-6,
-            lr_scheduler_type="constant", max_steps=args.steps, bf16=True, gradient_checkpointing=False,
+            lr_scheduler_type="constant", max_steps=args.steps, bf16=args.precision == "bf16",
+            gradient_checkpointing=False,
             use_cpu=not torch.cuda.is_available(), save_strategy="no", eval_strategy="no", report_to="none",
-            logging_steps=1000, disable_tqdm=True, dataloader_num_workers=0, log_completions=False, seed=i)
+            logging_steps=1000, disable_tqdm=True, dataloader_num_workers=0, log_completions=False,
+            seed=args.seed + i)
         trainer = GRPOTrainer(model=model, reward_funcs=lambda prompts, completions, **kw: distinct_reward(
             [c[-1]["content"] for c in completions]), args=config,
             train_dataset=datasets.Dataset.from_list([{"prompt": p} for p in prompts]), processing_class=tok,
@@ -139,22 +160,29 @@ def main() -> None:
                 "steps": args.steps}
 
     rates = {"ours": [], "trl": []}
+    runs = {"ours": [], "trl": []}
     for i in range(args.rounds):
         for side, run in (("ours", run_alignlab), ("trl", run_trl)):
             r = run(i)
+            runs[side].append(r)
             rates[side].append({"tok_s": r["tokens"] / r["loop"], "gen_tok_s": r["tokens"] / r["gen"],
                                 "steps_s": r["steps"] / r["loop"], "gen_share": r["gen"] / r["loop"]})
             print(f"  round {i} {side}: loop {r['loop']:.1f}s, generate {r['gen']:.1f}s, {r['tokens']} tokens")
 
+    ratios = {}
     for key, label in (("tok_s", "generated tokens/s (whole loop)"), ("gen_tok_s", "generated tokens/s (generate only)"),
                        ("steps_s", "optimiser steps/s")):
         ours = [r[key] for r in rates["ours"]]
         peer = [r[key] for r in rates["trl"]]
-        ratios = [a / b for a, b in zip(ours, peer)]
+        per_round = [a / b for a, b in zip(ours, peer)]
+        ratios[key] = statistics.median(per_round)
         print(f"{label}: alignlab {statistics.median(ours):.3g} | TRL {statistics.median(peer):.3g} | ratio "
-              f"{statistics.median(ratios):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
+              f"{ratios[key]:.2f}x (rounds: {', '.join(f'{x:.2f}' for x in per_round)})")
     print(f"share of the loop spent generating: alignlab {statistics.median(r['gen_share'] for r in rates['ours']):.0%}"
           f" | TRL {statistics.median(r['gen_share'] for r in rates['trl']):.0%}")
+    write_result("grpo_vs_trl", args, reason, ratios, {"alignlab": runs["ours"], "trl": runs["trl"]},
+                 workload={"params": n_params, "steps": args.steps, "prompts": args.prompts, "group": args.group,
+                           "max_new_tokens": args.max_new_tokens})
 
 
 if __name__ == "__main__":

@@ -50,10 +50,18 @@ def test_grpo_forward_shares_prompts_with_the_same_logits_values_and_gradients(t
         torch.testing.assert_close(grads_s[name], grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize("extra", [[], ["ppo_epochs=2", "minibatch_size=2"]])
-def test_grpo_steps_are_the_same_with_and_without_a_shared_prefix(tiny_model_dir, tmp_path, count_shared, extra):
-    """Same samples (generation does not depend on the layout), so the same losses, KL and weights (plain SGD:
-    Adam would turn float noise in a near-zero gradient into a full-size step)."""
+@pytest.mark.parametrize(("extra", "updates"), [([], 2), (["ppo_epochs=2", "minibatch_size=2"], 2 * 2 * 3)])
+def test_grpo_steps_are_the_same_with_and_without_a_shared_prefix(tiny_model_dir, tmp_path, count_shared, extra,
+                                                                    updates):
+    """Same samples (generation does not depend on the layout), so the same losses, KL and weights.
+
+    Plain SGD: each of the ``updates`` optimiser steps moves the two runs' weights apart by at most lr x the
+    gradients' float difference, which the gradient test above bounds by 1e-5 per element (the layouts sum
+    in different orders), so the weights agree to updates x lr x 1e-5. Adam would divide a near-zero
+    gradient's rounding noise by its own size and take a full-size step on it. The samples of step 2 come
+    from these nearly equal weights: a token differs only if a uniform draw falls within float noise of a
+    boundary of the sampling distribution, which is negligible.
+    """
     prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": [{"role": "user", "content": q}]}
                                                        for q in ["Hi", "What is the capital of Zorbia?", "Two plus two?"]])
     runs = {}
@@ -73,8 +81,11 @@ def test_grpo_steps_are_the_same_with_and_without_a_shared_prefix(tiny_model_dir
         assert a["completion_length"] == b["completion_length"] and a["reward"] == b["reward"]
         for key in ("loss", "kl", "entropy", "grad_norm"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
+    start = load_file(str(tiny_model_dir / "model.safetensors"))
+    atol = updates * 0.1 * 1e-5  # lr 0.1
+    assert max(float((w - start[name]).abs().max()) for name, w in weights_o.items()) > 100 * atol  # it trained
     for name, w in weights_o.items():
-        torch.testing.assert_close(weights_s[name], w, atol=1e-5, rtol=1e-4, msg=name)
+        torch.testing.assert_close(weights_s[name], w, atol=atol, rtol=0, msg=name)
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])

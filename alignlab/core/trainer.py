@@ -30,6 +30,7 @@ from torch import nn
 
 from alignlab.core import checkpoint as ckpt
 from alignlab.core.metrics import MetricsLogger
+from alignlab.core.precision import fastest_precision
 from alignlab.core.tokenize import batch_order
 from alignlab.errors import ConfigError, TrainingError
 
@@ -61,7 +62,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     """clip the global gradient norm to this; 0 disables clipping"""
     mixed_precision: Literal["auto", "bf16", "no"] = "auto"
-    """bf16 autocast (loss in fp32); auto = bf16 where the device supports it"""
+    """bf16 autocast (loss in fp32); auto = bf16 where the hardware computes it natively (CUDA, AVX512-BF16/AMX)"""
     group_by_length: bool = True
     """batch examples of similar length together to avoid paying for padding"""
     eval_every: int = 0
@@ -214,10 +215,7 @@ def autocast(mixed_precision: str):
 
 
 def _mixed_precision(choice: str) -> str:
-    if choice == "auto":
-        ok = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else torch.backends.mkldnn.is_available()
-        return "bf16" if ok else "no"
-    return choice
+    return fastest_precision().mixed_precision if choice == "auto" else choice
 
 
 def train(
