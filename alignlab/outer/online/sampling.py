@@ -42,11 +42,17 @@ from alignlab.core.io import atomic_write_json
 from alignlab.core.metrics import MetricsLogger
 from alignlab.core.models import ModelConfig, load_causal_lm, load_tokenizer, save_pretrained_atomic
 from alignlab.core.records import Message
-from alignlab.core.run import start_run
+from alignlab.core.run import RunConfig, start_run
 from alignlab.core.tokenize import ensure_chat_template
 from alignlab.core.trainer import TrainConfig, TrainResult
 from alignlab.errors import ConfigError, DataError
-from alignlab.outer.online.rewards import RewardConfig, RewardSource, as_source, build_reward, call_source
+from alignlab.outer.online.rewards import (
+    RewardSource,
+    RewardSourceConfig,
+    as_source,
+    build_reward,
+    call_source,
+)
 
 # -- pure pieces ---------------------------------------------------------------------------------------------
 
@@ -178,7 +184,7 @@ def _model_path(config: Any, model: nn.Module, tokenizer, out: Path) -> str:
 
 
 @dataclass
-class RAFTConfig:
+class RAFTConfig(RunConfig):
     """RAFT: sample K per prompt, keep the reward model's best, SFT on them, iterate."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -187,7 +193,7 @@ class RAFTConfig:
     """the prompts"""
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     """how samples are drawn"""
-    reward: RewardConfig = field(default_factory=RewardConfig)
+    reward: RewardSourceConfig = field(default_factory=RewardSourceConfig)
     """scores the samples"""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5))
     """the SFT stage of each iteration"""
@@ -252,7 +258,7 @@ def _finish(model: nn.Module, tokenizer, out: Path, steps: int, history: list[di
 
 
 @dataclass
-class RSOConfig:
+class RSOConfig(RunConfig):
     """RSO: rejection-sample from the optimal policy with the reward model, then a pairwise loss."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -261,7 +267,7 @@ class RSOConfig:
     """the prompts"""
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     """how candidates are drawn from π_sft"""
-    reward: RewardConfig = field(default_factory=RewardConfig)
+    reward: RewardSourceConfig = field(default_factory=RewardSourceConfig)
     """the reward model that defines π* and labels the pairs"""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=5e-6))
     """the preference-training stage"""
@@ -324,7 +330,7 @@ def train_rso(config: RSOConfig, *, model: nn.Module | None = None, tokenizer=No
 
 
 @dataclass
-class SPINConfig:
+class SPINConfig(RunConfig):
     """SPIN: self-play — real SFT answers as chosen, the model's own as rejected, previous iterate as reference."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
