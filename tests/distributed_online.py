@@ -1,13 +1,14 @@
 """Run by test_distributed.py under `accelerate launch` (2 CPU processes, gloo) and in one process: REINFORCE
 (the group policy-gradient trainer with a batch-mean baseline and the KL to a reference folded into the reward)
-with a scripted reward, the step's prompts sharded over the processes.
+or PPO (a value head, whitened GAE advantages, running reward moments) with a scripted reward, the step's prompts
+sharded over the processes.
 
 Generation is replaced by a deterministic stand-in (each prompt's k-th completion is a fixed function of the
 prompt's ids and k), so one process and two sample the same completions and only the sharding differs.
 MAX_STEPS = 1 makes one SGD update at lr = 1 over the whole rollout, so θ_before − θ_after is the gradient of the
 real online update; more steps make several shuffled minibatch updates per step (for the resume check).
 
-    python distributed_online.py OUT PROCESSES MAX_STEPS [resume]
+    python distributed_online.py OUT PROCESSES MAX_STEPS reinforce|ppo [resume]
 """
 
 import json
@@ -25,10 +26,10 @@ import alignlab.outer.online.rollout as rollout  # noqa: E402
 from alignlab.config import load_config  # noqa: E402
 from alignlab.core.generation import GenerationOutput  # noqa: E402
 from alignlab.core.models import tiny_llama  # noqa: E402
-from alignlab.outer.online.grpo import ReinforceConfig, train_reinforce  # noqa: E402
+from alignlab.registry import get_method  # noqa: E402
 
-out, processes, max_steps = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-resume = sys.argv[4:] == ["resume"]
+out, processes, max_steps, method = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+resume = sys.argv[5:] == ["resume"]
 state = PartialState(cpu=True)
 assert state.num_processes == processes
 torch.set_num_threads(1)
@@ -56,14 +57,15 @@ before = {k: v.clone() for k, v in model.state_dict().items()}
 prompts = out / "prompts.jsonl"
 one_update = ["train.lr=1.0", "ppo_epochs=1", "minibatch_size=8"]
 several = ["train.lr=0.1", "ppo_epochs=2", "minibatch_size=4"]
-cfg = load_config(ReinforceConfig, None, [
+# 8 completions per step: 4 prompts × 2 for REINFORCE, 8 prompts once for PPO
+shape = ["prompts_per_step=4", "group_size=2"] if method == "reinforce" else ["prompts_per_step=8"]
+config_cls, train = get_method(method)
+cfg = load_config(config_cls, None, [
     f"data.path={prompts}", f"output={out / 'run'}", f"train.max_steps={max_steps}", "train.optimizer=sgd",
     "train.max_grad_norm=0", "train.mixed_precision=no", "train.progress=false", "train.save_every=1",
-    f"train.resume={str(resume).lower()}", "prompts_per_step=4", "group_size=2", "beta=0.1",
-    *(one_update if max_steps == 1 else several)])
+    f"train.resume={str(resume).lower()}", "beta=0.1", *shape, *(one_update if max_steps == 1 else several)])
 # the reward: a scripted function of the text (completions of different lengths, so the processes' token counts differ)
-train_reinforce(cfg, model=model, tokenizer=tok,
-                reward=lambda p, c: [float(len(x) % 5) - len(q) % 3 for q, x in zip(p, c)])
+train(cfg, model=model, tokenizer=tok, reward=lambda p, c: [float(len(x) % 5) - len(q) % 3 for q, x in zip(p, c)])
 if state.is_main_process:
     after = {k: v.detach() for k, v in model.state_dict().items()}
     save_file({k: (before[k] - after[k]).contiguous() for k in before}, str(out / "grads.safetensors"))

@@ -1,6 +1,6 @@
 """2 CPU processes (gloo) under `accelerate launch` make the same update as 1 process with the same global batch:
-the offline loop (SFT) and the online one (REINFORCE with a scripted reward); and a 2-process online run resumes
-exactly."""
+the offline loop (SFT, with and without accumulation) and the online one (REINFORCE and PPO with a scripted
+reward); and a 2-process online run resumes exactly."""
 
 from __future__ import annotations
 
@@ -52,10 +52,12 @@ def assert_same_gradients(one: dict[str, torch.Tensor], two: dict[str, torch.Ten
 
 @pytest.mark.xdist_group("distributed")
 def test_two_processes_match_one(tmp_path):
-    launch("distributed_sft.py", tmp_path / "one", 1, "4", "1")
-    launch("distributed_sft.py", tmp_path / "two", 2, "2", "2")
-    assert_same_gradients(load_file(str(tmp_path / "one" / "grads.safetensors")),
-                          load_file(str(tmp_path / "two" / "grads.safetensors")))
+    launch("distributed_sft.py", tmp_path / "one", 1, "4", "1", "1")
+    one = load_file(str(tmp_path / "one" / "grads.safetensors"))
+    # 2 processes × batch 2, and 2 processes × batch 1 × 2 accumulated micro-batches (DDP's no_sync on the first)
+    for name, batch, accumulate in (("two", "2", "1"), ("two_accumulating", "1", "2")):
+        launch("distributed_sft.py", tmp_path / name, 2, batch, "2", accumulate)
+        assert_same_gradients(one, load_file(str(tmp_path / name / "grads.safetensors")))
 
 
 QUESTIONS = ["Hi", "What is the capital of Zorbia?", "Reverse cat.", "Hello!", "Two plus two?", "Thanks!", "Bye now.",
@@ -69,16 +71,17 @@ def online_dir(path: Path) -> Path:
 
 
 @pytest.mark.xdist_group("distributed")
-def test_online_two_processes_match_one(tmp_path):
+@pytest.mark.parametrize("method", ["reinforce", "ppo"])
+def test_online_two_processes_match_one(method, tmp_path):
     one, two = online_dir(tmp_path / "one"), online_dir(tmp_path / "two")
-    launch("distributed_online.py", one, 1, "1", "1")
-    launch("distributed_online.py", two, 2, "2", "1")
-    # each process scored and learned from half of the step's prompts; the batch baseline, the reference's KL and
-    # the token-mean loss are the whole batch's, as in one process
+    launch("distributed_online.py", one, 1, "1", "1", method)
+    launch("distributed_online.py", two, 2, "2", "1", method)
+    # each process scored and learned from half of the step's prompts; the batch baseline (REINFORCE), whitening
+    # and reward moments (PPO), the reference's KL and the token-mean loss are the whole batch's, as in one process
     assert_same_gradients(load_file(str(one / "grads.safetensors")), load_file(str(two / "grads.safetensors")))
     row_one, = read_metrics(one / "run" / "metrics.jsonl")
     row_two, = read_metrics(two / "run" / "metrics.jsonl")  # one row: written by the main process only
-    for key in ("reward", "completion_length", "advantage/std", "loss", "entropy", "grad_norm"):
+    for key in ("reward", "completion_length", "loss", "entropy", "grad_norm", "kl"):
         assert row_two[key] == pytest.approx(row_one[key], rel=1e-5, abs=1e-6), key
     checkpoint = two / "run" / "checkpoints" / "step-00000001"
     assert {p.name for p in checkpoint.iterdir()} >= {"model.safetensors", "rng-0.pt", "rng-1.pt"}
@@ -88,13 +91,13 @@ def test_online_two_processes_match_one(tmp_path):
 @pytest.mark.xdist_group("distributed")
 def test_online_two_processes_resume_exactly(tmp_path):
     full = online_dir(tmp_path / "full")
-    launch("distributed_online.py", full, 2, "2", "3")
+    launch("distributed_online.py", full, 2, "2", "3", "reinforce")
     cut = tmp_path / "cut"
     shutil.copytree(full, cut)
     shutil.rmtree(cut / "run" / "checkpoints" / "step-00000003")  # as if killed during step 3
     rows = [r for r in read_metrics(full / "run" / "metrics.jsonl") if r["step"] <= 2]
     (cut / "run" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    launch("distributed_online.py", cut, 2, "2", "3", "resume")
+    launch("distributed_online.py", cut, 2, "2", "3", "reinforce", "resume")
     resumed, expected = read_metrics(cut / "run" / "metrics.jsonl"), read_metrics(full / "run" / "metrics.jsonl")
     assert [r["step"] for r in resumed] == [1, 2, 3]
     assert resumed[-1]["kl"] > 0  # the policy moved away from the reference before step 3
