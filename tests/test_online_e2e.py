@@ -249,3 +249,33 @@ def test_sampling_methods_and_cost_model_from_the_cli(tiny_model_dir, prompts_fi
                  "--set", "train.progress=false"]) == 0
     rows = read_metrics(tmp_path / "cost" / "metrics.jsonl")
     assert "sign_accuracy" in rows[0] and "accuracy" in rows[0]
+
+
+def test_rso_and_spin_never_pair_an_empty_answer(tiny_model_dir, prompts_file, tmp_path, monkeypatch):
+    """A model that sometimes answers nothing (EOS at once): its empty answers are left out of the pairs (the pair
+    readers reject empty completions), where before they stopped the run."""
+    import alignlab.outer.online.sampling as sampling
+    from alignlab.core.generation import GenerationOutput
+    from alignlab.outer.online.sampling import RSOConfig, SPINConfig, train_rso, train_spin
+
+    answers = ["", "Hello there.", "", "Vell.", "I do not know.", ""]
+
+    def sometimes_empty(model, tokenizer, prompts, config):
+        texts = [answers[i % len(answers)] for i in range(len(prompts))]
+        return GenerationOutput(prompt_ids=[[1]] * len(prompts), completion_ids=[[2]] * len(prompts), texts=texts,
+                                finished=[True] * len(prompts), seconds=0.0)
+
+    monkeypatch.setattr(sampling, "generate", sometimes_empty)
+    fast = ["train.progress=false", "train.batch_size=2", "train.max_steps=1"]
+    rso = load_config(RSOConfig, None, [f"model.name_or_path={tiny_model_dir}", f"data.path={prompts_file}",
+                                        f"output={tmp_path / 'rso'}", "num_candidates=6", "num_samples=6", *fast])
+    train_rso(rso, reward=lambda p, c: [-float(len(x)) for x in c])  # the empty answer scores best
+    pairs = [json.loads(line) for line in (tmp_path / "rso" / "pairs.jsonl").read_text().splitlines()]
+    assert pairs and all(p["chosen"][0]["content"] and p["rejected"][0]["content"] for p in pairs)
+    sft = write_jsonl(tmp_path / "sft.jsonl", sft_rows(6))
+    spin = load_config(SPINConfig, None, [f"model.name_or_path={tiny_model_dir}", f"data.path={sft}",
+                                          f"output={tmp_path / 'spin'}", "iterations=1", *fast])
+    train_spin(spin)
+    rejected = [json.loads(line)["rejected"][0]["content"]
+                for line in (tmp_path / "spin" / "iter-0" / "pairs.jsonl").read_text().splitlines()]
+    assert rejected and all(rejected)

@@ -310,7 +310,8 @@ def train_rso(config: RSOConfig, *, model: nn.Module | None = None, tokenizer=No
         chosen_idx = [lo + i for i in rso_accept(s.scores[lo:lo + config.num_candidates], config.num_samples,
                                                  config.rso_beta, rng)]
         accepted += len(chosen_idx)
-        for win, lose in pair_extremes(chosen_idx, s.scores):
+        # an empty answer (EOS at once) cannot be a side of a pair: the pair readers reject empty completions
+        for win, lose in pair_extremes([i for i in chosen_idx if s.texts[i].strip()], s.scores):
             pairs.append({"prompt": s.prompts[win], "chosen": _reply(s.texts[win]), "rejected": _reply(s.texts[lose]),
                           "margin": s.scores[win] - s.scores[lose]})
     if not pairs:
@@ -368,9 +369,10 @@ def train_spin(config: SPINConfig, *, model: nn.Module | None = None, tokenizer=
     for it in range(config.iterations):
         s = sample_and_score(model, tokenizer, [r.prompt for r in records], 1, config.generation, None)
         pairs = [{"prompt": r.prompt, "chosen": _reply(r.completion), "rejected": _reply(text)}
-                 for r, text in zip(records, s.texts) if text.strip() != r.completion.strip()]
+                 for r, text in zip(records, s.texts) if text.strip() and text.strip() != r.completion.strip()]
         if not pairs:
-            raise ConfigError(f"iteration {it}: the model reproduces every demonstration; SPIN has converged")
+            raise ConfigError(f"iteration {it}: the model reproduces every demonstration (or answers nothing); SPIN has "
+                              "converged")
         data = _write_jsonl(out / f"iter-{it}" / "pairs.jsonl", pairs)
         # Reference = the previous iterate (θ_t), which is also where θ_{t+1} starts.
         pref = PreferenceConfig(model=dataclasses.replace(config.model, name_or_path=path),
