@@ -1,7 +1,8 @@
 """Each online method learns in the direction of its reward: on a tiny random model and a scripted reward (the
 share of a completion's tokens drawn from a target third of the vocabulary), PPO, Safe PPO, GRPO, RLOO and
 REINFORCE raise the reward within a few dozen steps, and the same run with the reward negated lowers the share.
-A sign error in an advantage, a baseline, a clipped loss or Safe RLHF's cost term fails one of these.
+A sign error in an advantage, a baseline, a clipped loss or Safe RLHF's cost term fails one of these. RAFT and RSO
+likewise raise a scripted reward of the text, or lower it when negated (SPIN has no reward; it is not here).
 
 Compared: the mean reward of the run's last steps against its first steps, with a margin far above the step-to-step
 noise (CPU rounding moves a run's numbers slightly, never its direction)."""
@@ -74,3 +75,44 @@ def test_safe_ppo_lowers_a_cost_above_its_threshold(sign, tiny_model_dir, prompt
                   reward=lambda p, c: [0.0] * len(c), cost=lambda p, c: [sign * s for s in target_share(p, c)])
     assert history[-1]["lambda"] > history[0]["lambda"]  # the cost stays above the threshold: λ grows
     assert change(history, "cost") < -MARGIN, [round(r["cost"], 3) for r in history]
+
+
+SAMPLING = {
+    "raft": ["iterations=6", "prompts_per_iteration=4", "samples_per_prompt=8", "selection=top_fraction",
+             "fraction=0.25", "train.batch_size=4", "train.num_epochs=2"],
+    "rso": ["num_candidates=32", "num_samples=32", "rso_beta=1.0", "beta=0.1", "train.batch_size=8",
+            "train.num_epochs=6"],
+}
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["reward", "negated"])
+@pytest.mark.parametrize("method", list(SAMPLING))
+def test_sampling_methods_move_the_reward_the_way_it_says(method, sign, tiny_model_dir, prompts, tmp_path):
+    """RAFT (best samples → SFT, iterated) and RSO (rejection-sampled pairs → DPO) on a reward counting vowels in the
+    answer's text (RAFT and RSO learn from the re-tokenised text, so the reward is one of the text; a count rather
+    than a share, because the share of a short answer is all or nothing and RAFT would learn to answer short)."""
+    import torch
+
+    from alignlab.core.generation import GenerationConfig
+    from alignlab.core.models import load_causal_lm
+    from alignlab.outer.online.sampling import sample_and_score
+
+    def reward(prompts_, completions):
+        return [sign * sum(ch in "aeiou" for ch in text) / 10 for text in completions]
+
+    tok, model = load_tokenizer(str(tiny_model_dir)), load_causal_lm(str(tiny_model_dir))
+    questions = [[{"role": "user", "content": q}] for q in ["Hi", "Two plus two?", "Thanks!", "Hello!"]]
+
+    def mean_reward() -> float:
+        torch.manual_seed(0)  # the same draws before and after: only the model differs
+        scores = sample_and_score(model, tok, questions, 32, GenerationConfig(max_new_tokens=8), reward).scores
+        return sum(scores) / len(scores)
+
+    before = mean_reward()
+    config_cls, train = get_method(method)
+    cfg = load_config(config_cls, None, [
+        f"model.name_or_path={tiny_model_dir}", f"data.path={prompts}", f"output={tmp_path}", "train.progress=false",
+        "train.mixed_precision=no", "train.lr=3e-2", "generation.max_new_tokens=8", *SAMPLING[method]])
+    torch.manual_seed(1)
+    train(cfg, model=model, tokenizer=tok, reward=reward)
+    assert mean_reward() - before > 0.05, (before, mean_reward())  # half a vowel per answer
