@@ -169,6 +169,10 @@ def test_online_configs_show_only_the_loop_keys_they_honour(tiny_model_dir, prom
     with pytest.warns(FutureWarning, match="train.batch_size.*minibatch_size"):
         cfg = config(GRPOConfig, tiny_model_dir, prompts_file, tmp_path / "old", "train.batch_size=4")
     assert not hasattr(cfg.train, "batch_size")
+    from alignlab.core.trainer import TrainConfig
+
+    with pytest.warns(FutureWarning, match="batch_size"):
+        GRPOConfig(train=TrainConfig(batch_size=4))
     with pytest.raises(ConfigError, match="unknown config key 'train.batch_sise'"):
         config(GRPOConfig, tiny_model_dir, prompts_file, tmp_path / "typo", "train.batch_sise=4")
     # the progress bar follows train.progress

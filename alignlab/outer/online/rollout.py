@@ -40,6 +40,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,7 @@ from alignlab.core.run import RunConfig, finish_run, start_run
 from alignlab.core.tokenize import batch_order, ensure_chat_template, shared_prefix_batch
 from alignlab.core.trainer import (
     LoopConfig,
+    TrainConfig,
     TrainingRun,
     TrainResult,
     autocast,
@@ -147,6 +149,10 @@ class OnlineConfig(RunConfig):
                              f"a multiple of minibatch_size ({self.minibatch_size})")
         if self.beta < 0:
             raise ValueError(f"beta must be >= 0, got {self.beta}")
+        if isinstance(self.train, TrainConfig):  # Python callers that built the offline loop's config
+            warnings.warn("an online method's `train` is an OnlineLoopConfig; the TrainConfig given has batch keys "
+                          "(batch_size, grad_accum, group_by_length, eval_every) that online methods ignore, and "
+                          "will be refused from the next release", FutureWarning, stacklevel=3)
 
 
 class ActorCritic(nn.Module):
