@@ -3,7 +3,8 @@
 An *objective* turns a micro-batch into a summed loss and per-example metrics; the loop does the
 rest: sharding over processes (``accelerate``), gradient accumulation, clipping, warmup + linear /
 cosine schedules, bf16 autocast, evaluation, ``metrics.jsonl``, a progress bar, atomic checkpoints,
-exact ``--resume`` and a NaN/inf guard.
+exact ``--resume`` and a NaN/inf guard. The optimiser step and the run plumbing live in :class:`TrainingRun`,
+which the online RL trainer uses too, so every method updates its weights through the same code.
 
 Loss normalisation is global: the loop counts the items (tokens for SFT, pairs for DPO) in the whole
 optimiser step over all micro-batches and processes, and divides the summed loss by that count. So
@@ -244,7 +245,8 @@ class TrainingRun:
     ``config.resume`` is set (``start_step``, ``resumed_state``), opens ``metrics.jsonl`` and the progress bar.
     A step is then: for each micro-batch, the forward under :meth:`micro_batch` (autocast, and DDP's
     ``no_sync`` on all but the last) and :meth:`backward`; then :meth:`step` (NaN/inf guard, global-norm
-    clipping, optimiser and schedule step, zero_grad); :meth:`log`, :meth:`save`, and :meth:`close` at the end.
+    clipping, optimiser and schedule step, zero_grad); :meth:`log` and :meth:`save`; :meth:`finish` (the final
+    checkpoint) at the end, or :meth:`close` when the run stops on an error.
 
     ``total_steps`` counts the run's steps (checkpoints, the progress bar); ``schedule_steps`` the optimiser
     updates the learning-rate schedule spans (an online step makes several).

@@ -456,7 +456,7 @@ class OnlineTrainer:
                 run.backward(loss.float() * (share * self.world))
                 metrics = {"loss": loss.detach(), "entropy": masked_mean(out.entropy, batch["mask"]), **metrics}
                 weighted = {k: float(v) * share for k, v in metrics.items()}
-                grad_norm += run.step(self.step, weighted["loss"] if self.world == 1 else run.global_sum(weighted["loss"]))
+                grad_norm += run.step(self.step, run.global_sum(weighted["loss"]))  # the whole minibatch's loss
                 updates += 1
                 for k, v in weighted.items():
                     sums[k] = sums.get(k, 0.0) + v
