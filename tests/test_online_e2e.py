@@ -139,16 +139,59 @@ def test_grpo_python_api_with_a_lora_reference(tiny_model_dir, prompts_file, tmp
     assert result.steps == 2 and result.history[-1]["kl"] >= 0
 
 
-def test_resume_continues_the_step_count(tiny_model_dir, prompts_file, tmp_path):
-    out = tmp_path / "resume"
+def test_resume_continues_exactly(tiny_model_dir, prompts_file, tmp_path):
     fn = lambda p, c: [float(len(x)) for x in c]  # noqa: E731
-    train_grpo(config(GRPOConfig, tiny_model_dir, prompts_file, out, "group_size=2", "prompts_per_step=2"), reward=fn)
+    keys = ["group_size=2", "prompts_per_step=2", "train.max_steps=3", "train.save_every=1", "train.lr=0.01"]
+    full = train_grpo(config(GRPOConfig, tiny_model_dir, prompts_file, tmp_path / "full", *keys), reward=fn)
+    out = tmp_path / "cut"
+    train_grpo(config(GRPOConfig, tiny_model_dir, prompts_file, out, *keys[:2], "train.max_steps=2",
+                      *keys[3:]), reward=fn)
     with pytest.raises(ConfigError, match="already holds a run"):
-        train_grpo(config(GRPOConfig, tiny_model_dir, prompts_file, out, "group_size=2", "prompts_per_step=2"),
-                   reward=fn)
-    train_grpo(config(GRPOConfig, tiny_model_dir, prompts_file, out, "group_size=2", "prompts_per_step=2",
-                      "train.max_steps=3", "train.resume=true"), reward=fn)
+        train_grpo(config(GRPOConfig, tiny_model_dir, prompts_file, out, *keys), reward=fn)
+    resumed = train_grpo(config(GRPOConfig, tiny_model_dir, prompts_file, out, *keys, "train.resume=true"), reward=fn)
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2, 3]
+    # the sampling RNG, the prompt order and the minibatch shuffle continue where the first run stopped
+    for key in ("reward", "loss", "kl", "grad_norm"):
+        assert resumed.history[-1][key] == pytest.approx(full.history[-1][key], rel=1e-6), key
+    a, b = weights(tmp_path / "full"), weights(out)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_online_configs_show_only_the_loop_keys_they_honour(tiny_model_dir, prompts_file, tmp_path, capsys):
+    from alignlab.core.config import describe
+
+    keys = {key for key, _, _ in describe(GRPOConfig)}
+    assert {"train.lr", "train.max_steps", "train.progress", "minibatch_size"} <= keys
+    assert not {"train.batch_size", "train.grad_accum", "train.group_by_length", "train.eval_every"} & keys
+    help_rows = {key: default for key, default, _ in describe(PPOConfig)}
+    assert help_rows["train.lr"] == "1e-05" and help_rows["train.max_steps"] == "100"  # the method's defaults
+    # an old config file's offline keys still load, with a warning naming what to use instead
+    with pytest.warns(FutureWarning, match="train.batch_size.*minibatch_size"):
+        cfg = config(GRPOConfig, tiny_model_dir, prompts_file, tmp_path / "old", "train.batch_size=4")
+    assert not hasattr(cfg.train, "batch_size")
+    from alignlab.core.trainer import TrainConfig
+
+    with pytest.warns(FutureWarning, match="batch_size"):
+        GRPOConfig(train=TrainConfig(batch_size=4))
+    with pytest.raises(ConfigError, match="unknown config key 'train.batch_sise'"):
+        config(GRPOConfig, tiny_model_dir, prompts_file, tmp_path / "typo", "train.batch_sise=4")
+    # the progress bar follows train.progress
+    train_grpo(config(GRPOConfig, tiny_model_dir, prompts_file, tmp_path / "bar", "group_size=2", "prompts_per_step=2",
+                      "train.progress=true"), reward=lambda p, c: [0.0] * len(c))
+    assert "rollout steps" in capsys.readouterr().err
+    train_grpo(config(GRPOConfig, tiny_model_dir, prompts_file, tmp_path / "quiet", "group_size=2",
+                      "prompts_per_step=2"), reward=lambda p, c: [0.0] * len(c))
+    assert "rollout steps" not in capsys.readouterr().err
+
+
+def test_reward_config_is_renamed_reward_source_config_with_a_deprecation_warning():
+    from alignlab.outer.online import rewards
+
+    with pytest.warns(DeprecationWarning, match="RewardSourceConfig"):
+        old = rewards.RewardConfig
+    assert old is rewards.RewardSourceConfig
+    with pytest.raises(AttributeError):
+        rewards.NoSuchName  # noqa: B018
 
 
 @pytest.mark.parametrize("bad", ["raise", "nan"])
@@ -210,3 +253,33 @@ def test_sampling_methods_and_cost_model_from_the_cli(tiny_model_dir, prompts_fi
                  "--set", "train.progress=false"]) == 0
     rows = read_metrics(tmp_path / "cost" / "metrics.jsonl")
     assert "sign_accuracy" in rows[0] and "accuracy" in rows[0]
+
+
+def test_rso_and_spin_never_pair_an_empty_answer(tiny_model_dir, prompts_file, tmp_path, monkeypatch):
+    """A model that sometimes answers nothing (EOS at once): its empty answers are left out of the pairs (the pair
+    readers reject empty completions), where before they stopped the run."""
+    import alignlab.outer.online.sampling as sampling
+    from alignlab.core.generation import GenerationOutput
+    from alignlab.outer.online.sampling import RSOConfig, SPINConfig, train_rso, train_spin
+
+    answers = ["", "Hello there.", "", "Vell.", "I do not know.", ""]
+
+    def sometimes_empty(model, tokenizer, prompts, config):
+        texts = [answers[i % len(answers)] for i in range(len(prompts))]
+        return GenerationOutput(prompt_ids=[[1]] * len(prompts), completion_ids=[[2]] * len(prompts), texts=texts,
+                                finished=[True] * len(prompts), seconds=0.0)
+
+    monkeypatch.setattr(sampling, "generate", sometimes_empty)
+    fast = ["train.progress=false", "train.batch_size=2", "train.max_steps=1"]
+    rso = load_config(RSOConfig, None, [f"model.name_or_path={tiny_model_dir}", f"data.path={prompts_file}",
+                                        f"output={tmp_path / 'rso'}", "num_candidates=6", "num_samples=6", *fast])
+    train_rso(rso, reward=lambda p, c: [-float(len(x)) for x in c])  # the empty answer scores best
+    pairs = [json.loads(line) for line in (tmp_path / "rso" / "pairs.jsonl").read_text().splitlines()]
+    assert pairs and all(p["chosen"][0]["content"] and p["rejected"][0]["content"] for p in pairs)
+    sft = write_jsonl(tmp_path / "sft.jsonl", sft_rows(6))
+    spin = load_config(SPINConfig, None, [f"model.name_or_path={tiny_model_dir}", f"data.path={sft}",
+                                          f"output={tmp_path / 'spin'}", "iterations=1", *fast])
+    train_spin(spin)
+    rejected = [json.loads(line)["rejected"][0]["content"]
+                for line in (tmp_path / "spin" / "iter-0" / "pairs.jsonl").read_text().splitlines()]
+    assert rejected and all(rejected)

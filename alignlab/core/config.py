@@ -26,6 +26,7 @@ import inspect
 import textwrap
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -136,6 +137,11 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
     for key, value in data.items():
+        if key not in fields and key in getattr(cls, "removed_keys", {}):
+            # A class may list keys it no longer takes ({key: why and what to use}): dropped with a warning for a
+            # release, so an old config file still loads.
+            warnings.warn(f"config key '{prefix}{key}' {cls.removed_keys[key]}", FutureWarning, stacklevel=2)
+            continue
         if key not in fields:
             raise ConfigError(f"unknown config key '{prefix}{key}'{_suggest(key, list(fields))}")
         if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
@@ -223,18 +229,22 @@ def save_config(cfg: Any, path: str | Path) -> None:
     atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key, default, doc) for every leaf field of ``cls``, nested sections as ``a.b``."""
+def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[str, str, str]]:
+    """(key, default, doc) for every leaf field of ``cls``, nested sections as ``a.b``. A section's defaults are
+    those its parent gives it (``defaults``; e.g. a method's ``train.lr``), not its class's own."""
     rows = []
     docs = field_docs(cls)
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
+        if defaults is not None:
+            default = getattr(defaults, f.name)
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
         if dataclasses.is_dataclass(tp):
-            rows += describe(tp, prefix + f.name + ".")
+            rows += describe(tp, prefix + f.name + ".", default if dataclasses.is_dataclass(default) else None)
             continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
         rows.append((prefix + f.name, repr(default), docs.get(f.name, "")))
     return rows
 

@@ -3,7 +3,8 @@
 An *objective* turns a micro-batch into a summed loss and per-example metrics; the loop does the
 rest: sharding over processes (``accelerate``), gradient accumulation, clipping, warmup + linear /
 cosine schedules, bf16 autocast, evaluation, ``metrics.jsonl``, a progress bar, atomic checkpoints,
-exact ``--resume`` and a NaN/inf guard.
+exact ``--resume`` and a NaN/inf guard. The optimiser step and the run plumbing live in :class:`TrainingRun`,
+which the online RL trainer uses too, so every method updates its weights through the same code.
 
 Loss normalisation is global: the loop counts the items (tokens for SFT, pairs for DPO) in the whole
 optimiser step over all micro-batches and processes, and divides the summed loss by that count. So
@@ -36,17 +37,15 @@ from alignlab.errors import ConfigError, TrainingError
 
 
 @dataclass
-class TrainConfig:
-    """Settings of the training loop, shared by every method."""
+class LoopConfig:
+    """Settings of the optimiser loop every method shares, offline and online: optimiser, schedule, precision,
+    logging, checkpoints. Offline methods use :class:`TrainConfig`, which adds how batches are drawn from a
+    dataset; online methods draw their batches from rollouts (their own ``prompts_per_step``, ``minibatch_size``)."""
 
     max_steps: int = -1
     """optimiser steps to run; -1 means `num_epochs` passes over the data"""
     num_epochs: float = 1.0
     """passes over the training data when `max_steps` is -1"""
-    batch_size: int = 8
-    """examples per process per micro-batch"""
-    grad_accum: int = 1
-    """micro-batches per optimiser step (global batch = batch_size × processes × grad_accum)"""
     lr: float = 5e-5
     """peak learning rate"""
     optimizer: Literal["adamw", "sgd"] = "adamw"
@@ -63,10 +62,6 @@ class TrainConfig:
     """clip the global gradient norm to this; 0 disables clipping"""
     mixed_precision: Literal["auto", "bf16", "no"] = "auto"
     """bf16 autocast (loss in fp32); auto = bf16 where the hardware computes it natively (CUDA, AVX512-BF16/AMX)"""
-    group_by_length: bool = True
-    """batch examples of similar length together to avoid paying for padding"""
-    eval_every: int = 0
-    """evaluate every N steps (0 = only at the end, if there is eval data)"""
     log_every: int = 1
     """write a metrics row every N steps"""
     save_every: int = 0
@@ -86,13 +81,34 @@ class TrainConfig:
     """also log to TensorBoard (if installed)"""
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "grad_accum", "log_every", "save_total_limit"):
+        for name in ("log_every", "save_total_limit"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"max_steps must be positive or -1, got {self.max_steps}")
         if self.lr < 0:
             raise ValueError(f"lr must be >= 0, got {self.lr}")
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    """Settings of the training loop over a dataset (every offline method): the shared loop settings plus
+    how micro-batches are drawn, accumulated and evaluated."""
+
+    batch_size: int = 8
+    """examples per process per micro-batch"""
+    grad_accum: int = 1
+    """micro-batches per optimiser step (global batch = batch_size × processes × grad_accum)"""
+    group_by_length: bool = True
+    """batch examples of similar length together to avoid paying for padding"""
+    eval_every: int = 0
+    """evaluate every N steps (0 = only at the end, if there is eval data)"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -124,7 +140,7 @@ class TrainResult:
     """the final evaluation, if there was eval data"""
 
 
-def lr_lambda(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
+def lr_lambda(config: LoopConfig, total_steps: int) -> Callable[[int], float]:
     """Multiplier of the peak lr at a step: linear warmup, then linear/cosine decay or constant."""
     warmup = config.warmup_steps or int(config.warmup_ratio * total_steps)
 
@@ -141,7 +157,7 @@ def lr_lambda(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
-def previous_run(output_dir: Path, config: TrainConfig) -> str | None:
+def previous_run(output_dir: Path, config: LoopConfig) -> str | None:
     """Why a fresh run may not start in ``output_dir`` (it holds one, and neither resume nor overwrite is set)."""
     previous = (output_dir / "metrics.jsonl").exists() or ckpt.checkpoint_dirs(output_dir / "checkpoints")
     if previous and not (config.resume or config.overwrite):
@@ -161,7 +177,7 @@ def clear_previous_run(output_dir: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _check_output_dir(output_dir: Path, config: TrainConfig, accelerator) -> None:
+def _check_output_dir(output_dir: Path, config: LoopConfig, accelerator) -> None:
     """Refuse to start a fresh run over a previous one, or clear it with ``overwrite`` (the main process
     decides and clears, all processes raise)."""
     from accelerate.utils import broadcast_object_list
@@ -175,7 +191,7 @@ def _check_output_dir(output_dir: Path, config: TrainConfig, accelerator) -> Non
         raise ConfigError(problem)
 
 
-def make_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: list[nn.Parameter], config: LoopConfig) -> torch.optim.Optimizer:
     """The optimiser ``config`` names, over the trainable ``params``."""
     if not params:
         raise ConfigError("the model has no trainable parameters")
@@ -218,6 +234,128 @@ def _mixed_precision(choice: str) -> str:
     return fastest_precision().mixed_precision if choice == "auto" else choice
 
 
+class TrainingRun:
+    """The plumbing of one training run, shared by the offline loop (:func:`train`) and the online one
+    (:class:`alignlab.outer.online.rollout.OnlineTrainer`): the one optimiser-step path and the run directory.
+
+    Building it refuses (or, with ``overwrite``, clears) a previous run in ``output_dir``, makes the optimiser
+    and the schedule, wraps the model for the processes (DDP), resumes from the newest checkpoint when
+    ``config.resume`` is set (``start_step``, ``resumed_state``), opens ``metrics.jsonl`` and the progress bar.
+    A step is then: for each micro-batch, the forward under :meth:`micro_batch` (autocast, and DDP's
+    ``no_sync`` on all but the last) and :meth:`backward`; then :meth:`step` (NaN/inf guard, global-norm
+    clipping, optimiser and schedule step, zero_grad); :meth:`log` and :meth:`save`; :meth:`finish` (the final
+    checkpoint) at the end, or :meth:`close` when the run stops on an error.
+
+    ``total_steps`` counts the run's steps (checkpoints, the progress bar); ``schedule_steps`` the optimiser
+    updates the learning-rate schedule spans (an online step makes several).
+
+    Example::
+
+        >>> run = TrainingRun(make_accelerator(), model, config, "runs/x", total_steps=10)  # doctest: +SKIP
+        >>> with run.micro_batch(last=True):                                              # doctest: +SKIP
+        ...     loss = objective(run.model, batch)
+        >>> run.backward(loss); grad_norm = run.step(0, float(loss))                     # doctest: +SKIP
+    """
+
+    def __init__(self, accelerator, model: nn.Module, config: LoopConfig, output_dir: str | Path, *,
+                 total_steps: int, schedule_steps: int | None = None, desc: str = "train"):
+        self.accelerator, self.config, self.total_steps = accelerator, config, total_steps
+        self.output_dir = Path(output_dir)
+        _check_output_dir(self.output_dir, config, accelerator)
+        self.world, self.rank = accelerator.num_processes, accelerator.process_index
+        self.is_main = accelerator.is_main_process
+        self.optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], config)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                           lr_lambda(config, schedule_steps or total_steps))
+        self.model, self.optimizer = accelerator.prepare(model, self.optimizer)
+        self.raw_model = accelerator.unwrap_model(self.model)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.ckpt_root = self.output_dir / "checkpoints"
+        self.start_step, self.resumed_state = 0, {}
+        if self.is_main:
+            ckpt.clean_partial(self.ckpt_root)
+        if config.resume and (last := ckpt.latest_checkpoint(self.ckpt_root)) is not None:
+            self.resumed_state = ckpt.load_checkpoint(last, model=self.raw_model, optimizer=self.optimizer,
+                                                      scheduler=self.scheduler, rank=self.rank)
+            self.start_step = self.resumed_state["step"]
+        accelerator.wait_for_everyone()
+        self.logger = MetricsLogger(self.output_dir / "metrics.jsonl",
+                                    resume_step=self.start_step if config.resume else None,
+                                    tensorboard=config.tensorboard) if self.is_main else None
+        self.progress = _progress(total_steps, self.start_step, self.is_main and config.progress, desc)
+
+    @property
+    def lr(self) -> float:
+        """The learning rate the next :meth:`step` uses."""
+        return self.scheduler.get_last_lr()[0]
+
+    def micro_batch(self, *, last: bool = True) -> contextlib.AbstractContextManager:
+        """The context a micro-batch's forward runs in: the loop's autocast, and DDP's no_sync unless it is the
+        step's ``last`` (gradients are all-reduced once per step, during the last backward)."""
+        stack = contextlib.ExitStack()
+        if not last:
+            stack.enter_context(self.accelerator.no_sync(self.model))
+        stack.enter_context(autocast(self.config.mixed_precision))
+        return stack
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Accumulate ∇loss into the gradients. Under DDP they are averaged over processes, so a loss meant as
+        Σ over the global batch / N must be passed as (this process's Σ) × processes / N."""
+        self.accelerator.backward(loss)
+
+    def step(self, step: int, loss: float) -> float:
+        """Finish optimiser step ``step`` (0-based): stop on a non-finite ``loss`` or gradient norm before touching
+        the weights, clip the global gradient norm, step the optimiser and the schedule, zero the gradients.
+        Returns the gradient norm before clipping."""
+        if not math.isfinite(loss):
+            stop_non_finite(f"loss is {loss}", step, self.ckpt_root)
+        if self.config.max_grad_norm > 0:
+            grad_norm = float(self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm))
+        else:
+            grad_norm = float(torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None]))
+        if not math.isfinite(grad_norm):
+            stop_non_finite(f"gradient norm is {grad_norm}", step, self.ckpt_root)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm
+
+    def global_sum(self, value: float | torch.Tensor) -> float:
+        """``value`` summed over processes (float64)."""
+        if self.world == 1:
+            return float(value)
+        return float(self.accelerator.reduce(torch.as_tensor(value, dtype=torch.float64,
+                                                             device=self.accelerator.device), "sum"))
+
+    def log(self, row: dict[str, Any]) -> None:
+        """Write a metrics row (main process; every process passes the same, already reduced row)."""
+        if self.logger:
+            self.logger.log(row)
+
+    def save(self, step: int, state: dict[str, Any] | None = None) -> Path:
+        """Write checkpoint ``step`` (model, optimiser, schedule, every process's RNG, ``state``); all processes
+        call it, the main one writes the shared files."""
+        return ckpt.save_checkpoint(
+            self.ckpt_root, step, model=self.raw_model, optimizer=self.optimizer, scheduler=self.scheduler,
+            rank=self.rank, state={"total_steps": self.total_steps, "world_size": self.world, **(state or {})},
+            keep=self.config.save_total_limit, is_main=self.is_main, barrier=self.accelerator.wait_for_everyone)
+
+    def save_due(self, done: int) -> bool:
+        """Whether a periodic checkpoint is due after ``done`` steps (the final one is written by :meth:`finish`)."""
+        return bool(self.config.save_every and done % self.config.save_every == 0 and done != self.total_steps)
+
+    def finish(self, state: dict[str, Any] | None = None) -> None:
+        """Write the final checkpoint (unless a resumed run had nothing left to do), close the bar and the log."""
+        if self.start_step < self.total_steps or not ckpt.checkpoint_dirs(self.ckpt_root):
+            self.save(self.total_steps, state)
+        self.close()
+
+    def close(self) -> None:
+        self.progress.close()
+        if self.logger:
+            self.logger.close()
+
+
 def train(
     model: nn.Module,
     objective: Objective,
@@ -239,7 +377,6 @@ def train(
 
     output_dir = Path(output_dir)
     accelerator = make_accelerator()
-    _check_output_dir(output_dir, config, accelerator)
     world, rank = accelerator.num_processes, accelerator.process_index
     set_seed(config.seed)
 
@@ -250,30 +387,8 @@ def train(
     steps_per_epoch = len(train_examples) // global_batch  # the last partial global batch is dropped
     total_steps = config.max_steps if config.max_steps > 0 else max(1, math.ceil(config.num_epochs * steps_per_epoch))
     lengths = lengths if lengths is not None else [len(e.get("input_ids", ())) for e in train_examples]
-
-    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps))
-    model, optimizer = accelerator.prepare(model, optimizer)
-    raw_model = accelerator.unwrap_model(model)
-    ckpt_root = output_dir / "checkpoints"
-    start_step = 0
-    if accelerator.is_main_process:
-        ckpt.clean_partial(ckpt_root)
-    if config.resume and (last := ckpt.latest_checkpoint(ckpt_root)) is not None:
-        state = ckpt.load_checkpoint(last, model=raw_model, optimizer=optimizer, scheduler=scheduler, rank=rank)
-        start_step = state["step"]
-    accelerator.wait_for_everyone()
-    logger = MetricsLogger(output_dir / "metrics.jsonl", resume_step=start_step if config.resume else None,
-                           tensorboard=config.tensorboard) if accelerator.is_main_process else None
-
-    def save(step: int) -> Path:
-        return ckpt.save_checkpoint(
-            ckpt_root, step, model=raw_model, optimizer=optimizer, scheduler=scheduler, rank=rank,
-            state={"total_steps": total_steps, "world_size": world, **(extra_state or {})},
-            keep=config.save_total_limit, is_main=accelerator.is_main_process, barrier=accelerator.wait_for_everyone)
-
-    def global_sum(value: float | torch.Tensor) -> float:
-        return float(accelerator.reduce(torch.as_tensor(value, dtype=torch.float64, device=accelerator.device), "sum"))
+    run = TrainingRun(accelerator, model, config, output_dir, total_steps=total_steps)
+    model = run.model
 
     epoch_cache: dict[int, list[list[int]]] = {}
 
@@ -286,15 +401,14 @@ def train(
         return epoch_cache[epoch][k]
 
     history: list[dict[str, Any]] = []
-    progress = _progress(total_steps, start_step, accelerator.is_main_process and config.progress)
     tokens_seen, clock = 0.0, time.perf_counter()
-    for step in range(start_step, total_steps):
+    for step in range(run.start_step, total_steps):
         indices = step_indices(step)
         micro_batches = []
         for a in range(config.grad_accum):
             lo = (a * world + rank) * config.batch_size
             micro_batches.append(collate([train_examples[i] for i in indices[lo:lo + config.batch_size]]))
-        total_items = global_sum(sum(objective.num_items(b) for b in micro_batches))
+        total_items = run.global_sum(sum(objective.num_items(b) for b in micro_batches))
         if total_items == 0:
             raise TrainingError(f"step {step + 1}: the batch has no items to learn from (all completions empty?)")
 
@@ -303,12 +417,11 @@ def train(
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         for a, batch in enumerate(micro_batches):
-            sync = contextlib.nullcontext() if a == len(micro_batches) - 1 else accelerator.no_sync(model)
-            with sync, autocast(config.mixed_precision):
+            with run.micro_batch(last=a == len(micro_batches) - 1):
                 out = objective(model, batch)
                 # DDP averages gradients over processes, hence × world: the result is Σ loss / Σ items.
                 loss = out.loss_sum.float() * world / total_items
-            accelerator.backward(loss)
+            run.backward(loss)
             loss_total += float(out.loss_sum.detach())
             for name, values in out.metrics.items():
                 sums[name] = sums.get(name, 0.0) + float(values.detach().float().sum())
@@ -316,51 +429,34 @@ def train(
             # tokens through the model; a shared-prefix batch runs its prompts (prompt_mask) once, then the rest
             tokens_seen += sum(float(batch[k].sum()) for k in ("attention_mask", "prompt_mask") if k in batch)
 
-        loss_value = global_sum(loss_total) / total_items
-        if not math.isfinite(loss_value):
-            stop_non_finite(f"loss is {loss_value}", step, ckpt_root)
-        params = [p for p in model.parameters() if p.requires_grad]
-        if config.max_grad_norm > 0:
-            grad_norm = float(accelerator.clip_grad_norm_(params, config.max_grad_norm))
-        else:
-            grad_norm = float(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
-        if not math.isfinite(grad_norm):
-            stop_non_finite(f"gradient norm is {grad_norm}", step, ckpt_root)
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss_value = run.global_sum(loss_total) / total_items
+        lr = run.lr
+        grad_norm = run.step(step, loss_value)
         done = step + 1
 
         eval_due = bool(eval_examples and config.eval_every and done % config.eval_every == 0 and done != total_steps)
         if done % config.log_every == 0 or done == total_steps or eval_due:
             elapsed = time.perf_counter() - clock
             row = {"step": done, "epoch": round(step / steps_per_epoch, 4), "loss": loss_value, "lr": lr,
-                   "grad_norm": grad_norm, "tokens_per_s": global_sum(tokens_seen) / max(elapsed, 1e-9)}
-            row.update({k: global_sum(sums[k]) / global_sum(counts[k]) for k in sums})
+                   "grad_norm": grad_norm, "tokens_per_s": run.global_sum(tokens_seen) / max(elapsed, 1e-9)}
+            row.update({k: run.global_sum(sums[k]) / run.global_sum(counts[k]) for k in sums})
             if eval_due:
                 row.update(evaluate(model, objective, eval_examples, collate, config, accelerator))
             tokens_seen, clock = 0.0, time.perf_counter()
             history.append(row)
-            if logger:
-                logger.log(row)
-            progress.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
-        progress.update(1)
-        if config.save_every and done % config.save_every == 0 and done != total_steps:
-            save(done)
+            run.log(row)
+            run.progress.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
+        run.progress.update(1)
+        if run.save_due(done):
+            run.save(done, extra_state)
 
     final_eval: dict[str, float] = {}
     if eval_examples:
         final_eval = evaluate(model, objective, eval_examples, collate, config, accelerator)
         row = {"step": total_steps, **final_eval}
         history.append(row)
-        if logger:
-            logger.log(row)
-    if start_step < total_steps or not ckpt.checkpoint_dirs(ckpt_root):
-        save(total_steps)
-    progress.close()
-    if logger:
-        logger.close()
+        run.log(row)
+    run.finish(extra_state)
     return TrainResult(output_dir=output_dir, steps=total_steps, history=history, eval=final_eval)
 
 
@@ -400,7 +496,7 @@ def stop_non_finite(what: str, step: int, ckpt_root: Path) -> None:
     raise TrainingError(f"step {step + 1}: {what}; stopped before updating the weights; {kept}")
 
 
-def _progress(total: int, initial: int, enabled: bool):
+def _progress(total: int, initial: int, enabled: bool, desc: str = "train"):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, unit="step", dynamic_ncols=True)

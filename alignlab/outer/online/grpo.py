@@ -6,7 +6,7 @@ Each prompt gets G completions (``group_size``); a completion's score r_i is com
     RLOO       A_i = r_i − 1/(G−1) Σ_{j≠i} r_j                  (Ahmadian et al. 2024, eq. 7; Kool et al. 2019)
     REINFORCE  A_i = r_i − mean over the whole batch             (Williams 1992 with a batch-mean baseline)
 
-and A_i is applied to every token of completion i in PPO's clipped surrogate (with one epoch and one
+(:func:`alignlab.core.rl.group_advantages`) and A_i is applied to every token of completion i in PPO's clipped surrogate (with one epoch and one
 minibatch the ratio is 1 and this is exactly REINFORCE). The KL to the reference is either a loss term
 β·k3 per token (GRPO, ``kl_in_reward=false``) or subtracted from the score as r − β·Σ_t k1_t before the
 baseline (RLOO, REINFORCE; ``kl_in_reward=true``). Metrics: ``kl``, ``clipfrac``, ``approx_kl``,
@@ -23,50 +23,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
+from alignlab.core.rl import (
+    Baseline,
+    KLEstimator,
+    clipped_policy_loss,
+    group_advantages,
+    kl_estimate,
+    masked_mean,
+)
 from alignlab.core.trainer import TrainResult
-from alignlab.outer.online.ppo import clipped_policy_loss, kl_estimate
 from alignlab.outer.online.rewards import RewardSource
-from alignlab.outer.online.rollout import OnlineConfig, OnlineTrainer, PolicyOutput, Rollout, masked_mean
+from alignlab.outer.online.rollout import OnlineConfig, OnlineTrainer, PolicyOutput, Rollout
 
-Baseline = Literal["grpo", "rloo", "reinforce"]
-
-
-def group_advantages(scores: torch.Tensor, group_size: int, baseline: Baseline, *, scale: bool = True,
-                     eps: float = 1e-4) -> torch.Tensor:
-    """Sequence advantages [N] from scores [N] laid out as consecutive groups of ``group_size``."""
-    if baseline == "reinforce":
-        return scores - scores.mean()
-    groups = scores.view(-1, group_size)  # [prompts, G]
-    if baseline == "rloo":
-        if group_size < 2:
-            raise ValueError("RLOO needs group_size >= 2 (a leave-one-out baseline)")
-        others = (groups.sum(-1, keepdim=True) - groups) / (group_size - 1)
-        return (groups - others).flatten()
-    if baseline == "grpo":
-        centred = groups - groups.mean(-1, keepdim=True)
-        if scale:
-            centred = centred / (groups.std(-1, keepdim=True) + eps)
-        return centred.flatten()
-    raise ValueError(f"unknown baseline '{baseline}'; choose grpo, rloo or reinforce")
+__all__ = ["GRPOConfig", "GroupPolicyGradient", "RLOOConfig", "ReinforceConfig", "group_advantages", "train_grpo",
+           "train_reinforce", "train_rloo"]
 
 
 @dataclass
 class GRPOConfig(OnlineConfig):
     """GRPO: group-normalised advantages, clipped surrogate, per-token k3 KL penalty in the loss."""
 
+    # A field re-declared without a docstring only changes its default; its help stays the parent's.
     output: str = "runs/grpo"
-    """run directory"""
     group_size: int = 4
-    """completions per prompt G"""
     beta: float = 0.04
-    """KL coefficient β (0 = no reference model)"""
-    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
-    """per-token KL estimator"""
+    kl_estimator: KLEstimator = "k3"
     baseline: Baseline = "grpo"
     """grpo: group mean/std; rloo: leave-one-out mean; reinforce: batch mean"""
     kl_in_reward: bool = False
@@ -82,15 +68,10 @@ class RLOOConfig(GRPOConfig):
     """RLOO: REINFORCE with a leave-one-out baseline over each prompt's group; KL folded into the reward."""
 
     output: str = "runs/rloo"
-    """run directory"""
     baseline: Baseline = "rloo"
-    """grpo: group mean/std; rloo: leave-one-out mean; reinforce: batch mean"""
     kl_in_reward: bool = True
-    """subtract β·Σ_t KL from the score (RLOO style) instead of adding β·KL to the loss (GRPO style)"""
-    kl_estimator: Literal["k1", "k2", "k3"] = "k1"
-    """per-token KL estimator"""
+    kl_estimator: KLEstimator = "k1"
     beta: float = 0.05
-    """KL coefficient β (0 = no reference model)"""
 
 
 @dataclass
@@ -98,9 +79,7 @@ class ReinforceConfig(RLOOConfig):
     """REINFORCE with a batch-mean baseline (the simplest critic-free policy gradient)."""
 
     output: str = "runs/reinforce"
-    """run directory"""
     baseline: Baseline = "reinforce"
-    """grpo: group mean/std; rloo: leave-one-out mean; reinforce: batch mean"""
 
 
 class GroupPolicyGradient:

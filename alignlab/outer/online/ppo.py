@@ -10,6 +10,7 @@ Per completion token t, with a scalar score r from the reward source at the last
     L_V       = ½ E_t[ max((V − R)², (clip(V, V_old ± ε_v) − R)²) ],  R_t = A_t + V_old(s_t)
     loss      = L_clip + c_v·L_V
 
+The pure functions (``gae``, ``clipped_policy_loss``, ``kl_estimate``, ...) are in :mod:`alignlab.core.rl`.
 β is fixed or adapted towards a target KL (Ziegler et al. Sec. 2.2). The critic is a value head on the
 policy (:class:`~alignlab.outer.online.rollout.ActorCritic`). Extra metrics: ``kl`` (mean Σ_t k1 per
 completion), ``beta``, ``clipfrac`` (fraction of tokens whose ratio was clipped), ``approx_kl``
@@ -26,151 +27,39 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from alignlab.core.trainer import TrainConfig, TrainResult
+from alignlab.core.rl import (
+    AdaptiveKLController,
+    RunningMoments,
+    clipped_policy_loss,
+    clipped_value_loss,
+    gae,
+    kl_estimate,
+    token_rewards,
+    whiten,
+)
+from alignlab.core.trainer import TrainResult
 from alignlab.outer.online.rewards import RewardSource
-from alignlab.outer.online.rollout import OnlineConfig, OnlineTrainer, PolicyOutput, Rollout, masked_mean
+from alignlab.outer.online.rollout import OnlineConfig, OnlineTrainer, PolicyOutput, Rollout
 
-# -- pure functions ------------------------------------------------------------------------------------------
-
-
-def kl_estimate(logps: torch.Tensor, ref_logps: torch.Tensor, kind: str = "k1") -> torch.Tensor:
-    """Per-token estimate of KL(π‖π_ref) from samples of π (Schulman 2020, "Approximating KL divergence").
-
-    With log r = log π_ref − log π:  k1 = −log r (unbiased, can be negative), k2 = ½(log r)² (low variance,
-    biased), k3 = (r − 1) − log r (unbiased, always ≥ 0).
-    """
-    log_r = ref_logps - logps
-    if kind == "k1":
-        return -log_r
-    if kind == "k2":
-        return 0.5 * log_r ** 2
-    if kind == "k3":
-        return torch.expm1(log_r) - log_r
-    raise ValueError(f"unknown KL estimator '{kind}'; choose k1, k2 or k3")
-
-
-def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
-    """reward_t = −β·kl_t on every completion token, plus the sequence score on its last token. [N, T]."""
-    rewards = -beta * kl * mask
-    last = (mask.sum(-1).long() - 1).clamp(min=0)  # [N]
-    return rewards.scatter_add(1, last[:, None], scores[:, None].to(rewards.dtype))
-
-
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
-        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation over completion tokens; (advantages, returns), each [N, T].
-
-    δ_t = r_t + γ·V_{t+1} − V_t and A_t = δ_t + γλ·A_{t+1}, with V and A zero after the last token.
-    """
-    n, length = rewards.shape
-    advantages = torch.zeros_like(rewards)
-    next_adv = torch.zeros(n, dtype=rewards.dtype, device=rewards.device)
-    next_value = torch.zeros_like(next_adv)
-    for t in reversed(range(length)):
-        delta = rewards[:, t] + gamma * next_value - values[:, t]
-        next_adv = (delta + gamma * lam * next_adv) * mask[:, t]
-        next_value = values[:, t] * mask[:, t]
-        advantages[:, t] = next_adv
-    return advantages, (advantages + values) * mask
-
-
-def whiten(x: torch.Tensor, mask: torch.Tensor, *, shift_mean: bool = True) -> torch.Tensor:
-    """(x − mean)/std over the masked positions (the mean is added back when ``shift_mean`` is False)."""
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
-    out = (x - mean) * torch.rsqrt(var + 1e-8)
-    return (out if shift_mean else out + mean) * mask
-
-
-def clipped_policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor,
-                        mask: torch.Tensor, clip_coef: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """PPO's clipped surrogate (Schulman et al. 2017, eq. 7) as a loss, token mean; with clipfrac, approx_kl."""
-    log_ratio = logps - old_logps
-    ratio = torch.exp(log_ratio)
-    unclipped = -advantages * ratio
-    clipped = -advantages * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
-    with torch.no_grad():
-        clipfrac = masked_mean((clipped > unclipped).float(), mask)
-        approx_kl = masked_mean(torch.expm1(log_ratio) - log_ratio, mask)
-    return loss, {"clipfrac": clipfrac, "approx_kl": approx_kl}
-
-
-def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
-                       clip: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """½·max((V − R)², (clip(V, V_old ± ε_v) − R)²), token mean; with the clipped fraction and (V − R)²."""
-    clipped = old_values + (values - old_values).clamp(-clip, clip)
-    loss_unclipped = (values - returns) ** 2
-    loss_clipped = (clipped - returns) ** 2
-    loss = 0.5 * masked_mean(torch.maximum(loss_unclipped, loss_clipped), mask)
-    with torch.no_grad():
-        stats = {"value_clipfrac": masked_mean((loss_clipped > loss_unclipped).float(), mask),
-                 "value_error": masked_mean(loss_unclipped, mask)}
-    return loss, stats
-
-
-@dataclass
-class AdaptiveKLController:
-    """β that tracks a target KL (Ziegler et al. 2019, Sec. 2.2).
-
-        e = clip(KL / KL_target − 1, −0.2, 0.2);   β ← β·(1 + e·n / horizon)
-
-    with n the number of completions in the step. ``target=None`` keeps β fixed.
-    """
-
-    beta: float
-    target: float | None = None
-    horizon: int = 10000
-
-    def update(self, kl: float, n: int) -> float:
-        if self.target is not None:
-            error = min(max(kl / self.target - 1.0, -0.2), 0.2)
-            self.beta *= 1.0 + error * n / self.horizon
-        return self.beta
-
-
-@dataclass
-class RunningMoments:
-    """Running mean and std of scores over all steps (Chan et al. parallel update), for reward scaling."""
-
-    mean: float = 0.0
-    var: float = 1.0
-    count: float = 1e-4
-
-    def update(self, x: torch.Tensor) -> None:
-        n = x.numel()
-        batch_mean, batch_var = float(x.mean()), float(x.var(unbiased=False))
-        delta, total = batch_mean - self.mean, self.count + n
-        self.var = (self.var * self.count + batch_var * n + delta ** 2 * self.count * n / total) / total
-        self.mean += delta * n / total
-        self.count = total
-
-    @property
-    def std(self) -> float:
-        return math.sqrt(max(self.var, 1e-8))
-
-
-# -- the method ----------------------------------------------------------------------------------------------
+# The maths lives in alignlab.core.rl; these names stay importable from here.
+__all__ = ["PPO", "PPOConfig", "AdaptiveKLController", "RunningMoments", "clipped_policy_loss", "clipped_value_loss",
+           "gae", "kl_estimate", "token_rewards", "train_ppo", "whiten"]
 
 
 @dataclass
 class PPOConfig(OnlineConfig):
     """PPO with a value head, GAE, clipped policy and value losses and a KL penalty to the reference."""
 
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5, max_steps=100, scheduler="constant"))
-    """optimiser, schedule, checkpoints; max_steps counts rollout steps"""
+    # A field re-declared without a docstring only changes its default; its help stays the parent's.
     output: str = "runs/ppo"
-    """run directory"""
     ppo_epochs: int = 4
-    """passes over each rollout batch"""
     gamma: float = 1.0
     """discount γ over completion tokens"""
     lam: float = 0.95

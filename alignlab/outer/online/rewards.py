@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import importlib
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
@@ -42,8 +43,14 @@ class RewardSource(Protocol):
 
 
 @dataclass
-class RewardConfig:
-    """Where the scalar score of a completion comes from."""
+class RewardSourceConfig:
+    """Where the scalar score of a completion comes from (a reward source; ``reward:`` / ``cost:`` in online configs).
+
+    Example::
+
+        >>> RewardSourceConfig(source="world", world_dimension="cost").source
+        'world'
+    """
 
     source: Literal["model", "function", "world"] = "model"
     """model: a trained reward model; function: a Python function; world: the toy world's judge"""
@@ -171,7 +178,7 @@ def as_source(reward: RewardSource | Callable) -> RewardSource:
     return reward if isinstance(reward, known) else FunctionReward(reward)
 
 
-def build_reward(config: RewardConfig, *, device: torch.device | str = "cpu") -> RewardSource:
+def build_reward(config: RewardSourceConfig, *, device: torch.device | str = "cpu") -> RewardSource:
     """The reward source ``config`` describes (loads the reward model when source=model)."""
     if config.source == "function":
         return FunctionReward(import_function(config.function))
@@ -214,3 +221,13 @@ def call_source(source: RewardSource, prompts: list[list[Message]], completions:
         raise TrainingError(f"the {what} function raised {type(err).__name__}: {err} (while scoring "
                             f"prompt indices {sorted(set(index))} of the prompt set)") from err
     return check_scores(scores, index, what=what)
+
+
+def __getattr__(name: str) -> Any:
+    """``RewardConfig``, this class's old name, still imports for one release (with a DeprecationWarning): it
+    was easy to confuse with :class:`alignlab.outer.reward.RewardModelConfig`, the config that trains a reward model."""
+    if name == "RewardConfig":
+        warnings.warn("alignlab.outer.online.rewards.RewardConfig is renamed RewardSourceConfig; the old name will be "
+                      "removed in the next release", DeprecationWarning, stacklevel=2)
+        return RewardSourceConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

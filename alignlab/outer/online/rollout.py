@@ -12,12 +12,20 @@ Each step:
 4. under no_grad, compute the behaviour policy's log-probs, the reference's log-probs and the critic's
    values for every completion token;
 5. let the algorithm turn that into advantages (GAE, group baselines, ...);
-6. run ``ppo_epochs`` passes of shuffled minibatch updates of the algorithm's loss.
+6. run ``ppo_epochs`` passes of shuffled minibatch updates of the algorithm's loss, each one optimiser step of
+   the training loop's (:class:`alignlab.core.trainer.TrainingRun`: clipping, NaN guard, schedule, checkpoints).
+
+Under ``accelerate launch`` (N processes) each process generates and scores its share of the step's prompts
+(``prompts_per_step / N``, groups kept whole), computes the behaviour/reference log-probs and values of its own
+rows, and then every process holds the whole step's rollout, so advantages (batch baselines, whitening,
+running reward moments, the KL controller, Safe RLHF's λ) are those of one process. Each minibatch is split
+over the processes and DDP averages the gradients, weighted so that the update is the token mean over the whole
+minibatch: N processes make the same update as one with the same ``prompts_per_step`` and ``minibatch_size``.
 
 An *algorithm* is a small object with ``sources`` (names of the scores it needs), ``value_heads``
 (critic heads on the policy), ``advantages(rollout)`` and ``loss(forward, minibatch)``; this file
-holds the plumbing so each method file holds only its maths. The optimiser, schedule, checkpoint and
-NaN-guard conventions are the training loop's (:mod:`alignlab.core.trainer`).
+holds the plumbing so each method file holds only its maths, and the maths itself (GAE, clipped losses, KL
+estimators) lives in :mod:`alignlab.core.rl`.
 
 Metrics (``metrics.jsonl``, one row per step): ``reward`` (mean raw score of the step's completions),
 ``reward/std``, ``finished`` (fraction that emitted EOS), ``completion_length``, ``kl`` (mean per-
@@ -31,65 +39,97 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from torch import nn
 
-from alignlab.core import checkpoint as ckpt
 from alignlab.core.data import DataConfig, load_records
 from alignlab.core.generation import GenerationConfig, encode_prompts, generate
 from alignlab.core.logprobs import selective_log_softmax, shared_prefix_logits
-from alignlab.core.metrics import MetricsLogger
 from alignlab.core.models import ModelConfig, ValueHead, load_causal_lm, load_tokenizer
 from alignlab.core.records import Message
-from alignlab.core.run import finish_run, start_run
+from alignlab.core.rl import KLEstimator, entropy_from_logits, masked_mean
+from alignlab.core.run import RunConfig, finish_run, start_run
 from alignlab.core.tokenize import batch_order, ensure_chat_template, shared_prefix_batch
 from alignlab.core.trainer import (
+    LoopConfig,
     TrainConfig,
+    TrainingRun,
     TrainResult,
     autocast,
-    lr_lambda,
-    make_optimizer,
-    previous_run,
+    make_accelerator,
     stop_non_finite,
 )
 from alignlab.errors import ConfigError, DataError, TrainingError
-from alignlab.outer.online.rewards import RewardConfig, RewardSource, as_source, build_reward, call_source
+from alignlab.outer.online.rewards import (
+    RewardSource,
+    RewardSourceConfig,
+    as_source,
+    build_reward,
+    call_source,
+)
+
+__all__ = ["ActorCritic", "Algorithm", "OnlineConfig", "OnlineLoopConfig", "OnlineTrainer", "PolicyOutput", "Rollout",
+           "entropy_from_logits", "masked_mean", "pad_rollout", "policy_forward"]
 
 
 @dataclass
-class OnlineConfig:
+class OnlineLoopConfig(LoopConfig):
+    """The training loop of an online method: ``max_steps`` counts rollout steps (-1: ``num_epochs`` passes over
+    the prompts); each step makes ``ppo_epochs`` × (completions / ``minibatch_size``) optimiser updates, over
+    which the learning-rate schedule runs. Batches come from rollouts, so the offline loop's batch keys are
+    not settings here."""
+
+    removed_keys: ClassVar[dict[str, str]] = {
+        key: f"is not a setting of online methods and was always ignored; {hint} (an error from the next release)"
+        for key, hint in [
+            ("batch_size", "completions per optimiser step are `minibatch_size`, prompts per rollout `prompts_per_step`"),
+            ("grad_accum", "an optimiser step takes `minibatch_size` completions"),
+            ("group_by_length", "rollout minibatches are shuffled, never grouped by length"),
+            ("eval_every", "online methods do not evaluate during training (use `alignlab eval` on the run)")]}
+    """offline-only keys an old config may still hold: dropped with a FutureWarning naming the key to use"""
+
+    max_steps: int = 100
+    """rollout steps to run; -1 means `num_epochs` passes over the prompts"""
+    num_epochs: float = 1.0
+    """passes over the prompts when `max_steps` is -1"""
+    lr: float = 1e-5
+    scheduler: Literal["linear", "cosine", "constant"] = "constant"
+
+
+@dataclass
+class OnlineConfig(RunConfig):
     """Settings every online RL method shares (the rollout → score → learn cycle)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     """the policy to start from (usually an SFT model); it is also the reference"""
     data: DataConfig = field(default_factory=lambda: DataConfig(max_prompt_length=256))
     """the prompts (any dataset format; only the prompts are used)"""
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5, max_steps=100, scheduler="constant"))
+    train: OnlineLoopConfig = field(default_factory=OnlineLoopConfig)
     """optimiser, schedule, checkpoints; max_steps counts rollout steps (-1: num_epochs over the prompts)"""
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
-    """how completions are sampled"""
-    reward: RewardConfig = field(default_factory=RewardConfig)
-    """where the reward comes from"""
     output: str = "runs/online"
     """run directory"""
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    """how completions are sampled"""
+    reward: RewardSourceConfig = field(default_factory=RewardSourceConfig)
+    """where the reward comes from"""
     prompts_per_step: int = 8
-    """prompts sampled per rollout step"""
+    """prompts sampled per rollout step (over all processes)"""
     group_size: int = 1
     """completions generated per prompt (GRPO/RLOO need >= 2)"""
     ppo_epochs: int = 1
     """passes over each rollout batch"""
     minibatch_size: int = 8
-    """completions per optimiser step"""
+    """completions per optimiser step (over all processes)"""
     beta: float = 0.05
     """KL-penalty coefficient β to the reference policy (0 = no reference model at all)"""
-    kl_estimator: Literal["k1", "k2", "k3"] = "k1"
+    kl_estimator: KLEstimator = "k1"
     """per-token KL estimator: k1 = log-ratio, k2 = ½ log-ratio², k3 = ratio − 1 − log-ratio (Schulman 2020)"""
     missing_eos_penalty: float = 1.0
     """subtracted from the reward of a completion cut at max_new_tokens (no EOS)"""
@@ -109,6 +149,10 @@ class OnlineConfig:
                              f"a multiple of minibatch_size ({self.minibatch_size})")
         if self.beta < 0:
             raise ValueError(f"beta must be >= 0, got {self.beta}")
+        if isinstance(self.train, TrainConfig):  # Python callers that built the offline loop's config
+            warnings.warn("an online method's `train` is an OnlineLoopConfig; the TrainConfig given has batch keys "
+                          "(batch_size, grad_accum, group_by_length, eval_every) that online methods ignore, and "
+                          "will be refused from the next release", FutureWarning, stacklevel=3)
 
 
 class ActorCritic(nn.Module):
@@ -223,31 +267,13 @@ class Algorithm(Protocol):
 
     def advantages(self, rollout: Rollout) -> dict[str, float]: ...
 
-    def loss(self, out: PolicyOutput, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+    def loss(self, out: PolicyOutput, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The minibatch's loss and metrics. Both must be token means over ``batch["mask"]``: the trainer
+        weights them by each process's share of the minibatch's tokens to make the multi-process update."""
 
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Mean of ``x`` over positions where ``mask`` is 1 (all of them, or along ``dim``)."""
-    if dim is None:
-        return (x * mask).sum() / mask.sum().clamp(min=1)
-    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
-
-
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """H = logsumexp(z) − Σ softmax(z)·z per position, [..., vocab] → [...] (fp32).
-
-    One leading row at a time: each row's fp32 copy and softmax stay small enough to sit in cache, where the
-    whole [batch, T, vocab] fp32 temporaries would not (≈3× faster on a CPU; the same numbers, since every
-    reduction runs over the vocabulary of one position either way).
-    """
-    if logits.dim() < 3:
-        z = logits.float()
-        return torch.logsumexp(z, -1) - (z.softmax(-1) * z).sum(-1)
-    return torch.stack([entropy_from_logits(row) for row in logits])
 
 
 def policy_forward(actor: ActorCritic, batch: dict[str, Any], *, with_entropy: bool = True) -> PolicyOutput:
@@ -258,12 +284,6 @@ def policy_forward(actor: ActorCritic, batch: dict[str, Any], *, with_entropy: b
     logps = selective_log_softmax(logits, tokens)
     entropy = entropy_from_logits(logits.detach()) if with_entropy else torch.zeros_like(logps)
     return PolicyOutput(logps=logps, entropy=entropy, values=values)
-
-
-def reference_logps(reference: Callable[[dict], torch.Tensor], rollout: Rollout, batch_size: int) -> torch.Tensor:
-    chunks = [reference(rollout.minibatch(torch.arange(lo, min(lo + batch_size, len(rollout.texts)))))
-              for lo in range(0, len(rollout.texts), batch_size)]
-    return torch.cat(chunks)
 
 
 def pad_rollout(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int
@@ -287,9 +307,18 @@ class OnlineTrainer:
     def __init__(self, config: OnlineConfig, algorithm: Algorithm, *, model: nn.Module | None = None,
                  tokenizer=None, sources: dict[str, RewardSource | Callable] | None = None,
                  monitors: dict[str, RewardSource | Callable] | None = None):
+        from accelerate.utils import set_seed
+
         self.config, self.algo = config, algorithm
         self.step = 0
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.accelerator = make_accelerator()
+        self.device = self.accelerator.device
+        self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
+        for name in ("prompts_per_step", "minibatch_size"):
+            if getattr(config, name) % self.world:
+                raise ConfigError(f"{name}={getattr(config, name)} must be a multiple of the {self.world} processes "
+                                  "(each process takes an equal share)")
+        set_seed(config.train.seed)  # the value heads' initialisation, then sampling
         self.out = start_run(config, config.output)
         self.tokenizer = tokenizer or load_tokenizer(config.model.name_or_path,
                                                      trust_remote_code=config.model.trust_remote_code)
@@ -302,6 +331,7 @@ class OnlineTrainer:
         self.sources = self._sources(sources or {})
         # Scored and logged as monitor/<name> but never learned from (e.g. the true reward next to a proxy).
         self.monitors = {name: as_source(src) for name, src in (monitors or {}).items()}
+        self.run: TrainingRun | None = None
 
     def _load_prompts(self) -> tuple[list[list[Message]], list[list[int]]]:
         cfg = self.config
@@ -335,7 +365,7 @@ class OnlineTrainer:
         for name in self.algo.sources:
             if name in given:
                 sources[name] = as_source(given[name])
-            elif isinstance(getattr(self.config, name, None), RewardConfig):  # config.reward, config.cost
+            elif isinstance(getattr(self.config, name, None), RewardSourceConfig):  # config.reward, config.cost
                 sources[name] = build_reward(getattr(self.config, name), device=self.device)
             else:
                 raise ConfigError(f"this method needs a '{name}' source")
@@ -343,7 +373,17 @@ class OnlineTrainer:
 
     # -- one step -----------------------------------------------------------------------------------------
 
+    def _gather(self, values: list) -> list:
+        """Every process's ``values`` concatenated in process order (the list itself with one process)."""
+        if self.world == 1:
+            return values
+        from accelerate.utils import gather_object
+
+        return gather_object(values)
+
     def collect(self, indices: list[int]) -> tuple[Rollout, dict[str, float]]:
+        """Generate and score completions of this process's prompts ``indices``; the returned rollout holds every
+        process's (in process order), the same on each."""
         cfg, tok = self.config, self.tokenizer
         index = [i for i in indices for _ in range(cfg.group_size)]
         prompts = [self.prompts[i] for i in index]
@@ -351,67 +391,76 @@ class OnlineTrainer:
             gen = generate(self.actor.lm, tok, [self.prompt_ids[i] for i in index], cfg.generation)
         scores = {name: call_source(src, prompts, gen.texts, what=name, prompt_index=index)
                   for name, src in self.sources.items()}
-        finished = torch.tensor(gen.finished)
+        monitors = {name: call_source(src, prompts, gen.texts, what=name, prompt_index=index)
+                    for name, src in self.monitors.items()}
+        # Every process gets the whole step's completions and scores; the per-token passes below stay sharded.
+        local_rows = len(index)
+        index, prompts, texts = self._gather(index), self._gather(prompts), self._gather(gen.texts)
+        prompt_ids, completion_ids = self._gather(gen.prompt_ids), self._gather(gen.completion_ids)
+        finished = torch.tensor(self._gather(gen.finished))
+        scores = {k: torch.tensor(self._gather(v.tolist())) for k, v in scores.items()}
+        monitors = {k: torch.tensor(self._gather(v.tolist())) for k, v in monitors.items()}
         raw_reward = scores["reward"].clone() if "reward" in scores else None
         if "reward" in scores:
             scores["reward"] = scores["reward"] - cfg.missing_eos_penalty * (~finished).float()
-        ids, attn, mask = pad_rollout(gen.prompt_ids, gen.completion_ids, tok.pad_token_id)
-        rollout = Rollout(index, prompts, gen.texts, ids.to(self.device), attn.to(self.device),
+        ids, attn, mask = pad_rollout(prompt_ids, completion_ids, tok.pad_token_id)
+        rollout = Rollout(index, prompts, texts, ids.to(self.device), attn.to(self.device),
                           mask.to(self.device), finished, {k: v.to(self.device) for k, v in scores.items()})
-        n, bs = len(index), cfg.minibatch_size
         with torch.no_grad(), autocast(cfg.train.mixed_precision):
+            # this process's rows of the rollout, in minibatch-sized chunks; then everyone's
+            lo, hi, bs = self.rank * local_rows, (self.rank + 1) * local_rows, cfg.minibatch_size
+            chunks = [rollout.minibatch(torch.arange(a, min(a + bs, hi), device=self.device)) for a in range(lo, hi, bs)]
             if self.algo.needs_old_logps or self.algo.value_heads:
-                outs = [policy_forward(self.actor, rollout.minibatch(torch.arange(lo, min(lo + bs, n))),
-                                       with_entropy=False) for lo in range(0, n, bs)]
-                rollout.old_logps = torch.cat([o.logps for o in outs])
-                rollout.values = {k: torch.cat([o.values[k] for o in outs]) for k in self.algo.value_heads}
+                outs = [policy_forward(self.actor, chunk, with_entropy=False) for chunk in chunks]
+                rollout.old_logps = self._gather_rows(torch.cat([o.logps for o in outs]))
+                rollout.values = {k: self._gather_rows(torch.cat([o.values[k] for o in outs]))
+                                  for k in self.algo.value_heads}
             if self.reference is not None:
-                rollout.ref_logps = reference_logps(self.reference, rollout, bs)
+                rollout.ref_logps = self._gather_rows(torch.cat([self.reference(chunk) for chunk in chunks]))
         lengths = mask.sum(-1)
-        metrics = {"gen_seconds": gen.seconds, "gen_tokens_per_s": gen.num_tokens / max(gen.seconds, 1e-9),
+        gen_seconds = self.run.global_sum(gen.seconds) / self.world if self.run else gen.seconds
+        gen_tokens = self.run.global_sum(gen.num_tokens) if self.run else gen.num_tokens
+        metrics = {"gen_seconds": gen_seconds, "gen_tokens_per_s": gen_tokens / max(gen_seconds, 1e-9),
                    "finished": float(finished.float().mean()), "completion_length": float(lengths.mean())}
         if raw_reward is not None:
             metrics.update({"reward": float(raw_reward.mean()), "reward/std": float(raw_reward.std(unbiased=False))})
         for name, value in scores.items():
             if name != "reward":
                 metrics[name] = float(value.mean())
-        for name, src in self.monitors.items():
-            metrics[f"monitor/{name}"] = float(call_source(src, prompts, gen.texts, what=name, prompt_index=index).mean())
+        metrics.update({f"monitor/{name}": float(value.mean()) for name, value in monitors.items()})
         return rollout, metrics
 
-    def learn(self, rollout: Rollout, optimizer, scheduler) -> dict[str, float]:
-        cfg = self.config
+    def _gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """[n_local, T] per process → [N, T] on every process (process order)."""
+        return rows if self.world == 1 else self.accelerator.gather(rows.contiguous())
+
+    def learn(self, rollout: Rollout) -> dict[str, float]:
+        """``ppo_epochs`` passes of shuffled minibatch updates; each minibatch is split over the processes."""
+        cfg, run = self.config, self.run
         n = len(rollout.texts)
+        # The same shuffle on every process (and after --resume): seeded by the step, not by the sampling RNG.
+        order = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + self.step)
         sums: dict[str, float] = {}
         updates = 0
         grad_norm = 0.0
-        params = [p for p in self.actor.parameters() if p.requires_grad]
         for _ in range(cfg.ppo_epochs):
-            for idx in torch.randperm(n).split(cfg.minibatch_size):
-                batch = rollout.minibatch(idx.to(self.device))
-                self.actor.train()
-                with autocast(cfg.train.mixed_precision):
-                    out = policy_forward(self.actor, batch)
+            for idx in torch.randperm(n, generator=order).split(cfg.minibatch_size):
+                batch = rollout.minibatch(idx.tensor_split(self.world)[self.rank].to(self.device))
+                # This process's share of the minibatch's tokens: the losses are token means over its own rows,
+                # so share × processes (DDP averages) makes the update the token mean over the whole minibatch.
+                share = float(batch["mask"].sum()) / max(float(rollout.mask[idx.to(self.device)].sum()), 1.0)
+                run.model.train()
+                with run.micro_batch():
+                    out = policy_forward(run.model, batch)
                     loss, metrics = self.algo.loss(out, batch)
-                loss = loss.float()
-                if not math.isfinite(float(loss.detach())):
-                    self._stop(f"loss is {float(loss.detach())}")
-                loss.backward()
-                if cfg.train.max_grad_norm > 0:
-                    norm = torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
-                else:
-                    norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-                if not math.isfinite(float(norm)):
-                    self._stop(f"gradient norm is {float(norm)}")
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                grad_norm += float(norm)
-                updates += 1
+                run.backward(loss.float() * (share * self.world))
                 metrics = {"loss": loss.detach(), "entropy": masked_mean(out.entropy, batch["mask"]), **metrics}
-                for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-        return {**{k: v / updates for k, v in sums.items()}, "grad_norm": grad_norm / updates}
+                weighted = {k: float(v) * share for k, v in metrics.items()}
+                grad_norm += run.step(self.step, run.global_sum(weighted["loss"]))  # the whole minibatch's loss
+                updates += 1
+                for k, v in weighted.items():
+                    sums[k] = sums.get(k, 0.0) + v
+        return {**{k: run.global_sum(v) / updates for k, v in sums.items()}, "grad_norm": grad_norm / updates}
 
     def _stop(self, what: str) -> None:
         stop_non_finite(what, self.step, self.out / "checkpoints")
@@ -420,66 +469,42 @@ class OnlineTrainer:
 
     def train(self) -> TrainResult:
         cfg = self.config
-        root = self.out / "checkpoints"
-        if problem := previous_run(self.out, cfg.train):
-            raise ConfigError(problem)
-        random.seed(cfg.train.seed)
-        torch.manual_seed(cfg.train.seed)
         steps_per_epoch = len(self.prompts) // cfg.prompts_per_step
         total = cfg.train.max_steps if cfg.train.max_steps > 0 else max(1, math.ceil(cfg.train.num_epochs *
                                                                                      steps_per_epoch))
-        n = cfg.prompts_per_step * cfg.group_size
-        updates_per_step = cfg.ppo_epochs * (n // cfg.minibatch_size)
-        params = [p for p in self.actor.parameters() if p.requires_grad]
-        optimizer = make_optimizer(params, cfg.train)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.train, total * updates_per_step))
-        ckpt.clean_partial(root)
-        start = 0
-        if cfg.train.resume and (last := ckpt.latest_checkpoint(root)) is not None:
-            state = ckpt.load_checkpoint(last, model=self.actor, optimizer=optimizer, scheduler=scheduler, rank=0)
-            self.algo.load_state_dict(state.get("algorithm", {}))
-            start = state["step"]
-        logger = MetricsLogger(self.out / "metrics.jsonl", resume_step=start if cfg.train.resume else None,
-                               tensorboard=cfg.train.tensorboard)
-
-        def save(step: int) -> None:
-            ckpt.save_checkpoint(root, step, model=self.actor, optimizer=optimizer, scheduler=scheduler, rank=0,
-                                 state={"total_steps": total, "algorithm": self.algo.state_dict()},
-                                 keep=cfg.train.save_total_limit, is_main=True, barrier=lambda: None)
-
+        updates_per_step = cfg.ppo_epochs * math.ceil(cfg.prompts_per_step * cfg.group_size / cfg.minibatch_size)
+        self.run = run = TrainingRun(self.accelerator, self.actor, cfg.train, self.out, total_steps=total,
+                                     schedule_steps=total * updates_per_step, desc="rollout steps")
+        self.algo.load_state_dict(run.resumed_state.get("algorithm", {}))
+        share = cfg.prompts_per_step // self.world
         history: list[dict[str, Any]] = []
         try:
-            for self.step in range(start, total):
+            for self.step in range(run.start_step, total):
                 clock = time.perf_counter()
                 epoch, k = divmod(self.step, steps_per_epoch)
                 order = batch_order([0] * len(self.prompts), cfg.prompts_per_step, seed=cfg.train.seed, epoch=epoch,
                                     group_by_length=False)
                 try:
-                    rollout, row = self.collect(order[k])
+                    rollout, row = self.collect(order[k][self.rank * share:(self.rank + 1) * share])
                 except TrainingError as err:  # a reward source failed: name the step and the checkpoint kept
                     self._stop(str(err))
                 row.update(self.algo.advantages(rollout))
-                lr = scheduler.get_last_lr()[0]
-                row.update(self.learn(rollout, optimizer, scheduler))
+                lr = run.lr
+                row.update(self.learn(rollout))
                 done = self.step + 1
                 row = {"step": done, "lr": lr, **row, "step_seconds": time.perf_counter() - clock}
                 history.append(row)
                 if done % cfg.train.log_every == 0 or done == total:
-                    logger.log(row)
-                if cfg.train.save_every and done % cfg.train.save_every == 0 and done != total:
-                    save(done)
-        finally:
-            logger.close()
-        if start < total or not ckpt.checkpoint_dirs(root):
-            save(total)
+                    run.log(row)
+                run.progress.set_postfix(reward=f"{row.get('reward', float('nan')):.3f}", loss=f"{row['loss']:.4f}")
+                run.progress.update(1)
+                if run.save_due(done):
+                    run.save(done, {"algorithm": self.algo.state_dict()})
+        except BaseException:
+            run.close()
+            raise
+        run.finish({"algorithm": self.algo.state_dict()})
         result = TrainResult(output_dir=self.out, steps=total, history=history, eval={})
         finish_run(self.actor if self.actor.heads else self.actor.lm, self.tokenizer, result,
                    merge_lora=cfg.model.merge_lora)
         return result
-
-
-def sequence_kl(rollout_logps: torch.Tensor, ref_logps: torch.Tensor | None, mask: torch.Tensor) -> float:
-    """Mean over sequences of Σ_t (log π − log π_ref): the k1 estimate of KL(π‖π_ref) per completion."""
-    if ref_logps is None:
-        return 0.0
-    return float(((rollout_logps - ref_logps) * mask).sum(-1).mean())

@@ -36,20 +36,23 @@ from torch import nn
 
 from alignlab.core.data import DataConfig, encode_all, load_records
 from alignlab.core.models import ModelConfig, load_reward_model, load_tokenizer
-from alignlab.core.run import finish_run, start_run
-from alignlab.core.tokenize import PairCollator, encode_completion, ensure_chat_template
-from alignlab.core.trainer import ObjectiveOutput, TrainConfig, TrainResult, train
-from alignlab.outer.online.ppo import (
-    PPO,
-    PPOConfig,
+from alignlab.core.rl import (
     clipped_policy_loss,
     clipped_value_loss,
     gae,
+    lagrange_update,
     token_rewards,
     whiten,
 )
-from alignlab.outer.online.rewards import RewardConfig, RewardSource
+from alignlab.core.run import RunConfig, finish_run, start_run
+from alignlab.core.tokenize import PairCollator, encode_completion, ensure_chat_template
+from alignlab.core.trainer import ObjectiveOutput, TrainConfig, TrainResult, train
+from alignlab.outer.online.ppo import PPO, PPOConfig
+from alignlab.outer.online.rewards import RewardSource, RewardSourceConfig
 from alignlab.outer.online.rollout import OnlineTrainer, PolicyOutput, Rollout
+
+__all__ = ["CostConfig", "SafePPO", "SafePPOConfig", "cost_model_loss", "lagrange_update", "train_cost",
+           "train_safe_ppo"]
 
 # -- the cost model ------------------------------------------------------------------------------------------
 
@@ -64,7 +67,7 @@ def cost_model_loss(cost_safer: torch.Tensor, cost_unsafer: torch.Tensor, safer_
 
 
 @dataclass
-class CostConfig:
+class CostConfig(RunConfig):
     """Safe RLHF cost model on safety pairs (ranking by safety + safe/unsafe classification)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -140,26 +143,19 @@ def train_cost(config: CostConfig, *, model: nn.Module | None = None, tokenizer=
 # -- PPO-Lagrangian ------------------------------------------------------------------------------------------
 
 
-def lagrange_update(log_lambda: float, *, mean_cost: float, threshold: float, lr: float, lambda_max: float) -> float:
-    """One SGD step on the multiplier loss −(J_c − d)·λ with λ = exp(log λ), clamped at λ_max."""
-    grad = -(mean_cost - threshold) * math.exp(log_lambda)  # ∂/∂ log λ of −(J_c − d)·exp(log λ)
-    return min(log_lambda - lr * grad, math.log(lambda_max))
-
-
 @dataclass
 class SafePPOConfig(PPOConfig):
     """Safe RLHF: PPO-Lagrangian with reward and cost critics and a multiplier λ held to a cost threshold."""
 
+    # A field re-declared without a docstring only changes its default; its help stays the parent's.
     output: str = "runs/safe_ppo"
-    """run directory"""
-    cost: RewardConfig = field(default_factory=RewardConfig)
-    """where the cost comes from (a cost model from `alignlab train cost`, a function, or world_dimension=cost)"""
+    value_clip: float = 5.0
     beta: float = 0.01
     """KL-penalty coefficient β on both streams"""
-    value_clip: float = 5.0
-    """value clip ε_v around the rollout's values"""
     score_clip: float | None = 50.0
     """clip reward and cost scores to ±score_clip"""
+    cost: RewardSourceConfig = field(default_factory=RewardSourceConfig)
+    """where the cost comes from (a cost model from `alignlab train cost`, a function, or world_dimension=cost)"""
     scale_rewards: bool = False
     """must stay off: Safe RLHF learns from the clipped raw reward and cost, as PKU's implementation does"""
     center_rewards: bool = False

@@ -42,11 +42,17 @@ from alignlab.core.io import atomic_write_json
 from alignlab.core.metrics import MetricsLogger
 from alignlab.core.models import ModelConfig, load_causal_lm, load_tokenizer, save_pretrained_atomic
 from alignlab.core.records import Message
-from alignlab.core.run import start_run
+from alignlab.core.run import RunConfig, start_run
 from alignlab.core.tokenize import ensure_chat_template
 from alignlab.core.trainer import TrainConfig, TrainResult
 from alignlab.errors import ConfigError, DataError
-from alignlab.outer.online.rewards import RewardConfig, RewardSource, as_source, build_reward, call_source
+from alignlab.outer.online.rewards import (
+    RewardSource,
+    RewardSourceConfig,
+    as_source,
+    build_reward,
+    call_source,
+)
 
 # -- pure pieces ---------------------------------------------------------------------------------------------
 
@@ -178,7 +184,7 @@ def _model_path(config: Any, model: nn.Module, tokenizer, out: Path) -> str:
 
 
 @dataclass
-class RAFTConfig:
+class RAFTConfig(RunConfig):
     """RAFT: sample K per prompt, keep the reward model's best, SFT on them, iterate."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -187,7 +193,7 @@ class RAFTConfig:
     """the prompts"""
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     """how samples are drawn"""
-    reward: RewardConfig = field(default_factory=RewardConfig)
+    reward: RewardSourceConfig = field(default_factory=RewardSourceConfig)
     """scores the samples"""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5))
     """the SFT stage of each iteration"""
@@ -252,7 +258,7 @@ def _finish(model: nn.Module, tokenizer, out: Path, steps: int, history: list[di
 
 
 @dataclass
-class RSOConfig:
+class RSOConfig(RunConfig):
     """RSO: rejection-sample from the optimal policy with the reward model, then a pairwise loss."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -261,7 +267,7 @@ class RSOConfig:
     """the prompts"""
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     """how candidates are drawn from π_sft"""
-    reward: RewardConfig = field(default_factory=RewardConfig)
+    reward: RewardSourceConfig = field(default_factory=RewardSourceConfig)
     """the reward model that defines π* and labels the pairs"""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=5e-6))
     """the preference-training stage"""
@@ -304,7 +310,8 @@ def train_rso(config: RSOConfig, *, model: nn.Module | None = None, tokenizer=No
         chosen_idx = [lo + i for i in rso_accept(s.scores[lo:lo + config.num_candidates], config.num_samples,
                                                  config.rso_beta, rng)]
         accepted += len(chosen_idx)
-        for win, lose in pair_extremes(chosen_idx, s.scores):
+        # an empty answer (EOS at once) cannot be a side of a pair: the pair readers reject empty completions
+        for win, lose in pair_extremes([i for i in chosen_idx if s.texts[i].strip()], s.scores):
             pairs.append({"prompt": s.prompts[win], "chosen": _reply(s.texts[win]), "rejected": _reply(s.texts[lose]),
                           "margin": s.scores[win] - s.scores[lose]})
     if not pairs:
@@ -324,7 +331,7 @@ def train_rso(config: RSOConfig, *, model: nn.Module | None = None, tokenizer=No
 
 
 @dataclass
-class SPINConfig:
+class SPINConfig(RunConfig):
     """SPIN: self-play — real SFT answers as chosen, the model's own as rejected, previous iterate as reference."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -362,9 +369,10 @@ def train_spin(config: SPINConfig, *, model: nn.Module | None = None, tokenizer=
     for it in range(config.iterations):
         s = sample_and_score(model, tokenizer, [r.prompt for r in records], 1, config.generation, None)
         pairs = [{"prompt": r.prompt, "chosen": _reply(r.completion), "rejected": _reply(text)}
-                 for r, text in zip(records, s.texts) if text.strip() != r.completion.strip()]
+                 for r, text in zip(records, s.texts) if text.strip() and text.strip() != r.completion.strip()]
         if not pairs:
-            raise ConfigError(f"iteration {it}: the model reproduces every demonstration; SPIN has converged")
+            raise ConfigError(f"iteration {it}: the model reproduces every demonstration (or answers nothing); SPIN has "
+                              "converged")
         data = _write_jsonl(out / f"iter-{it}" / "pairs.jsonl", pairs)
         # Reference = the previous iterate (θ_t), which is also where θ_{t+1} starts.
         pref = PreferenceConfig(model=dataclasses.replace(config.model, name_or_path=path),
