@@ -1,5 +1,5 @@
-"""The one generator: ids with EOS kept, finished flags, batching that changes nothing, the same draws as
-transformers' ``generate``, seeds, stop strings and timeouts."""
+"""The one generator: ids with EOS kept, finished flags, batching that changes nothing, greedy tokens and the
+sampling distribution of transformers' ``generate``, seeds, stop strings and timeouts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import time
 import pytest
 import torch
 
-from alignlab.core.generation import GenerationConfig, cut_at_stop, encode_prompts, generate, left_pad
+from alignlab.core.generation import (
+    GenerationConfig,
+    cut_at_stop,
+    encode_prompts,
+    generate,
+    left_pad,
+    next_tokens,
+)
 from alignlab.core.models import load_causal_lm, load_tokenizer
 from alignlab.errors import ConfigError, ModelError
 
@@ -41,21 +48,43 @@ def test_batched_left_padded_greedy_equals_one_by_one(lm):
     assert batched.seconds > 0 and batched.num_tokens == sum(map(len, batched.completion_ids))
 
 
-@pytest.mark.parametrize("sampling", [{"temperature": 0.0}, {"temperature": 1.0},
-                                      {"temperature": 0.7, "top_k": 20, "top_p": 0.8}])
-def test_same_tokens_as_transformers_generate(lm, sampling):
-    # Greedy: the same argmax path. Sampling: the same warpers and one multinomial draw per step, so in
-    # float32 with the same seed the same draws (no shared prefill: that changes the logits' rounding).
+def test_greedy_tokens_equal_transformers_generate(lm):
     model, tok = lm
     prompt_ids = encode_prompts(tok, PROMPTS * 2)
-    cfg = GenerationConfig(max_new_tokens=10, shared_prefill=False, seed=11, **sampling)
-    ours = generate(model, tok, prompt_ids, cfg)
-    torch.manual_seed(11)
-    do_sample = {"do_sample": True, "temperature": cfg.temperature, "top_k": cfg.top_k or None, "top_p": cfg.top_p}
-    theirs = hf_generate(model, tok, prompt_ids, 10, **(do_sample if cfg.temperature else {"do_sample": False}))
-    for mine, ref in zip(ours.completion_ids, theirs):
-        assert mine == ref[:len(mine)]  # transformers pads a finished row out to the batch's length
-        assert all(t == tok.pad_token_id for t in ref[len(mine):])
+    for shared_prefill in (False, True):
+        ours = generate(model, tok, prompt_ids, GenerationConfig(max_new_tokens=10, temperature=0.0,
+                                                                 shared_prefill=shared_prefill))
+        theirs = hf_generate(model, tok, prompt_ids, 10, do_sample=False)
+        for mine, ref in zip(ours.completion_ids, theirs):
+            assert mine == ref[:len(mine)]  # transformers pads a finished row out to the batch's length
+            assert all(t == tok.pad_token_id for t in ref[len(mine):])
+
+
+@pytest.mark.parametrize("sampling", [{"temperature": 1.0}, {"temperature": 0.5},
+                                      {"temperature": 0.7, "top_k": 3}, {"temperature": 1.3, "top_p": 0.8},
+                                      {"temperature": 0.9, "top_k": 4, "top_p": 0.7}])
+def test_sampling_draws_from_the_distribution_transformers_warpers_define(sampling):
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    logits = torch.tensor([[2.0, 1.5, 1.0, 0.3, 0.0, -1.0, -3.0]])
+    cfg = GenerationConfig(**sampling)
+    scores = TemperatureLogitsWarper(cfg.temperature)(None, logits.clone())
+    if cfg.top_k:
+        scores = TopKLogitsWarper(cfg.top_k)(None, scores)
+    if cfg.top_p < 1:
+        scores = TopPLogitsWarper(cfg.top_p)(None, scores)
+    want = scores.softmax(-1)[0]
+    n = 40_000
+    draws = next_tokens(logits.expand(n, -1), cfg, torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=logits.shape[1]).double() / n
+    assert torch.all(freq[want == 0] == 0)  # a filtered token is never drawn
+    # Each frequency is a binomial mean: within 5 standard deviations of its probability.
+    sd = (want.double() * (1 - want.double()) / n).sqrt()
+    assert torch.all((freq - want.double()).abs() <= 5 * sd + 1e-12), (freq, want)
 
 
 def test_finished_rows_keep_eos_and_cut_rows_are_unfinished(lm):

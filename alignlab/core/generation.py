@@ -12,7 +12,7 @@ Chain of Hindsight, the benches) gets the same :class:`GenerationOutput`:
 - ``seconds`` and ``num_tokens``: generation is timed separately because it dominates online RL.
 
 Sampling draws from softmax(logits / temperature) restricted by ``top_k`` and then ``top_p``, the same
-distribution (and, in float32 with the same seed, the same draws) as ``transformers``' ``generate``.
+distribution as ``transformers``' ``generate`` (greedy decoding gives the same tokens).
 With ``seed`` set, a call is deterministic; without it, it draws from torch's global RNG (the trainer's).
 A call that runs past ``timeout_s`` raises :class:`~alignlab.errors.ModelError`: a batch stopped half-way
 would pass cut completions off as the model's answers (and online RL would penalise them as unfinished).
@@ -145,8 +145,17 @@ def left_padded_positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).masked_fill_(mask == 0, 1)
 
 
-def shared_prefill(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, rows: list[list[int]]):
-    """A KV cache of every row's prompt but its last token, computed once per distinct prompt; or None.
+def kv_cache(model: nn.Module, capacity: int):
+    """An empty KV cache preallocated for ``capacity`` positions per row, written in place: a growing cache
+    would copy all of itself at every decoding step."""
+    from transformers import StaticCache
+
+    return StaticCache(config=model.config, max_cache_len=capacity)
+
+
+def shared_prefill(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, rows: list[list[int]], capacity: int):
+    """A KV cache (of ``capacity`` positions) of every row's prompt but its last token, computed once per
+    distinct prompt; or None.
 
     ``ids``/``mask`` are the batch's left-padded prompts [n, P]. The returned cache holds positions 0..P−2 of
     all n rows (distinct prompts' caches copied to their repeats), so decoding given it runs only the last
@@ -154,8 +163,6 @@ def shared_prefill(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, rows
     to float rounding (the matmuls see other batch shapes), so with a seed the samples match in practice but
     are not guaranteed bit-identical. None when no prompt repeats or some prompt is under 2 tokens.
     """
-    from transformers import DynamicCache
-
     first: dict[tuple[int, ...], int] = {}  # distinct prompt -> its first row
     for i, row in enumerate(rows):
         first.setdefault(tuple(row), i)
@@ -165,7 +172,7 @@ def shared_prefill(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, rows
     slot = {key: k for k, key in enumerate(first)}
     index = torch.tensor([slot[tuple(row)] for row in rows], device=ids.device)  # [n]: each row's distinct prompt
     head_ids, head_mask = ids[distinct, :-1], mask[distinct, :-1]  # [distinct, P−1]
-    cache = DynamicCache()
+    cache = kv_cache(model, capacity)
     model(input_ids=head_ids, attention_mask=head_mask, position_ids=left_padded_positions(head_mask),
           use_cache=True, logits_to_keep=1, **{cache_keyword(model): cache})
     cache.reorder_cache(index)
@@ -174,10 +181,13 @@ def shared_prefill(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, rows
 
 def next_tokens(logits: torch.Tensor, config: GenerationConfig, generator: torch.Generator | None) -> torch.Tensor:
     """One token per row from float32 logits [n, vocab]: argmax at temperature 0, else a draw from
-    softmax(logits / T) keeping the top_k most likely tokens, then the smallest set holding top_p of the mass.
+    softmax(logits / T) keeping the top_k most likely tokens, then the smallest set holding top_p of the mass
+    (transformers' temperature, top-k and top-p warpers, in their order).
 
-    The same operations in the same order as transformers' temperature, top-k and top-p warpers followed by
-    ``torch.multinomial``, so a seeded float32 run draws what ``model.generate`` would.
+    The draw inverts the cumulative distribution at one uniform number per row: the same distribution as
+    ``torch.multinomial``, which instead draws an exponential number per vocabulary entry (most of a small
+    model's sampling time). The sum runs in float64 and is normalised so that its last entry is exactly 1: a
+    token of probability 0 can never be drawn.
     """
     if config.temperature == 0:
         return logits.argmax(dim=-1)
@@ -190,7 +200,10 @@ def next_tokens(logits: torch.Tensor, config: GenerationConfig, generator: torch
         tail = ascending.softmax(dim=-1).cumsum(dim=-1) <= 1 - config.top_p  # mass below the nucleus
         tail[:, -1] = False  # the most likely token always stays
         scores = scores.masked_fill(tail.scatter(1, order, tail), -float("inf"))
-    return torch.multinomial(scores.softmax(dim=-1), num_samples=1, generator=generator).squeeze(1)
+    cdf = scores.softmax(dim=-1).double().cumsum(dim=-1)
+    cdf /= cdf[:, -1:].clone()
+    u = torch.rand(len(cdf), 1, dtype=torch.float64, device=cdf.device, generator=generator)  # in [0, 1)
+    return torch.searchsorted(cdf, u, right=True).squeeze(1)  # the first token whose cumulative mass exceeds u
 
 
 def eos_token_ids(model: nn.Module, tokenizer) -> set[int]:
@@ -216,17 +229,16 @@ def sample_batch(model: nn.Module, tokenizer, rows: list[list[int]], config: Gen
     Each step feeds only the tokens sampled last; a row that has finished keeps receiving padding (its cache
     entries are never read by another row) and the loop stops once every row has finished.
     """
-    from transformers import DynamicCache
-
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
     ids, mask = left_pad(rows, pad_id)
     ids, mask = ids.to(device), mask.to(device)
     n, width = ids.shape
     positions = left_padded_positions(mask)
-    cache = shared_prefill(model, ids, mask, rows) if config.shared_prefill else None
+    capacity = width + config.max_new_tokens
+    cache = shared_prefill(model, ids, mask, rows, capacity) if config.shared_prefill else None
     feed, feed_positions = (ids, positions) if cache is None else (ids[:, -1:], positions[:, -1:])
-    cache = cache if cache is not None else DynamicCache()
+    cache = cache if cache is not None else kv_cache(model, capacity)
     attention = torch.cat([mask, mask.new_ones(n, config.max_new_tokens)], dim=1)  # grown by slicing, not copying
     eos_ids = torch.tensor(sorted(eos), device=device)
     new = torch.full((n, config.max_new_tokens), pad_id, dtype=torch.long, device=device)
