@@ -18,6 +18,7 @@ import abc
 from collections.abc import Sequence
 from typing import Any
 
+from alignlab.core.generation import cut_at_stop  # noqa: F401 (one implementation; backends import it here)
 from alignlab.errors import EvalError
 
 Prompt = str | list[dict[str, str]]  # a plain string, or chat messages {"role", "content"}
@@ -92,8 +93,3 @@ class HarnessEncoder:
         ctx = self.tok_encode(context)
         return ctx, whole[len(ctx) :]
 
-
-def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
-    """``text`` up to (not including) the earliest stop string."""
-    cut = min((text.find(s) for s in stop or () if s and s in text), default=len(text))
-    return text[:cut]

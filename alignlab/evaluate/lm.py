@@ -40,6 +40,13 @@ from typing import Any
 
 import torch
 
+from alignlab.core.generation import (
+    GenerationConfig,
+    GenerationOutput,
+    VLLMEngine,
+    eos_token_ids,
+    generate,
+)
 from alignlab.core.logprobs import cache_keyword
 from alignlab.core.tokenize import common_prefix_length
 from alignlab.errors import EvalError
@@ -170,6 +177,10 @@ class HuggingFaceLM(LM):
         share_prefix: group requests with a shared token prefix into tree rows (same numbers, less compute).
         autocast: run matmuls in this dtype under ``torch.autocast`` (e.g. ``bfloat16``: faster on CPUs with
             bf16 units), weights and log-softmax staying in float32; None for none.
+        generation_backend: ``hf`` samples with the loaded model; ``vllm`` starts a vLLM engine on the model
+            path for ``generate`` (GPU, ``pip install vllm``; tested only against a fake engine so far), while
+            log-likelihoods stay on the loaded model.
+        generation_timeout_s: a ``generate`` call that takes longer raises an error instead of waiting on.
 
     Example::
 
@@ -188,13 +199,24 @@ class HuggingFaceLM(LM):
         share_prefix: bool = True,
         autocast: str | None = None,
         device: str | None = None,
+        generation_backend: str = "hf",
+        generation_timeout_s: float = 600.0,
     ):
         from alignlab.core.models import load_causal_lm, load_tokenizer
 
+        if generation_backend not in ("hf", "vllm"):
+            raise EvalError(f"generation_backend must be 'hf' or 'vllm', got {generation_backend!r}")
+        if generation_backend == "vllm" and not isinstance(model, str):
+            raise EvalError("generation_backend='vllm' needs a model path to start the engine from")
+        self.engine: VLLMEngine | None = None
+        self.generation_timeout_s = generation_timeout_s
         if isinstance(model, str):
             model_dir = resolve_model_dir(model)
             tokenizer = tokenizer or model_dir
             model = load_causal_lm(model_dir, dtype=dtype)
+            if generation_backend == "vllm":
+                engine_config = GenerationConfig(backend="vllm", timeout_s=generation_timeout_s)
+                self.engine = VLLMEngine(model_dir, engine_config, dtype=dtype)
         if tokenizer is None:
             raise EvalError("HuggingFaceLM needs a tokenizer when given a loaded model")
         self.tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
@@ -427,12 +449,56 @@ class HuggingFaceLM(LM):
         seed: int = 0,
     ) -> list[str]:
         encoded = [self.encode_prompt(p) for p in prompts]
-        generated = self.generate_ids(
+        return self.complete(
             encoded, stop=stop, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed
-        )
-        return [cut_at_stop(self.tokenizer.decode(g, skip_special_tokens=True), stop) for g in generated]
+        ).texts
 
-    @torch.no_grad()
+    def complete(
+        self,
+        encoded: Sequence[list[int]],
+        *,
+        stop: Sequence[str] | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> GenerationOutput:
+        """Completions of token-id prompts through :func:`alignlab.core.generation.generate`: ids with EOS
+        kept, finished flags, texts cut before the first ``stop`` string; in the prompts' order.
+
+        Prompts are cut on the left to leave ``max_tokens`` of the context window, and batched longest
+        first (rows of similar length waste less padding). ``temperature=0`` is greedy.
+
+        Example::
+
+            >>> out = lm.complete([lm.encode_prompt("The cat")], max_tokens=8)   # doctest: +SKIP
+            >>> out.texts[0], out.finished[0]                                     # doctest: +SKIP
+        """
+        if not encoded:
+            raise EvalError("no prompts to generate from")
+        encoded = [list(e)[-(self.max_length - max_tokens) :] for e in encoded]
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        config = GenerationConfig(
+            backend="vllm" if self.engine is not None else "hf",
+            max_new_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=list(stop or []),
+            seed=seed,
+            batch_size=self.batch_size,
+            timeout_s=self.generation_timeout_s,
+        )
+        with self._autocast():
+            out = generate(self.model, self.tokenizer, [encoded[i] for i in order], config, engine=self.engine)
+        back = sorted(range(len(order)), key=order.__getitem__)  # position of each prompt in ``order``
+        return GenerationOutput(
+            prompt_ids=[out.prompt_ids[k] for k in back],
+            completion_ids=[out.completion_ids[k] for k in back],
+            texts=[out.texts[k] for k in back],
+            finished=[out.finished[k] for k in back],
+            seconds=out.seconds,
+        )
+
     def generate_ids(
         self,
         encoded: Sequence[list[int]],
@@ -443,41 +509,9 @@ class HuggingFaceLM(LM):
         top_p: float = 1.0,
         seed: int = 0,
     ) -> list[list[int]]:
-        """New token ids per prompt (up to, not including, EOS); batched, longest prompts first."""
-        encoded = [list(e)[-(self.max_length - max_tokens) :] for e in encoded]
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-        tok = self.tokenizer
-        pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.encoder.prefix_token_id
-        sampling = (
-            {"do_sample": True, "temperature": temperature, "top_p": top_p}
-            if temperature > 0
-            else {"do_sample": False}
+        """New token ids per prompt, without the EOS token (:meth:`complete` keeps it and says which finished)."""
+        out = self.complete(
+            encoded, stop=stop, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed
         )
-        # Stop strings end a row early; the text is still cut at the stop string afterwards.
-        extra = {"stop_strings": list(stop), "tokenizer": tok} if stop else {}
-        outputs: list[list[int]] = [[] for _ in encoded]
-        torch.manual_seed(seed)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            width = max(len(encoded[i]) for i in chunk)
-            # Left padding, so every row's next token is generated at the same column.
-            ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for r, i in enumerate(chunk):
-                ids[r, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-                mask[r, width - len(encoded[i]) :] = 1
-            with self._autocast():
-                out = self.model.generate(
-                    input_ids=ids.to(self.device),
-                    attention_mask=mask.to(self.device),
-                    max_new_tokens=max_tokens,
-                    pad_token_id=pad_id,
-                    **sampling,
-                    **extra,
-                )
-            for r, i in enumerate(chunk):
-                new = out[r, width:].tolist()
-                if tok.eos_token_id in new:
-                    new = new[: new.index(tok.eos_token_id)]
-                outputs[i] = new
-        return outputs
+        eos = eos_token_ids(self.model, self.tokenizer)
+        return [ids[:-1] if ids and ids[-1] in eos else ids for ids in out.completion_ids]

@@ -46,10 +46,10 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import nn
 
 from alignlab.core.data import DataConfig, encode_all, load_records
+from alignlab.core.generation import GenerationConfig, generate
 from alignlab.core.models import ModelConfig, load_causal_lm, load_tokenizer
 from alignlab.core.readers import read_records
 from alignlab.core.records import Message, PairRecord
@@ -207,7 +207,6 @@ def hindsight_answer(text: str, bad_phrase: str = HindsightConfig.bad_phrase,
     return text.split(bad_phrase)[0].split(good_phrase)[0].strip()
 
 
-@torch.no_grad()
 def hindsight_generate(model: nn.Module, tokenizer, prompts: list[list[Message]], *,
                        good_phrase: str = HindsightConfig.good_phrase, bad_phrase: str = HindsightConfig.bad_phrase,
                        separator: str = HindsightConfig.separator, max_new_tokens: int = 64,
@@ -219,20 +218,9 @@ def hindsight_generate(model: nn.Module, tokenizer, prompts: list[list[Message]]
         >>> hindsight_generate(model, tok, [[{"role": "user", "content": "Capital of Zorbia?"}]])  # doctest: +SKIP
         ['Vell.']
     """
-    model.eval()
-    device = next(model.parameters()).device
-    answers = []
-    for lo in range(0, len(prompts), batch_size):
-        rows = [hindsight_prompt_ids(tokenizer, p, good_phrase, separator) for p in prompts[lo:lo + batch_size]]
-        width = max(map(len, rows))
-        input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(r)) + r for r in rows], device=device)
-        attention_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
-        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-                             do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-        for ids in out[:, width:]:
-            text = tokenizer.decode(ids, skip_special_tokens=True)
-            answers.append(hindsight_answer(text, bad_phrase, good_phrase))
-    return answers
+    rows = [hindsight_prompt_ids(tokenizer, p, good_phrase, separator) for p in prompts]
+    config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size)
+    return [hindsight_answer(text, bad_phrase, good_phrase) for text in generate(model, tokenizer, rows, config).texts]
 
 
 def train_hindsight(config: HindsightConfig, *, model: nn.Module | None = None, tokenizer=None) -> TrainResult:

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from alignlab.core.data import DataConfig, load_records
-from alignlab.core.generation import GenerationConfig, encode_prompts, generate
+from alignlab.core.generation import GenerationConfig, VLLMEngine, encode_prompts, generate
 from alignlab.core.logprobs import selective_log_softmax, shared_prefix_logits
 from alignlab.core.models import ModelConfig, ValueHead, load_causal_lm, load_tokenizer
 from alignlab.core.records import Message
@@ -332,6 +332,20 @@ class OnlineTrainer:
         # Scored and logged as monitor/<name> but never learned from (e.g. the true reward next to a proxy).
         self.monitors = {name: as_source(src) for name, src in (monitors or {}).items()}
         self.run: TrainingRun | None = None
+        self.engine = self._vllm_engine()  # [generation] None unless generation.backend=vllm
+
+    def _vllm_engine(self) -> VLLMEngine | None:
+        """[generation] With generation.backend=vllm, a vLLM engine that samples the rollouts, loaded with the policy's
+        weights now and after every update (:meth:`train`)."""
+        cfg = self.config
+        if cfg.generation.backend != "vllm":
+            return None
+        if cfg.model.lora():
+            raise ConfigError("generation.backend=vllm cannot load LoRA adapters into the engine yet: "
+                              "train without model.lora_r or use generation.backend=hf")
+        engine = VLLMEngine(cfg.model.name_or_path, cfg.generation, dtype=cfg.model.dtype)
+        engine.sync(self.actor.lm)
+        return engine
 
     def _load_prompts(self) -> tuple[list[list[Message]], list[list[int]]]:
         cfg = self.config
@@ -388,7 +402,8 @@ class OnlineTrainer:
         index = [i for i in indices for _ in range(cfg.group_size)]
         prompts = [self.prompts[i] for i in index]
         with autocast(cfg.train.mixed_precision):  # sample at the precision the policy trains at
-            gen = generate(self.actor.lm, tok, [self.prompt_ids[i] for i in index], cfg.generation)
+            gen = generate(self.actor.lm, tok, [self.prompt_ids[i] for i in index], cfg.generation,
+                           engine=self.engine)  # [generation] the vLLM engine when generation.backend=vllm
         scores = {name: call_source(src, prompts, gen.texts, what=name, prompt_index=index)
                   for name, src in self.sources.items()}
         monitors = {name: call_source(src, prompts, gen.texts, what=name, prompt_index=index)
@@ -491,6 +506,8 @@ class OnlineTrainer:
                 row.update(self.algo.advantages(rollout))
                 lr = run.lr
                 row.update(self.learn(rollout))
+                if self.engine is not None:  # [generation] the next rollouts sample from the updated policy
+                    self.engine.sync(self.actor.lm)
                 done = self.step + 1
                 row = {"step": done, "lr": lr, **row, "step_seconds": time.perf_counter() - clock}
                 history.append(row)
