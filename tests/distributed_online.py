@@ -36,7 +36,7 @@ torch.set_num_threads(1)
 tok = build_tokenizer(out / f"tok-{state.process_index}")
 
 
-def scripted_generate(model, tokenizer, prompt_ids, config):
+def scripted_generate(model, tokenizer, prompt_ids, config, *, engine=None):
     """Completion k of a prompt: 1–4 tokens fixed by the prompt's ids and k; every other one ends with EOS."""
     seen: dict[tuple[int, ...], int] = {}
     completions, finished = [], []
