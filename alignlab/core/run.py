@@ -49,7 +49,13 @@ class RunConfig:
 
 
 def start_run(config: Any, output_dir: str | Path) -> Path:
-    """Create the run directory and write ``config.yaml`` (after validating, before any training)."""
+    """Seed every generator from ``config.train.seed``, create the run directory and write ``config.yaml``
+    (after validating, before any training). Seeding here, before the method builds its models, makes what is
+    drawn at build time (a LoRA adapter's or a value head's initial weights) the same in every run."""
+    from accelerate.utils import set_seed
+
+    if (train := getattr(config, "train", None)) is not None:
+        set_seed(train.seed)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, output_dir / "config.yaml")

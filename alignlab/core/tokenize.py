@@ -9,8 +9,8 @@ template supplies BOS; we never add special tokens a second time.
 Example::
 
     >>> enc = encode_completion(tok, [user("2+2?")], "4")           # doctest: +SKIP
-    >>> enc["labels"][: len(enc["prompt_ids"])]                       # prompt tokens are masked
-    [-100, -100, ...]
+    >>> enc["labels"][: len(enc["prompt_ids"])]                       # doctest: +SKIP
+    [-100, -100, ...]  (the prompt tokens are masked)
 """
 
 from __future__ import annotations
