@@ -217,3 +217,21 @@ def test_serve_on_a_port_in_use_is_a_one_line_error(tiny, capsys):
         assert main(["serve", "--model", path, "--port", str(port)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("alignlab: error: cannot listen on 127.0.0.1:") and "Traceback" not in "".join(err)
+
+
+def test_connections_over_the_limit_get_503_and_the_server_recovers(tiny):
+    path, lm = tiny
+    srv = make_server(lm, ServeConfig(model=path, port=0, name="tiny", max_connections=2, **LIMITS))
+    srv.start()
+    port = int(srv.url.rsplit(":", 1)[1].split("/")[0])
+    try:
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        time.sleep(0.2)
+        [(status, reply)] = responses(raw(srv, request("GET", "/v1/models")))
+        assert status == 503
+        for conn in held:
+            conn.close()
+        time.sleep(0.2)
+        still_serves(srv)
+    finally:
+        srv.stop()

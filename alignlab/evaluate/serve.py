@@ -3,8 +3,10 @@
 Endpoints: ``GET /v1/models``, ``POST /v1/completions`` (a string or token-id prompt; ``echo`` +
 ``logprobs`` return the prompt's own token log-probs, so log-likelihood tasks work through the server)
 and ``POST /v1/chat/completions`` (rendered with the tokenizer's chat template). Request bodies are
-pydantic models; a bad one gets HTTP 400 with ``{"error": {"message": ...}}``, as does every other error
-(401, 404, 405, 413, 503, 504), so a client never parses HTML or a traceback.
+pydantic models; a bad one gets HTTP 400 with ``{"error": {"message": ...}}``, as does every error the app
+answers (401, 404, 405, 408, 413, 500, 504), so a client never parses HTML or a traceback. Two answers come
+from uvicorn itself, as short plain text: 400 for a request the HTTP parser rejects (a ``Content-Length``
+that is not a number) and 503 over the connection limit.
 
 What the server guarantees (each is a test in ``tests/test_serve.py``):
 
