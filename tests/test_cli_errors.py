@@ -119,3 +119,11 @@ def test_a_yaml_block_given_a_number_names_the_yaml_key(tiny, tmp_path, capsys):
     line = one_line_error(capsys, ["train", "sft", "--config", str(config), "--model", tiny,
                                    "--data", "x.jsonl", "--output", str(tmp_path / "o"), "--max-steps", "3"])
     assert "'train'" in line and "--max-steps" not in line and str(config) in line
+
+
+def test_a_url_where_a_local_model_is_needed_says_so():
+    from alignlab.core.models import load_causal_lm
+    from alignlab.errors import ModelError
+
+    with pytest.raises(ModelError, match="is a URL; this command needs a local model"):
+        load_causal_lm("http://127.0.0.1:8000/v1")

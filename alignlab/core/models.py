@@ -42,6 +42,9 @@ def _check_exists(name_or_path: str) -> None:
     folder that exists here, as ``runs/x`` does beside ``runs/``) and is missing cannot be a hub name
     either, so say so instead of letting the hub client fail obscurely.
     """
+    if "://" in name_or_path:
+        raise ModelError(f"'{name_or_path}' is a URL; this command needs a local model directory or a hub name "
+                         "(eval and judge take server URLs)")
     path = Path(os.path.expanduser(name_or_path))
     looks_local = (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
                    or (len(path.parts) > 1 and Path(path.parts[0]).is_dir()))
