@@ -1,7 +1,6 @@
 """`alignlab serve` on 127.0.0.1 (port 0, in a thread), exercised through the OpenAI backend."""
 
 import json
-import threading
 import urllib.error
 import urllib.request
 
@@ -12,7 +11,7 @@ from alignlab.errors import EvalError
 from alignlab.evaluate.fixtures import build_tiny_lm
 from alignlab.evaluate.http_lm import OpenAILM
 from alignlab.evaluate.lm import HuggingFaceLM
-from alignlab.evaluate.serve import make_server
+from alignlab.evaluate.serve import ServeConfig, make_server
 from alignlab.evaluate.tasks import get_task
 
 TEXTS = ["The cat sat on the mat.", "A dog ran in the park.", "Hello there, friend. How are you?"] * 20
@@ -23,11 +22,9 @@ def served(tmp_path_factory):
     torch.set_num_threads(1)
     path = build_tiny_lm(tmp_path_factory.mktemp("tiny"), TEXTS, vocab_size=300, hidden_size=32, layers=1)
     lm = HuggingFaceLM(path, batch_size=4, device="cpu")
-    httpd = make_server(lm, port=0, name="tiny", max_tokens_cap=32)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield lm, f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
-    httpd.server_close()
+    server = make_server(lm, ServeConfig(model=path, port=0, name="tiny", max_tokens_cap=32))
+    yield lm, server.start()
+    server.stop()
 
 
 def _post(url, body):
@@ -97,7 +94,7 @@ def test_bad_requests_get_400(served):
 def test_only_loopback(served):
     lm, _ = served
     with pytest.raises(EvalError, match="loopback"):
-        make_server(lm, host="0.0.0.0", port=0)
+        make_server(lm, ServeConfig(model="x", host="0.0.0.0", port=0))
 
 
 def test_serve_command_reads_its_config_and_refuses_a_public_address_before_loading(monkeypatch):

@@ -205,6 +205,11 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             raise ConfigError(f"config file '{path}' is not valid YAML: {err}") from err
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file '{path}' must hold a mapping at the top level")
+        hints = _hints(cls)
+        for key, value in loaded.items():  # checked here, so the error names the YAML key, not a later flag
+            if key in hints and dataclasses.is_dataclass(hints[key]) and not isinstance(value, dict):
+                raise ConfigError(f"config file '{path}': '{key}' must be a mapping of {key}.* settings, "
+                                  f"got {value!r}")
         for part_path, value in _flatten(loaded):
             merge_override(data, part_path, value)
     for text in overrides or []:

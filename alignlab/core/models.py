@@ -38,20 +38,52 @@ def _dtype(name: str) -> Any:
 def _check_exists(name_or_path: str) -> None:
     """Fail early with a clear message for a local path that does not exist.
 
-    A string that looks like a path (starts with '.', '/', '~' or has more than one '/') and is missing
-    cannot be a hub name either, so say so instead of letting the hub client fail obscurely.
+    A string that looks like a path (starts with '.', '/', '~', has more than one '/', or starts with a
+    folder that exists here, as ``runs/x`` does beside ``runs/``) and is missing cannot be a hub name
+    either, so say so instead of letting the hub client fail obscurely.
     """
-    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
-    if looks_local and not Path(os.path.expanduser(name_or_path)).exists():
+    if "://" in name_or_path:
+        raise ModelError(f"'{name_or_path}' is a URL; this command needs a local model directory or a hub name "
+                         "(eval and judge take server URLs)")
+    path = Path(os.path.expanduser(name_or_path))
+    looks_local = (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+                   or (len(path.parts) > 1 and Path(path.parts[0]).is_dir()))
+    if looks_local and not path.exists():
         raise ModelError(f"model path '{name_or_path}' does not exist")
 
 
+def _check_weights(name_or_path: str) -> None:
+    """Refuse a local model whose weights are pickles only: unpickling can run code, so only safetensors load."""
+    path = Path(os.path.expanduser(name_or_path))
+    if not path.is_dir() or any(path.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for pattern in ("*.bin", "*.pt", "*.pth", "*.ckpt") for p in path.glob(pattern))
+    if pickles:
+        raise ModelError(f"'{name_or_path}' holds pickle weights only ({', '.join(pickles)}); alignlab loads "
+                         "safetensors weights only, because loading a pickle can run code. Convert the "
+                         "checkpoint to model.safetensors with a tool you trust")
+
+
 def _from_pretrained(cls: Any, name_or_path: str, **kwargs: Any) -> Any:
+    from safetensors import SafetensorError
+
     _check_exists(name_or_path)
     try:
         return cls.from_pretrained(name_or_path, **kwargs)
-    except (OSError, ValueError) as err:
-        raise ModelError(f"cannot load '{name_or_path}' with {cls.__name__}: {err}") from err
+    except SafetensorError as err:
+        raise ModelError(f"'{name_or_path}': the safetensors weights are truncated or corrupt ({err})") from None
+    except (OSError, ValueError, EOFError) as err:
+        local = Path(os.path.expanduser(name_or_path)).exists()
+        where = "" if local else " (no such local path, and not loadable from the hub)"
+        raise ModelError(f"cannot load '{name_or_path}'{where} with {cls.__name__}: "
+                         + " ".join(str(err).split())) from None
+
+
+def _warn_custom_code(name_or_path: str, model: nn.Module, trust_remote_code: bool) -> None:
+    if getattr(model.config, "auto_map", None) and not trust_remote_code:
+        warnings.warn(f"'{name_or_path}' ships custom model code (auto_map in config.json); it is not loaded "
+                      f"(trust_remote_code is off): the standard {type(model).__name__} class is used, and "
+                      "auto_map is not written into saved models", stacklevel=3)
 
 
 def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, padding_side: str = "right"):
@@ -72,8 +104,10 @@ def load_causal_lm(name_or_path: str, *, dtype: str = "float32", trust_remote_co
     """Load a causal LM; with ``lora`` (peft ``LoraConfig`` kwargs) wrap it in a trainable adapter."""
     from transformers import AutoModelForCausalLM
 
+    _check_weights(name_or_path)
     model = _from_pretrained(AutoModelForCausalLM, name_or_path, dtype=_dtype(dtype),
                              trust_remote_code=trust_remote_code)
+    _warn_custom_code(name_or_path, model, trust_remote_code)
     if lora:
         model = add_lora(model, lora)
     return model
@@ -90,6 +124,7 @@ def load_reward_model(name_or_path: str, *, dtype: str = "float32", trust_remote
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
+    _check_weights(name_or_path)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # transformers' load report: a table per load, expected or not
     try:
@@ -98,6 +133,7 @@ def load_reward_model(name_or_path: str, *, dtype: str = "float32", trust_remote
                                        output_loading_info=True)
     finally:
         hf_logging.set_verbosity(verbosity)
+    _warn_custom_code(name_or_path, model, trust_remote_code)
     missing = [k for k in info["missing_keys"] if not k.startswith("score.")]
     unexpected = [k for k in info["unexpected_keys"] if not k.startswith("lm_head.")]
     if missing or unexpected or info["mismatched_keys"]:
@@ -183,8 +219,10 @@ class ModelConfig:
 def save_pretrained_atomic(model: nn.Module, tokenizer, output_dir: str | Path, *, merge_lora: bool = True) -> None:
     """``save_pretrained`` model and tokenizer into ``output_dir`` without ever leaving half a model there.
 
-    Files are written to a temp directory beside it, then moved in one by one with ``os.replace``.
+    Files are written to a temp directory beside it, then moved in one by one with ``os.replace``. An
+    ``auto_map`` (custom code the model was not loaded with) is dropped from the JSON configs written.
     """
+    import json
     import shutil
     import tempfile
 
@@ -196,6 +234,11 @@ def save_pretrained_atomic(model: nn.Module, tokenizer, output_dir: str | Path, 
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        for name in ("config.json", "tokenizer_config.json"):
+            written = Path(tmp) / name
+            if written.exists() and "auto_map" in (data := json.loads(written.read_text())):
+                del data["auto_map"]
+                written.write_text(json.dumps(data, indent=2) + "\n")
         for item in Path(tmp).iterdir():
             target = output_dir / item.name
             if item.is_dir():

@@ -64,10 +64,11 @@ import os
 import re
 import tempfile
 import warnings
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, get_args
+from typing import Any, get_args
 
 from alignlab.core.records import (
     ConversationRecord,
@@ -482,35 +483,51 @@ def _convert(record: Record, kind: RecordKind, row: RowView) -> list[Record]:
 _Rows = Iterator[tuple[Any, int | None]]
 
 
-def _open_text(path: Path) -> IO[str]:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return path.open(encoding="utf-8", newline="")
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a text file, gzip-compressed or not.
+
+    Bytes that are not UTF-8 and a gzip stream that is cut short or not gzip at all are a DataError naming
+    the file and line, not a decoder's traceback.
+    """
+    gz = path.name.lower().endswith(".gz")
+    line_number = 0
+    try:
+        with (gzip.open(path, "rb") if gz else path.open("rb")) as f:
+            for line_number, raw in enumerate(f, start=1):
+                try:
+                    yield line_number, raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(f"line {line_number} is not UTF-8 text (byte {raw[e.start]:#04x} at column "
+                                    f"{e.start + 1}); save the file as UTF-8", source=str(path)) from None
+    except (EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        where = f"after line {line_number}" if line_number else "at its start"
+        what = "gzip file is truncated or corrupt" if gz else "file cannot be read"
+        raise DataError(f"the {what} ({where}): {e}", source=str(path)) from None
 
 
 def _jsonl_rows(path: Path) -> _Rows:
-    with _open_text(path) as f:
-        row = 0
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON at column {e.colno}: {e.msg} (row numbers are 0-based; row {row} "
-                                f"is line {line_number} of the file)", source=str(path), row=row) from None
-            yield data, line_number
-            row += 1
+    row = 0
+    for line_number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"invalid JSON at column {e.colno}: {e.msg} (row numbers are 0-based; row {row} "
+                            f"is line {line_number} of the file)", source=str(path), row=row) from None
+        yield data, line_number
+        row += 1
 
 
 def _json_rows(path: Path) -> _Rows:
-    with _open_text(path) as f:
-        text = f.read()
+    text = "".join(line for _, line in _lines(path))
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:  # many ".json" datasets are JSON Lines in disguise
-        yield from _jsonl_rows(path)
-        return
+    except json.JSONDecodeError as e:
+        if not text.lstrip().startswith("["):  # many ".json" datasets are JSON Lines in disguise
+            yield from _jsonl_rows(path)
+            return
+        raise DataError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}", source=str(path)) from None
     if not isinstance(data, list):
         raise DataError(f"expected a JSON array of row objects, got {type(data).__name__}", source=str(path))
     yield from ((item, None) for item in data)
@@ -527,15 +544,14 @@ def _csv_cell(cell: str) -> Any:
 
 
 def _csv_rows(path: Path) -> _Rows:
-    with _open_text(path) as f:
-        reader = csv.DictReader(f)
-        reader.fieldnames  # noqa: B018 - reads the header now, so line_num counts it
+    reader = csv.DictReader(line for _, line in _lines(path))
+    reader.fieldnames  # noqa: B018 - reads the header now, so line_num counts it
+    start = reader.line_num
+    for record in reader:
+        # DictReader fills cells missing from a short line with None: treat those as missing fields.
+        yield {key: _csv_cell(cell) for key, cell in record.items() if key is not None and cell is not None}, \
+            start + 1
         start = reader.line_num
-        for record in reader:
-            # DictReader fills cells missing from a short line with None: treat those as missing fields.
-            yield {key: _csv_cell(cell) for key, cell in record.items() if key is not None and cell is not None}, \
-                start + 1
-            start = reader.line_num
 
 
 def _parquet_rows(path: Path) -> _Rows:

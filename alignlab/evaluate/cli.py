@@ -20,7 +20,7 @@ from alignlab.cli import add_config_command, parse_command_config
 # The config keys each command has a flag for (help: the key's docstring); "flag=key" where the names differ.
 EVAL_FLAGS = ("model", "output", "limit", "batch_size", "judge")
 JUDGE_FLAGS = ("questions", "mode", "turn", "limit", "max_tokens", "output")
-SERVE_FLAGS = ("model", "port", "host", "name", "max_tokens_cap", "dtype")
+SERVE_FLAGS = ("model", "port", "host", "name", "max_tokens_cap", "dtype", "api_key")
 
 
 def run_eval(args: argparse.Namespace) -> None:

@@ -1,11 +1,15 @@
 """An :class:`~alignlab.evaluate.lm.LM` over any OpenAI-compatible HTTP server (standard library only).
 
-Two endpoint kinds:
+Three endpoint kinds:
 
-- ``completions`` (``/v1/completions``): generation, and log-likelihood through ``echo=true`` with
-  ``logprobs`` and ``max_tokens=0`` (the server scores the prompt's own tokens).
-- ``chat`` (``/v1/chat/completions``): generation only. Chat APIs cannot score a given text, so
-  log-likelihood requests raise an :class:`EvalError` that says what to use instead.
+- ``completions`` (``/v1/completions``): generation from strings, and log-likelihood through ``echo=true``
+  with ``logprobs`` and ``max_tokens=0`` (the server scores the prompt's own tokens).
+- ``chat`` (``/v1/chat/completions``): generation only; a string prompt is sent as one user message.
+  Chat APIs cannot score a given text, so log-likelihood requests raise an :class:`EvalError` that says
+  what to use instead.
+- ``auto`` (the default): each request goes where its prompt fits: chat messages to the chat endpoint,
+  strings and log-likelihoods to the completions endpoint (``alignlab serve``, vLLM and most local servers
+  have both). A server with only one of them is named explicitly (``http+chat://...``, see :func:`load_lm`).
 
 Every request is retried on connection errors, timeouts, HTTP 429/5xx and unparseable bodies with
 exponential backoff (``backoff * 2**attempt`` seconds); at most ``max_concurrency`` run at once; with
@@ -27,11 +31,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +46,52 @@ from alignlab.errors import EvalError
 from alignlab.evaluate.interface import LM, HarnessEncoder, Prompt, cut_at_stop
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+KINDS = ("auto", "completions", "chat")
+
+
+@dataclass
+class HTTPOptions:
+    """How the CLI talks to a model or judge given as a URL (``http[+chat|+completions]://host:port/v1[#model]``)."""
+
+    timeout_s: float = 60.0
+    """seconds to wait for one HTTP response"""
+    max_retries: int = 2
+    """retries after a timeout, a refused connection, HTTP 429/5xx or an unparseable body"""
+    max_concurrency: int = 4
+    """requests in flight at once per server"""
+    api_key_env: str = "ALIGNLAB_API_KEY"
+    """environment variable holding the bearer token to send (unset: none is sent)"""
+
+    def __post_init__(self) -> None:
+        if not self.timeout_s > 0:
+            raise ValueError(f"http.timeout_s must be positive, got {self.timeout_s}")
+        if self.max_retries < 0:
+            raise ValueError(f"http.max_retries must be 0 or more, got {self.max_retries}")
+        if self.max_concurrency < 1:
+            raise ValueError(f"http.max_concurrency must be at least 1, got {self.max_concurrency}")
+
+
+def open_url(spec: str, options: HTTPOptions | None = None) -> OpenAILM:
+    """An :class:`OpenAILM` from ``http[s][+chat|+completions]://host:port/v1[#model]`` (plain: kind auto).
+
+    Example::
+
+        >>> open_url("http+chat://127.0.0.1:8000/v1#judge").kind
+        'chat'
+    """
+    options = options or HTTPOptions()
+    scheme, sep, rest = spec.partition("://")
+    transport, _, kind = scheme.partition("+")
+    if not sep or transport not in ("http", "https") or kind not in ("", *KINDS[1:]):
+        raise EvalError(f"'{spec}' is not a server URL; use http[s]://, http+chat:// or http+completions://")
+    base_url, _, model = f"{transport}://{rest}".partition("#")
+    return OpenAILM(base_url, model=model or "default", kind=kind or "auto",
+                    api_key=os.environ.get(options.api_key_env) or None, timeout=options.timeout_s,
+                    max_retries=options.max_retries, max_concurrency=options.max_concurrency)
 
 
 class OpenAILM(LM):
-    """An OpenAI-compatible server (``kind`` = ``completions`` or ``chat``).
+    """An OpenAI-compatible server (``kind`` = ``auto``, ``completions`` or ``chat``).
 
     Args:
         base_url: e.g. ``http://127.0.0.1:8000/v1``.
@@ -62,7 +110,7 @@ class OpenAILM(LM):
         base_url: str,
         *,
         model: str = "default",
-        kind: str = "completions",
+        kind: str = "auto",
         api_key: str | None = None,
         max_concurrency: int = 4,
         timeout: float = 60.0,
@@ -71,14 +119,14 @@ class OpenAILM(LM):
         cache_dir: str | Path | None = None,
         tokenizer: Any = None,
     ):
-        if kind not in ("completions", "chat"):
-            raise EvalError(f"unknown endpoint kind '{kind}'; use 'completions' or 'chat'")
+        if kind not in KINDS:
+            raise EvalError(f"unknown endpoint kind '{kind}'; use one of {', '.join(KINDS)}")
         self.base_url = base_url.rstrip("/")
         self.model, self.kind, self.api_key = model, kind, api_key
         self.max_concurrency, self.timeout = max_concurrency, timeout
         self.max_retries, self.backoff = max_retries, backoff
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.supports_loglikelihood = kind == "completions"
+        self.supports_loglikelihood = kind != "chat"
         self.encoder = None
         if tokenizer is not None:
             from alignlab.core.models import load_tokenizer
@@ -206,7 +254,7 @@ class OpenAILM(LM):
             }
             if stop:
                 body["stop"] = list(stop)
-            if self.kind == "chat":
+            if self.kind == "chat" or (self.kind == "auto" and not isinstance(prompt, str)):
                 body["messages"] = (
                     [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
                 )
@@ -215,7 +263,8 @@ class OpenAILM(LM):
             else:
                 if not isinstance(prompt, str):
                     raise EvalError(
-                        "a completions endpoint takes string prompts; use kind='chat' for messages"
+                        "a completions endpoint takes string prompts; use kind 'chat' or 'auto' (an "
+                        "http+chat:// or plain http:// URL) for chat messages"
                     )
                 body["prompt"] = prompt
                 text = _field(self.request("/completions", body), ("choices", 0, "text"), self.base_url)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from alignlab.errors import DataError, EvalError
+from alignlab.evaluate.http_lm import HTTPOptions
 from alignlab.evaluate.interface import LM
 
 Answers = dict[Any, list[str]]  # question_id -> the model's answer for each turn
@@ -374,6 +375,8 @@ class JudgeConfig:
     """use only the first N questions (null: all)"""
     max_tokens: int = 256
     """answer length cap"""
+    http: HTTPOptions = field(default_factory=HTTPOptions)
+    """timeout, retries and concurrency for judges and models given as URLs"""
 
     def __post_init__(self) -> None:
         if not self.judges:
@@ -398,9 +401,9 @@ def run_judge(config: JudgeConfig) -> dict[str, Any]:
     from alignlab.core.io import atomic_write_json, atomic_write_text
     from alignlab.evaluate.lm import load_lm
 
-    judges = [load_lm(spec) for spec in config.judges]
+    judges = [load_lm(spec, http=config.http) for spec in config.judges]
     questions = load_questions(config.questions)[: config.limit]
-    answers = {name: answer_questions(load_lm(spec), questions, max_tokens=config.max_tokens)
+    answers = {name: answer_questions(load_lm(spec, http=config.http), questions, max_tokens=config.max_tokens)
                for name, spec in config.models.items()}
     results: dict[str, Any] = {"questions": config.questions, "n_questions": len(questions), "turn": config.turn}
     judgments: list[dict[str, Any]] = []

@@ -53,20 +53,25 @@ from alignlab.errors import EvalError
 from alignlab.evaluate.interface import LM, HarnessEncoder, Prompt, cut_at_stop  # noqa: F401 (re-exported)
 
 
-def load_lm(spec: str | LM, **kwargs: Any) -> LM:
-    """An LM from a model path / alignlab run dir, or ``http(s)://host:port/v1[#model]`` for a server.
+def load_lm(spec: str | LM, *, http: Any = None, **kwargs: Any) -> LM:
+    """An LM from a model path / alignlab run dir, or a server URL ``http[s][+chat|+completions]://host:port/v1[#model]``.
+
+    A plain ``http://`` URL sends chat messages to ``/chat/completions`` and everything else to
+    ``/completions``; ``+chat`` or ``+completions`` names a server that has only one of them. ``http`` is an
+    :class:`~alignlab.evaluate.http_lm.HTTPOptions` (timeout, retries, concurrency); ``kwargs`` go to
+    :class:`HuggingFaceLM`.
 
     Example::
 
-        >>> lm = load_lm("http://127.0.0.1:8000/v1#tiny")          # doctest: +SKIP
+        >>> lm = load_lm("http+chat://127.0.0.1:8000/v1#tiny")          # doctest: +SKIP
     """
     if isinstance(spec, LM):
         return spec
-    if spec.startswith(("http://", "https://")):
-        from alignlab.evaluate.http_lm import OpenAILM
+    if spec.split("://", 1)[0] in ("http", "https", "http+chat", "https+chat", "http+completions",
+                                   "https+completions"):
+        from alignlab.evaluate.http_lm import open_url
 
-        base_url, _, model = spec.partition("#")
-        return OpenAILM(base_url, model=model or "default", **kwargs)
+        return open_url(spec, http)
     return HuggingFaceLM(spec, **kwargs)
 
 

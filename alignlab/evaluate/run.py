@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.core.io import atomic_write_json, atomic_write_text
+from alignlab.evaluate.http_lm import HTTPOptions
 from alignlab.evaluate.lm import LM, load_lm
 from alignlab.evaluate.tasks import get_task
 
@@ -38,7 +39,7 @@ class EvalConfig:
     """Run evaluation tasks (built-in names or YAML files) on a model; write results.json and per-sample JSONL."""
 
     model: str
-    """model dir, run dir, hub name, or http://host:port/v1[#model] for an OpenAI-compatible server"""
+    """model dir, run dir, hub name, or http[+chat|+completions]://host:port/v1[#model] for an OpenAI-compatible server"""
     tasks: list[str]
     """task names or YAML paths"""
     output: str
@@ -51,6 +52,8 @@ class EvalConfig:
     """judge model for judge-scored tasks (path or URL)"""
     data: dict[str, str] = field(default_factory=dict)
     """data file overrides per task, {TASK: PATH}"""
+    http: HTTPOptions = field(default_factory=HTTPOptions)
+    """timeout, retries and concurrency for a model or judge given as a URL"""
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -77,10 +80,9 @@ def evaluate(config: EvalConfig, *args: Any, lm: LM | None = None, judge_lm: LM 
     elif args or old_keywords:
         raise TypeError("evaluate(config, *, lm=None, judge_lm=None) takes no other arguments")
     if lm is None:
-        remote = config.model.startswith(("http://", "https://"))
-        lm = load_lm(config.model) if remote else load_lm(config.model, batch_size=config.batch_size)
+        lm = load_lm(config.model, http=config.http, batch_size=config.batch_size)
     if judge_lm is None and config.judge is not None:
-        judge_lm = load_lm(config.judge)
+        judge_lm = load_lm(config.judge, http=config.http)
     out = Path(config.output)
     results: dict[str, Any] = {
         "model": config.model,

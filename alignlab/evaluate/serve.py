@@ -1,11 +1,31 @@
-"""``alignlab serve``: an OpenAI-compatible HTTP server over a local model (standard library only).
+"""``alignlab serve``: an OpenAI-compatible HTTP server over a local model (FastAPI on uvicorn).
 
 Endpoints: ``GET /v1/models``, ``POST /v1/completions`` (a string or token-id prompt; ``echo`` +
 ``logprobs`` return the prompt's own token log-probs, so log-likelihood tasks work through the server)
-and ``POST /v1/chat/completions`` (rendered with the tokenizer's chat template). Bodies are validated
-and a bad one gets HTTP 400 with ``{"error": {"message": ...}}``; ``max_tokens`` and prompt length are
-capped. It binds loopback addresses only: it is for evaluating and judging on one machine, not for
-exposure to a network. Requests are served by threads but the model runs one request at a time.
+and ``POST /v1/chat/completions`` (rendered with the tokenizer's chat template). Request bodies are
+pydantic models; a bad one gets HTTP 400 with ``{"error": {"message": ...}}``, as does every error the app
+answers (401, 404, 405, 408, 413, 500, 504), so a client never parses HTML or a traceback. Two answers come
+from uvicorn itself, as short plain text: 400 for a request the HTTP parser rejects (a ``Content-Length``
+that is not a number) and 503 over the connection limit.
+
+What the server guarantees (each is a test in ``tests/test_serve.py``):
+
+- **Body size**: a body over ``max_body_bytes`` (declared or streamed) is answered 413 and the connection
+  is closed, so no part of it is read as a next request. Invalid ``Content-Length`` values are refused
+  by the HTTP parser (h11) with 400.
+- **Prompt size**: a token-id prompt's length is checked before anything else is done with it; prompt +
+  ``max_tokens`` must fit ``max_prompt_tokens``.
+- **Time**: a request body must arrive within ``body_timeout_s``, a new connection must send its first
+  request within ``header_timeout_s``, an idle keep-alive connection is closed after
+  ``keep_alive_timeout_s``, and a request waits at most ``request_timeout_s`` for the model (then 504).
+- **Connections**: at most ``max_connections`` at once; more get 503.
+- **Auth**: with an API key (``api_key`` or the ``ALIGNLAB_API_KEY`` environment variable), every route
+  needs ``Authorization: Bearer KEY`` (401 otherwise). ``Host`` headers outside ``allowed_hosts`` get 400
+  (DNS-rebinding protection for a loopback server).
+- **Address**: loopback only unless ``allow_public=true``.
+
+Greedy generation requests that wait while the model is busy are run as one batch (up to
+``max_batch_size``); sampled ones run alone, so a seed gives the same text whatever else is waiting.
 
 Example::
 
@@ -16,128 +36,242 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import ipaddress
-import json
+import os
+import socket
 import threading
 import time
 import warnings
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
 import torch
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from starlette.exceptions import HTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from alignlab.errors import EvalError
 from alignlab.evaluate.lm import HuggingFaceLM, cut_at_stop
 
-MAX_BODY_BYTES = 1 << 20
+API_KEY_ENV = "ALIGNLAB_API_KEY"
+
+
+@dataclass
+class ServeConfig:
+    """An OpenAI-compatible HTTP server over a local model (loopback addresses only by default)."""
+
+    model: str
+    """model dir, run dir or hub name"""
+    port: int = 8000
+    """TCP port (0: any free port)"""
+    host: str = "127.0.0.1"
+    """address to bind; a loopback address unless allow_public is true"""
+    allow_public: bool = False
+    """allow a non-loopback host (the server then answers anyone who can reach it: set an api_key)"""
+    name: str | None = None
+    """model name reported by /v1/models (null: the model path)"""
+    max_tokens_cap: int = 512
+    """largest max_tokens a request may ask for"""
+    max_prompt_tokens: int | None = None
+    """largest prompt + max_tokens in tokens (null: the model's context length)"""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """weights dtype"""
+    api_key: str | None = None
+    """bearer token every request must send (null: the ALIGNLAB_API_KEY environment variable, if set)"""
+    allowed_hosts: list[str] = field(default_factory=lambda: ["localhost", "127.0.0.1", "::1"])
+    """Host header names accepted (without the port); ["*"]: any"""
+    max_body_bytes: int = 1 << 20
+    """largest request body; a larger one gets 413 and the connection is closed"""
+    max_connections: int = 64
+    """connections (and requests in flight) at once; more get 503"""
+    max_batch_size: int = 8
+    """greedy requests waiting for the model that run as one batch (1: no batching)"""
+    request_timeout_s: float = 120.0
+    """seconds a request may wait for the model before it gets 504"""
+    body_timeout_s: float = 10.0
+    """seconds a request body may take to arrive"""
+    header_timeout_s: float = 10.0
+    """seconds a new connection may take to send its first request"""
+    keep_alive_timeout_s: int = 5
+    """seconds an idle keep-alive connection stays open"""
+
+    def __post_init__(self) -> None:
+        for key in ("max_tokens_cap", "max_body_bytes", "max_connections", "max_batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
+        for key in ("request_timeout_s", "body_timeout_s", "header_timeout_s", "keep_alive_timeout_s"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
+
+
+def _check_host(config: ServeConfig) -> None:
+    try:
+        loopback = config.host == "localhost" or ipaddress.ip_address(config.host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not config.allow_public:
+        raise EvalError(
+            f"alignlab serve binds loopback addresses only (127.0.0.1, ::1), not '{config.host}'; "
+            "set allow_public=true (and an api_key) to serve a network"
+        )
+
+
+# ---- request bodies ----------------------------------------------------------------------------------
+Temperature = Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False, strict=True)]
+TopP = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False, strict=True)]
+Seed = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]  # the range torch.manual_seed takes without overflow
+
+
+class _Sampling(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # OpenAI clients send fields we do not use (user, ...)
+
+    model: str | None = None
+    max_tokens: Annotated[StrictInt, Field(ge=0)] | None = None
+    temperature: Temperature = 0.0
+    top_p: TopP = 1.0
+    seed: Seed = 0
+    n: Literal[1] = 1
+    stop: StrictStr | Annotated[list[StrictStr], Field(max_length=4)] | None = None
+
+    def stop_list(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+
+class CompletionRequest(_Sampling):
+    prompt: StrictStr | list[StrictInt]
+    echo: StrictBool = False
+    logprobs: Annotated[StrictInt, Field(ge=0, le=5)] | None = None
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: StrictStr
+
+
+class ChatRequest(_Sampling):
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
 
 
 class BadRequest(Exception):
-    """A request body the server refuses (answered with HTTP 400)."""
+    """A request the server refuses (answered with HTTP 400)."""
 
 
-def _check_loopback(host: str) -> None:
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise EvalError(f"alignlab serve binds loopback addresses only (127.0.0.1, ::1), not '{host}'")
+@dataclass
+class _Options:
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int
+    stop: list[str]
+
+    def batch_key(self) -> tuple | None:
+        """Requests with equal keys may share a batch; sampled ones never do (their seed fixes their text)."""
+        if self.temperature > 0:
+            return None
+        return (self.max_tokens, tuple(self.stop))
 
 
-def _get(
-    body: dict[str, Any],
-    key: str,
-    kind: type | tuple[type, ...],
-    default: Any = None,
-    low: float | None = None,
-    high: float | None = None,
-) -> Any:
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if isinstance(value, bool) and kind is not bool:
-        raise BadRequest(f"'{key}' must be {getattr(kind, '__name__', kind)}, got a boolean")
-    if not isinstance(value, kind):
-        raise BadRequest(f"'{key}' has the wrong type ({type(value).__name__})")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise BadRequest(f"'{key}' must be between {low} and {high}, got {value}")
-    return value
+# ---- the model side ----------------------------------------------------------------------------------
+class Batcher:
+    """Runs generation requests on one model thread; greedy requests that wait together run as one batch.
 
+    Nothing waits on purpose: while a batch runs, new requests queue, and the next batch takes every
+    queued request with the same options as the oldest one (up to ``max_batch_size``).
+    """
 
-def _stop_list(body: dict[str, Any]) -> list[str]:
-    stop = body.get("stop")
-    if stop is None:
-        return []
-    stop = [stop] if isinstance(stop, str) else stop
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 4:
-        raise BadRequest("'stop' must be a string or a list of at most 4 strings")
-    return stop
+    def __init__(self, lm: HuggingFaceLM, max_batch_size: int):
+        self.lm, self.max_batch_size = lm, max_batch_size
+        self.model_thread = ThreadPoolExecutor(max_workers=1)  # one forward at a time: torch uses every core
+        self.waiting: list[tuple[list[int], _Options, asyncio.Future]] = []
+        self.wake = asyncio.Event()
+        self.batches: list[int] = []  # size of each batch run (for tests and the load benchmark)
+
+    async def run_on_model(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.model_thread, fn, *args)
+
+    async def generate(self, ids: list[int], opts: _Options) -> list[int]:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((ids, opts, future))
+        self.wake.set()
+        return await future
+
+    async def work(self) -> None:
+        while True:
+            await self.wake.wait()
+            first_key = self.waiting[0][1].batch_key()
+            size = self.max_batch_size if first_key is not None else 1
+            batch = [w for w in self.waiting if w[1].batch_key() == first_key][:size] if first_key else self.waiting[:1]
+            self.waiting = [w for w in self.waiting if not any(w is b for b in batch)]
+            if not self.waiting:
+                self.wake.clear()
+            batch = [w for w in batch if not w[2].done()]  # a timed-out request's slot is not computed
+            if not batch:
+                continue
+            opts = batch[0][1]
+            self.batches.append(len(batch))
+            try:
+                rows = await self.run_on_model(self._generate_ids, [ids for ids, _, _ in batch], opts)
+            except Exception as err:  # the requests get a 500 each; the server keeps serving
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(err)
+                continue
+            for (_, _, future), row in zip(batch, rows):
+                if not future.done():
+                    future.set_result(row)
+
+    def _generate_ids(self, prompts: list[list[int]], opts: _Options) -> list[list[int]]:
+        return self.lm.generate_ids(prompts, stop=opts.stop, max_tokens=opts.max_tokens,
+                                    temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed)
 
 
 class ModelServer:
     """The request logic, separate from HTTP so it reads top to bottom and can be called directly."""
 
-    def __init__(
-        self,
-        lm: HuggingFaceLM,
-        *,
-        name: str = "alignlab",
-        max_tokens_cap: int = 512,
-        max_prompt_tokens: int | None = None,
-    ):
-        self.lm, self.name, self.max_tokens_cap = lm, name, max_tokens_cap
-        self.max_prompt_tokens = min(max_prompt_tokens or lm.max_length, lm.max_length)
-        self.lock = threading.Lock()  # one forward at a time: torch already uses every core
+    def __init__(self, lm: HuggingFaceLM, config: ServeConfig):
+        self.lm, self.config = lm, config
+        self.name = config.name or config.model
+        self.max_prompt_tokens = min(config.max_prompt_tokens or lm.max_length, lm.max_length)
+        self.batcher: Batcher | None = None  # made inside the server's event loop
 
     def models(self) -> dict[str, Any]:
         return {"object": "list", "data": [{"id": self.name, "object": "model", "owned_by": "alignlab"}]}
 
-    def _sampling(self, body: dict[str, Any], default_tokens: int) -> dict[str, Any]:
-        if _get(body, "n", int, 1) != 1:
-            raise BadRequest("only n=1 is supported")
-        return {
-            "max_tokens": _get(body, "max_tokens", int, default_tokens, 0, self.max_tokens_cap),
-            "temperature": float(_get(body, "temperature", (int, float), 0.0, 0.0, 2.0)),
-            "top_p": float(_get(body, "top_p", (int, float), 1.0, 0.0, 1.0)),
-            "seed": _get(body, "seed", int, 0),
-            "stop": _stop_list(body),
-        }
+    def _options(self, req: _Sampling, default_tokens: int) -> _Options:
+        max_tokens = default_tokens if req.max_tokens is None else req.max_tokens
+        if max_tokens > self.config.max_tokens_cap:
+            raise BadRequest(f"'max_tokens' must be at most {self.config.max_tokens_cap}, got {max_tokens}")
+        return _Options(max_tokens, req.temperature, req.top_p, req.seed, req.stop_list())
 
-    def _check_prompt_len(self, ids: list[int], max_tokens: int) -> None:
-        if not ids:
+    def _check_prompt_len(self, n_prompt: int, max_tokens: int) -> None:
+        if not n_prompt:
             raise BadRequest("the prompt is empty")
-        if len(ids) + max_tokens > self.max_prompt_tokens:
-            raise BadRequest(
-                f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) exceeds the "
-                f"{self.max_prompt_tokens}-token limit"
-            )
+        if n_prompt + max_tokens > self.max_prompt_tokens:
+            raise BadRequest(f"prompt ({n_prompt} tokens) + max_tokens ({max_tokens}) exceeds the "
+                             f"{self.max_prompt_tokens}-token limit")
 
-    def _generate(self, ids: list[int], opts: dict[str, Any]) -> tuple[list[int], str, str]:
-        if opts["max_tokens"] == 0:
+    async def _generate(self, ids: list[int], opts: _Options) -> tuple[list[int], str, str]:
+        if opts.max_tokens == 0:
             return [], "", "length"
-        new = self.lm.generate_ids(
-            [ids],
-            stop=opts["stop"],
-            max_tokens=opts["max_tokens"],
-            temperature=opts["temperature"],
-            top_p=opts["top_p"],
-            seed=opts["seed"],
-        )[0]
+        assert self.batcher is not None
+        new = await self.batcher.generate(ids, opts)
         raw = self.lm.tokenizer.decode(new, skip_special_tokens=True)
-        text = cut_at_stop(raw, opts["stop"])
-        finish = "length" if len(new) >= opts["max_tokens"] and text == raw else "stop"
+        text = cut_at_stop(raw, opts.stop)
+        finish = "length" if len(new) >= opts.max_tokens and text == raw else "stop"
         return new, text, finish
 
     @torch.no_grad()
-    def _token_logprobs(
-        self, ids: list[int], top: int
-    ) -> tuple[list[float | None], list[dict[str, float] | None]]:
+    def _token_logprobs(self, ids: list[int], top: int) -> tuple[list[float | None], list[dict[str, float] | None]]:
         """log p(x_i | x_<i) of every token (None for the first) and the ``top`` most likely alternatives."""
-        logits = self.lm.model(input_ids=torch.tensor([ids], device=self.lm.device), use_cache=False).logits[
-            0
-        ]
+        logits = self.lm.model(input_ids=torch.tensor([ids], device=self.lm.device), use_cache=False).logits[0]
         logprobs = torch.log_softmax(logits.float(), dim=-1)[:-1]  # position i predicts token i + 1
         chosen = logprobs.gather(1, torch.tensor(ids[1:], device=logprobs.device)[:, None]).squeeze(1)
         decode = self.lm.tokenizer.decode
@@ -149,71 +283,43 @@ class ModelServer:
             tops += [None] * (len(ids) - 1)
         return [None] + [float(x) for x in chosen], tops
 
-    def completions(self, body: dict[str, Any]) -> dict[str, Any]:
-        prompt = body.get("prompt")
-        opts = self._sampling(body, default_tokens=16)
+    async def completions(self, req: CompletionRequest) -> dict[str, Any]:
+        opts = self._options(req, default_tokens=16)
         tok = self.lm.tokenizer
-        if isinstance(prompt, str):
-            enc = tok(prompt, return_offsets_mapping=True)
-            ids, offsets = enc["input_ids"], [start for start, _ in enc["offset_mapping"]]
-            prompt_text = prompt
-        elif (
-            isinstance(prompt, list)
-            and prompt
-            and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt)
-        ):
-            if max(prompt) >= len(tok) or min(prompt) < 0:
-                raise BadRequest("a token id in 'prompt' is outside the vocabulary")
-            ids = list(prompt)
-            offsets = [len(tok.decode(ids[:i])) for i in range(len(ids))]
-            prompt_text = tok.decode(ids)
+        if isinstance(req.prompt, str):
+            enc = tok(req.prompt, return_offsets_mapping=True)
+            ids, prompt_text = enc["input_ids"], req.prompt
+            self._check_prompt_len(len(ids), opts.max_tokens)
+            offsets = [start for start, _ in enc["offset_mapping"]]
         else:
-            raise BadRequest("'prompt' must be a non-empty string or a list of token ids")
-        echo = _get(body, "echo", bool, False)
-        top = _get(body, "logprobs", int, None, 0, 5)
-        self._check_prompt_len(ids, opts["max_tokens"])
-        with self.lock:
-            new, text, finish = self._generate(ids, opts)
-            logprobs = None
-            if top is not None:
-                every = ids + new
-                token_lp, tops = self._token_logprobs(every, top)
-                offsets = offsets + [len(prompt_text) + len(tok.decode(new[:i])) for i in range(len(new))]
-                keep = range(0 if echo else len(ids), len(every))
-                logprobs = {
-                    "tokens": [tok.decode([every[i]]) for i in keep],
-                    "token_logprobs": [token_lp[i] for i in keep],
-                    "top_logprobs": [tops[i] for i in keep] if top else None,
-                    "text_offset": [offsets[i] for i in keep],
-                }
-        choice = {
-            "index": 0,
-            "text": (prompt_text if echo else "") + text,
-            "finish_reason": finish,
-            "logprobs": logprobs,
-        }
+            ids = req.prompt
+            self._check_prompt_len(len(ids), opts.max_tokens)  # before any decoding: that is what costs
+            if max(ids) >= len(tok) or min(ids) < 0:
+                raise BadRequest("a token id in 'prompt' is outside the vocabulary")
+            prompt_text = tok.decode(ids)
+            offsets = [len(tok.decode(ids[:i])) for i in range(len(ids))] if req.logprobs is not None else []
+        new, text, finish = await self._generate(ids, opts)
+        logprobs = None
+        if req.logprobs is not None:
+            every = ids + new
+            token_lp, tops = await self.batcher.run_on_model(self._token_logprobs, every, req.logprobs)
+            offsets = offsets + [len(prompt_text) + len(tok.decode(new[:i])) for i in range(len(new))]
+            keep = range(0 if req.echo else len(ids), len(every))
+            logprobs = {
+                "tokens": [tok.decode([every[i]]) for i in keep],
+                "token_logprobs": [token_lp[i] for i in keep],
+                "top_logprobs": [tops[i] for i in keep] if req.logprobs else None,
+                "text_offset": [offsets[i] for i in keep],
+            }
+        choice = {"index": 0, "text": (prompt_text if req.echo else "") + text, "finish_reason": finish,
+                  "logprobs": logprobs}
         return self._wrap("text_completion", choice, len(ids), len(new))
 
-    def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        messages = body.get("messages")
-        if (
-            not isinstance(messages, list)
-            or not messages
-            or not all(
-                isinstance(m, dict)
-                and m.get("role") in ("system", "user", "assistant")
-                and isinstance(m.get("content"), str)
-                for m in messages
-            )
-        ):
-            raise BadRequest(
-                "'messages' must be a non-empty list of {role: system|user|assistant, content: str}"
-            )
-        opts = self._sampling(body, default_tokens=256)
-        ids = self.lm.encode_prompt([{"role": m["role"], "content": m["content"]} for m in messages])
-        self._check_prompt_len(ids, opts["max_tokens"])
-        with self.lock:
-            new, text, finish = self._generate(ids, opts)
+    async def chat(self, req: ChatRequest) -> dict[str, Any]:
+        opts = self._options(req, default_tokens=256)
+        ids = self.lm.encode_prompt([m.model_dump() for m in req.messages])
+        self._check_prompt_len(len(ids), opts.max_tokens)
+        new, text, finish = await self._generate(ids, opts)
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
         return self._wrap("chat.completion", choice, len(ids), len(new))
 
@@ -224,105 +330,223 @@ class ModelServer:
             "created": int(time.time()),
             "model": self.name,
             "choices": [choice],
-            "usage": {
-                "prompt_tokens": n_prompt,
-                "completion_tokens": n_new,
-                "total_tokens": n_prompt + n_new,
-            },
+            "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_new, "total_tokens": n_prompt + n_new},
         }
 
 
-def make_handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
-    """An HTTP handler class bound to ``server``."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:  # keep test output and terminals quiet
-            pass
-
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _error(self, status: int, message: str) -> None:
-            self._send(status, {"error": {"message": message, "type": "invalid_request_error"}})
-
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if self.path.rstrip("/") == "/v1/models":
-                self._send(200, server.models())
-            else:
-                self._error(404, f"no route {self.path}")
-
-        def do_POST(self) -> None:  # noqa: N802
-            routes = {"/v1/completions": server.completions, "/v1/chat/completions": server.chat}
-            route = routes.get(self.path.rstrip("/"))
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY_BYTES:
-                self._error(413, f"body larger than {MAX_BODY_BYTES} bytes")
-                return
-            raw = self.rfile.read(length)
-            if route is None:
-                self._error(404, f"no route {self.path}")
-                return
-            try:
-                body = json.loads(raw or b"null")
-                if not isinstance(body, dict):
-                    raise BadRequest("the body must be a JSON object")
-                self._send(200, route(body))
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                self._error(400, f"the body is not valid JSON: {err}")
-            except (BadRequest, EvalError) as err:
-                self._error(400, str(err))
-            except Exception as err:  # never leave the client hanging on a bug
-                self._error(500, f"{type(err).__name__}: {err}")
-
-    return Handler
+# ---- HTTP --------------------------------------------------------------------------------------------
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    kind = {401: "authentication_error", 504: "timeout"}.get(status, "invalid_request_error")
+    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status, headers=headers)
 
 
-def make_server(
-    lm: HuggingFaceLM,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    name: str = "alignlab",
-    max_tokens_cap: int = 512,
-    max_prompt_tokens: int | None = None,
-) -> ThreadingHTTPServer:
-    """A ready-to-run server (``port=0`` picks a free port: read ``server.server_address``).
+def _host_name(header: str) -> str:
+    """``example.org:8000`` → ``example.org``; ``[::1]:8000`` → ``::1``."""
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
+
+
+class Guard:
+    """ASGI middleware in front of the app: Host check, API key, and a body read whole under a size and time limit.
+
+    A body over the limit is answered 413 with ``Connection: close``: the server stops reading and drops the
+    connection, so the unread rest can never be parsed as a next request.
+    """
+
+    def __init__(self, app: Any, config: ServeConfig, api_key: str | None):
+        self.app, self.config, self.api_key = app, config, api_key
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal = self._refusal(headers)
+        if refusal is None:
+            body, refusal = await self._read_body(headers, receive)
+        if refusal is not None:
+            return await refusal(scope, receive, send)
+        delivered = False
+
+        async def replay() -> dict:
+            nonlocal delivered
+            if delivered:
+                return await receive()  # http.disconnect
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    def _refusal(self, headers: dict[str, str]) -> JSONResponse | None:
+        allowed = self.config.allowed_hosts
+        if "*" not in allowed and _host_name(headers.get("host", "")) not in allowed:
+            return _error(400, "Host header not allowed (see allowed_hosts)")
+        if self.api_key is not None:
+            scheme, _, token = headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), self.api_key.encode()):
+                return _error(401, "missing or wrong API key (send 'Authorization: Bearer KEY')")
+        declared = headers.get("content-length")
+        if declared is not None and int(declared) > self.config.max_body_bytes:  # h11 has checked it is a number
+            return self._too_large()
+        return None
+
+    def _too_large(self) -> JSONResponse:
+        return _error(413, f"body larger than {self.config.max_body_bytes} bytes", {"Connection": "close"})
+
+    async def _read_body(self, headers: dict[str, str], receive: Any) -> tuple[bytes, JSONResponse | None]:
+        chunks, size = [], 0
+
+        async def read_all() -> bool:
+            nonlocal size
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return False
+                chunks.append(message.get("body", b""))
+                size += len(chunks[-1])
+                if size > self.config.max_body_bytes:
+                    return False
+                if not message.get("more_body", False):
+                    return True
+
+        try:
+            complete = await asyncio.wait_for(read_all(), self.config.body_timeout_s)
+        except TimeoutError:
+            return b"", _error(408, f"the body did not arrive within {self.config.body_timeout_s} s",
+                               {"Connection": "close"})
+        if not complete:
+            return b"", self._too_large()
+        return b"".join(chunks), None
+
+
+def build_app(lm: HuggingFaceLM, config: ServeConfig) -> FastAPI:
+    """The ASGI app for ``config`` over ``lm`` (routes, error shapes, limits); :func:`make_server` runs it."""
+    logic = ModelServer(lm, config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        logic.batcher = Batcher(lm, config.max_batch_size)
+        worker = asyncio.create_task(logic.batcher.work())
+        yield
+        worker.cancel()
+        logic.batcher.model_thread.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.logic = logic
+    app.add_middleware(Guard, config=config, api_key=config.api_key or os.environ.get(API_KEY_ENV) or None)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in err.errors())
+        return _error(400, problems or "invalid request body")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        return _error(err.status_code, str(err.detail) + f" ({request.method} {request.url.path})", err.headers)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, err: Exception) -> JSONResponse:  # never leave a client hanging on a bug
+        return _error(500, f"{type(err).__name__}: {err}")
+
+    async def answer(work: Any) -> JSONResponse:
+        try:
+            return JSONResponse(await asyncio.wait_for(work, config.request_timeout_s))
+        except (BadRequest, EvalError) as err:
+            return _error(400, str(err))
+        except TimeoutError:
+            return _error(504, f"no answer within request_timeout_s={config.request_timeout_s}")
+
+    @app.get("/v1/models")
+    async def models() -> JSONResponse:
+        return JSONResponse(logic.models())
+
+    @app.post("/v1/completions")
+    async def completions(req: CompletionRequest) -> JSONResponse:
+        return await answer(logic.completions(req))
+
+    @app.post("/v1/chat/completions")
+    async def chat(req: ChatRequest) -> JSONResponse:
+        return await answer(logic.chat(req))
+
+    return app
+
+
+def _protocol(header_timeout_s: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol, plus a deadline for a new connection's first request (uvicorn has none)."""
+
+    class DeadlineProtocol(H11Protocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self.loop.call_later(header_timeout_s, self._drop_if_silent)
+
+        def _drop_if_silent(self) -> None:
+            if self.cycle is None and not self.transport.is_closing():
+                self.transport.close()
+
+    return DeadlineProtocol
+
+
+class Server:
+    """A bound, ready-to-run server. ``port=0`` picks a free port: read :attr:`url`.
 
     Example::
 
-        >>> srv = make_server(HuggingFaceLM("runs/sft"), port=0)            # doctest: +SKIP
-        >>> threading.Thread(target=srv.serve_forever, daemon=True).start()  # doctest: +SKIP
+        >>> srv = make_server(HuggingFaceLM("runs/sft"), ServeConfig(model="runs/sft", port=0))  # doctest: +SKIP
+        >>> srv.start()            # in a background thread                                       # doctest: +SKIP
+        >>> srv.url, srv.stop()                                                                   # doctest: +SKIP
     """
-    _check_loopback(host)
-    logic = ModelServer(lm, name=name, max_tokens_cap=max_tokens_cap, max_prompt_tokens=max_prompt_tokens)
-    httpd = ThreadingHTTPServer((host, port), make_handler(logic))
-    httpd.daemon_threads = True
-    return httpd
+
+    def __init__(self, app: FastAPI, config: ServeConfig, sock: socket.socket):
+        self.app, self.config, self.sock = app, config, sock
+        host, port = sock.getsockname()[:2]
+        self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}/v1"
+        self.uvicorn = uvicorn.Server(uvicorn.Config(
+            app, http=_protocol(config.header_timeout_s), limit_concurrency=config.max_connections,
+            timeout_keep_alive=config.keep_alive_timeout_s, log_level="warning", access_log=False,
+            lifespan="on", log_config=None))
+        self.thread: threading.Thread | None = None
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted (Ctrl-C)."""
+        self.uvicorn.run(sockets=[self.sock])
+
+    def start(self) -> str:
+        """Serve in a background thread; returns once the server accepts requests."""
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+        while not self.uvicorn.started:
+            if not self.thread.is_alive():
+                raise EvalError("the server stopped while starting")
+            time.sleep(0.01)
+        return self.url
+
+    def stop(self) -> None:
+        self.uvicorn.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+        self.sock.close()
 
 
-@dataclass
-class ServeConfig:
-    """An OpenAI-compatible HTTP server over a local model (loopback addresses only)."""
+def make_server(lm: HuggingFaceLM, config: ServeConfig) -> Server:
+    """Bind ``config.host:config.port`` (refusing a public address, a port in use) and build the app over ``lm``."""
+    return Server(build_app(lm, config), config, bind(config))
 
-    model: str
-    """model dir, run dir or hub name"""
-    port: int = 8000
-    """TCP port (0: any free port)"""
-    host: str = "127.0.0.1"
-    """a loopback address"""
-    name: str | None = None
-    """model name reported by /v1/models (null: the model path)"""
-    max_tokens_cap: int = 512
-    """largest max_tokens a request may ask for"""
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    """weights dtype"""
+
+def bind(config: ServeConfig) -> socket.socket:
+    """A listening socket on ``config.host:config.port``; a public address or a port in use is an EvalError."""
+    _check_host(config)
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((config.host, config.port))
+    except OSError as err:
+        sock.close()
+        raise EvalError(f"cannot listen on {config.host}:{config.port}: {err.strerror or err}"
+                        + (" (another server uses that port; pick another with --port)"
+                           if err.errno == 98 else "")) from err
+    sock.listen(128)
+    return sock
 
 
 def serve(config: ServeConfig, **old_keywords: Any) -> None:
@@ -335,18 +559,7 @@ def serve(config: ServeConfig, **old_keywords: Any) -> None:
         warnings.warn("serve(model, ...) is deprecated: pass a ServeConfig (serve(ServeConfig(model=...)))",
                       DeprecationWarning, stacklevel=2)
         config = ServeConfig(model=config, **old_keywords)
-    _check_loopback(config.host)
-    httpd = make_server(
-        HuggingFaceLM(config.model, dtype=config.dtype),
-        host=config.host,
-        port=config.port,
-        name=config.name or config.model,
-        max_tokens_cap=config.max_tokens_cap,
-    )
-    print(f"serving {config.model} on http://{config.host}:{httpd.server_address[1]}/v1 (Ctrl-C to stop)")
-    try:
-        httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        httpd.server_close()
+    sock = bind(config)  # before the model loads: a port in use fails at once
+    server = Server(build_app(HuggingFaceLM(config.model, dtype=config.dtype), config), config, sock)
+    print(f"serving {config.model} on {server.url} (Ctrl-C to stop)", flush=True)
+    server.serve_forever()
