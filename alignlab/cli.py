@@ -35,18 +35,19 @@ TRAIN_FLAGS = {"model": ("model.name_or_path", "model to start from: a local dir
 
 def train_parser(method: str) -> argparse.ArgumentParser:
     from alignlab.config import config_parser
-    from alignlab.registry import get_method
+    from alignlab.registry import get_method, get_method_spec
 
     config_cls, _ = get_method(method)
-    return config_parser(config_cls, f"alignlab train {method}", flags=TRAIN_FLAGS)
+    return config_parser(config_cls, f"alignlab train {method}", flags=TRAIN_FLAGS,
+                         defaults=config_cls(**get_method_spec(method).defaults))
 
 
 def run_train(method: str, argv: Sequence[str]) -> None:
     from alignlab.config import parse_config
-    from alignlab.registry import METHOD_DEFAULTS, get_method
+    from alignlab.registry import get_method, get_method_spec
 
     config_cls, fn = get_method(method)
-    config = parse_config(config_cls, train_parser(method), list(argv), base=METHOD_DEFAULTS.get(method))
+    config = parse_config(config_cls, train_parser(method), list(argv), base=get_method_spec(method).defaults)
     result = fn(config)
     print(f"done: {result.steps} steps; model, config.yaml and metrics.jsonl in {result.output_dir}")
     for key, value in result.eval.items():
@@ -139,13 +140,13 @@ def named_values(text: str, flag: str) -> dict[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from alignlab.registry import TRAIN_METHODS
+    from alignlab.registry import methods
 
     parser = argparse.ArgumentParser(prog="alignlab", description="LLM alignment, executable.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     train = subparsers.add_parser("train", help="train a model with an alignment method",
-                                  description=f"methods: {', '.join(TRAIN_METHODS)}")
-    train.add_argument("method", help=f"one of: {', '.join(TRAIN_METHODS)}")
+                                  description=f"methods: {', '.join(methods())}")
+    train.add_argument("method", help=f"one of: {', '.join(methods())}")
     train.add_argument("args", nargs=argparse.REMAINDER, help="method options (see alignlab train METHOD --help)")
     train.set_defaults(handler=lambda a: run_train(a.method, a.args))
     demo = subparsers.add_parser("demo", help="the whole pipeline on the toy world (world → SFT → RM → DPO → eval)")

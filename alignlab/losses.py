@@ -2,7 +2,8 @@
 
 The public name of :mod:`alignlab.outer.losses` (where the code, the equations and the conventions
 live): one function per method, named after it, each returning ``(per-example losses, metrics)`` and
-usable without alignlab's trainer.
+usable without alignlab's trainer. The names exported here are those registered there with
+``register_loss``, so the two never disagree.
 
 Example:
     >>> import torch
@@ -14,55 +15,17 @@ Example:
 """
 
 from alignlab.outer.losses import (
+    LOSS_SPECS,
     LOSSES,
     LossOutput,
-    aot,
-    aot_unpaired,
-    apo,
-    bco,
-    cpo,
-    cringe,
-    discopop,
-    dpo,
-    exo,
+    LossSpec,
     get_loss,
-    ipo,
-    kto,
-    nca,
-    orpo,
-    pro,
-    robust_dpo,
-    rrhf,
-    sigmoid_norm,
-    simpo,
-    slic,
-    sppo,
-    stable_alignment,
+    get_loss_spec,
+    pairwise_losses,
+    register_loss,
 )
 
-__all__ = [
-    "LOSSES",
-    "LossOutput",
-    "get_loss",
-    "aot",
-    "aot_unpaired",
-    "apo",
-    "bco",
-    "cpo",
-    "cringe",
-    "discopop",
-    "dpo",
-    "exo",
-    "ipo",
-    "kto",
-    "nca",
-    "orpo",
-    "pro",
-    "robust_dpo",
-    "rrhf",
-    "sigmoid_norm",
-    "simpo",
-    "slic",
-    "sppo",
-    "stable_alignment",
-]
+globals().update(LOSSES)  # every registered loss under its own name: `from alignlab.losses import dpo`
+
+__all__ = ["LOSSES", "LOSS_SPECS", "LossOutput", "LossSpec", "get_loss", "get_loss_spec", "pairwise_losses",
+           "register_loss", *LOSSES]

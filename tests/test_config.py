@@ -56,10 +56,10 @@ def test_help_comes_from_field_docstrings():
 
 
 def test_section_override_keeps_the_parents_section_defaults():
-    from alignlab.outer.reward import RewardConfig
+    from alignlab.outer.reward import RewardModelConfig
 
-    default = RewardConfig()
-    cfg = load_config(RewardConfig, None, ["train.max_steps=3"])
+    default = RewardModelConfig()
+    cfg = load_config(RewardModelConfig, None, ["train.max_steps=3"])
     assert cfg.train.max_steps == 3
-    assert cfg.train.lr == default.train.lr == 1e-5  # RewardConfig's own lr, not TrainConfig's 5e-5
+    assert cfg.train.lr == default.train.lr == 1e-5  # RewardModelConfig's own lr, not TrainConfig's 5e-5
     assert cfg.data.eval_fraction == default.data.eval_fraction == 0.05

@@ -9,7 +9,8 @@ from conftest import pair_rows, write_jsonl
 from alignlab.config import load_config
 from alignlab.core.metrics import read_metrics
 from alignlab.errors import ConfigError
-from alignlab.outer.preference import PAIRWISE, PreferenceConfig, train_preference
+from alignlab.outer.losses import pairwise_losses
+from alignlab.outer.preference import PreferenceConfig, train_preference
 
 FAST = ["train.progress=false", "train.batch_size=4", "data.max_length=64", "train.mixed_precision=no"]
 
@@ -20,7 +21,7 @@ def config(tiny_model_dir, tmp_path, *overrides):
                                                 f"reference_cache_dir={tmp_path / 'cache'}", *FAST, *overrides])
 
 
-@pytest.mark.parametrize("loss", sorted(PAIRWISE))
+@pytest.mark.parametrize("loss", pairwise_losses())
 def test_every_pairwise_loss_trains(tiny_model_dir, tmp_path, loss):
     cfg = config(tiny_model_dir, tmp_path, f"loss={loss}", f"output={tmp_path / 'run'}", "train.max_steps=2",
                  "train.lr=1e-3")

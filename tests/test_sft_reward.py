@@ -13,7 +13,7 @@ from alignlab.config import load_config
 from alignlab.core.metrics import read_metrics
 from alignlab.core.models import load_causal_lm, load_reward_model
 from alignlab.errors import ConfigError, DataError, ModelError
-from alignlab.outer.reward import RewardConfig, train_reward
+from alignlab.outer.reward import RewardModelConfig, train_reward
 from alignlab.outer.sft import SFTConfig, train_sft
 
 FAST = ["train.progress=false", "train.batch_size=4", "data.max_length=64"]
@@ -48,7 +48,7 @@ def test_sft_with_lora_and_packing(tiny_model_dir, tmp_path):
 
 def test_reward_model_learns_the_preference(tiny_model_dir, tmp_path):
     data = write_jsonl(tmp_path / "pairs.jsonl", pair_rows(64))
-    cfg = load_config(RewardConfig, None, [f"model.name_or_path={tiny_model_dir}", f"data.path={data}",
+    cfg = load_config(RewardModelConfig, None, [f"model.name_or_path={tiny_model_dir}", f"data.path={data}",
                                            f"output={tmp_path / 'rm'}", "train.max_steps=25", "train.lr=3e-3",
                                            "data.eval_fraction=0.25", *FAST])
     result = train_reward(cfg)
@@ -61,7 +61,7 @@ def test_reward_model_learns_the_preference(tiny_model_dir, tmp_path):
 
 
 def test_reward_on_real_hh_rlhf_rows(tiny_model_dir, tmp_path, shared_data):
-    cfg = load_config(RewardConfig, None, [f"model.name_or_path={tiny_model_dir}",
+    cfg = load_config(RewardModelConfig, None, [f"model.name_or_path={tiny_model_dir}",
                                            f"data.path={shared_data / 'hh_harmless_base_test.jsonl.gz'}",
                                            "data.limit=16", "data.eval_fraction=0", f"output={tmp_path / 'rm'}",
                                            "train.max_steps=2", *FAST])

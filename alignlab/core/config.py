@@ -255,15 +255,17 @@ def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[st
 
 
 def config_parser(cls: type, prog: str, *, flags: dict[str, tuple[str, str]] | None = None,
-                  description: str | None = None, positionals: dict[str, tuple[str, str]] | None = None
-                  ) -> argparse.ArgumentParser:
+                  description: str | None = None, positionals: dict[str, tuple[str, str]] | None = None,
+                  defaults: Any = None) -> argparse.ArgumentParser:
     """An argparse parser for a command whose options are the fields of config dataclass ``cls``.
 
     Every key is settable with ``--set key=value`` or in a ``--config`` YAML file, and ``--help`` lists every
     key with its field docstring and default (so help is never written twice). ``flags`` adds shortcuts:
     ``{"max_steps": ("train.max_steps", "optimiser steps")}`` makes ``--max-steps N`` set ``train.max_steps``;
     a key whose type is bool makes a switch (``--resume`` sets ``train.resume=true``). ``positionals`` adds
-    positional arguments the same way. :func:`parse_config` turns the parsed namespace into a config.
+    positional arguments the same way. ``defaults`` (an instance of ``cls``) is what the help shows as defaults
+    when the command starts from other values than the class's own. :func:`parse_config` turns the parsed
+    namespace into a config.
 
     Example::
 
@@ -276,7 +278,7 @@ def config_parser(cls: type, prog: str, *, flags: dict[str, tuple[str, str]] | N
         >>> parse_config(Opt, parser, ["--lr", "0.5"]).lr
         0.5
     """
-    rows = describe(cls)
+    rows = describe(cls, defaults=defaults)
     width = max((len(k) for k, _, _ in rows), default=0)
     epilog = "config keys (set with --set key=value or in --config YAML):\n" + "\n".join(
         f"  {key:<{width}}  {doc} [default: {default}]" for key, default, doc in rows)

@@ -37,9 +37,9 @@ from torch import nn
 
 from alignlab.core.data import DataConfig, encode_all, load_records
 from alignlab.core.logprobs import forward_logits
-from alignlab.core.models import ModelConfig, load_causal_lm, load_tokenizer
+from alignlab.core.models import load_causal_lm, load_tokenizer
 from alignlab.core.records import UnpairedRecord
-from alignlab.core.run import finish_run, start_run
+from alignlab.core.run import RunConfig, finish_run, start_run
 from alignlab.core.tokenize import (
     IGNORE_INDEX,
     CompletionCollator,
@@ -52,17 +52,16 @@ from alignlab.outer.losses import cringe
 
 
 @dataclass
-class CringeConfig:
-    """CRINGE: cross-entropy on positive examples, a token-level contrastive loss on negative ones."""
+class CringeConfig(RunConfig):
+    """CRINGE: cross-entropy on positive examples, a token-level contrastive loss on negative ones.
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    """the policy to start from (usually an SFT model)"""
-    data: DataConfig = field(default_factory=DataConfig)
-    """unpaired examples {prompt, completion, label} (or preference pairs: chosen positive, rejected negative)"""
+    The data are unpaired examples {prompt, completion, label}, or preference pairs (the chosen answer a
+    positive, the rejected one a negative).
+    """
+
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5))
-    """the training loop"""
     output: str = "runs/cringe"
-    """run directory"""
+
     ct_weight: float = 1.0
     """weight of the contrastive loss on negatives (the paper's α)"""
     num_pos_predictions: int = 1

@@ -48,12 +48,12 @@ from typing import Any
 
 from torch import nn
 
-from alignlab.core.data import DataConfig, encode_all, load_records
+from alignlab.core.data import encode_all, load_records
 from alignlab.core.generation import GenerationConfig, generate
-from alignlab.core.models import ModelConfig, load_causal_lm, load_tokenizer
+from alignlab.core.models import load_causal_lm, load_tokenizer
 from alignlab.core.readers import read_records
 from alignlab.core.records import Message, PairRecord
-from alignlab.core.run import finish_run, start_run
+from alignlab.core.run import RunConfig, finish_run, start_run
 from alignlab.core.tokenize import (
     IGNORE_INDEX,
     CompletionCollator,
@@ -69,18 +69,16 @@ from alignlab.outer.sft import SFTObjective
 
 
 @dataclass
-class HindsightConfig:
-    """Chain of Hindsight: SFT on feedback-conditioned conversations built from preference pairs."""
+class HindsightConfig(RunConfig):
+    """Chain of Hindsight: SFT on feedback-conditioned conversations built from preference pairs.
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    """the model to start from (usually an SFT model)"""
-    data: DataConfig = field(default_factory=DataConfig)
-    """preference pairs (the rated pairs to turn into hindsight conversations; a pair whose conversation is
-    longer than ``data.max_length`` is skipped with a warning, since cutting it would cut an answer)"""
+    A pair whose conversation is longer than ``data.max_length`` is skipped with a warning, since cutting it
+    would cut an answer.
+    """
+
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5))
-    """the training loop"""
     output: str = "runs/hindsight"
-    """run directory"""
+
     good_phrase: str = "A good answer is:"
     """feedback phrase that asks for the preferred answer (appended to the question at inference too)"""
     bad_phrase: str = "A bad answer is:"

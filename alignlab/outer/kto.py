@@ -33,9 +33,9 @@ from torch import nn
 
 from alignlab.core.data import DataConfig, encode_all, load_records
 from alignlab.core.logprobs import sequence_logprobs
-from alignlab.core.models import ModelConfig, load_causal_lm, load_tokenizer
+from alignlab.core.models import load_causal_lm, load_tokenizer
 from alignlab.core.records import UnpairedRecord
-from alignlab.core.run import finish_run, start_run
+from alignlab.core.run import RunConfig, finish_run, start_run
 from alignlab.core.tokenize import CompletionCollator, encode_completion, ensure_chat_template
 from alignlab.core.trainer import ObjectiveOutput, TrainConfig, TrainResult, train
 from alignlab.errors import DataError
@@ -44,17 +44,15 @@ from alignlab.outer.preference import ReferenceFn, prepare_reference
 
 
 @dataclass
-class KTOConfig:
-    """KTO on (prompt, completion, desirable?) examples; pairs are split into one good and one bad example."""
+class KTOConfig(RunConfig):
+    """KTO on (prompt, completion, desirable?) examples; pairs are split into one good and one bad example.
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    """the policy to start from (usually an SFT model)"""
-    data: DataConfig = field(default_factory=DataConfig)
-    """unpaired examples {prompt, completion, label} (or preference pairs)"""
+    ``train.batch_size`` should be at least 2, so that the KL estimate sees several prompts.
+    """
+
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=5e-6))
-    """the training loop (batch_size ≥ 2 so the KL estimate sees several prompts)"""
     output: str = "runs/kto"
-    """run directory"""
+
     beta: float = 0.1
     """KL-regularisation strength β"""
     desirable_weight: float = 1.0

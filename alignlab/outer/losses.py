@@ -20,6 +20,11 @@ Conventions for the pairwise losses:
   explicitly, and losses defined on mean token log-probs (``orpo``, ``simpo``) name their arguments
   ``*_mean_logps``.
 
+Each loss is declared with :func:`register_loss` (what data it takes, whether it needs a reference model,
+whether it scores by mean log-probs); ``alignlab train``, the preference trainer, the benches and
+:mod:`alignlab.losses` all read that declaration (``LOSS_SPECS``), so adding a pairwise loss is its
+function, its decorator and its test.
+
 Example:
     >>> import torch
     >>> from alignlab.outer.losses import get_loss
@@ -33,8 +38,11 @@ Example:
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -154,10 +162,120 @@ def _smoothed_logistic(logits: Tensor, label_smoothing: float) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# The registry: each loss declares here, once, what it takes (trainers, `alignlab train` and the benches read it)
+# ---------------------------------------------------------------------------------------------------------
+
+DataKind = Literal["pair", "unpaired", "ranked", "token"]
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """What a loss takes, declared once beside its function with :func:`register_loss`.
+
+    Example:
+        >>> spec = LOSS_SPECS["simpo"]
+        >>> spec.data, spec.reference_free, spec.mean_logps, spec.kl_anchored, spec.default_beta
+        ('pair', True, True, False, 2.0)
+    """
+
+    fn: Callable[..., LossOutput]
+    """the pure loss function"""
+    data: DataKind
+    """what it learns from: pair (prompt, chosen, rejected), unpaired (one completion labelled desirable or not),
+    ranked (k scored completions) or token (per-token logits of labelled sequences)"""
+    reference_free: bool = False
+    """it compares the policy with itself, so it needs no reference model"""
+    mean_logps: bool = False
+    """a pairwise loss that scores answers by mean token log-prob (arguments ``*_mean_logps``), not the sum"""
+
+    @property
+    def name(self) -> str:
+        return self.fn.__name__
+
+    @property
+    def default_beta(self) -> float | None:
+        """The default of the function's ``beta`` argument (None: it has none)."""
+        beta = inspect.signature(self.fn).parameters.get("beta")
+        return None if beta is None else beta.default
+
+    @property
+    def kl_anchored(self) -> bool:
+        """Its β is a KL strength towards a reference model (a reference-free loss's β means something else)."""
+        return not self.reference_free and self.default_beta is not None
+
+
+LOSS_SPECS: dict[str, LossSpec] = {}
+LOSSES: dict[str, Callable[..., LossOutput]] = {}
+
+
+def register_loss(data: DataKind, *, reference_free: bool = False,
+                  mean_logps: bool = False) -> Callable[[Callable[..., LossOutput]], Callable[..., LossOutput]]:
+    """Declare a loss (a decorator): it joins ``LOSSES``, and a pairwise one (``data="pair"``) becomes a method of
+    ``alignlab train``, :class:`~alignlab.outer.preference.PreferenceConfig` and the offline bench.
+
+    Example:
+        >>> @register_loss("pair")
+        ... def my_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, *,
+        ...             beta=0.1):
+        ...     ...
+        >>> LOSS_SPECS["my_loss"].kl_anchored
+        True
+        >>> del LOSS_SPECS["my_loss"], LOSSES["my_loss"]
+    """
+
+    if mean_logps and not reference_free:  # the preference trainer averages log-probs only without a reference
+        raise ConfigError("register_loss: mean_logps=True needs reference_free=True")
+
+    def register(fn: Callable[..., LossOutput]) -> Callable[..., LossOutput]:
+        if fn.__name__ in LOSS_SPECS:
+            raise ConfigError(f"a loss named '{fn.__name__}' is already registered")
+        LOSS_SPECS[fn.__name__] = LossSpec(fn, data, reference_free, mean_logps)
+        LOSSES[fn.__name__] = fn
+        return fn
+
+    return register
+
+
+def get_loss_spec(name: str) -> LossSpec:
+    """The declaration of a loss; a mistyped name raises a ConfigError that suggests the closest names.
+
+    Example:
+        >>> get_loss_spec("orpo").reference_free
+        True
+    """
+    if name in LOSS_SPECS:
+        return LOSS_SPECS[name]
+    close = difflib.get_close_matches(name, LOSS_SPECS, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    raise ConfigError(f"unknown loss '{name}'; {hint}known losses: {', '.join(sorted(LOSS_SPECS))}")
+
+
+def get_loss(name: str) -> Callable[..., LossOutput]:
+    """Look a loss up by name (close-match suggestions for a mistyped one, as :func:`get_loss_spec`).
+
+    Example:
+        >>> get_loss("ipo").__name__
+        'ipo'
+    """
+    return get_loss_spec(name).fn
+
+
+def pairwise_losses() -> list[str]:
+    """Names of the registered losses that train on pairs, in registration order.
+
+    Example:
+        >>> pairwise_losses()[:3]
+        ['dpo', 'robust_dpo', 'ipo']
+    """
+    return [name for name, spec in LOSS_SPECS.items() if spec.data == "pair"]
+
+
+# ---------------------------------------------------------------------------------------------------------
 # DPO and the losses that share its inputs (TRL ``DPOTrainer`` loss types in brackets)
 # ---------------------------------------------------------------------------------------------------------
 
 
+@register_loss("pair")
 def dpo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
         ref_rejected_logps: Tensor, *, beta: float = 0.1, label_smoothing: float = 0.0,
         f_divergence: str = "reverse_kl", f_alpha: float = 0.5) -> LossOutput:
@@ -188,6 +306,7 @@ def dpo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_l
                                    policy_rejected_logps - ref_rejected_logps)
 
 
+@register_loss("pair")
 def robust_dpo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
                ref_rejected_logps: Tensor, *, beta: float = 0.1, label_smoothing: float = 0.1,
                f_divergence: str = "reverse_kl", f_alpha: float = 0.5) -> LossOutput:
@@ -216,6 +335,7 @@ def robust_dpo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_c
                                    policy_rejected_logps - ref_rejected_logps)
 
 
+@register_loss("pair")
 def ipo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
         ref_rejected_logps: Tensor, *, chosen_lengths: Tensor | None, rejected_lengths: Tensor | None,
         beta: float = 0.1, f_divergence: str = "reverse_kl", f_alpha: float = 0.5) -> LossOutput:
@@ -248,6 +368,7 @@ def ipo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_l
                                    policy_rejected_logps - ref_rejected_logps)
 
 
+@register_loss("pair")
 def sigmoid_norm(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
                  ref_rejected_logps: Tensor, *, chosen_lengths: Tensor, rejected_lengths: Tensor,
                  beta: float = 0.1, f_divergence: str = "reverse_kl", f_alpha: float = 0.5) -> LossOutput:
@@ -276,6 +397,7 @@ def sigmoid_norm(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref
                                    policy_rejected_logps - ref_rejected_logps)
 
 
+@register_loss("pair")
 def slic(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
          ref_rejected_logps: Tensor, *, beta: float = 0.1, f_divergence: str = "reverse_kl",
          f_alpha: float = 0.5) -> LossOutput:
@@ -299,6 +421,7 @@ def slic(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_
                                    policy_rejected_logps - ref_rejected_logps)
 
 
+@register_loss("pair")
 def exo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
         ref_rejected_logps: Tensor, *, beta: float = 0.1, label_smoothing: float = 1e-3,
         f_divergence: str = "reverse_kl", f_alpha: float = 0.5) -> LossOutput:
@@ -329,6 +452,7 @@ def exo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_l
                                    policy_rejected_logps - ref_rejected_logps)
 
 
+@register_loss("pair")
 def nca(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
         ref_rejected_logps: Tensor, *, beta: float = 0.1) -> LossOutput:
     """NCA (pairwise): Chen et al. 2024, "Noise Contrastive Alignment of Language Models with Explicit
@@ -353,6 +477,7 @@ def nca(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_l
                                    policy_rejected_logps - ref_rejected_logps)
 
 
+@register_loss("pair")
 def bco(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
         ref_rejected_logps: Tensor, *, beta: float = 0.1, delta: Tensor | float = 0.0) -> LossOutput:
     """BCO (paired): Jung et al. 2024, "Binary Classifier Optimization for Large Language Model
@@ -382,6 +507,7 @@ def bco(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_l
     return losses, metrics
 
 
+@register_loss("pair")
 def sppo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
          ref_rejected_logps: Tensor, *, beta: float = 0.1) -> LossOutput:
     """SPPO (hard labels): Wu et al. 2024, "Self-Play Preference Optimization", Eq. 4.7 of Algorithm 1
@@ -404,6 +530,7 @@ def sppo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_
     return losses, _reward_metrics(beta, chosen_logratios, rejected_logratios)
 
 
+@register_loss("pair")
 def aot(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
         ref_rejected_logps: Tensor, *, beta: float = 0.1, label_smoothing: float = 0.0) -> LossOutput:
     """AOT (paired): Melnyk et al. 2024, "Distributional Preference Alignment of LLMs via Optimal
@@ -432,6 +559,7 @@ def aot(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_l
                                    policy_rejected_logps - ref_rejected_logps)
 
 
+@register_loss("pair")
 def aot_unpaired(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
                  ref_rejected_logps: Tensor, *, beta: float = 0.1, label_smoothing: float = 0.0) -> LossOutput:
     """AOT (unpaired): Melnyk et al. 2024, Sec. 3, the unpaired form [TRL ``aot_unpaired``].
@@ -457,6 +585,7 @@ def aot_unpaired(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref
                                    policy_rejected_logps - ref_rejected_logps)
 
 
+@register_loss("pair")
 def apo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
         ref_rejected_logps: Tensor, *, beta: float = 0.1, variant: str = "zero") -> LossOutput:
     """APO: D'Oosterlinck et al. 2024, "Anchored Preference Optimization and Contrastive Revisions"
@@ -486,6 +615,7 @@ def apo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_l
                                    policy_rejected_logps - ref_rejected_logps)
 
 
+@register_loss("pair")
 def discopop(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
              ref_rejected_logps: Tensor, *, beta: float = 0.1, tau: float = 0.05,
              f_divergence: str = "reverse_kl", f_alpha: float = 0.5) -> LossOutput:
@@ -517,6 +647,7 @@ def discopop(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_cho
 # ---------------------------------------------------------------------------------------------------------
 
 
+@register_loss("unpaired")
 def kto(policy_logps: Tensor, ref_logps: Tensor, desirable: Tensor, kl: Tensor | float, *,
         beta: float = 0.1, desirable_weight: float = 1.0, undesirable_weight: float = 1.0) -> LossOutput:
     """KTO: Ethayarajh et al. 2024, "KTO: Model Alignment as Prospect Theoretic Optimization", Eq. 7.
@@ -553,6 +684,7 @@ def _log1mexp(x: Tensor) -> Tensor:
     return torch.where(x < -math.log(2.0), torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
 
 
+@register_loss("pair", reference_free=True, mean_logps=True)
 def orpo(policy_chosen_mean_logps: Tensor, policy_rejected_mean_logps: Tensor, chosen_nll: Tensor, *,
          beta: float = 0.1) -> LossOutput:
     """ORPO: Hong et al. 2024, "ORPO: Monolithic Preference Optimization without Reference Model",
@@ -585,6 +717,7 @@ def orpo(policy_chosen_mean_logps: Tensor, policy_rejected_mean_logps: Tensor, c
     return losses, metrics
 
 
+@register_loss("pair", reference_free=True, mean_logps=True)
 def simpo(policy_chosen_mean_logps: Tensor, policy_rejected_mean_logps: Tensor, *, beta: float = 2.0,
           gamma: float = 1.0, label_smoothing: float = 0.0) -> LossOutput:
     """SimPO: Meng et al. 2024, "SimPO: Simple Preference Optimization with a Reference-Free Reward",
@@ -609,6 +742,7 @@ def simpo(policy_chosen_mean_logps: Tensor, policy_rejected_mean_logps: Tensor, 
     return losses, _reward_metrics(beta, policy_chosen_mean_logps, policy_rejected_mean_logps)
 
 
+@register_loss("pair", reference_free=True)
 def cpo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, chosen_nll: Tensor, *,
         beta: float = 0.1, cpo_alpha: float = 1.0, label_smoothing: float = 0.0, gamma: float = 0.0,
         alpha: float = 0.0) -> LossOutput:
@@ -651,6 +785,7 @@ def cpo(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, chosen_nll: 
 # ---------------------------------------------------------------------------------------------------------
 
 
+@register_loss("ranked", reference_free=True)
 def rrhf(scores: Tensor, rewards: Tensor, best_nll: Tensor, *, rrhf_weight: float = 100.0) -> LossOutput:
     """RRHF: Yuan et al. 2023, "RRHF: Rank Responses to Align Language Models with Human Feedback without
     tears", Eqs. 1-4.
@@ -685,6 +820,7 @@ def rrhf(scores: Tensor, rewards: Tensor, best_nll: Tensor, *, rrhf_weight: floa
     return losses, metrics
 
 
+@register_loss("ranked", reference_free=True)
 def pro(scores: Tensor, rewards: Tensor, best_nll: Tensor, *, sft_weight: float = 0.05) -> LossOutput:
     """PRO: Song et al. 2024, "Preference Ranking Optimization for Human Alignment", Sec. 3 (the
     Plackett-Luce ranking loss with reward-gap temperatures, plus SFT on the best response).
@@ -719,6 +855,7 @@ def pro(scores: Tensor, rewards: Tensor, best_nll: Tensor, *, sft_weight: float 
     return losses, metrics
 
 
+@register_loss("ranked", reference_free=True)
 def stable_alignment(nll: Tensor, ratings: Tensor, *, ratio: float = 0.5, margin: float = 1.0,
                      rating_scale: float = 7.0, max_flow: bool = False) -> LossOutput:
     """Stable Alignment: Liu et al. 2023, "Training Socially Aligned Language Models on Simulated Social
@@ -755,6 +892,7 @@ def stable_alignment(nll: Tensor, ratings: Tensor, *, ratio: float = 0.5, margin
     return losses, metrics
 
 
+@register_loss("token", reference_free=True)
 def cringe(logits: Tensor, labels: Tensor, positive: Tensor, *, ct_weight: float = 1.0,
            num_pos_predictions: int = 1, ignore_index: int = -100,
            generator: torch.Generator | None = None) -> LossOutput:
@@ -812,28 +950,3 @@ def cringe(logits: Tensor, labels: Tensor, positive: Tensor, *, ct_weight: float
         "num_tokens": n_tokens,
     }
     return losses, metrics
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Registry
-# ---------------------------------------------------------------------------------------------------------
-
-LOSSES: dict[str, Callable[..., LossOutput]] = {
-    fn.__name__: fn
-    for fn in (dpo, robust_dpo, ipo, sigmoid_norm, slic, exo, nca, bco, sppo, aot, aot_unpaired, apo,
-               discopop, kto, orpo, simpo, cpo, rrhf, pro, stable_alignment, cringe)
-}
-
-
-def get_loss(name: str) -> Callable[..., LossOutput]:
-    """Look a loss up by name; a mistyped name raises a ConfigError that suggests the closest names.
-
-    Example:
-        >>> get_loss("ipo").__name__
-        'ipo'
-    """
-    if name in LOSSES:
-        return LOSSES[name]
-    close = difflib.get_close_matches(name, LOSSES, n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    raise ConfigError(f"unknown loss '{name}'; {hint}known losses: {', '.join(sorted(LOSSES))}")

@@ -1,8 +1,8 @@
 """Offline preference optimisation on pairs: the DPO family and the reference-free ORPO, SimPO, CPO.
 
-The loss is any pairwise function of ``alignlab.outer.losses`` (``dpo``, ``ipo``, ``slic``, ``robust_dpo``,
-``exo``, ``nca``, ``bco``, ``sppo``, ``aot``, ``apo``, ``discopop``, ``sigmoid_norm``, ``orpo``,
-``simpo``, ``cpo``); this file only gathers the log-probs it needs:
+The loss is any function of ``alignlab.outer.losses`` declared there with ``register_loss("pair")``; its
+declaration says whether it needs a reference model and whether it scores answers by mean token log-prob,
+and this file only gathers the log-probs it needs:
 
 - policy log-probs of chosen and rejected together. With ``shared_prefix`` (the default) each prompt goes
   through the model once, its KV cache then serving both answers (gradients flow back through it), so a
@@ -29,6 +29,7 @@ import functools
 import hashlib
 import inspect
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +38,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from alignlab.core.data import DataConfig, load_records
+from alignlab.core.data import load_records
 from alignlab.core.logprobs import pair_logprobs
-from alignlab.core.models import ModelConfig, load_causal_lm, load_tokenizer
-from alignlab.core.run import finish_run, start_run
+from alignlab.core.models import load_causal_lm, load_tokenizer
+from alignlab.core.run import RunConfig, finish_run, start_run
 from alignlab.core.tokenize import (
     PairCollator,
     SharedPrefixPairCollator,
@@ -49,35 +50,22 @@ from alignlab.core.tokenize import (
 )
 from alignlab.core.trainer import ObjectiveOutput, TrainConfig, TrainResult, autocast, train
 from alignlab.errors import ConfigError
-from alignlab.outer.losses import get_loss
+from alignlab.outer.losses import LOSS_SPECS, get_loss_spec, pairwise_losses
 from alignlab.outer.reward import encode_pairs, pair_lengths
 
-# Losses that compare the policy with itself (no reference); ORPO and SimPO score by mean token log-prob,
-# CPO (like TRL's default CPO) by summed log-probs.
-REFERENCE_FREE = {"orpo", "simpo", "cpo"}
-MEAN_LOGPS = {"orpo", "simpo"}
 LogprobsFn = Callable[[nn.Module, dict], dict[str, torch.Tensor]]
 ReferenceFn = Callable[[nn.Module, dict], dict[str, torch.Tensor]]
 
-PAIRWISE = {"dpo", "robust_dpo", "ipo", "sigmoid_norm", "slic", "exo", "nca", "bco", "sppo", "aot",
-            "aot_unpaired", "apo", "discopop"} | REFERENCE_FREE
-
 
 @dataclass
-class PreferenceConfig:
+class PreferenceConfig(RunConfig):
     """Preference optimisation on (prompt, chosen, rejected) pairs with a pairwise loss."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    """the policy to start from (usually an SFT model)"""
-    data: DataConfig = field(default_factory=DataConfig)
-    """the preference pairs"""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=5e-6))
-    """the training loop"""
     output: str = "runs/dpo"
-    """run directory"""
     loss: str = "dpo"
-    """pairwise loss from alignlab.outer.losses: dpo, ipo, slic, robust_dpo, exo, nca, bco, sppo, aot, aot_unpaired,
-    apo, discopop, sigmoid_norm, orpo, simpo, cpo"""
+    """pairwise loss from alignlab.outer.losses (one declared with register_loss("pair"); `alignlab train` lists
+    them)"""
     beta: float | None = None
     """KL-regularisation strength β (the paper's λ for ORPO); unset = the loss's own default (0.1; SimPO 2.0)"""
     label_smoothing: float | None = None
@@ -96,9 +84,8 @@ class PreferenceConfig:
     two answers do not share the prompt always take the two-row layout"""
 
     def __post_init__(self) -> None:
-        if self.loss not in PAIRWISE:
-            get_loss(self.loss)  # a mistyped name gets close-match suggestions
-            raise ValueError(f"loss '{self.loss}' does not train on pairs; pairwise losses: {sorted(PAIRWISE)}")
+        if get_loss_spec(self.loss).data != "pair":  # a mistyped name gets close-match suggestions
+            raise ValueError(f"loss '{self.loss}' does not train on pairs; pairwise losses: {pairwise_losses()}")
         if self.reference == "adapter" and self.model.lora_r <= 0:
             raise ValueError("reference=adapter needs a LoRA adapter: set model.lora_r > 0")
 
@@ -106,12 +93,13 @@ class PreferenceConfig:
 def call_loss(name: str, policy: dict[str, torch.Tensor], reference: dict[str, torch.Tensor] | None,
               *, beta: float | None, label_smoothing: float | None, extra: dict[str, Any]) -> tuple[torch.Tensor, dict]:
     """Feed a pairwise loss exactly the arguments it declares (lengths, smoothing, NLL...)."""
-    loss_fn = get_loss(name)
+    spec = get_loss_spec(name)
+    loss_fn = spec.fn
     accepted = inspect.signature(loss_fn).parameters
     chosen_len = policy["chosen_len"].float().clamp(min=1)
     rejected_len = policy["rejected_len"].float().clamp(min=1)
-    if name in REFERENCE_FREE:
-        if name in MEAN_LOGPS:
+    if spec.reference_free:
+        if spec.mean_logps:
             args = [policy["chosen_logp"] / chosen_len, policy["rejected_logp"] / rejected_len]
         else:
             args = [policy["chosen_logp"], policy["rejected_logp"]]
@@ -145,7 +133,7 @@ class PreferenceObjective:
         cfg = self.config
         policy = pair_logprobs(model, batch)
         reference = None
-        if cfg.loss not in REFERENCE_FREE:
+        if not get_loss_spec(cfg.loss).reference_free:
             if "ref_chosen_logp" in batch:
                 reference = {"chosen_logp": batch["ref_chosen_logp"], "rejected_logp": batch["ref_rejected_logp"]}
             else:
@@ -271,7 +259,7 @@ def train_preference(config: PreferenceConfig, *, model: nn.Module | None = None
     loaded_here = model is None and config.reference_model in (None, config.model.name_or_path)
     model = model or load_causal_lm(config.model.name_or_path, lora=config.model.lora(), **load)
     reference_fn = None
-    if config.loss not in REFERENCE_FREE:
+    if not get_loss_spec(config.loss).reference_free:
         reference_fn = prepare_reference(config.reference, config.reference_model or config.model.name_or_path, load,
                                          [train_examples, eval_examples], pad_token_id=tokenizer.pad_token_id,
                                          cache_dir=config.reference_cache_dir, train_config=config.train,
@@ -285,3 +273,17 @@ def train_preference(config: PreferenceConfig, *, model: nn.Module | None = None
                    eval_examples=eval_examples, lengths=lengths)
     finish_run(model, tokenizer, result, merge_lora=config.model.merge_lora)
     return result
+
+
+_DERIVED = {"PAIRWISE": lambda spec: spec.data == "pair", "REFERENCE_FREE": lambda spec: spec.reference_free,
+            "MEAN_LOGPS": lambda spec: spec.mean_logps}
+
+
+def __getattr__(name: str) -> set[str]:
+    """``PAIRWISE``, ``REFERENCE_FREE`` and ``MEAN_LOGPS`` still import for one release (with a DeprecationWarning):
+    each loss's declaration in alignlab.outer.losses (``LOSS_SPECS``) now says what they listed."""
+    if name in _DERIVED:
+        warnings.warn(f"alignlab.outer.preference.{name} is deprecated and will be removed in the next release; "
+                      "read alignlab.outer.losses.LOSS_SPECS", DeprecationWarning, stacklevel=2)
+        return {loss for loss, spec in LOSS_SPECS.items() if spec.data == "pair" and _DERIVED[name](spec)}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,9 +32,9 @@ from torch import nn
 
 from alignlab.core.data import DataConfig, encode_all, load_records
 from alignlab.core.logprobs import sequence_logprobs
-from alignlab.core.models import ModelConfig, load_causal_lm, load_tokenizer
+from alignlab.core.models import load_causal_lm, load_tokenizer
 from alignlab.core.records import RankedRecord
-from alignlab.core.run import finish_run, start_run
+from alignlab.core.run import RunConfig, finish_run, start_run
 from alignlab.core.tokenize import CompletionCollator, encode_completion, ensure_chat_template
 from alignlab.core.trainer import ObjectiveOutput, TrainConfig, TrainResult, train
 from alignlab.errors import DataError
@@ -42,17 +42,15 @@ from alignlab.outer.losses import LossOutput, pro, rrhf, stable_alignment
 
 
 @dataclass
-class RankedConfig:
-    """Shared settings of the ranked-list methods (use RRHFConfig, PROConfig or StableAlignmentConfig)."""
+class RankedConfig(RunConfig):
+    """Shared settings of the ranked-list methods (use RRHFConfig, PROConfig or StableAlignmentConfig).
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    """the policy to start from (usually an SFT model)"""
-    data: DataConfig = field(default_factory=DataConfig)
-    """ranked lists: {prompt, responses, scores} rows (or raw UltraFeedback completions)"""
+    The data are ranked lists, {prompt, responses, scores} rows (or raw UltraFeedback completions);
+    ``train.batch_size`` counts prompts, each bringing all its k responses.
+    """
+
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5, batch_size=4))
-    """the training loop (batch_size counts prompts; each brings all its k responses)"""
     output: str = "runs/ranked"
-    """run directory"""
 
     def loss(self, logps: torch.Tensor, lengths: torch.Tensor, rewards: torch.Tensor) -> LossOutput:
         """Per-list losses from summed log-probs, token counts and rewards, each [batch, k]."""
@@ -64,7 +62,6 @@ class RRHFConfig(RankedConfig):
     """RRHF: rank responses by length-normalised log-prob to match their scores, plus NLL on the best one."""
 
     output: str = "runs/rrhf"
-    """run directory"""
     rrhf_weight: float = 100.0
     """weight of the ranking loss against the NLL of the best response (the authors' default)"""
     length_penalty: float = 1.0
@@ -82,7 +79,6 @@ class PROConfig(RankedConfig):
     """PRO: Plackett–Luce ranking over all k responses with reward-gap temperatures, plus SFT on the best."""
 
     output: str = "runs/pro"
-    """run directory"""
     sft_weight: float = 0.05
     """β in Σ_k L_k + β·(n−1)²·NLL(best) (the authors' default)"""
 
@@ -97,7 +93,6 @@ class StableAlignmentConfig(RankedConfig):
     """Stable Alignment: NLL on the best-rated response plus a hinge that keeps worse responses less likely."""
 
     output: str = "runs/stable-alignment"
-    """run directory"""
     ratio: float = 0.5
     """weight of the contrastive hinge"""
     margin: float = 1.0

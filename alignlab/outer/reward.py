@@ -8,14 +8,15 @@ sequence classifier with one output, scoring the whole rendered conversation.
 
 Example::
 
-    >>> from alignlab.outer.reward import RewardConfig, train_reward
-    >>> cfg = RewardConfig(output="runs/rm")                     # doctest: +SKIP
+    >>> from alignlab.outer.reward import RewardModelConfig, train_reward
+    >>> cfg = RewardModelConfig(output="runs/rm")                     # doctest: +SKIP
     >>> cfg.model.name_or_path, cfg.data.path = "runs/sft", "pairs.jsonl"   # doctest: +SKIP
     >>> train_reward(cfg).eval["eval/accuracy"]                  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -23,25 +24,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from alignlab.core.data import DataConfig, encode_all, load_records
-from alignlab.core.models import ModelConfig, load_reward_model, load_tokenizer
-from alignlab.core.run import finish_run, start_run
+from alignlab.core.models import load_reward_model, load_tokenizer
+from alignlab.core.run import RunConfig, finish_run, start_run
 from alignlab.core.tokenize import PairCollator, encode_completion, ensure_chat_template
 from alignlab.core.trainer import ObjectiveOutput, TrainConfig, TrainResult, train
 from alignlab.errors import DataError
 
 
 @dataclass
-class RewardConfig:
+class RewardModelConfig(RunConfig):
     """Bradley–Terry reward model on preference pairs."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    """the model to start from (a causal LM gets a fresh scalar head)"""
     data: DataConfig = field(default_factory=lambda: DataConfig(eval_fraction=0.05))
-    """the preference pairs"""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5))
-    """the training loop"""
     output: str = "runs/reward"
-    """run directory"""
+
     use_margin: bool = False
     """subtract the pair's margin (e.g. a score gap) inside the sigmoid"""
     center_rewards_coef: float = 0.0
@@ -91,7 +88,7 @@ def pair_lengths(examples: list[dict]) -> list[int]:
     return [max(len(e["chosen"]["input_ids"]), len(e["rejected"]["input_ids"])) for e in examples]
 
 
-def train_reward(config: RewardConfig, *, model: nn.Module | None = None, tokenizer=None) -> TrainResult:
+def train_reward(config: RewardModelConfig, *, model: nn.Module | None = None, tokenizer=None) -> TrainResult:
     """Train a reward model; ``result.eval["eval/accuracy"]`` is the held-out pairwise accuracy."""
     out = start_run(config, config.output)
     tokenizer = tokenizer or load_tokenizer(config.model.name_or_path, trust_remote_code=config.model.trust_remote_code)
@@ -112,3 +109,14 @@ def train_reward(config: RewardConfig, *, model: nn.Module | None = None, tokeni
                    eval_examples=eval_examples, lengths=pair_lengths(train_examples))
     finish_run(model, tokenizer, result, merge_lora=config.model.merge_lora)
     return result
+
+
+def __getattr__(name: str) -> type:
+    """``RewardConfig``, :class:`RewardModelConfig`'s old name, still imports for one release (with a
+    DeprecationWarning): the name now says it configures a reward *model* (alignlab.outer.online.rewards has
+    ``RewardSourceConfig``, where an online method's reward comes from)."""
+    if name == "RewardConfig":
+        warnings.warn("alignlab.outer.reward.RewardConfig is renamed RewardModelConfig; the old name will be removed "
+                      "in the next release", DeprecationWarning, stacklevel=2)
+        return RewardModelConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from alignlab.core.data import DataConfig, encode_all, load_records
-from alignlab.core.models import ModelConfig, load_causal_lm, load_tokenizer
+from alignlab.core.data import encode_all, load_records
+from alignlab.core.models import load_causal_lm, load_tokenizer
 from alignlab.core.objectives import TokenNLLObjective
-from alignlab.core.run import finish_run, start_run
+from alignlab.core.run import RunConfig, finish_run, start_run
 from alignlab.core.tokenize import (
     CompletionCollator,
     encode_completion,
@@ -33,17 +33,12 @@ from alignlab.core.trainer import TrainConfig, TrainResult, train
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(RunConfig):
     """Supervised fine-tuning on conversations (loss on the assistant's answer)."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    """the model to fine-tune"""
-    data: DataConfig = field(default_factory=DataConfig)
-    """the demonstrations"""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=2e-5))
-    """the training loop"""
     output: str = "runs/sft"
-    """run directory: config, metrics, checkpoints and the trained model"""
+
     completion_only: bool = True
     """loss on completion tokens only (false: on the prompt too)"""
     packing: bool = False
