@@ -22,7 +22,7 @@ from alignlab.errors import AlignlabError, ConfigError
 T = TypeVar("T")
 
 # Areas that add their own sub-commands (each module defines add_commands(subparsers)).
-COMMAND_MODULES = ["alignlab.world.cli", "alignlab.evaluate.cli", "alignlab.outer.bench_cli", "alignlab.outer.online.cli"]
+COMMAND_MODULES = ["alignlab.world.cli", "alignlab.evaluate.cli", "alignlab.experiments.bench_cli", "alignlab.experiments.online_cli"]
 
 # Common flags of `alignlab train METHOD`: flag -> (config key, help).
 TRAIN_FLAGS = {"model": ("model.name_or_path", "model to start from: a local directory or a hub name"),
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None, help="world and training seed")
     demo.add_argument("--config", help="YAML file with DemoConfig keys")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    demo.set_defaults(handler=lambda a: importlib.import_module("alignlab.demo").run_demo_command(a))
+    demo.set_defaults(handler=lambda a: importlib.import_module("alignlab.experiments.demo").run_demo_command(a))
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)

@@ -13,8 +13,8 @@ from conftest import build_model
 
 from alignlab.core.models import load_tokenizer
 from alignlab.errors import ConfigError
-from alignlab.outer.bench import COLUMNS, BenchConfig, markdown_table
-from alignlab.outer.bench_cli import add_commands
+from alignlab.experiments.bench import COLUMNS, BenchConfig, markdown_table
+from alignlab.experiments.bench_cli import add_commands
 from alignlab.world.build import build_world
 from alignlab.world.datasets import DATASET_SIZES
 from alignlab.world.judge import score
@@ -85,7 +85,7 @@ def test_bench_trains_its_sft_model_on_flawed_demonstrations_once(tmp_path, monk
     import alignlab.outer.sft as sft_module
     import alignlab.world.base_model as base_module
     from alignlab.core.readers import read_records
-    from alignlab.outer.bench import world_and_sft
+    from alignlab.experiments.bench import world_and_sft
 
     monkeypatch.setitem(DATASET_SIZES, "small", TINY)
     build_world(tmp_path / "world", seed=0, verbose=False)

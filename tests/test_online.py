@@ -112,7 +112,7 @@ def test_rule_conditioned_reward_scores_each_rule_with_one_model(tiny_model_dir)
 
 
 def test_length_biased_pairs_prefer_longer_answers():
-    from alignlab.outer.online.bench import length_biased_pairs
+    from alignlab.experiments.online_bench import length_biased_pairs
 
     unbiased = length_biased_pairs(0, "small", 300, 0.0)
     biased = length_biased_pairs(0, "small", 300, 0.5)
@@ -132,14 +132,14 @@ def test_length_biased_pairs_prefer_longer_answers():
 def test_overoptimisation_plot_and_bench_cli_registration():
     import argparse
 
-    from alignlab.outer.online.bench import OnlineBenchConfig, svg_plot
-    from alignlab.outer.online.cli import add_commands
+    from alignlab.experiments.online_bench import OnlineBenchConfig, svg_plot
+    from alignlab.experiments.online_cli import add_commands
 
     svg = svg_plot([{"kl": 0.0, "proxy_reward": 0.0, "true_reward": 2.0},
                     {"kl": 1.0, "proxy_reward": 1.0, "true_reward": 2.5},
                     {"kl": 2.0, "proxy_reward": 2.0, "true_reward": 1.0}], window=1)
     assert svg.startswith("<svg") and svg.count("<polyline") == 2 and "KL to the reference" in svg
-    from alignlab.outer.online.bench import moving_average
+    from alignlab.experiments.online_bench import moving_average
 
     assert moving_average([{"kl": float(i)} for i in range(5)], ("kl",), 2) == [{"kl": k} for k in (0.5, 1.5, 2.5, 3.5)]
     parser = argparse.ArgumentParser()
@@ -158,13 +158,13 @@ def test_online_bench_configs_load_and_share_one_sampling_budget(tmp_path):
     from types import SimpleNamespace
 
     from alignlab.config import load_config
-    from alignlab.outer.online.bench import ONLINE_METHODS, OnlineBenchConfig, method_keys
+    from alignlab.experiments.online_bench import OnlineBenchConfig, method_keys, online_methods
     from alignlab.registry import get_method
 
     paths = SimpleNamespace(datasets={"prompts_train": "prompts.jsonl", "sft_train": "sft.jsonl"})
     bench = OnlineBenchConfig(max_steps=20, prompts_per_step=16, group_size=4, overrides={"ppo": ["beta=0.2"]})
     configs = {m: load_config(get_method(m)[0], None, method_keys(m, bench, paths, tmp_path / m, "sft"))
-               for m in ONLINE_METHODS}
+               for m in online_methods()}
     sampled = {
         "ppo": configs["ppo"].prompts_per_step * configs["ppo"].train.max_steps,
         "safe-ppo": configs["safe-ppo"].prompts_per_step * configs["safe-ppo"].train.max_steps,

@@ -27,7 +27,7 @@ The model must learn what the phrases mean. A pretrained LLM knows "good" from "
 model has never seen feedback, and after 100 steps it gives either answer the same likelihood under
 either phrase (within 0.2 nats), so Chain of Hindsight then only learns the rejected answers alongside
 the chosen ones; after 1,000 steps each phrase moves each answer's log-likelihood by about 3 nats. The
-bench trains it that long (``alignlab.outer.bench.PASSES``); the gain over SFT it then shows on one world
+bench trains it that long (``alignlab.experiments.bench.PASSES``); the gain over SFT it then shows on one world
 does not replicate on another (README), and the same texts with the rejected answers out of the loss
 gain more: on the toy world, learning the rejected answers costs more than the contrast teaches.
 

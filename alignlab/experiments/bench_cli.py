@@ -4,7 +4,7 @@
                            [--max-steps N] [--config F.yaml] [--set key=value ...]
 
 The helpers here (``bench_commands``, ``add_bench_arguments``, ``bench_overrides``) are shared with
-``alignlab bench online`` (:mod:`alignlab.outer.online.cli`). Handlers import the training code lazily so
+``alignlab bench online`` (:mod:`alignlab.experiments.online_cli`). Handlers import the training code lazily so
 ``alignlab --help`` stays fast.
 """
 
@@ -61,7 +61,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "methods", help="train each offline method from the same SFT model and compare ground-truth scores",
         description="Trains every offline preference method on the same toy-world data from the same SFT model with "
         "the same budget; writes results.json, results.md and report.html (see `--set` keys in "
-        "alignlab.outer.bench.BenchConfig).")
+        "alignlab.experiments.bench.BenchConfig).")
     add_bench_arguments(methods, family="offline", output="runs/bench-methods", steps="optimiser steps per method",
                         config_name="BenchConfig")
     methods.set_defaults(handler=_methods)
@@ -69,7 +69,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _methods(args: argparse.Namespace) -> None:
     from alignlab.config import load_config
-    from alignlab.outer.bench import COLUMNS, BenchConfig, bench_methods, markdown_table
+    from alignlab.experiments.bench import COLUMNS, BenchConfig, bench_methods, markdown_table
 
     config = load_config(BenchConfig, args.config, bench_overrides(args) + args.set)
     rows = bench_methods(config)

@@ -3,7 +3,7 @@
     alignlab bench online --world [--methods ppo,grpo] [--sft-model PATH] [--output DIR] [--max-steps N]
                           [--overoptimisation] [--config F.yaml] [--set key=value ...]
 
-It shares the ``bench`` command and its flags with :mod:`alignlab.outer.bench_cli`. Handlers import the
+It shares the ``bench`` command and its flags with :mod:`alignlab.experiments.bench_cli`. Handlers import the
 training code lazily so ``alignlab --help`` stays fast.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from alignlab.outer.bench_cli import add_bench_arguments, bench_commands, bench_overrides
+from alignlab.experiments.bench_cli import add_bench_arguments, bench_commands, bench_overrides
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "online", help="train each online RL method from the same SFT model and compare ground-truth scores",
         description="Trains PPO, Safe PPO, GRPO, RLOO, REINFORCE, RAFT, RSO and SPIN on the toy world from the same "
         "SFT model; writes results.json/results.md (and combined.md with the offline table). See `--set` keys in "
-        "alignlab.outer.online.bench.OnlineBenchConfig.")
+        "alignlab.experiments.online_bench.OnlineBenchConfig.")
     add_bench_arguments(online, family="online", output="runs/bench-online", steps="rollout steps per RL method",
                         config_name="OnlineBenchConfig")
     online.add_argument("--overoptimisation", action="store_true",
@@ -30,8 +30,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _online(args: argparse.Namespace) -> None:
     from alignlab.config import load_config
-    from alignlab.outer.bench import markdown_table
-    from alignlab.outer.online.bench import OnlineBenchConfig, bench_online
+    from alignlab.experiments.bench import markdown_table
+    from alignlab.experiments.online_bench import OnlineBenchConfig, bench_online
 
     overrides = bench_overrides(args) + (["overoptimisation=true"] if args.overoptimisation else [])
     config = load_config(OnlineBenchConfig, args.config, overrides + args.set)

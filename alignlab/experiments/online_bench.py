@@ -3,7 +3,7 @@
 ``bench_online`` trains PPO, Safe PPO, GRPO, RLOO, REINFORCE, RAFT, RSO and SPIN from the same SFT model
 on the world's training prompts (reward: the world judge's true reward, or a reward model you pass),
 then evaluates each on the world's held-out prompts exactly like the offline bench
-(:func:`alignlab.outer.bench.evaluate_policy`: answers sampled at temperature 1 and judged on every
+(:func:`alignlab.experiments.bench.evaluate_policy`: answers sampled at temperature 1 and judged on every
 dimension, KL to the SFT model). Safe PPO learns from helpfulness as its reward and the world's safety cost (+1 harmful, toxic
 or biased; −1 otherwise) under a threshold. ``results.md`` / ``results.json`` use the offline table's
 columns; when the offline bench's ``results.json`` is found, ``combined.md`` holds both tables' rows.
@@ -31,7 +31,12 @@ from typing import Any
 
 from alignlab.errors import ConfigError
 
-ONLINE_METHODS = ["ppo", "safe-ppo", "grpo", "rloo", "reinforce", "raft", "rso", "spin"]
+
+def online_methods() -> list[str]:
+    """Every online method the registry declares."""
+    from alignlab.registry import methods
+
+    return list(methods("online"))
 FILLER = ["Let me say a little more about this.", "I hope this detailed answer is helpful to you.",
           "Here is some extra context that may be useful.", "Please let me know if you need anything else."]
 
@@ -42,7 +47,7 @@ class OnlineBenchConfig:
 
     output: str = "runs/bench-online"
     """directory for results.json, results.md, the plot and each method's run"""
-    methods: list[str] = field(default_factory=lambda: list(ONLINE_METHODS))
+    methods: list[str] = field(default_factory=online_methods)
     """methods to compare (names of `alignlab train`)"""
     sft_model: str | None = None
     """the SFT model every method starts from (default: the demo's cached SFT model)"""
@@ -79,7 +84,8 @@ class OnlineBenchConfig:
     """also run the over-optimisation experiment (length-biased reward model)"""
     length_bias: float = 0.05
     """annotators' utility per word in the over-optimisation experiment (small enough that the reward model
-    still ranks quality first, so PPO improves the true reward before it learns to pad: at 0.15 it only pads)"""
+    still ranks quality first, so PPO improves the true reward before it learns to pad; a large bias makes it
+    only pad)"""
     overopt_steps: int = 150
     """PPO steps against the biased reward model"""
     overopt_lr: float = 5e-5
@@ -91,9 +97,10 @@ class OnlineBenchConfig:
     """seed for training and sampling"""
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.methods if m not in ONLINE_METHODS]
+        known = online_methods()
+        unknown = [m for m in self.methods if m not in known]
         if unknown:
-            raise ValueError(f"no online bench for {unknown}; online methods: {', '.join(ONLINE_METHODS)}")
+            raise ValueError(f"no online bench for {unknown}; online methods: {', '.join(known)}")
         if self.overopt_from not in ("base", "sft"):
             raise ValueError(f"overopt_from must be 'base' or 'sft', got '{self.overopt_from}'")
 
@@ -146,7 +153,13 @@ def bench_online(config: OnlineBenchConfig) -> list[dict[str, Any]]:
     """Train and evaluate each method in ``config.methods``; write the tables; return the rows."""
     from alignlab.core.io import atomic_write_json, atomic_write_text
     from alignlab.core.models import load_causal_lm, load_tokenizer
-    from alignlab.outer.bench import evaluate_policy, markdown_table, paired_gain, responder, world_and_sft
+    from alignlab.experiments.bench import (
+        evaluate_policy,
+        markdown_table,
+        paired_gain,
+        responder,
+        world_and_sft,
+    )
     from alignlab.world.datasets import load_prompts
 
     out = Path(config.output)
@@ -183,7 +196,7 @@ def bench_online(config: OnlineBenchConfig) -> list[dict[str, Any]]:
 
 
 def _as_offline(config: OnlineBenchConfig):
-    from alignlab.outer.bench import BenchConfig
+    from alignlab.experiments.bench import BenchConfig
 
     # The offline bench's directory, so both benches start from the same SFT model (trained there once).
     return BenchConfig(output=str(Path(config.offline_results).parent), methods=[], sft_model=config.sft_model,
@@ -226,7 +239,7 @@ def overoptimisation(config: OnlineBenchConfig, paths, sft_path: str, out: Path)
     from alignlab.core.metrics import read_metrics
     from alignlab.outer.online.ppo import PPOConfig, train_ppo
     from alignlab.outer.online.rewards import WorldReward
-    from alignlab.outer.reward import RewardConfig, train_reward
+    from alignlab.outer.reward import RewardModelConfig, train_reward
     from alignlab.world.datasets import write_jsonl
 
     out.mkdir(parents=True, exist_ok=True)
@@ -239,7 +252,7 @@ def overoptimisation(config: OnlineBenchConfig, paths, sft_path: str, out: Path)
     pairs = write_jsonl(out / "biased_pairs.jsonl", length_biased_pairs(config.world_seed, config.world_size, 2000,
                                                                         config.length_bias, config.seed))
     rm_dir = out / "reward_model"
-    train_reward(load_config(RewardConfig, None, [
+    train_reward(load_config(RewardModelConfig, None, [
         f"model.name_or_path={sft_path}", f"data.path={pairs}", f"output={rm_dir}", "train.overwrite=true",
         "train.num_epochs=1", "train.batch_size=16", "train.lr=1e-4", "train.progress=false",
         "data.max_length=256"]))

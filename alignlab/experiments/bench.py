@@ -19,7 +19,7 @@ table) and ``report.html``; each method's run directory is kept under ``output/r
 
 Example::
 
-    >>> from alignlab.outer.bench import BenchConfig, bench_methods
+    >>> from alignlab.experiments.bench import BenchConfig, bench_methods
     >>> table = bench_methods(BenchConfig(methods=["dpo", "kto"], max_steps=100))   # doctest: +SKIP
 """
 
@@ -36,43 +36,36 @@ from pathlib import Path
 from statistics import mean, stdev
 from typing import Any
 
-# method -> the world dataset it trains on (pairs for the DPO family, ORPO, SimPO, CPO, CRINGE, Chain of Hindsight)
-DATASETS: dict[str, str] = {
-    **{m: "pairs_train" for m in ["dpo", "ipo", "slic", "robust_dpo", "exo", "nca", "bco", "sppo", "aot", "apo",
-                                  "discopop", "sigmoid_norm", "orpo", "simpo", "cpo", "hindsight"]},
-    **{m: "ranked_train" for m in ["rrhf", "pro", "stable-alignment"]},
-    "kto": "kto_train",
-    "cringe": "pairs_train",  # negatives that know their chosen answers (see alignlab.outer.cringe)
-}
+# the world dataset each kind of training data comes from; which kind a method takes is declared once, in the
+# registry (pairs for the DPO family, ORPO, SimPO, CPO, CRINGE, Chain of Hindsight; ranked lists; unpaired labels)
+WORLD_DATA = {"pair": "pairs_train", "ranked": "ranked_train", "unpaired": "kto_train"}
+
+
+def offline_methods() -> dict[str, str]:
+    """Every offline method the registry declares -> the world dataset it trains on."""
+    from alignlab.registry import methods
+
+    return {name: WORLD_DATA[m.data] for name, m in methods("offline").items()}
+
+
 # What the bench sets for a method instead of its config's defaults (a user's `overrides` come after), and
-# why; every other setting is the bench's shared one.
+# why; every other setting is the bench's shared one. The measurements behind each choice are on the docs'
+# results page.
 METHOD_SETTINGS: dict[str, list[str]] = {
     # the paper's objective, L = L_rank + L_ft (Eq. 5); the authors' code weighs the ranking term 100× for
-    # lr 2e-5, which at the bench's lr 1e-4 garbles answers (true reward 3.61, SFT 3.63, 8 answers per prompt;
-    # with weight 1: 3.65)
+    # lr 2e-5, which at the bench's higher lr garbles answers
     "rrhf": ["rrhf_weight=1"],
-    # DiscoPOP's loss rises with the margin ρ = βh for |ρ| below about τ = 0.05 (dL/dh = +0.78β at h = 0),
-    # and a policy that starts as its reference sits exactly there: training first moves it toward the
-    # rejected answers, over margins h of width ~τ/β. From the flawed SFT model (32 answers per prompt):
-    # β 0.05 (the paper's) −0.44, 0.1 −0.20, 0.3 −0.04, 1.0 +0.004, 3.0 +0.069 (a tuned setting)
+    # DiscoPOP's loss rises with the margin ρ = βh for |ρ| below about τ = 0.05, and a policy that starts as
+    # its reference sits exactly there: a small β first moves it toward the rejected answers (a tuned setting)
     "discopop": ["beta=3.0"],
-    # Chain of Hindsight's lr (with PASSES), from the flawed SFT model, 32 answers per prompt, 1,000 steps:
-    # lr 3e-4 +0.029 ± 0.021, lr 1e-3 +0.083 ± 0.026 (a tuned setting)
+    # Chain of Hindsight's lr, with PASSES (a tuned setting)
     "hindsight": ["train.lr=1e-3"],
 }
 # Passes over the same data (max_steps × PASSES steps) for a method that one pass teaches nothing yet.
 # Chain of Hindsight must first learn what its feedback phrases mean (a pretrained LLM knows; the world's
-# model has never seen feedback): after 100 steps (lr 1e-3) either phrase gives either answer the same
-# likelihood (within 0.2 nats), so it has learned the rejected answers as much as the chosen ones and loses
-# 0.32 true reward to the SFT model; 500 steps +0.030 ± 0.020; 1,000 steps +0.083 ± 0.026 (seed 1:
-# +0.092), the phrases then moving each answer's log-likelihood by ~3 nats; on world seed 1 only +0.006 ±
-# 0.025, so not a robust gain (README). Its steps are cheaper than a DPO step (one sequence, no reference
-# model); the table's train_seconds shows what the passes cost.
+# model has never seen feedback); its steps are cheaper than a DPO step (one sequence, no reference model),
+# and the table's train_seconds shows what the passes cost.
 PASSES: dict[str, int] = {"hindsight": 10}
-# methods anchored to the SFT model by a KL strength β, which the bench sets for all of them (``beta``);
-# the reference-free ORPO, SimPO and CPO keep their own β, whose scale means something else
-KL_ANCHORED = ["dpo", "ipo", "slic", "robust_dpo", "exo", "nca", "bco", "sppo", "aot", "apo", "discopop",
-               "sigmoid_norm", "kto"]
 GROUND_TRUTH = ["helpfulness", "honesty", "harmlessness", "toxicity", "bias", "true_reward", "true_reward_stderr", "cost"]
 # gain_vs_sft ± gain_stderr: the true reward's gain over the SFT model paired by prompt (see paired_gain)
 COLUMNS = [*GROUND_TRUTH, "gain_vs_sft", "gain_stderr", "kl_to_sft", "train_seconds"]
@@ -84,7 +77,7 @@ class BenchConfig:
 
     output: str = "runs/bench-methods"
     """directory for results.json, results.md, report.html and each method's run"""
-    methods: list[str] = field(default_factory=lambda: list(DATASETS))
+    methods: list[str] = field(default_factory=lambda: list(offline_methods()))
     """methods to compare (names of `alignlab train`)"""
     sft_model: str | None = None
     """the SFT model every method starts from (default: trained here from the world's base model on
@@ -92,9 +85,7 @@ class BenchConfig:
     sft_flawed_fraction: float = 0.2
     """share of one-fault answers among the demonstrations the SFT model is trained on here (0: the world's
     perfect ``sft_train``, as the demo uses). Human-written SFT data have flaws, and preference data are
-    there to fix what SFT learned from them: from an SFT model of perfect demonstrations (true reward 3.65
-    of the 3.81 perfect answers score) no method gains more than 0.025; from one of 20% flawed
-    demonstrations (3.40) 20 of the 21 gain +0.07 to +0.14, so methods can be told apart"""
+    there to fix what SFT learned from them: from perfect demonstrations there is almost nothing left to fix"""
     world_dir: str | None = None
     """a built world (default: the user cache, built on first use, as the demo does)"""
     world_seed: int = 0
@@ -110,9 +101,7 @@ class BenchConfig:
     beta: float | None = 1.0
     """β of every KL-anchored method (the DPO family and KTO; None: each method's own default, mostly 0.1).
     On this world a strong anchor pays: a fact pair's wrong answer is another country's right one, so pushing
-    it down drifts other facts. Over those 13 methods (32 answers per prompt, paired se ≈ 0.008), β 0.1 gives
-    a mean true-reward gain over SFT of −0.005 (DiscoPOP −0.053, AOT −0.011) at KL 0.14; β 1.0 gives +0.007
-    (none below −0.004) at KL 0.07. Chosen on the evaluation prompts, so a tuned setting."""
+    it down drifts other facts (chosen on the evaluation prompts, so a tuned setting)"""
     warmup_steps: int = 10
     """linear warmup steps"""
     max_length: int = 128
@@ -122,9 +111,8 @@ class BenchConfig:
     max_new_tokens: int = 48
     """tokens generated per evaluation answer (as in the demo)"""
     eval_samples: int = 32
-    """answers sampled (temperature 1) per held-out prompt: 32, not the demo's 2, because methods differ by a
-    few hundredths of true reward; the paired standard error of a gain over SFT is ≈ 0.008 with 32, ≈ 0.010
-    with 16 (with 8, seven methods read as 2 se above SFT whose gains were a quarter to a half that size)"""
+    """answers sampled (temperature 1) per held-out prompt: more than the demo's, because methods differ by a
+    few hundredths of true reward and the gains' standard errors must be smaller than that"""
     eval_limit: int | None = None
     """evaluate on at most this many of the world's held-out prompts (default: all)"""
     overrides: dict[str, list[str]] = field(default_factory=dict)
@@ -135,9 +123,10 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.sft_flawed_fraction <= 1.0:
             raise ValueError(f"sft_flawed_fraction must be in [0, 1], got {self.sft_flawed_fraction}")
-        unknown = [m for m in self.methods if m not in DATASETS]
+        known = offline_methods()
+        unknown = [m for m in self.methods if m not in known]
         if unknown:
-            raise ValueError(f"no toy-world bench for {unknown}; offline methods: {', '.join(DATASETS)}")
+            raise ValueError(f"no toy-world bench for {unknown}; offline methods: {', '.join(known)}")
 
 
 # ---- the world and the starting model ------------------------------------------------------------------
@@ -159,7 +148,7 @@ def world_and_sft(config: BenchConfig) -> tuple[Any, str]:
     if not (sft_dir / "results.json").exists():
         from alignlab.core.data import DataConfig
         from alignlab.core.models import ModelConfig
-        from alignlab.demo import DemoConfig
+        from alignlab.experiments.demo import DemoConfig
         from alignlab.outer.sft import SFTConfig, train_sft
         from alignlab.world.base_model import build_base_model
         from alignlab.world.datasets import DATASET_SIZES, World, sft_row, write_jsonl
@@ -236,7 +225,7 @@ def paired_gain(row: dict[str, Any], start: dict[str, Any]) -> dict[str, float]:
     Both were evaluated on the same prompts; per prompt, the difference of the two models' mean true
     reward over their sampled answers, then the mean and standard error of those differences. Pairing
     removes how hard each prompt is from the noise, so the standard error is smaller than that of two
-    independent means (≈ 0.008 against ≈ 0.010 on the small world with 32 answers per prompt).
+    independent means.
 
     Example::
 
@@ -253,7 +242,7 @@ def paired_gain(row: dict[str, Any], start: dict[str, Any]) -> dict[str, float]:
 def train_method(method: str, sft_path: str, data: Path, run_dir: Path, config: BenchConfig) -> float:
     """Train ``method`` from the SFT model; returns the wall time in seconds."""
     from alignlab.config import load_config
-    from alignlab.registry import get_method
+    from alignlab.registry import get_method, get_method_spec
 
     config_cls, fn = get_method(method)
     keys = [f"model.name_or_path={sft_path}", f"data.path={data}", f"output={run_dir}", "train.overwrite=true",
@@ -265,9 +254,10 @@ def train_method(method: str, sft_path: str, data: Path, run_dir: Path, config: 
             # pays (e.g. for reference log-probs) for data its budget never reaches
             f"data.limit={config.max_steps * config.batch_size}"]
     names = {f.name for f in dataclasses.fields(config_cls)}
-    if "loss" in names:
-        keys.append(f"loss={method}")  # the DPO family shares one config class
-    if method in KL_ANCHORED and config.beta is not None:
+    spec = get_method_spec(method)
+    if spec.loss is not None and "loss" in names:
+        keys.append(f"loss={spec.loss}")  # the DPO family shares one config class
+    if spec.kl_anchored and config.beta is not None:
         keys.append(f"beta={config.beta}")
     if "reference_cache_dir" in names:
         # each method pays for its own reference log-probs, so wall times compare (no cross-method cache hits)
@@ -294,7 +284,7 @@ def bench_methods(config: BenchConfig) -> list[dict[str, Any]]:
     write_outputs(out, config, rows)
     for method in config.methods:
         run_dir = out / "runs" / method
-        seconds = train_method(method, sft_path, paths.datasets[DATASETS[method]], run_dir, config)
+        seconds = train_method(method, sft_path, paths.datasets[offline_methods()[method]], run_dir, config)
         result = evaluate_policy(str(run_dir), sft, tokenizer, prompts, responder(method, run_dir), config)
         rows.append({"method": method, **result, **paired_gain(result, rows[0]), "train_seconds": seconds})
         write_outputs(out, config, rows)  # after every method, so a long bench shows progress and survives a crash
