@@ -192,30 +192,25 @@ def responder(method: str, run_dir: Path | None) -> Responder:
 
 
 def evaluate_policy(model_dir: str, sft, tokenizer, prompts: list, respond: Responder, config: BenchConfig) -> dict:
-    """The demo's protocol (:func:`alignlab.world.model_eval.evaluate_model`): ``eval_samples`` answers per
-    held-out prompt at temperature 1, graded by the world's judge; KL(π‖π_SFT) estimated on the same answers
-    as the mean of Σ_t log π(y_t) − log π_SFT(y_t) (π_SFT sees the plain prompt; for Chain of Hindsight π
-    sees it with the positive phrase)."""
+    """The world's one protocol, as the demo evaluates (:func:`alignlab.world.model_eval.sample_answers`):
+    ``eval_samples`` answers per held-out prompt at temperature 1, graded by the world's judge; KL(π‖π_SFT)
+    estimated on the same answers (:func:`~alignlab.world.model_eval.kl_estimate`; π_SFT sees the plain
+    prompt, and for Chain of Hindsight π sees it with the positive phrase)."""
     from alignlab.core.models import load_causal_lm
     from alignlab.evaluate.lm import HuggingFaceLM
     from alignlab.world.evaluate import evaluate_responses
-    from alignlab.world.model_eval import answer_logprobs
+    from alignlab.world.model_eval import kl_estimate, sample_answers
 
     lm = HuggingFaceLM(load_causal_lm(model_dir), tokenizer, batch_size=64)
-    prompts = prompts * config.eval_samples
-    encoded = [respond.prompt_ids(tokenizer, p.messages) for p in prompts]
-    generated = lm.generate_ids(encoded, max_tokens=config.max_new_tokens, temperature=1.0, seed=config.seed)
-    answers = [respond.read(tokenizer.decode(g, skip_special_tokens=True)) for g in generated]
-    scores = evaluate_responses(prompts, answers, per_response=True)
-    n_prompts = len(prompts) // config.eval_samples  # answer k is to prompt k % n_prompts
+    sampled = sample_answers(lm, prompts, samples=config.eval_samples, max_tokens=config.max_new_tokens,
+                             temperature=1.0, seed=config.seed,
+                             prompt_ids=lambda messages: respond.prompt_ids(tokenizer, messages), read=respond.read)
+    scores = evaluate_responses(sampled.prompts, sampled.answers, per_response=True)
+    n_prompts = len(prompts)  # answer k is to prompt k % n_prompts
     per_prompt = [mean(scores["true_rewards"][i::n_prompts]) for i in range(n_prompts)]
-    # A finished answer ends with EOS, whose probability is part of the answer's likelihood.
-    full = [g + [tokenizer.eos_token_id] if len(g) < config.max_new_tokens else g for g in generated]
-    plain = [responder("sft", None).prompt_ids(tokenizer, p.messages) for p in prompts]
-    pad = tokenizer.pad_token_id
-    kl = (answer_logprobs(lm.model, encoded, full, pad_token_id=pad)
-          - answer_logprobs(sft, plain, full, pad_token_id=pad))
-    return {**{k: scores[k] for k in GROUND_TRUTH}, "kl_to_sft": float(kl.mean()), "examples": answers[:3],
+    plain = [responder("sft", None).prompt_ids(tokenizer, p.messages) for p in sampled.prompts]
+    kl = kl_estimate(lm.model, sft, sampled, pad_token_id=tokenizer.pad_token_id, reference_prompt_ids=plain)
+    return {**{k: scores[k] for k in GROUND_TRUTH}, "kl_to_sft": kl, "examples": sampled.answers[:3],
             "per_prompt_reward": per_prompt}
 
 

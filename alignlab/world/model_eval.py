@@ -4,7 +4,8 @@ Each eval prompt is answered ``samples`` times (temperature 1 by default, so the
 model's distribution, not just its most likely answer), the judge scores every answer, and the rates are
 aggregated per family and overall (see :mod:`alignlab.world.evaluate`). With a ``reference`` model the
 result also holds ``kl_to_reference``: the mean over samples of Σ_t log π(y_t) − log π_ref(y_t), a Monte
-Carlo estimate of KL(π ‖ π_ref) per answer, in nats.
+Carlo estimate of KL(π ‖ π_ref) per answer, in nats. :func:`sample_answers` and :func:`kl_estimate` are the
+one protocol: ``alignlab demo`` and both benches evaluate through them.
 
 Example::
 
@@ -16,11 +17,14 @@ Example::
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from alignlab.core.generation import GenerationOutput
 from alignlab.core.io import atomic_write_json, atomic_write_text
 from alignlab.core.logprobs import sequence_logprobs
 from alignlab.core.tokenize import IGNORE_INDEX, CompletionCollator
@@ -56,6 +60,51 @@ def answer_logprobs(
     return torch.cat(out)
 
 
+@dataclass
+class SampledAnswers:
+    """The world's evaluation protocol's answers: each eval prompt answered ``samples`` times."""
+
+    prompts: list[Any]
+    """the eval prompts, the whole list repeated ``samples`` times (answer k is to prompt k mod n_prompts)"""
+    prompt_ids: list[list[int]]
+    """what the model was given for each answer"""
+    generated: GenerationOutput
+    """the generator's output: completion ids (EOS kept when the answer finished), finished flags, texts"""
+    answers: list[str]
+    """the answers the judge grades (``read`` applied to each text)"""
+
+    @property
+    def unfinished(self) -> float:
+        """Share of answers cut at the length cap (no EOS)."""
+        return 1.0 - sum(self.generated.finished) / len(self.generated.finished)
+
+
+def sample_answers(lm, prompts: list[Any], *, samples: int, max_tokens: int, temperature: float, seed: int,
+                   prompt_ids: Callable[[list[dict[str, str]]], list[int]] | None = None,
+                   read: Callable[[str], str] | None = None) -> SampledAnswers:
+    """Answer every prompt ``samples`` times with ``lm`` (a :class:`~alignlab.evaluate.lm.HuggingFaceLM`)
+    through the one generator. ``prompt_ids`` renders a prompt's messages (default: the chat template);
+    ``read`` turns a generated text into the answer the judge grades (default: as generated)."""
+    prompts = list(prompts) * samples
+    encode = prompt_ids or lm.encode_prompt
+    encoded = [encode(p.messages) for p in prompts]
+    generated = lm.complete(encoded, max_tokens=max_tokens, temperature=temperature, seed=seed)
+    answers = [read(t) for t in generated.texts] if read else list(generated.texts)
+    return SampledAnswers(prompts, encoded, generated, answers)
+
+
+def kl_estimate(model, reference, sampled: SampledAnswers, *, pad_token_id: int,
+                reference_prompt_ids: list[list[int]] | None = None, batch_size: int = 64) -> float:
+    """Mean over the sampled answers of Σ_t log π(y_t) − log π_ref(y_t): a Monte Carlo estimate of
+    KL(π ‖ π_ref) per answer, in nats. A finished answer's EOS is part of its likelihood. The reference sees
+    ``reference_prompt_ids`` when given (e.g. the plain prompt where the model saw a conditioned one)."""
+    answers = sampled.generated.completion_ids
+    logp = answer_logprobs(model, sampled.prompt_ids, answers, pad_token_id=pad_token_id, batch_size=batch_size)
+    ref_logp = answer_logprobs(reference, reference_prompt_ids or sampled.prompt_ids, answers,
+                               pad_token_id=pad_token_id, batch_size=batch_size)
+    return float((logp - ref_logp).mean())
+
+
 def evaluate_model(
     model: str,
     world: WorldPaths | None = None,
@@ -77,26 +126,18 @@ def evaluate_model(
     from alignlab.world.judge import score
 
     world = world or build_world(verbose=False)
-    prompts = load_prompts(world.datasets["prompts_eval"]) * samples
     lm = HuggingFaceLM(model, batch_size=batch_size)
-    encoded = [lm.encode_prompt(p.messages) for p in prompts]
-    generated = lm.generate_ids(encoded, max_tokens=max_tokens, temperature=temperature, seed=seed)
-    responses = [lm.tokenizer.decode(g, skip_special_tokens=True) for g in generated]
+    sampled = sample_answers(lm, load_prompts(world.datasets["prompts_eval"]), samples=samples,
+                             max_tokens=max_tokens, temperature=temperature, seed=seed)
+    prompts, responses = sampled.prompts, sampled.answers
     result = evaluate_responses(prompts, responses)
     result["samples_per_prompt"] = samples
-    result["unfinished"] = sum(len(g) >= max_tokens for g in generated) / len(generated)
+    result["unfinished"] = sampled.unfinished
     if reference is not None:
         from alignlab.core.models import load_causal_lm
 
-        eos = lm.tokenizer.eos_token_id
-        # A finished answer ends with EOS, whose probability is part of the answer's likelihood.
-        answers = [g + [eos] if len(g) < max_tokens else g for g in generated]
-        pad = lm.tokenizer.pad_token_id
-        logp = answer_logprobs(lm.model, encoded, answers, pad_token_id=pad, batch_size=batch_size)
-        ref_logp = answer_logprobs(
-            load_causal_lm(reference).eval(), encoded, answers, pad_token_id=pad, batch_size=batch_size
-        )
-        result["kl_to_reference"] = float((logp - ref_logp).mean())
+        result["kl_to_reference"] = kl_estimate(lm.model, load_causal_lm(reference).eval(), sampled,
+                                                pad_token_id=lm.tokenizer.pad_token_id, batch_size=batch_size)
     if output_dir is not None:
         out = Path(output_dir)
         rows = [
