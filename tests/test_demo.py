@@ -28,6 +28,18 @@ def test_demo_pipeline_writes_results_and_report(tmp_path, capsys):
         assert results[model]["n"] > 0 and "kl_to_reference" in results[model]
         assert (out / "eval" / model / "samples.jsonl").exists()
     assert results["base"]["kl_to_reference"] == pytest.approx(0.0, abs=1e-6)  # the base against itself
+    # every reported rate is the judge's verdict on the answers the model gave (samples.jsonl), not another run's
+    from alignlab.world.build import build_world
+    from alignlab.world.datasets import load_prompts
+    from alignlab.world.evaluate import evaluate_responses
+
+    eval_prompts = load_prompts(build_world(tmp_path / "world", verbose=False).datasets["prompts_eval"])
+    for model in ("base", "sft", "dpo"):
+        rows = [json.loads(line) for line in (out / "eval" / model / "samples.jsonl").read_text().splitlines()]
+        assert [r["prompt"] for r in rows] == [p.text for p in eval_prompts] * results[model]["samples_per_prompt"]
+        again = evaluate_responses(eval_prompts * results[model]["samples_per_prompt"], [r["response"] for r in rows])
+        for key in ("helpfulness", "honesty", "harmlessness", "toxicity", "bias", "true_reward"):
+            assert results[model][key] == again[key], (model, key)
     assert 0.0 <= results["reward_model"]["pairwise_accuracy"] <= 1.0
     assert all((Path(p) / "config.json").exists() for p in results["model_paths"].values())  # for `alignlab eval`
     html = (out / "report.html").read_text()
