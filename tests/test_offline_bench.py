@@ -70,7 +70,7 @@ def test_bench_methods_writes_table_json_and_report(world_and_model, tmp_path, c
     table = (out / "results.md").read_text()
     assert table == markdown_table(rows) and table.count("\n") == len(rows) + 2
     page = (out / "report.html").read_text()
-    assert "<svg" in page and all(m in page for m in METHODS)
+    assert page.count("data:image/png;base64") == 1 and all(f"<td>{m}</td>" in page for m in METHODS)
     assert "true_reward" in capsys.readouterr().out
 
 

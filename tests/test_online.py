@@ -132,13 +132,26 @@ def test_length_biased_pairs_prefer_longer_answers():
 def test_overoptimisation_plot_and_bench_cli_registration():
     import argparse
 
-    from alignlab.experiments.online_bench import OnlineBenchConfig, svg_plot
+    from alignlab.experiments.online_bench import OnlineBenchConfig, overoptimisation_report
     from alignlab.experiments.online_cli import add_commands
+    from alignlab.report.html import Report
 
-    svg = svg_plot([{"kl": 0.0, "proxy_reward": 0.0, "true_reward": 2.0},
-                    {"kl": 1.0, "proxy_reward": 1.0, "true_reward": 2.5},
-                    {"kl": 2.0, "proxy_reward": 2.0, "true_reward": 1.0}], window=1)
-    assert svg.startswith("<svg") and svg.count("<polyline") == 2 and "KL to the reference" in svg
+    drawn = {}
+    real_line_plot = Report.line_plot
+
+    def spy(self, title, series, **kwargs):
+        drawn.update(series)
+        return real_line_plot(self, title, series, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Report, "line_plot", spy)
+        page = overoptimisation_report([{"kl": 0.0, "proxy_reward": 0.0, "true_reward": 2.0},
+                                        {"kl": 1.0, "proxy_reward": 1.0, "true_reward": 2.5},
+                                        {"kl": 4.0, "proxy_reward": 2.0, "true_reward": 1.0}], window=1)
+    assert page.count("data:image/png;base64") == 2 and "over-optimisation" in page
+    # each reward against √KL (Gao et al.'s axis), in training order
+    assert drawn == {"proxy_reward": [(0.0, 0.0), (1.0, 1.0), (2.0, 2.0)],
+                     "true_reward": [(0.0, 2.0), (1.0, 2.5), (2.0, 1.0)]}
     from alignlab.experiments.online_bench import moving_average
 
     assert moving_average([{"kl": float(i)} for i in range(5)], ("kl",), 2) == [{"kl": k} for k in (0.5, 1.5, 2.5, 3.5)]

@@ -26,7 +26,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 import math
 import time
@@ -313,35 +312,21 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def report_html(rows: list[dict[str, Any]], config: BenchConfig) -> str:
-    """A self-contained page: the table, and true reward against KL to the SFT model as an SVG scatter."""
-    cells = "".join("<tr>" + f"<td>{html.escape(r['method'])}</td>" +
-                    "".join(f"<td>{_fmt(r.get(c))}</td>" for c in COLUMNS) + "</tr>" for r in rows)
+    """The bench's page in the one report format (:class:`alignlab.report.html.Report`): the settings, the
+    table, and true reward against KL to the SFT model."""
+    from alignlab.report.html import Report
+
+    report = Report("Offline preference methods on the toy world")
+    report.text("Same SFT model, same world data and budget for every method. Settings: "
+                + json.dumps({k: v for k, v in _config_dict(config).items() if k != "overrides"}), note=True)
+    report.table("Ground truth per method", ["method", *COLUMNS], [[r["method"], *(r.get(c) for c in COLUMNS)]
+                                                                   for r in rows])
     points = [(r["kl_to_sft"], r["true_reward"], r["method"]) for r in rows
               if r.get("true_reward") is not None and math.isfinite(r.get("kl_to_sft", math.nan))]
-    svg = ""
     if points:
-        kls, rewards = [p[0] for p in points], [p[1] for p in points]
-        x0, x1 = min(kls + [0.0]), max(kls + [1e-9])
-        y0, y1 = min(rewards), max(rewards) + 1e-9
-
-        def xy(kl: float, reward: float) -> tuple[float, float]:
-            return 50 + 500 * (kl - x0) / (x1 - x0 or 1), 330 - 300 * (reward - y0) / (y1 - y0 or 1)
-
-        marks = "".join(f'<circle cx="{xy(k, r)[0]:.1f}" cy="{xy(k, r)[1]:.1f}" r="4"/>'
-                        f'<text x="{xy(k, r)[0] + 6:.1f}" y="{xy(k, r)[1] - 4:.1f}" font-size="11">{html.escape(m)}'
-                        "</text>" for k, r, m in points)
-        svg = ('<svg width="640" height="370" style="font-family:sans-serif">'
-               '<line x1="50" y1="330" x2="560" y2="330" stroke="#888"/><line x1="50" y1="20" x2="50" y2="330" '
-               f'stroke="#888"/>{marks}<text x="250" y="360">KL to the SFT model</text>'
-               '<text x="5" y="15">true reward</text></svg>')
-    settings = html.escape(json.dumps({k: v for k, v in _config_dict(config).items() if k != "overrides"}))
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>alignlab: offline methods on the toy world"
-            "</title><style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 10px;text-align:right}"
-            "td:first-child{text-align:left}tr:nth-child(even){background:#f4f4f4}</style></head><body>"
-            "<h1>Offline preference methods on the toy world</h1>"
-            f"<p>Same SFT model, same world data and budget for every method. Settings: <code>{settings}</code></p>"
-            "<table><tr><th>method</th>" + "".join(f"<th>{c}</th>" for c in COLUMNS) + f"</tr>{cells}</table>"
-            f"<h2>True reward vs KL to the SFT model</h2>{svg}</body></html>")
+        report.scatter_plot("True reward vs KL to the SFT model", points, xlabel="KL(π‖π_SFT), nats",
+                            ylabel="true reward")
+    return report.render()
 
 
 def write_outputs(out: Path, config: BenchConfig, rows: list[dict[str, Any]]) -> None:

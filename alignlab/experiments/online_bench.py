@@ -11,7 +11,7 @@ columns; when the offline bench's ``results.json`` is found, ``combined.md`` hol
 ``overoptimisation`` trains a reward model on pairs labelled by annotators who prefer longer answers
 (:class:`alignlab.world.annotators.Annotator` with ``length_bias``), runs PPO against it while
 monitoring the judge's true reward on the same completions, and plots proxy and true reward against
-KL to the reference (``overoptimisation.svg``; Gao et al. 2023's picture, with exact ground truth).
+KL to the reference (``overoptimisation.html``; Gao et al. 2023's picture, with exact ground truth).
 
 Example::
 
@@ -266,7 +266,7 @@ def overoptimisation(config: OnlineBenchConfig, paths, sft_path: str, out: Path)
     rows = [{"step": r["step"], "kl": r["kl"], "proxy_reward": r["reward"], "true_reward": r["monitor/true_reward"],
              "completion_length": r["completion_length"]} for r in read_metrics(out / "ppo" / "metrics.jsonl")]
     atomic_write_text(out / "curve.json", json.dumps(rows, indent=1))
-    atomic_write_text(out / "overoptimisation.svg", svg_plot(rows))
+    atomic_write_text(out / "overoptimisation.html", overoptimisation_report(rows))
     return rows
 
 
@@ -279,27 +279,19 @@ def moving_average(rows: list[dict[str, float]], keys: tuple[str, ...], window: 
     return [{k: columns[k][i] for k in keys} for i in range(len(rows) - window + 1)]
 
 
-def svg_plot(rows: list[dict[str, float]], window: int = 8) -> str:
-    """Proxy (blue) and true (red) reward against √KL to the reference (Gao et al. 2023's axis), as moving
-    averages over ``window`` PPO steps in training order, each on its own scale; a standalone SVG."""
+def overoptimisation_report(rows: list[dict[str, float]], window: int = 8) -> str:
+    """Proxy and true reward against √KL to the reference (Gao et al. 2023's axis), as moving averages over
+    ``window`` PPO steps in training order, in the one report format (each reward in its own figure: their
+    scales differ)."""
+    from alignlab.report.html import Report
+
     if not rows:
         raise ConfigError("no PPO steps to plot")
     points = moving_average(rows, ("kl", "proxy_reward", "true_reward"), window)
     xs = [math.sqrt(max(p["kl"], 0.0)) for p in points]  # a k1 estimate can dip below 0 near the reference
-    x0, x1 = min(xs), max(xs) + 1e-9
-
-    def line(key: str, colour: str) -> str:
-        ys = [p[key] for p in points]
-        y0, y1 = min(ys), max(ys) + 1e-9
-        path = " ".join(f"{60 + 480 * (x - x0) / (x1 - x0):.1f},{320 - 280 * (y - y0) / (y1 - y0):.1f}"
-                        for x, y in zip(xs, ys))
-        return (f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>'
-                f'<text x="560" y="{40 if colour == "blue" else 60}" fill="{colour}" font-size="12">{key} '
-                f'[{y0:.2f}, {y1:.2f}]</text>')
-
-    return ('<svg xmlns="http://www.w3.org/2000/svg" width="760" height="360" style="font-family:sans-serif">'
-            '<line x1="60" y1="320" x2="540" y2="320" stroke="#888"/><line x1="60" y1="40" x2="60" y2="320" '
-            f'stroke="#888"/>{line("proxy_reward", "blue")}{line("true_reward", "red")}'
-            f'<text x="160" y="350" font-size="12">√KL to the reference [{x0:.2f}, {x1:.2f}] √nats '
-            f'(moving average over {window} steps)</text>'
-            '<text x="5" y="25" font-size="12">reward (each curve min–max scaled)</text></svg>')
+    report = Report("Reward over-optimisation: proxy vs true reward")
+    report.text(f"PPO against a length-biased reward model; moving averages over {window} steps.", note=True)
+    for key in ("proxy_reward", "true_reward"):
+        report.line_plot(key.replace("_", " "), {key: list(zip(xs, (p[key] for p in points)))},
+                         xlabel="√KL to the reference (√nats)", ylabel=key)
+    return report.render()

@@ -90,6 +90,16 @@ class Report:
         ax.legend()
         self._figures.append(_png(fig, title))
 
+    def scatter_plot(self, title: str, points: Sequence[tuple[float, float, str]], *, xlabel: str = "",
+                     ylabel: str = "") -> None:
+        """One figure with a labelled point per (x, y, label)."""
+        fig, ax = _axes(width=7.0, height=4.5)
+        for x, y, label in points:
+            ax.plot([x], [y], "o", markersize=4, color="#1f77b4")
+            ax.annotate(label, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        self._figures.append(_png(fig, title))
+
     def render(self) -> str:
         self._flush()
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
