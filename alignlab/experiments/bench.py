@@ -71,26 +71,49 @@ COLUMNS = [*GROUND_TRUTH, "gain_vs_sft", "gain_stderr", "kl_to_sft", "train_seco
 
 
 @dataclass
-class BenchConfig:
-    """Train every offline method on the toy world from one SFT model and compare ground-truth scores."""
+class WorldBenchConfig:
+    """What both world benches share: the world, the starting model, the evaluation and the seed."""
 
-    output: str = "runs/bench-methods"
-    """directory for results.json, results.md, report.html and each method's run"""
-    methods: list[str] = field(default_factory=lambda: list(offline_methods()))
+    output: str = "runs/bench"
+    """directory for results.json, results.md, the report and each method's run"""
+    methods: list[str] = field(default_factory=list)
     """methods to compare (names of `alignlab train`)"""
     sft_model: str | None = None
-    """the SFT model every method starts from (default: trained here from the world's base model on
-    demonstrations of which ``sft_flawed_fraction`` are flawed)"""
-    sft_flawed_fraction: float = 0.2
-    """share of one-fault answers among the demonstrations the SFT model is trained on here (0: the world's
-    perfect ``sft_train``, as the demo uses). Human-written SFT data have flaws, and preference data are
-    there to fix what SFT learned from them: from perfect demonstrations there is almost nothing left to fix"""
+    """the SFT model every method starts from (default: built here, see the bench's docs)"""
     world_dir: str | None = None
     """a built world (default: the user cache, built on first use, as the demo does)"""
     world_seed: int = 0
     """world seed (when the world is built here)"""
     world_size: str = "small"
     """world size (when the world is built here)"""
+    max_steps: int = 100
+    """training steps per method (the same budget for all)"""
+    lr: float = 1e-4
+    """learning rate for every method"""
+    max_new_tokens: int = 48
+    """tokens generated per answer"""
+    eval_samples: int = 8
+    """answers sampled (temperature 1) per held-out prompt"""
+    eval_limit: int | None = None
+    """evaluate on at most this many of the world's held-out prompts (default: all)"""
+    overrides: dict[str, list[str]] = field(default_factory=dict)
+    """extra config keys per method, e.g. {kto: [desirable_weight=1.2]}"""
+    seed: int = 0
+    """seed for training and sampling"""
+
+
+@dataclass
+class BenchConfig(WorldBenchConfig):
+    """Train every offline method on the toy world from one SFT model and compare ground-truth scores."""
+
+    output: str = "runs/bench-methods"
+    """directory for results.json, results.md, report.html and each method's run"""
+    methods: list[str] = field(default_factory=lambda: list(offline_methods()))
+    """methods to compare (names of `alignlab train`)"""
+    sft_flawed_fraction: float = 0.2
+    """share of one-fault answers among the demonstrations the SFT model is trained on here (0: the world's
+    perfect ``sft_train``, as the demo uses). Human-written SFT data have flaws, and preference data are
+    there to fix what SFT learned from them: from perfect demonstrations there is almost nothing left to fix"""
     max_steps: int = 100
     """optimiser steps per method (the same budget for all; ~1 epoch of the small world's pairs)"""
     batch_size: int = 32
@@ -107,17 +130,9 @@ class BenchConfig:
     """tokens per training example (as in the demo)"""
     mixed_precision: str = "no"
     """bf16 autocast or not (the world's model is so small that fp32 is faster on a CPU)"""
-    max_new_tokens: int = 48
-    """tokens generated per evaluation answer (as in the demo)"""
     eval_samples: int = 32
     """answers sampled (temperature 1) per held-out prompt: more than the demo's, because methods differ by a
     few hundredths of true reward and the gains' standard errors must be smaller than that"""
-    eval_limit: int | None = None
-    """evaluate on at most this many of the world's held-out prompts (default: all)"""
-    overrides: dict[str, list[str]] = field(default_factory=dict)
-    """extra config keys per method, e.g. {kto: [desirable_weight=1.2]}"""
-    seed: int = 0
-    """seed for training and sampling"""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sft_flawed_fraction <= 1.0:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.errors import ConfigError
+from alignlab.experiments.bench import WorldBenchConfig
 
 
 def online_methods() -> list[str]:
@@ -42,7 +43,7 @@ FILLER = ["Let me say a little more about this.", "I hope this detailed answer i
 
 
 @dataclass
-class OnlineBenchConfig:
+class OnlineBenchConfig(WorldBenchConfig):
     """Train every online method on the toy world from one SFT model and compare ground-truth scores."""
 
     output: str = "runs/bench-online"
@@ -51,12 +52,6 @@ class OnlineBenchConfig:
     """methods to compare (names of `alignlab train`)"""
     sft_model: str | None = None
     """the SFT model every method starts from (default: the demo's cached SFT model)"""
-    world_dir: str | None = None
-    """a built world (default: built and cached on first use)"""
-    world_seed: int = 0
-    """world seed"""
-    world_size: str = "small"
-    """world size"""
     reward_model: str | None = None
     """a reward model to learn from (default: the world judge's true reward)"""
     max_steps: int = 150
@@ -74,12 +69,8 @@ class OnlineBenchConfig:
     """tokens generated per answer (training and evaluation)"""
     eval_samples: int = 8
     """answers sampled (temperature 1) per held-out prompt, as the offline bench does (there: 32)"""
-    eval_limit: int | None = None
-    """evaluate on at most this many held-out prompts (default: all)"""
     offline_results: str = "runs/bench-methods/results.json"
     """the offline bench's results, merged into combined.md when present"""
-    overrides: dict[str, list[str]] = field(default_factory=dict)
-    """extra config keys per method, e.g. {ppo: [beta=0.1]}"""
     overoptimisation: bool = False
     """also run the over-optimisation experiment (length-biased reward model)"""
     length_bias: float = 0.05
@@ -93,8 +84,6 @@ class OnlineBenchConfig:
     overopt_from: str = "base"
     """the policy PPO starts from: base (the world's pretrained model: it has room to improve, so the true
     reward can rise before it falls) or sft"""
-    seed: int = 0
-    """seed for training and sampling"""
 
     def __post_init__(self) -> None:
         known = online_methods()
