@@ -22,7 +22,7 @@ from alignlab.errors import AlignlabError, ConfigError
 T = TypeVar("T")
 
 # Areas that add their own sub-commands (each module defines add_commands(subparsers)).
-COMMAND_MODULES = ["alignlab.world.cli", "alignlab.evaluate.cli", "alignlab.experiments.bench_cli", "alignlab.experiments.online_cli"]
+COMMAND_MODULES = ["alignlab.world.cli", "alignlab.evaluate.cli", "alignlab.experiments.bench_cli"]
 
 # Common flags of `alignlab train METHOD`: flag -> (config key, help).
 TRAIN_FLAGS = {"model": ("model.name_or_path", "model to start from: a local directory or a hub name"),
@@ -149,12 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("method", help=f"one of: {', '.join(methods())}")
     train.add_argument("args", nargs=argparse.REMAINDER, help="method options (see alignlab train METHOD --help)")
     train.set_defaults(handler=lambda a: run_train(a.method, a.args))
-    demo = subparsers.add_parser("demo", help="the whole pipeline on the toy world (world → SFT → RM → DPO → eval)")
-    demo.add_argument("--output", default="runs/demo", help="run directory (default runs/demo)")
-    demo.add_argument("--seed", type=int, default=None, help="world and training seed")
-    demo.add_argument("--config", help="YAML file with DemoConfig keys")
-    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    demo.set_defaults(handler=lambda a: importlib.import_module("alignlab.experiments.demo").run_demo_command(a))
+    add_config_command(subparsers, "demo", lambda a: importlib.import_module("alignlab.experiments.demo").run_demo_command(a),
+                       help="the whole pipeline on the toy world (world → SFT → RM → DPO → eval)")
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import build_model
 
+from alignlab.cli import parse_args
 from alignlab.core.models import load_tokenizer
 from alignlab.errors import ConfigError
 from alignlab.experiments.bench import COLUMNS, BenchConfig, markdown_table
@@ -28,7 +29,7 @@ METHODS = ["dpo", "discopop", "simpo", "rrhf", "pro", "stable-alignment", "kto",
 def run_cli(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     args.handler(args)
 
 

@@ -132,8 +132,8 @@ def test_length_biased_pairs_prefer_longer_answers():
 def test_overoptimisation_plot_and_bench_cli_registration():
     import argparse
 
+    from alignlab.experiments.bench_cli import add_commands
     from alignlab.experiments.online_bench import OnlineBenchConfig, overoptimisation_report
-    from alignlab.experiments.online_cli import add_commands
     from alignlab.report.html import Report
 
     drawn = {}
@@ -155,14 +155,17 @@ def test_overoptimisation_plot_and_bench_cli_registration():
     from alignlab.experiments.online_bench import moving_average
 
     assert moving_average([{"kl": float(i)} for i in range(5)], ("kl",), 2) == [{"kl": k} for k in (0.5, 1.5, 2.5, 3.5)]
+    from alignlab.cli import parse_args
+    from alignlab.experiments.bench_cli import bench_config
+
     parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    other = sub.add_parser("bench").add_subparsers(dest="bench_command")
-    other.add_parser("methods")  # another area's bench command stays
-    add_commands(sub)
-    args = parser.parse_args(["bench", "online", "--world", "--max-steps", "3", "--overoptimisation"])
-    assert args.world and args.max_steps == 3 and args.overoptimisation and callable(args.handler)
-    assert parser.parse_args(["bench", "methods"]).bench_command == "methods"
+    add_commands(parser.add_subparsers(dest="command"))
+    args = parse_args(parser, ["bench", "online", "--world", "--max-steps", "3", "--overoptimisation",
+                               "--methods", "ppo,grpo", "--set", "seed=4"])
+    config = bench_config(OnlineBenchConfig, args, ("overoptimisation",))
+    assert (config.world, config.max_steps, config.overoptimisation, config.methods, config.seed) == (
+        True, 3, True, ["ppo", "grpo"], 4)
+    assert parse_args(parser, ["bench", "methods"]).bench_command == "methods"
     with pytest.raises(ValueError, match="no online bench"):
         OnlineBenchConfig(methods=["dpo"])
 

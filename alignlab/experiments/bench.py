@@ -74,6 +74,8 @@ COLUMNS = [*GROUND_TRUTH, "gain_vs_sft", "gain_stderr", "kl_to_sft", "train_seco
 class WorldBenchConfig:
     """What both world benches share: the world, the starting model, the evaluation and the seed."""
 
+    world: bool = False
+    """benchmark on the toy world (required: it is the only benchmark data so far)"""
     output: str = "runs/bench"
     """directory for results.json, results.md, the report and each method's run"""
     methods: list[str] = field(default_factory=list)

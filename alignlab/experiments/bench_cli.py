@@ -1,77 +1,64 @@
-"""``alignlab bench methods --world``: every offline method on the toy world, one table.
+"""``alignlab bench methods --world`` and ``alignlab bench online --world``: every offline or online method on
+the toy world, one table each.
 
     alignlab bench methods --world [--methods dpo,kto,rrhf] [--sft-model PATH] [--output DIR]
                            [--max-steps N] [--config F.yaml] [--set key=value ...]
+    alignlab bench online --world [--methods ppo,grpo] [--overoptimisation] [...]
 
-The helpers here (``bench_commands``, ``add_bench_arguments``, ``bench_overrides``) are shared with
-``alignlab bench online`` (:mod:`alignlab.experiments.online_cli`). Handlers import the training code lazily so
-``alignlab --help`` stays fast.
+Options are the fields of :class:`~alignlab.experiments.bench.BenchConfig` and
+:class:`~alignlab.experiments.online_bench.OnlineBenchConfig` (``--help`` lists every key). Handlers import
+the training code lazily so ``alignlab --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
 
-# Flags every `alignlab bench` command has, and the config keys they set.
-FLAGS = {"output": "output", "sft_model": "sft_model", "world_dir": "world_dir", "max_steps": "max_steps",
-         "seed": "seed"}
+from alignlab.cli import add_config_command, parse_command_config
+
+# Config keys every `alignlab bench` command has a flag for (help: the key's docstring).
+FLAGS = ("world", "sft_model", "world_dir", "output", "max_steps", "seed")
 
 
 def bench_commands(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    """The sub-commands of ``alignlab bench``, created by whichever area registers first."""
-    bench = subparsers.choices.get("bench")
-    if bench is None:
-        bench = subparsers.add_parser("bench", help="compare methods on the toy world")
-    for action in bench._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
+    """The sub-commands of ``alignlab bench``."""
+    bench = subparsers.add_parser("bench", help="compare methods on the toy world")
     return bench.add_subparsers(dest="bench_command", required=True)
 
 
-def add_bench_arguments(parser: argparse.ArgumentParser, *, family: str, output: str, steps: str,
-                        config_name: str) -> None:
-    """The flags every ``alignlab bench`` command shares."""
-    parser.add_argument("--world", action="store_true", help="use the toy world (the only data source so far)")
-    parser.add_argument("--methods", help=f"comma-separated method names (default: all {family} methods)")
-    parser.add_argument("--sft-model", help="the SFT model to start from (default: the demo's cached one)")
-    parser.add_argument("--world-dir", help="a built world directory (default: built and cached)")
-    parser.add_argument("--output", help=f"output directory (default {output})")
-    parser.add_argument("--max-steps", type=int, help=steps)
-    parser.add_argument("--seed", type=int, help="random seed")
-    parser.add_argument("--config", help=f"YAML file with {config_name} keys")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-
-
-def bench_overrides(args: argparse.Namespace) -> list[str]:
-    """Config overrides from the shared flags (``--set`` last, so it wins); the world is required."""
+def bench_config(cls: type, args: argparse.Namespace, flags: tuple[str, ...] = ()):
+    """The bench's config from its command line; the toy world must be asked for."""
     from alignlab.errors import ConfigError
 
-    if not args.world:
-        raise ConfigError(f"alignlab bench {args.bench_command} needs --world (the toy world is the only benchmark "
-                          "data so far)")
-    overrides = [f"{key}={getattr(args, flag)}" for flag, key in FLAGS.items() if getattr(args, flag) is not None]
-    if args.methods:
-        overrides.append(f"methods=[{args.methods}]")
-    return overrides
+    config = parse_command_config(cls, args, flags=FLAGS + flags, lists=["methods"])
+    if not config.world:
+        raise ConfigError(f"{args.config_command} needs --world (the toy world is the only benchmark data so far)")
+    return config
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``alignlab bench methods``."""
-    methods = bench_commands(subparsers).add_parser(
-        "methods", help="train each offline method from the same SFT model and compare ground-truth scores",
-        description="Trains every offline preference method on the same toy-world data from the same SFT model with "
-        "the same budget; writes results.json, results.md and report.html (see `--set` keys in "
-        "alignlab.experiments.bench.BenchConfig).")
-    add_bench_arguments(methods, family="offline", output="runs/bench-methods", steps="optimiser steps per method",
-                        config_name="BenchConfig")
-    methods.set_defaults(handler=_methods)
+    """Register ``alignlab bench methods`` and ``alignlab bench online``."""
+    bench = bench_commands(subparsers)
+    add_config_command(bench, "methods", _methods,
+                       help="train each offline method from the same SFT model and compare ground-truth scores")
+    add_config_command(bench, "online", _online,
+                       help="train each online RL method from the same SFT model and compare ground-truth scores")
 
 
 def _methods(args: argparse.Namespace) -> None:
-    from alignlab.config import load_config
     from alignlab.experiments.bench import COLUMNS, BenchConfig, bench_methods, markdown_table
 
-    config = load_config(BenchConfig, args.config, bench_overrides(args) + args.set)
+    config = bench_config(BenchConfig, args)
     rows = bench_methods(config)
     print(markdown_table(rows), end="")
     print(f"columns: {', '.join(COLUMNS)}; results.json, results.md and report.html in {config.output}")
+
+
+def _online(args: argparse.Namespace) -> None:
+    from alignlab.experiments.bench import markdown_table
+    from alignlab.experiments.online_bench import OnlineBenchConfig, bench_online
+
+    config = bench_config(OnlineBenchConfig, args, ("overoptimisation",))
+    rows = bench_online(config)
+    print(markdown_table(rows), end="")
+    print(f"results.json and results.md in {config.output}")

@@ -176,11 +176,10 @@ def format_table(results: dict[str, Any]) -> str:
 
 
 def run_demo_command(args: argparse.Namespace) -> None:
-    """The CLI handler (registered in alignlab.cli)."""
-    from alignlab.config import load_config
+    """The CLI handler (registered in alignlab.cli): ``--output``, ``--seed``, ``--config``, ``--set``."""
+    from alignlab.cli import parse_command_config
 
-    overrides = [f"output={args.output}"] + ([f"seed={args.seed}"] if args.seed is not None else []) + args.set
-    config = load_config(DemoConfig, args.config, overrides)
+    config = parse_command_config(DemoConfig, args, flags=("output", "seed"))
     results = run_demo(config)
     print()
     print(format_table(results))
