@@ -62,13 +62,13 @@ class OnlineBenchConfig(WorldBenchConfig):
     group_size: int = 4
     """completions per prompt for GRPO, RLOO, REINFORCE"""
     lr: float = 1e-5
-    """learning rate of PPO and Safe PPO (their critics share the policy's trunk; 2e-5 already drifts)"""
+    """learning rate of PPO and Safe PPO (their critics share the policy's trunk, so a higher rate drifts)"""
     lr_without_critic: float = 1e-4
-    """learning rate of GRPO, RLOO, REINFORCE, RAFT, RSO and SPIN (at 1e-5 they barely move in the budget)"""
+    """learning rate of GRPO, RLOO, REINFORCE, RAFT, RSO and SPIN (higher: at the critic methods' rate they barely move in the budget)"""
     max_new_tokens: int = 48
     """tokens generated per answer (training and evaluation)"""
     eval_samples: int = 8
-    """answers sampled (temperature 1) per held-out prompt, as the offline bench does (there: 32)"""
+    """answers sampled (temperature 1) per held-out prompt (fewer than the offline bench: each online method costs more)"""
     offline_results: str = "runs/bench-methods/results.json"
     """the offline bench's results, merged into combined.md when present"""
     overoptimisation: bool = False
