@@ -153,7 +153,10 @@ def announce_config(config: Any, output_dir: Path) -> None:
     """Remember ``config`` to write as ``output_dir/config.yaml`` once its run starts (:func:`write_run_files`)."""
     import dataclasses
 
-    _pending[output_dir.resolve()] = dataclasses.asdict(config)
+    directory = output_dir.resolve()
+    for stale in [d for d in _pending if d not in directory.parents]:  # a run that failed before it started
+        del _pending[stale]
+    _pending[directory] = dataclasses.asdict(config)
 
 
 def announced(output_dir: Path) -> bool:
