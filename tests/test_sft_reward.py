@@ -91,12 +91,13 @@ def test_malformed_row_names_row_and_field_and_keeps_output(tiny_model_dir, tmp_
     data = write_jsonl(tmp_path / "bad.jsonl", rows)
     out = tmp_path / "run"
     out.mkdir()
+    (out / "alignlab-run.json").write_text("{}")  # an alignlab run directory (a foreign one is refused first)
     (out / "keep.txt").write_text("precious")
     cfg = load_config(SFTConfig, None, [f"model.name_or_path={tiny_model_dir}", f"data.path={data}",
                                         f"output={out}", *FAST])
     with pytest.raises(DataError, match=r"row 3.*content"):
         train_sft(cfg)
-    assert (out / "keep.txt").read_text() == "precious"
+    assert (out / "keep.txt").read_text() == "precious" and not (out / "config.yaml").exists()
 
 
 def test_model_errors():

@@ -9,6 +9,8 @@ cleaned up, so the last complete checkpoint is never damaged. Loading uses ``wei
 from __future__ import annotations
 
 import json
+import logging
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -16,11 +18,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from alignlab.errors import TrainingError
 
 STATE_FILE = "trainer_state.json"
+
+log = logging.getLogger("alignlab")
 
 
 def checkpoint_dirs(root: Path) -> list[Path]:
@@ -81,18 +86,37 @@ def save_checkpoint(root: Path, step: int, *, model: torch.nn.Module | None, opt
 
 
 def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer, scheduler, rank: int) -> dict[str, Any]:
-    """Restore model, optimiser, scheduler and this process's RNG from checkpoint ``path``."""
+    """Restore model, optimiser, scheduler and this process's RNG from checkpoint ``path``; a damaged file is a
+    TrainingError naming it (torch's own message runs over several lines and suggests ``weights_only=False``)."""
+    file = path / "model.safetensors"
     try:
-        load_model(model, str(path / "model.safetensors"))
-        opt = torch.load(path / "optimizer.pt", weights_only=True)
+        load_model(model, str(file))
+        file = path / "optimizer.pt"
+        opt = torch.load(file, weights_only=True)
         optimizer.load_state_dict(opt["optimizer"])
         scheduler.load_state_dict(opt["scheduler"])
-        rng_file = path / f"rng-{rank}.pt"
-        if rng_file.exists():
-            set_rng_state(torch.load(rng_file, weights_only=True))
-        return json.loads((path / STATE_FILE).read_text())
-    except (OSError, RuntimeError, KeyError, ValueError) as err:
-        raise TrainingError(f"checkpoint '{path}' cannot be loaded: {err}") from err
+        file = path / f"rng-{rank}.pt"
+        if file.exists():
+            set_rng_state(torch.load(file, weights_only=True))
+        file = path / STATE_FILE
+        return json.loads(file.read_text())
+    except (OSError, RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError, SafetensorError) as err:
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise TrainingError(f"checkpoint file '{file}' cannot be loaded: {first_line}") from err
+
+
+def load_newest_intact(dirs: list[Path], **kwargs: Any) -> dict[str, Any]:
+    """Load the newest of the checkpoints ``dirs`` (oldest first) that loads, with a warning naming each
+    damaged one skipped (a truncated file after a disk filled up, say); a TrainingError if none loads.
+    ``kwargs`` go to :func:`load_checkpoint`; what a damaged one restored before failing, the next one overwrites."""
+    failures = []
+    for path in reversed(dirs):
+        try:
+            return load_checkpoint(path, **kwargs)
+        except TrainingError as err:
+            log.warning("%s; trying an older checkpoint", err)
+            failures.append(str(err))
+    raise TrainingError(f"no checkpoint can be loaded ({'; '.join(failures)})")
 
 
 def clean_partial(root: Path) -> None:

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignlab.core.config import save_config
 from alignlab.core.data import DataConfig
 from alignlab.core.io import atomic_write_json
 from alignlab.core.models import ModelConfig, save_pretrained_atomic
+from alignlab.core.rundir import announce_config, check_run_dir, write_run_files
 from alignlab.core.trainer import TrainConfig, TrainResult
 
 log = logging.getLogger("alignlab")
@@ -49,16 +49,21 @@ class RunConfig:
 
 
 def start_run(config: Any, output_dir: str | Path) -> Path:
-    """Seed every generator from ``config.train.seed``, create the run directory and write ``config.yaml``
-    (after validating, before any training). Seeding here, before the method builds its models, makes what is
-    drawn at build time (a LoRA adapter's or a value head's initial weights) the same in every run."""
+    """Seed every generator from ``config.train.seed`` and check the run directory; write nothing yet.
+
+    The directory is refused (a ConfigError) when it is the input model, holds files alignlab did not write,
+    holds a previous run (without resume/overwrite), or when ``--resume`` changes what the run learns
+    (:func:`alignlab.core.rundir.check_run_dir`). ``config.yaml`` is written when the training loop starts (or
+    at :func:`finish_run`), so a command that fails on its data or model leaves the directory as it was.
+    Seeding here, before the method builds its models, makes what is drawn at build time (a LoRA adapter's or
+    a value head's initial weights) the same in every run."""
     from accelerate.utils import set_seed
 
     if (train := getattr(config, "train", None)) is not None:
         set_seed(train.seed)
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, output_dir / "config.yaml")
+    check_run_dir(config, output_dir)  # on every process: it only reads, so all of them stop together
+    announce_config(config, output_dir)
     return output_dir
 
 
@@ -69,6 +74,7 @@ def finish_run(model, tokenizer, result: TrainResult, *, merge_lora: bool = True
 
     out = result.output_dir
     if PartialState().is_main_process:
+        write_run_files(out)
         save_pretrained_atomic(model, tokenizer, out, merge_lora=merge_lora)
         atomic_write_json(out / "results.json", {"steps": result.steps, "eval": result.eval, **(results or {})})
     PartialState().wait_for_everyone()

@@ -32,6 +32,7 @@ from torch import nn
 from alignlab.core import checkpoint as ckpt
 from alignlab.core.metrics import MetricsLogger
 from alignlab.core.precision import fastest_precision
+from alignlab.core.rundir import announced, clear_previous_run, output_problem, previous_run, write_run_files
 from alignlab.core.tokenize import batch_order
 from alignlab.errors import ConfigError, TrainingError
 
@@ -81,6 +82,9 @@ class LoopConfig:
     """also log to TensorBoard (if installed)"""
 
     def __post_init__(self) -> None:
+        for name in ("num_epochs", "lr", "weight_decay", "warmup_ratio", "max_grad_norm"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         for name in ("log_every", "save_total_limit"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -157,32 +161,14 @@ def lr_lambda(config: LoopConfig, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
-def previous_run(output_dir: Path, config: LoopConfig) -> str | None:
-    """Why a fresh run may not start in ``output_dir`` (it holds one, and neither resume nor overwrite is set)."""
-    previous = (output_dir / "metrics.jsonl").exists() or ckpt.checkpoint_dirs(output_dir / "checkpoints")
-    if previous and not (config.resume or config.overwrite):
-        return (f"output directory '{output_dir}' already holds a run; pass --resume to continue it, "
-                "--set train.overwrite=true to replace it, or choose another --output")
-    return None
-
-
-def clear_previous_run(output_dir: Path) -> None:
-    """Delete what marks ``output_dir`` as holding a run — checkpoints (``--resume`` would continue them),
-    ``results.json`` (a finished run), model weights — so only the new run's files can be read there."""
-    import shutil
-
-    shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
-    for path in [output_dir / "results.json", *output_dir.glob("*.safetensors"),
-                 *output_dir.glob("*.safetensors.index.json")]:
-        path.unlink(missing_ok=True)
-
-
 def _check_output_dir(output_dir: Path, config: LoopConfig, accelerator) -> None:
     """Refuse to start a fresh run over a previous one, or clear it with ``overwrite`` (the main process
     decides and clears, all processes raise)."""
     from accelerate.utils import broadcast_object_list
 
-    problem = previous_run(output_dir, config) if accelerator.is_main_process else None
+    # a directory start_run already checked may since hold the method's own files (a reference cache)
+    check = previous_run if announced(output_dir) else output_problem
+    problem = check(output_dir, config) if accelerator.is_main_process else None
     if accelerator.is_main_process and problem is None and config.overwrite and not config.resume:
         clear_previous_run(output_dir)
     if accelerator.num_processes > 1:
@@ -274,10 +260,12 @@ class TrainingRun:
         self.start_step, self.resumed_state = 0, {}
         if self.is_main:
             ckpt.clean_partial(self.ckpt_root)
-        if config.resume and (last := ckpt.latest_checkpoint(self.ckpt_root)) is not None:
-            self.resumed_state = ckpt.load_checkpoint(last, model=self.raw_model, optimizer=self.optimizer,
-                                                      scheduler=self.scheduler, rank=self.rank)
+        if config.resume and (dirs := ckpt.checkpoint_dirs(self.ckpt_root)):
+            self.resumed_state = ckpt.load_newest_intact(dirs, model=self.raw_model, optimizer=self.optimizer,
+                                                         scheduler=self.scheduler, rank=self.rank)
             self.start_step = self.resumed_state["step"]
+        if self.is_main:
+            write_run_files(self.output_dir)
         accelerator.wait_for_everyone()
         self.logger = MetricsLogger(self.output_dir / "metrics.jsonl",
                                     resume_step=self.start_step if config.resume else None,

@@ -4,6 +4,9 @@
 ``stderr_method``), the sample count, per-group breakdowns (e.g. CrowS-Pairs by ``bias_type``) and
 extras such as judge parse failures. ``output_dir/samples/<task>.jsonl`` holds one record per sample.
 Both are written to a temp file and renamed, so an interrupted run never leaves a half-written file.
+``results.json`` is written only when every task has finished: until then the tasks done so far are in
+``results.partial.json`` (marked ``"partial": true``, removed on success), so a run that fails leaves an earlier
+run's ``results.json`` as it was.
 
 Example::
 
@@ -27,6 +30,8 @@ from alignlab.core.io import atomic_write_json, atomic_write_text
 from alignlab.evaluate.http_lm import HTTPOptions
 from alignlab.evaluate.lm import LM, load_lm
 from alignlab.evaluate.tasks import get_task
+
+PARTIAL = "results.partial.json"
 
 
 def _finite(value: Any) -> Any:
@@ -105,7 +110,10 @@ def evaluate(config: EvalConfig, *args: Any, lm: LM | None = None, judge_lm: LM 
         }
         lines = "".join(json.dumps(s, default=str) + "\n" for s in output.samples)
         atomic_write_text(out / "samples" / f"{task.name}.jsonl", lines)
-        atomic_write_json(out / "results.json", results)  # after each task, so finished work survives a crash
+        # after each task, so finished work survives a crash, beside (not over) an earlier run's results.json
+        atomic_write_json(out / PARTIAL, {"partial": True, **results})
+    atomic_write_json(out / "results.json", results)
+    (out / PARTIAL).unlink(missing_ok=True)
     return results
 
 
