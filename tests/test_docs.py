@@ -1,6 +1,7 @@
 """The documentation site builds in strict mode (a broken link, anchor or API reference fails), its CLI
 reference covers every training method, and the results tables equal what their JSON files give."""
 
+import json
 import os
 import subprocess
 import sys
@@ -24,3 +25,42 @@ def test_docs_build_strict(tmp_path: Path) -> None:
         assert f'id="train-{name}"' in cli, name
     assert "train.lr" in cli and "alignlab.evaluate.run.EvalConfig" in cli
     assert "alignlab.core.generation" in (tmp_path / "site" / "api" / "core" / "index.html").read_text()
+
+
+def _gen_results():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_results", ROOT / "docs" / "gen_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_results_tables_match_their_json() -> None:
+    """README.md and docs/benchmarks.md hold exactly the tables `python docs/gen_results.py` makes."""
+    assert _gen_results().stale_files() == [], "run: python docs/gen_results.py"
+
+
+def test_results_tables_follow_the_result_files(tmp_path: Path) -> None:
+    """A speed result's ratio reaches both tables, a changed number makes them stale, and a target is judged."""
+    gen = _gen_results()
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (tmp_path / "docs").mkdir()
+    for relative in ("README.md", "docs/benchmarks.md"):
+        (tmp_path / relative).write_text(f"intro\n{gen.BEGIN}\n{gen.END}\noutro\n")
+    record = {"benchmark": "dpo_vs_trl", "command": ["python", "dpo_vs_trl.py"], "commit": "abcdef0123456789",
+              "seed": 0, "precision": {"both_sides": "no", "reason": "test"},
+              "machine": {"cpu": "Test CPU", "capability": "AVX2", "native_bf16": False, "threads": 1, "cpu_count": 2},
+              "ratios": {"whole_run_tokens_per_s": 1.234, "peak_rss": 1.5}}
+    (results / "dpo_vs_trl.json").write_text(json.dumps(record))
+    assert gen.stale_files(tmp_path, results, write=True) == ["README.md", "docs/benchmarks.md"]
+    readme, page = (tmp_path / "README.md").read_text(), (tmp_path / "docs" / "benchmarks.md").read_text()
+    assert "**1.23×**" in readme and ">= 1.5× **not met**" in readme and readme.endswith("outro\n")
+    assert "peak_rss: **1.50×**" in page and "<= 1× **not met**" in page and "abcdef0123" in page
+    assert gen.stale_files(tmp_path, results) == []
+    record["ratios"]["whole_run_tokens_per_s"] = 1.6
+    (results / "dpo_vs_trl.json").write_text(json.dumps(record))
+    assert gen.stale_files(tmp_path, results) == ["README.md", "docs/benchmarks.md"]
+    gen.stale_files(tmp_path, results, write=True)
+    assert ">= 1.5× met" in (tmp_path / "README.md").read_text()
