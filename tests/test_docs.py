@@ -64,3 +64,29 @@ def test_results_tables_follow_the_result_files(tmp_path: Path) -> None:
     assert gen.stale_files(tmp_path, results) == ["README.md", "docs/benchmarks.md"]
     gen.stale_files(tmp_path, results, write=True)
     assert ">= 1.5× met" in (tmp_path / "README.md").read_text()
+
+
+def test_contributing_worked_example_registers_a_loss(monkeypatch) -> None:
+    """The code block of docs/contributing.md's worked example, run as written inside alignlab.outer.losses,
+    declares a pairwise loss that is then a method of `alignlab train` with a reference (kl_anchored)."""
+    import doctest
+    import re
+
+    import alignlab.outer.losses as L
+    from alignlab.registry import get_method_spec, methods
+
+    monkeypatch.setattr(L, "LOSS_SPECS", dict(L.LOSS_SPECS))
+    monkeypatch.setattr(L, "LOSSES", dict(L.LOSSES))
+    page = (ROOT / "docs" / "contributing.md").read_text()
+    section = page.split("### Worked example: adding a pairwise loss", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace = dict(vars(L))
+    exec(code, namespace)
+    spec = L.LOSS_SPECS["hinge_margin"]
+    assert (spec.data, spec.reference_free, spec.kl_anchored) == ("pair", False, True)
+    assert "hinge_margin" in methods("offline", data="pair")
+    assert get_method_spec("hinge_margin").defaults["loss"] == "hinge_margin"
+    # the example in its docstring holds
+    test = doctest.DocTestFinder().find(namespace["hinge_margin"], globs=namespace)[0]
+    result = doctest.DocTestRunner().run(test)
+    assert result.attempted > 0 and result.failed == 0
