@@ -14,7 +14,7 @@ TORCH_WHEELS ?= /opt/wheels
 # lock keeps its pins and changes only what an edited pyproject.toml requires.
 UPGRADE ?=
 
-.PHONY: demo test bench lint install lock clean
+.PHONY: demo test bench docs lint install lock clean
 
 # --no-deps: the lock is the whole environment, so nothing is resolved at install time; `pip check` proves
 # it is complete. The lock holds every package's hashes, which puts pip in hash-checking mode.
@@ -50,8 +50,14 @@ bench: $(STAMP)
 	cd benchmarks && for b in sft_vs_trl dpo_vs_trl grpo_vs_trl loglik_vs_lmeval; do \
 		echo "== $$b"; ../$(BIN)/python $$b.py || exit 1; done
 
+# The documentation site, into site/: strict, so a broken link, anchor or API reference fails the build.
+# The CLI reference is generated from the config dataclasses (docs/hooks.py); the results tables come from
+# benchmarks/results/*.json (python docs/gen_results.py rewrites them).
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 lint: $(STAMP)
 	$(BIN)/ruff check alignlab tests benchmarks
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

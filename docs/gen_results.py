@@ -1,0 +1,163 @@
+"""Render the results tables of the docs and the README from the result files the commands wrote.
+
+Every number in those tables comes from a JSON file under ``benchmarks/results/`` that a benchmark wrote
+(``benchmarks/common.py`` ``write_result``; ``benchmarks/serve_load.py``), with its command line, commit and
+machine, so a table cannot drift from the run that made it. The tables sit between marker comments::
+
+    <!-- results:begin -->  ...generated...  <!-- results:end -->
+
+in ``docs/benchmarks.md`` (every ratio, the machine and the command) and ``README.md`` (the headline ratio of
+each benchmark). ``python docs/gen_results.py`` rewrites them; ``--check`` only reports (exit 1) whether they
+differ from what the files give, which ``tests/test_docs.py`` asserts.
+
+Example:
+    >>> render_blocks(load_records(RESULTS))["README.md"].startswith("| benchmark |")
+    True
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+# What each speed benchmark compares and the project's target for its headline ratio (a goal, not a measurement):
+# name -> (what is measured, peer, headline ratio key, target as (">=" or "<=", value)); other ratios are listed too.
+SPEED = {
+    "sft_vs_trl": ("SFT tokens/s", "TRL `SFTTrainer`", "tokens_per_s", (">=", 1.0)),
+    "dpo_vs_trl": ("DPO tokens/s, whole run", "TRL `DPOTrainer`", "whole_run_tokens_per_s", (">=", 1.5)),
+    "grpo_vs_trl": ("GRPO generated tokens/s", "TRL `GRPOTrainer`", "tok_s", (">=", 1.5)),
+    "loglik_vs_lmeval": ("log-likelihood requests/s", "lm-eval `HFLM`", "wall_requests_per_s", (">=", 1.5)),
+}
+# Targets of secondary ratios (alignlab / peer).
+SECONDARY_TARGETS = {("dpo_vs_trl", "peak_rss"): ("<=", 1.0)}
+
+
+def load_records(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every result file in ``folder`` by its name (without ``.json``)."""
+    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+
+
+def _command(record: dict[str, Any]) -> str:
+    command = record.get("command", "")
+    return " ".join(command) if isinstance(command, list) else str(command)
+
+
+def _commit(record: dict[str, Any]) -> str:
+    commit = record.get("commit") or "unknown"
+    return commit[:10] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
+def _machine(record: dict[str, Any]) -> str:
+    machine = record.get("machine", {})
+    cpu = machine.get("cpu") or machine.get("platform", "?")
+    native = {True: ", native bf16", False: ", no native bf16"}.get(machine.get("native_bf16"), "")
+    cores = machine.get("cpu_count", machine.get("cpus", "?"))
+    return f"{cpu} ({machine.get('capability', machine.get('device', '?'))}{native}), {cores} cores, " \
+           f"{machine.get('threads', '?')} thread(s) per side"
+
+
+def _status(ratio: float, target: tuple[str, float]) -> str:
+    sign, value = target
+    met = ratio >= value if sign == ">=" else ratio <= value
+    return f"{sign} {value:g}× {'met' if met else '**not met**'}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def speed_rows(records: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(name, records[name]) for name in SPEED if name in records]
+
+
+def headline_table(records: dict[str, dict[str, Any]]) -> str:
+    """The README's table: one headline ratio per speed benchmark."""
+    rows = ["| benchmark | alignlab / peer | target | precision | result file |", "|---|---|---|---|---|"]
+    for name, record in speed_rows(records):
+        what, peer, key, target = SPEED[name]
+        ratio = record["ratios"][key]
+        rows.append(f"| {what} vs {peer} | **{ratio:.2f}×** | {_status(ratio, target)} | "
+                    f"{record['precision']['both_sides']} | [`{name}.json`](benchmarks/results/{name}.json) |")
+    missing = [name for name in SPEED if name not in records]
+    if missing:
+        rows.append(f"| {', '.join(missing)}: no result file yet (`make bench`) | | | | |")
+    return "\n".join(rows)
+
+
+def benchmarks_tables(records: dict[str, dict[str, Any]]) -> str:
+    """The benchmarks page: every ratio of every speed benchmark with its machine and command, then serving."""
+    rows = ["| benchmark | peer | ratio (alignlab / peer) | target | precision | machine | commit | command |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, record in speed_rows(records):
+        what, peer, key, target = SPEED[name]
+        for ratio_name, ratio in record["ratios"].items():
+            goal = target if ratio_name == key else SECONDARY_TARGETS.get((name, ratio_name))
+            rows.append(f"| `{name}.py` — {what} | {peer} | {ratio_name}: **{ratio:.2f}×** | "
+                        f"{_status(ratio, goal) if goal else '–'} | {record['precision']['both_sides']} | "
+                        f"{_cell(_machine(record))} | `{_commit(record)}` | `{_cell(_command(record))}` |")
+    missing = [name for name in SPEED if name not in records]
+    if missing:
+        rows.append(f"| {', '.join(f'`{n}.py`' for n in missing)}: no result file yet (`make bench`) "
+                    "| | | | | | | |")
+    parts = ["\n".join(rows)]
+    serve = records.get("serve_load")
+    if serve:
+        setup = serve["setup"]
+        parts.append(f"Serving (`alignlab serve`, batched against unbatched): {setup['requests']} greedy completions "
+                     f"of {setup['max_tokens']} tokens from {setup['clients']} concurrent clients, {setup['model']}; "
+                     f"`{_cell(_command(serve))}` at commit `{_commit(serve)}` on {_cell(_machine(serve))}.")
+        table = ["| mode | max_batch_size | requests/s | p50 latency (ms) | p90 (ms) | p99 (ms) | mean batch |",
+                 "|---|---|---|---|---|---|---|"]
+        for mode, r in serve["results"].items():
+            table.append(f"| {mode} | {r['max_batch_size']} | {r['requests_per_s']:.1f} | {r['latency_p50_ms']:.0f} | "
+                         f"{r['latency_p90_ms']:.0f} | {r['latency_p99_ms']:.0f} | {r['mean_batch_size']:.1f} |")
+        parts.append("\n".join(table))
+    return "\n\n".join(parts)
+
+
+def render_blocks(records: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """What goes between the markers, by file (relative to the repository root)."""
+    return {"README.md": headline_table(records), "docs/benchmarks.md": benchmarks_tables(records)}
+
+
+def replace_block(text: str, block: str, where: str) -> str:
+    if text.count(BEGIN) != 1 or text.count(END) != 1:
+        raise SystemExit(f"gen_results: {where} needs exactly one {BEGIN} and one {END}")
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END)
+    return f"{head}{BEGIN}\n{block}\n{END}{tail}"
+
+
+def stale_files(root: Path = ROOT, results: Path = RESULTS, write: bool = False) -> list[str]:
+    """The files whose tables differ from what the result files give (rewritten when ``write``)."""
+    stale = []
+    for relative, block in render_blocks(load_records(results)).items():
+        path = root / relative
+        text = path.read_text()
+        new = replace_block(text, block, relative)
+        if new != text:
+            stale.append(relative)
+            if write:
+                path.write_text(new)
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only report tables that differ (exit 1)")
+    args = parser.parse_args(argv)
+    stale = stale_files(write=not args.check)
+    for relative in stale:
+        print(f"{relative}: {'differs from' if args.check else 'regenerated from'} benchmarks/results/*.json")
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
