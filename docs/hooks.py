@@ -14,15 +14,15 @@ MARKER = "<!-- cli-reference -->"
 
 # Commands other than `alignlab train METHOD`: (command line, "module:ConfigClass").
 COMMANDS = [
-    ("alignlab demo", "alignlab.demo:DemoConfig"),
+    ("alignlab demo", "alignlab.experiments.demo:DemoConfig"),
     ("alignlab world build", "alignlab.world.build:WorldBuildConfig"),
     ("alignlab world score", "alignlab.world.evaluate:WorldScoreConfig"),
     ("alignlab world eval", "alignlab.world.cli:WorldEvalConfig"),
     ("alignlab eval", "alignlab.evaluate.run:EvalConfig"),
     ("alignlab judge", "alignlab.evaluate.judge:JudgeConfig"),
     ("alignlab serve", "alignlab.evaluate.serve:ServeConfig"),
-    ("alignlab bench methods", "alignlab.outer.bench:BenchConfig"),
-    ("alignlab bench online", "alignlab.outer.online.bench:OnlineBenchConfig"),
+    ("alignlab bench methods", "alignlab.experiments.bench:BenchConfig"),
+    ("alignlab bench online", "alignlab.experiments.online_bench:OnlineBenchConfig"),
 ]
 
 

@@ -24,7 +24,7 @@ def isolated_losses(monkeypatch):
 
 
 def test_a_loss_declared_in_one_line_trains_through_the_registry(isolated_losses, tiny_model_dir, tmp_path):
-    # What docs_notes_d2.md tells a contributor to write: the function and its one-line declaration.
+    # What docs/contributing.md tells a contributor to write: the function and its one-line declaration.
     @L.register_loss("pair")
     def hinge_margin(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, *,
                      beta: float = 0.1):
