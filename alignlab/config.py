@@ -5,13 +5,10 @@ imports nothing above it.
 
 Example::
 
-    >>> from dataclasses import dataclass
-    >>> @dataclass
-    ... class Opt:
-    ...     lr: float = 1e-3
-    ...     '''learning rate'''
-    >>> load_config(Opt, None, ["lr=0.5"]).lr
-    0.5
+    >>> from alignlab.config import describe
+    >>> from alignlab.core.run import RunConfig
+    >>> [key for key, _, _ in describe(RunConfig)][:2]
+    ['model.name_or_path', 'model.dtype']
 """
 
 from alignlab.core.config import (

@@ -271,12 +271,12 @@ def config_parser(cls: type, prog: str, *, flags: dict[str, tuple[str, str]] | N
 
         >>> from dataclasses import dataclass
         >>> @dataclass
-        ... class Opt:
-        ...     lr: float = 1e-3
-        ...     '''learning rate'''
-        >>> parser = config_parser(Opt, "demo", flags={"lr": ("lr", "learning rate")})
-        >>> parse_config(Opt, parser, ["--lr", "0.5"]).lr
-        0.5
+        ... class Steps:
+        ...     max_steps: int = 10
+        ...     '''optimiser steps'''
+        >>> parser = config_parser(Steps, "demo", flags={"max_steps": ("max_steps", "optimiser steps")})
+        >>> parse_config(Steps, parser, ["--max-steps", "3", "--set", "max_steps=5"]).max_steps
+        5
     """
     rows = describe(cls, defaults=defaults)
     width = max((len(k) for k, _, _ in rows), default=0)
