@@ -18,11 +18,9 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +29,7 @@ import torch
 from alignlab.config import config_parser, field_docs, parse_config
 from alignlab.core.io import atomic_write_json
 from alignlab.core.precision import cpu_info, fastest_precision
+from alignlab.core.provenance import git_commit, package_version
 from alignlab.errors import AlignlabError
 
 BENCHMARKS = Path(__file__).resolve().parent
@@ -99,13 +98,13 @@ def write_result(name: str, config: SpeedConfig, reason: str, ratios: dict[str, 
     record = {
         "benchmark": name,
         "command": [Path(sys.executable).name, *sys.argv],
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "seed": config.seed,
         "config": dataclasses.asdict(config),
         "precision": {"both_sides": config.precision, "reason": reason},
         "machine": {"cpu": info.model, "capability": info.capability, "native_bf16": info.native_bf16,
                     "threads": config.threads, "cpu_count": os.cpu_count(), "python": platform.python_version(),
-                    **{f"{package}_version": _version(package)
+                    **{f"{package}_version": package_version(package)
                        for package in ("torch", "transformers", "trl", "lm-eval", "accelerate")}},
         "ratios": ratios,
         "timings": timings,
@@ -114,24 +113,6 @@ def write_result(name: str, config: SpeedConfig, reason: str, ratios: dict[str, 
     atomic_write_json(path, record)
     print(f"result: {path}")
     return path
-
-
-def _git_commit() -> str | None:
-    """HEAD's hash, with "+dirty" when the work tree has changes (None outside a git checkout)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=BENCHMARKS, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=BENCHMARKS,
-                               capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def build_tokenizer(path: Path, vocab_size: int = 8000):

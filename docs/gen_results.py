@@ -7,8 +7,17 @@ machine, so a table cannot drift from the run that made it. The tables sit betwe
     <!-- results:begin -->  ...generated...  <!-- results:end -->
 
 in ``docs/benchmarks.md`` (every ratio, the machine and the command) and ``README.md`` (the headline ratio of
-each benchmark). ``python docs/gen_results.py`` rewrites them; ``--check`` only reports (exit 1) whether they
-differ from what the files give, which ``tests/test_docs.py`` asserts.
+each benchmark).
+
+Every other area (interpretability, attacks, oversight, inner alignment, evaluation, the world's experiments)
+writes its result files under ``docs/results/<area>/`` with :func:`alignlab.core.provenance.write_result`, and
+owns one renderer module ``docs/tables/<area>.py`` with ``BLOCKS = {"name": function}``: each function returns
+the markdown that goes between ``<!-- results:begin name -->`` and ``<!-- results:end name -->`` in any page
+under ``docs/`` (or the README). A module may also define ``FIGURES = {"docs/…/x.png": function(path)}``,
+drawn from the same result files when the tables are rewritten.
+
+``python docs/gen_results.py`` rewrites every block (and figure); ``--check`` only reports (exit 1) which
+blocks differ from what the files give, which ``tests/test_docs.py`` asserts.
 
 Example:
     >>> render_blocks(load_records(RESULTS))["README.md"].startswith("| benchmark |")
@@ -18,14 +27,23 @@ Example:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+TABLES = ROOT / "docs" / "tables"
+sys.path.insert(0, str(TABLES))  # the renderers and this script share docs/tables/_common.py
+from _common import cell, command, commit, machine  # noqa: E402
+
+NAMED_BLOCK = re.compile(r"(<!-- results:begin (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(\n?<!-- results:end (?P=name) -->)",
+                         re.DOTALL)
 
 # What each speed benchmark compares and the project's target for its headline ratio (a goal, not a measurement):
 # name -> (what is measured, peer, headline ratio key, target as (">=" or "<=", value)); other ratios are listed too.
@@ -44,33 +62,10 @@ def load_records(folder: Path) -> dict[str, dict[str, Any]]:
     return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
 
 
-def _command(record: dict[str, Any]) -> str:
-    command = record.get("command", "")
-    return " ".join(command) if isinstance(command, list) else str(command)
-
-
-def _commit(record: dict[str, Any]) -> str:
-    commit = record.get("commit") or "unknown"
-    return commit[:10] + ("+dirty" if commit.endswith("+dirty") else "")
-
-
-def _machine(record: dict[str, Any]) -> str:
-    machine = record.get("machine", {})
-    cpu = machine.get("cpu") or machine.get("platform", "?")
-    native = {True: ", native bf16", False: ", no native bf16"}.get(machine.get("native_bf16"), "")
-    cores = machine.get("cpu_count", machine.get("cpus", "?"))
-    return f"{cpu} ({machine.get('capability', machine.get('device', '?'))}{native}), {cores} cores, " \
-           f"{machine.get('threads', '?')} thread(s) per side"
-
-
 def _status(ratio: float, target: tuple[str, float]) -> str:
     sign, value = target
     met = ratio >= value if sign == ">=" else ratio <= value
     return f"{sign} {value:g}× {'met' if met else '**not met**'}"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
 
 
 def speed_rows(records: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -101,7 +96,7 @@ def benchmarks_tables(records: dict[str, dict[str, Any]]) -> str:
             goal = target if ratio_name == key else SECONDARY_TARGETS.get((name, ratio_name))
             rows.append(f"| `{name}.py` — {what} | {peer} | {ratio_name}: **{ratio:.2f}×** | "
                         f"{_status(ratio, goal) if goal else '–'} | {record['precision']['both_sides']} | "
-                        f"{_cell(_machine(record))} | `{_commit(record)}` | `{_cell(_command(record))}` |")
+                        f"{cell(machine(record, ' per side'))} | `{commit(record)}` | `{cell(command(record))}` |")
     missing = [name for name in SPEED if name not in records]
     if missing:
         rows.append(f"| {', '.join(f'`{n}.py`' for n in missing)}: no result file yet (`make bench`) "
@@ -112,7 +107,7 @@ def benchmarks_tables(records: dict[str, dict[str, Any]]) -> str:
         setup = serve["setup"]
         parts.append(f"Serving (`alignlab serve`, batched against unbatched): {setup['requests']} greedy completions "
                      f"of {setup['max_tokens']} tokens from {setup['clients']} concurrent clients, {setup['model']}; "
-                     f"`{_cell(_command(serve))}` at commit `{_commit(serve)}` on {_cell(_machine(serve))}.")
+                     f"`{cell(command(serve))}` at commit `{commit(serve)}` on {cell(machine(serve, ' per side'))}.")
         table = ["| mode | max_batch_size | requests/s | p50 latency (ms) | p90 (ms) | p99 (ms) | mean batch |",
                  "|---|---|---|---|---|---|---|"]
         for mode, r in serve["results"].items():
@@ -135,17 +130,51 @@ def replace_block(text: str, block: str, where: str) -> str:
     return f"{head}{BEGIN}\n{block}\n{END}{tail}"
 
 
+def area_renderers(tables: Path = TABLES) -> tuple[dict[str, Callable[[], str]], dict[str, Callable]]:
+    """The named blocks and figures of every ``docs/tables/<area>.py`` (a name defined twice is an error)."""
+    blocks: dict[str, Callable[[], str]] = {}
+    figures: dict[str, Callable] = {}
+    for module_path in sorted(tables.glob("[!_]*.py")):
+        spec = importlib.util.spec_from_file_location(f"docs_tables_{module_path.stem}", module_path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for name in getattr(module, "BLOCKS", {}):
+            if name in blocks:
+                raise SystemExit(f"gen_results: block {name!r} is defined twice (second in {module_path.name})")
+        blocks.update(getattr(module, "BLOCKS", {}))
+        figures.update(getattr(module, "FIGURES", {}))
+    return blocks, figures
+
+
+def replace_named_blocks(text: str, blocks: dict[str, Callable[[], str]], where: str) -> str:
+    """``text`` with the body of every ``<!-- results:begin name -->`` block rendered afresh."""
+    def render(match: re.Match) -> str:
+        name = match["name"]
+        if name not in blocks:
+            raise SystemExit(f"gen_results: {where}: no renderer defines block {name!r} (docs/tables/*.py BLOCKS)")
+        return f"{match[1]}{blocks[name]().strip()}\n<!-- results:end {name} -->"
+    return NAMED_BLOCK.sub(render, text)
+
+
 def stale_files(root: Path = ROOT, results: Path = RESULTS, write: bool = False) -> list[str]:
-    """The files whose tables differ from what the result files give (rewritten when ``write``)."""
+    """The files whose tables differ from what the result files give (rewritten, with every figure, when
+    ``write``)."""
     stale = []
-    for relative, block in render_blocks(load_records(results)).items():
-        path = root / relative
+    rendered = render_blocks(load_records(results))
+    blocks, figures = area_renderers(root / "docs" / "tables")
+    pages = [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+    for path in pages:
+        relative = str(path.relative_to(root))
         text = path.read_text()
-        new = replace_block(text, block, relative)
+        new = replace_block(text, rendered[relative], relative) if relative in rendered else text
+        new = replace_named_blocks(new, blocks, relative)
         if new != text:
             stale.append(relative)
             if write:
                 path.write_text(new)
+    if write:
+        for relative, draw in figures.items():
+            draw(root / relative)
     return stale
 
 
@@ -155,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stale = stale_files(write=not args.check)
     for relative in stale:
-        print(f"{relative}: {'differs from' if args.check else 'regenerated from'} benchmarks/results/*.json")
+        print(f"{relative}: {'differs from' if args.check else 'regenerated from'} its result files")
     return 1 if stale and args.check else 0
 
 

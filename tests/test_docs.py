@@ -66,6 +66,31 @@ def test_results_tables_follow_the_result_files(tmp_path: Path) -> None:
     assert ">= 1.5× met" in (tmp_path / "README.md").read_text()
 
 
+def test_named_blocks_come_from_their_area_renderer(tmp_path: Path) -> None:
+    """A page's named block is rendered by the docs/tables module that defines it, and drawn figures are written;
+    a block no renderer defines is an error naming the page."""
+    gen = _gen_results()
+    (tmp_path / "docs" / "tables").mkdir(parents=True)
+    for relative in ("README.md", "docs/benchmarks.md"):
+        (tmp_path / relative).write_text(f"{gen.BEGIN}\n{gen.END}\n")
+    gen.stale_files(tmp_path, tmp_path / "none", write=True)  # the speed tables, from no result files
+    (tmp_path / "docs" / "tables" / "area.py").write_text(
+        "from pathlib import Path\n"
+        "BLOCKS = {'area-table': lambda: Path(__file__).with_name('n.txt').read_text()}\n"
+        "FIGURES = {'docs/fig.txt': lambda path: path.write_text('drawn')}\n")
+    (tmp_path / "docs" / "tables" / "n.txt").write_text("| n |\n|---|\n| 1 |")
+    page = tmp_path / "docs" / "area.md"
+    page.write_text("a\n<!-- results:begin area-table -->\nold\n<!-- results:end area-table -->\nb\n")
+    assert gen.stale_files(tmp_path, tmp_path / "none") == ["docs/area.md"]
+    gen.stale_files(tmp_path, tmp_path / "none", write=True)
+    assert page.read_text() == "a\n<!-- results:begin area-table -->\n| n |\n|---|\n| 1 |\n<!-- results:end area-table -->\nb\n"
+    assert (tmp_path / "docs" / "fig.txt").read_text() == "drawn"
+    assert gen.stale_files(tmp_path, tmp_path / "none") == []
+    page.write_text("<!-- results:begin unknown -->\n<!-- results:end unknown -->\n")
+    with pytest.raises(SystemExit, match="docs/area.md: no renderer defines block 'unknown'"):
+        gen.stale_files(tmp_path, tmp_path / "none")
+
+
 def test_contributing_worked_example_registers_a_loss(monkeypatch) -> None:
     """The code block of docs/contributing.md's worked example, run as written inside alignlab.outer.losses,
     declares a pairwise loss that is then a method of `alignlab train` with a reference (kl_anchored)."""
