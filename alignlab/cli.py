@@ -22,7 +22,8 @@ from alignlab.errors import AlignlabError, ConfigError
 T = TypeVar("T")
 
 # Areas that add their own sub-commands (each module defines add_commands(subparsers)).
-COMMAND_MODULES = ["alignlab.world.cli", "alignlab.evaluate.cli", "alignlab.experiments.bench_cli"]
+COMMAND_MODULES = ["alignlab.world.cli", "alignlab.evaluate.cli", "alignlab.experiments.bench_cli",
+                   "alignlab.interpret.cli", "alignlab.attacks.cli", "alignlab.oversight.cli", "alignlab.inner.cli"]
 
 # Common flags of `alignlab train METHOD`: flag -> (config key, help).
 TRAIN_FLAGS = {"model": ("model.name_or_path", "model to start from: a local directory or a hub name"),
@@ -155,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as err:
-            if err.name == name:  # an area not built yet
+            if err.name is not None and name.startswith(err.name):  # an area (or its package) not built yet
                 continue
             raise
         module.add_commands(subparsers)

@@ -45,3 +45,19 @@ class WorldError(AlignlabError):
 
 class EvalError(AlignlabError):
     """An evaluation task, metric, backend or judge is misconfigured or misbehaves."""
+
+
+class InterpretError(AlignlabError):
+    """An interpretability request cannot be served: unknown hook name, layer out of range, unmapped family."""
+
+
+class AttackError(AlignlabError):
+    """An attack is misconfigured: unstable target tokenisation, behaviour file without its columns."""
+
+
+class OversightError(AlignlabError):
+    """A scalable-oversight method is misconfigured (unknown principle or fault, unusable judge)."""
+
+
+class InnerError(AlignlabError):
+    """An inner-alignment experiment or environment is misconfigured."""
