@@ -174,6 +174,9 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from alignlab.core import provenance
+
+    provenance.command_line = ["alignlab", *argv]  # what result files record as the command that made them
     try:
         args = parse_args(build_parser(), argv)
         args.handler(args)

@@ -28,6 +28,10 @@ def test_demo_pipeline_writes_results_and_report(tmp_path, capsys):
         assert results[model]["n"] > 0 and "kl_to_reference" in results[model]
         assert (out / "eval" / model / "samples.jsonl").exists()
     assert results["base"]["kl_to_reference"] == pytest.approx(0.0, abs=1e-6)  # the base against itself
+    # a result file the docs can cite: how it was made, and every rate's standard error
+    assert results["command"][1:3] == ["demo", "--output"] and results["seed"] == 0 and results["machine"]["cpu"]
+    assert all(results[m]["stderr"]["harmlessness"] > 0 or results[m]["harmlessness"] in (0.0, 1.0)
+               for m in ("base", "sft", "dpo"))
     # every reported rate is the judge's verdict on the answers the model gave (samples.jsonl), not another run's
     from alignlab.world.build import build_world
     from alignlab.world.datasets import load_prompts
@@ -45,7 +49,7 @@ def test_demo_pipeline_writes_results_and_report(tmp_path, capsys):
     html = (out / "report.html").read_text()
     assert "Ground truth before and after alignment" in html and html.count("data:image/png;base64") >= 5
     printed = capsys.readouterr().out
-    assert "| model | helpfulness" in printed and "report.html" in printed
+    assert "| model | helpfulness" in printed and "report.html" in printed and " ± " in printed
     # a second run reuses the cached world and base model and replaces the stage directories
     assert main(argv) == 0
     assert "using the cached base model" in capsys.readouterr().out

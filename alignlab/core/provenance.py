@@ -27,12 +27,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from alignlab.core.io import atomic_write_json
-from alignlab.core.precision import cpu_info
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# The command line of the running alignlab command: set by ``alignlab.cli.main`` (which may be called in-process
+# with its own argv, e.g. from a test or a notebook, where sys.argv is the host's); None = sys.argv.
+command_line: list[str] | None = None
 # Versions worth knowing when a number moves between machines.
 PACKAGES = ("torch", "transformers", "accelerate", "peft", "trl", "lm-eval", "transformer-lens")
 
@@ -58,6 +58,10 @@ def package_version(package: str) -> str | None:
 
 def machine() -> dict[str, Any]:
     """The CPU (model, PyTorch's SIMD capability, native bf16), core and thread counts, and library versions."""
+    import torch  # here, not at the top: the CLI imports this module before it knows the command
+
+    from alignlab.core.precision import cpu_info
+
     info = cpu_info()
     return {"cpu": info.model, "capability": info.capability, "native_bf16": info.native_bf16,
             "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
@@ -67,8 +71,11 @@ def machine() -> dict[str, Any]:
 
 
 def provenance(*, seed: int | None, command: list[str] | None = None) -> dict[str, Any]:
-    """The header of a result file: command line (default: this process's), commit, seed, machine, time."""
-    return {"command": command if command is not None else [Path(sys.argv[0]).name, *sys.argv[1:]],
+    """The header of a result file: command line (default: the running alignlab command's, else this process's),
+    commit, seed, machine, time."""
+    if command is None:
+        command = command_line if command_line is not None else [Path(sys.argv[0]).name, *sys.argv[1:]]
+    return {"command": command,
             "commit": git_commit(), "seed": seed, "machine": machine(),
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +57,9 @@ class DemoConfig:
     beta: float = 0.3
     """DPO's β. A small β lets DPO drift from the SFT model's facts (likelihood displacement lowers the chosen
     answers too, and fact pairs differ only in the value); a stronger anchor keeps them"""
-    eval_samples: int = 2
-    """answers sampled per held-out prompt in the evaluation"""
+    eval_samples: int = 4
+    """answers sampled per held-out prompt in the evaluation (each rate's standard error counts the answers
+    to one prompt as one cluster, so more prompts narrow it more than more answers per prompt)"""
     max_new_tokens: int = 48
     """answer length cap in the evaluation"""
 
@@ -65,6 +67,7 @@ class DemoConfig:
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run every stage; returns the results (also written to ``results.json``)."""
     from alignlab.core.io import atomic_write_json
+    from alignlab.core.provenance import provenance
     from alignlab.outer.preference import PreferenceConfig, train_preference
     from alignlab.outer.reward import RewardModelConfig, train_reward
     from alignlab.outer.sft import SFTConfig, train_sft
@@ -123,14 +126,27 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                                "eval_pairs": "noise-free held-out pairs"}
     results["timings_s"] = timings
     results["model_paths"] = models  # the base model lives in the world cache, not under ``out``
+    # command, commit, seed and machine first, so the file is a result the docs can be generated from
+    results = {**provenance(seed=config.seed), "config": dataclasses.asdict(config), **results}
     atomic_write_json(out / "results.json", results)
     write_demo_report(out, results)
     return results
 
 
+RATES = ["helpfulness", "honesty", "harmlessness", "toxicity", "bias", "true_reward"]
+
+
+def rate_with_stderr(result: dict[str, Any], rate: str) -> str:
+    """``"0.725 ± 0.048"``: a rate with its standard error (answers to one prompt clustered)."""
+    value, se = result.get(rate), result.get("stderr", {}).get(rate)
+    if value is None:
+        return "–"
+    return f"{value:.3f}" if se is None else f"{value:.3f} ± {se:.3f}"
+
+
 def summary_table(results: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    columns = ["model", "helpfulness", "honesty", "harmlessness", "toxicity", "bias", "true_reward", "KL to base"]
-    rows = [[name] + [results[name].get(k) for k in columns[1:-1]] + [results[name].get("kl_to_reference")]
+    columns = ["model", *RATES, "KL to base"]
+    rows = [[name] + [rate_with_stderr(results[name], k) for k in RATES] + [results[name].get("kl_to_reference")]
             for name in STAGES]
     return columns, rows
 
@@ -142,11 +158,13 @@ def write_demo_report(out: Path, results: dict[str, Any]) -> Path:
 
     report = Report("alignlab demo: aligning the toy world's base model")
     report.text("Rates are measured by the toy world's judge on held-out prompts (higher is better for "
-                "helpfulness, honesty, harmlessness and true reward; lower for toxicity and bias). KL to base is "
+                "helpfulness, honesty, harmlessness and true reward; lower for toxicity and bias), each with its "
+                "standard error (± and error bars; the answers to one prompt count as one cluster). KL to base is "
                 "a Monte Carlo estimate of KL(model ‖ base) per answer, in nats.")
     report.table("Ground truth before and after alignment", *summary_table(results))
-    rates = ["helpfulness", "honesty", "harmlessness", "toxicity", "bias"]
-    report.bar_plot("Ground-truth rates", rates, {m: [results[m].get(r) for r in rates] for m in STAGES})
+    rates = RATES[:-1]
+    report.bar_plot("Ground-truth rates", rates, {m: [results[m].get(r) for r in rates] for m in STAGES},
+                    errors={m: [results[m].get("stderr", {}).get(r) for r in rates] for m in STAGES})
     families = sorted(results["base"]["per_family"])
     report.bar_plot("True reward per prompt family", families,
                     {m: [results[m]["per_family"][f]["true_reward"] for f in families] for m in STAGES})

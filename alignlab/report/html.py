@@ -78,13 +78,15 @@ class Report:
         self._figures.append(_png(fig, title))
 
     def bar_plot(self, title: str, groups: Sequence[str], values: dict[str, Sequence[float | None]], *,
-                 ylabel: str = "") -> None:
-        """Grouped bars: one group per entry of ``groups``, one bar per key of ``values``."""
+                 ylabel: str = "", errors: dict[str, Sequence[float | None]] | None = None) -> None:
+        """Grouped bars: one group per entry of ``groups``, one bar per key of ``values``; ``errors`` (same
+        keys) draws each bar's standard error as an error bar."""
         fig, ax = _axes(width=7.0)
         width = 0.8 / max(1, len(values))
         for i, (name, ys) in enumerate(values.items()):
             xs = [g + i * width for g in range(len(groups))]
-            ax.bar(xs, [y if y is not None else 0.0 for y in ys], width=width, label=name)
+            yerr = [e or 0.0 for e in errors[name]] if errors and name in errors else None
+            ax.bar(xs, [y if y is not None else 0.0 for y in ys], width=width, label=name, yerr=yerr, capsize=2)
         ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))], groups, rotation=20)
         ax.set(title=title, ylabel=ylabel)
         ax.legend()

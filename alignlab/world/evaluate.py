@@ -14,7 +14,9 @@ Which responses count toward which rate (each rate is a mean of the judge's per-
 | cost          | all                                        | Safe RLHF cost: +1 harmful/toxic/biased, −1 otherwise |
 
 A rate whose families are absent from the prompts is None. ``per_family`` holds every dimension's mean
-for each family present.
+for each family present. ``stderr`` holds each rate's standard error with the answers to one prompt as a
+cluster (answers sampled for the same prompt are not independent, so treating them as independent would
+understate the error; with one answer per prompt it is the ordinary stdev / √n).
 
 Example::
 
@@ -52,6 +54,35 @@ def _rate(scores: list[Score], dimension: str, families: tuple[str, ...] | None)
     return mean(values) if values else None
 
 
+def clustered_stderr(values: Sequence[float], clusters: Sequence[Any]) -> float | None:
+    """Standard error of ``mean(values)`` when values sharing a cluster key are correlated (cluster-robust:
+    SE² = G/(G−1) · Σ_g (Σ_{i∈g} (x_i − x̄))² / N², over G clusters and N values); None below two clusters.
+
+    Example::
+
+        >>> round(clustered_stderr([1, 0, 1, 0], ["a", "b", "c", "d"]), 4)   # one value per cluster: stdev / √n
+        0.2887
+        >>> clustered_stderr([1, 1, 0, 0], ["a", "a", "b", "b"])            # two prompts, each answered twice
+        0.5
+    """
+    n = len(values)
+    if n == 0:
+        return None
+    center = sum(values) / n
+    residual_sums: dict[Any, float] = {}
+    for value, key in zip(values, clusters):
+        residual_sums[key] = residual_sums.get(key, 0.0) + (value - center)
+    groups = len(residual_sums)
+    if groups < 2:
+        return None
+    return (groups / (groups - 1) * sum(r * r for r in residual_sums.values())) ** 0.5 / n
+
+
+def _stderr(scores: list[Score], keys: list[Any], dimension: str, families: tuple[str, ...] | None) -> float | None:
+    chosen = [(getattr(s, dimension), k) for s, k in zip(scores, keys) if families is None or s.family in families]
+    return clustered_stderr([v for v, _ in chosen], [k for _, k in chosen]) if chosen else None
+
+
 def evaluate_responses(
     prompts: Sequence[PromptLike | PromptRecord], responses: Sequence[str], *, per_response: bool = False
 ) -> dict[str, Any]:
@@ -63,17 +94,21 @@ def evaluate_responses(
     """
     if len(prompts) != len(responses):
         raise WorldError(f"got {len(prompts)} prompts but {len(responses)} responses")
-    scores = []
+    scores, keys = [], []
     for prompt, response in zip(prompts, responses):
         if isinstance(prompt, PromptRecord):
             prompt = prompt.meta if "family" in prompt.meta else prompt.prompt
-        scores.append(score(as_world_prompt(prompt), response))
+        world_prompt = as_world_prompt(prompt)
+        scores.append(score(world_prompt, response))
+        keys.append(world_prompt.text)  # answers to the same prompt form one cluster
     result: dict[str, Any] = {dim: _rate(scores, dim, fams) for dim, fams in RATE_FAMILIES.items()}
     result["true_reward"] = mean(s.true_reward for s in scores) if scores else None
     # the standard error of that mean, to tell a method's improvement from sampling noise
     result["true_reward_stderr"] = stdev(s.true_reward for s in scores) / len(scores) ** 0.5 if len(scores) > 1 else None
     result["cost"] = mean(s.cost for s in scores) if scores else None
     result["n"] = len(scores)
+    result["stderr"] = {**{dim: _stderr(scores, keys, dim, fams) for dim, fams in RATE_FAMILIES.items()},
+                        "true_reward": _stderr(scores, keys, "true_reward", None)}
     if per_response:
         result["true_rewards"] = [s.true_reward for s in scores]
     result["per_family"] = {
