@@ -51,7 +51,9 @@ def test_bench_methods_writes_table_json_and_report(world_and_model, tmp_path, c
              "--set", "overrides={kto: [desirable_weight=1.1]}"])
     results = json.loads((out / "results.json").read_text())
     rows = results["rows"]
+    assert results["seed"] == 0 and "commit" in results and results["machine"]["cpu_count"]  # provenance
     assert [r["method"] for r in rows] == ["sft (start)", *METHODS]
+    assert all(set(r["stderr"]) >= {"honesty", "harmlessness", "true_reward"} for r in rows)
     assert rows[0]["kl_to_sft"] == 0.0 and rows[0]["train_seconds"] == 0.0
     for row in rows:
         assert math.isfinite(row["true_reward"]) and math.isfinite(row["kl_to_sft"])

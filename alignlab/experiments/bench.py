@@ -226,8 +226,8 @@ def evaluate_policy(model_dir: str, sft, tokenizer, prompts: list, respond: Resp
     per_prompt = [mean(scores["true_rewards"][i::n_prompts]) for i in range(n_prompts)]
     plain = [responder("sft", None).prompt_ids(tokenizer, p.messages) for p in sampled.prompts]
     kl = kl_estimate(lm.model, sft, sampled, pad_token_id=tokenizer.pad_token_id, reference_prompt_ids=plain)
-    return {**{k: scores[k] for k in GROUND_TRUTH}, "kl_to_sft": kl, "examples": sampled.answers[:3],
-            "per_prompt_reward": per_prompt}
+    return {**{k: scores[k] for k in GROUND_TRUTH}, "stderr": scores["stderr"], "kl_to_sft": kl,
+            "examples": sampled.answers[:3], "per_prompt_reward": per_prompt}
 
 
 def paired_gain(row: dict[str, Any], start: dict[str, Any]) -> dict[str, float]:
@@ -348,7 +348,8 @@ def report_html(rows: list[dict[str, Any]], config: BenchConfig) -> str:
 
 def write_outputs(out: Path, config: BenchConfig, rows: list[dict[str, Any]]) -> None:
     from alignlab.core.io import atomic_write_json, atomic_write_text
+    from alignlab.core.provenance import provenance
 
-    atomic_write_json(out / "results.json", {"config": _config_dict(config), "rows": rows})
+    atomic_write_json(out / "results.json", {**provenance(seed=config.seed), "config": _config_dict(config), "rows": rows})
     atomic_write_text(out / "results.md", markdown_table(rows))
     atomic_write_text(out / "report.html", report_html(rows, config))

@@ -142,6 +142,7 @@ def bench_online(config: OnlineBenchConfig) -> list[dict[str, Any]]:
     """Train and evaluate each method in ``config.methods``; write the tables; return the rows."""
     from alignlab.core.io import atomic_write_json, atomic_write_text
     from alignlab.core.models import load_causal_lm, load_tokenizer
+    from alignlab.core.provenance import provenance
     from alignlab.experiments.bench import (
         evaluate_policy,
         markdown_table,
@@ -163,7 +164,8 @@ def bench_online(config: OnlineBenchConfig) -> list[dict[str, Any]]:
              "train_seconds": 0.0, "kl_to_sft": 0.0, "gain_vs_sft": 0.0, "gain_stderr": 0.0}]
 
     def write() -> None:
-        atomic_write_json(out / "results.json", {"config": dataclasses.asdict(config), "rows": rows})
+        atomic_write_json(out / "results.json", {**provenance(seed=config.seed), "config": dataclasses.asdict(config),
+                                                 "rows": rows})
         atomic_write_text(out / "results.md", markdown_table(rows))
         offline = Path(config.offline_results)
         if offline.exists():
