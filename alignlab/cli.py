@@ -23,7 +23,8 @@ T = TypeVar("T")
 
 # Areas that add their own sub-commands (each module defines add_commands(subparsers)).
 COMMAND_MODULES = ["alignlab.world.cli", "alignlab.evaluate.cli", "alignlab.experiments.bench_cli",
-                   "alignlab.interpret.cli", "alignlab.attacks.cli", "alignlab.oversight.cli", "alignlab.inner.cli"]
+                   "alignlab.outer.cli", "alignlab.interpret.cli", "alignlab.attacks.cli", "alignlab.oversight.cli",
+                   "alignlab.inner.cli"]
 
 # Common flags of `alignlab train METHOD`: flag -> (config key, help).
 TRAIN_FLAGS = {"model": ("model.name_or_path", "model to start from: a local directory or a hub name"),

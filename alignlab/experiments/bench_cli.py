@@ -1,5 +1,5 @@
 """``alignlab bench methods --world`` and ``alignlab bench online --world``: every offline or online method on
-the toy world, one table each.
+the toy world, one table each; ``alignlab bench selection --world``: small-data SFT by data selector.
 
     alignlab bench methods --world [--methods dpo,kto,rrhf] [--sft-model PATH] [--output DIR]
                            [--max-steps N] [--config F.yaml] [--set key=value ...]
@@ -43,6 +43,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="train each offline method from the same SFT model and compare ground-truth scores")
     add_config_command(bench, "online", _online,
                        help="train each online RL method from the same SFT model and compare ground-truth scores")
+    add_config_command(bench, "selection", _selection,
+                       help="SFT on chosen fractions of the world's demonstrations: selectors against random")
 
 
 def _methods(args: argparse.Namespace) -> None:
@@ -62,3 +64,17 @@ def _online(args: argparse.Namespace) -> None:
     rows = bench_online(config)
     print(markdown_table(rows), end="")
     print(f"results.json and results.md in {config.output}")
+
+
+def _selection(args: argparse.Namespace) -> None:
+    from alignlab.errors import ConfigError
+    from alignlab.experiments.selection_bench import SelectionBenchConfig, bench_selection
+
+    config = parse_command_config(SelectionBenchConfig, args, flags=("world", "world_dir", "output"),
+                                  lists=["fractions", "selectors", "seeds"])
+    if not config.world:
+        raise ConfigError(f"{args.config_command} needs --world")
+    for row in bench_selection(config):
+        print(f"{row['fraction']:>5g} {row['selector']:<15} true reward {row['true_reward']:.3f}"
+              + (f" ± {row['true_reward_se']:.3f}" if row["true_reward_se"] is not None else ""))
+    print(f"results.json and report.html in {config.output}")
