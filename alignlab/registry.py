@@ -68,6 +68,7 @@ _AFTER_PAIRWISE: dict[str, Method] = {
     "pro": Method("alignlab.outer.ranked:PROConfig:train_ranked", "offline", "ranked", "pro"),
     "stable-alignment": Method("alignlab.outer.ranked:StableAlignmentConfig:train_ranked", "offline", "ranked",
                                "stable_alignment"),
+    "alol": Method("alignlab.outer.ranked:ALoLConfig:train_ranked", "offline", "ranked", "alol"),
     "kto": Method("alignlab.outer.kto:KTOConfig:train_kto", "offline", "unpaired", "kto"),
     # pairs, read as positives and negatives: a negative that knows its chosen answer is penalised where it departs
     "cringe": Method("alignlab.outer.cringe:CringeConfig:train_cringe", "offline", "pair", "cringe"),

@@ -7,10 +7,13 @@ then sees per-candidate log-probs as ``[batch, k]`` tensors:
 
 - RRHF (Yuan et al. 2023): hinge ranking of length-normalised log-probs + NLL of the best response;
 - PRO (Song et al. 2024): Plackett–Luce over the ranking with reward-gap temperatures + SFT on the best;
-- Stable Alignment (Liu et al. 2023): NLL of the best-rated response + a rating-gap margin hinge.
+- Stable Alignment (Liu et al. 2023): NLL of the best-rated response + a rating-gap margin hinge;
+- A-LoL (Baheti et al. 2024): every response weighted by its advantage over the list's mean reward, with a
+  clipped importance weight against the starting model (weighted offline RL from existing data).
 
-The losses themselves are the pure functions ``rrhf``, ``pro`` and ``stable_alignment`` of
-:mod:`alignlab.outer.losses`; none needs a reference model. Lists of different lengths may share a batch
+The losses themselves are the pure functions ``rrhf``, ``pro``, ``stable_alignment`` and ``alol`` of
+:mod:`alignlab.outer.losses`; only A-LoL needs a reference, whose log-probs of every candidate are computed once,
+before training, by the starting model. Lists of different lengths may share a batch
 (the loss is evaluated per list length). A list whose scores are all tied carries no ranking signal and
 only contributes its SFT term.
 
@@ -25,7 +28,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -38,7 +41,7 @@ from alignlab.core.run import RunConfig, finish_run, start_run
 from alignlab.core.tokenize import CompletionCollator, encode_completion, ensure_chat_template
 from alignlab.core.trainer import ObjectiveOutput, TrainConfig, TrainResult, train
 from alignlab.errors import DataError
-from alignlab.outer.losses import LossOutput, pro, rrhf, stable_alignment
+from alignlab.outer.losses import LossOutput, alol, pro, rrhf, stable_alignment
 
 
 @dataclass
@@ -51,9 +54,11 @@ class RankedConfig(RunConfig):
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-5, batch_size=4))
     output: str = "runs/ranked"
+    uses_reference: ClassVar[bool] = False  # the starting model's log-prob of every candidate goes to the loss
 
-    def loss(self, logps: torch.Tensor, lengths: torch.Tensor, rewards: torch.Tensor) -> LossOutput:
-        """Per-list losses from summed log-probs, token counts and rewards, each [batch, k]."""
+    def loss(self, logps: torch.Tensor, lengths: torch.Tensor, rewards: torch.Tensor,
+             ref_logps: torch.Tensor | None = None) -> LossOutput:
+        """Per-list losses from summed log-probs, token counts, rewards (and reference log-probs), each [batch, k]."""
         raise NotImplementedError
 
 
@@ -67,7 +72,8 @@ class RRHFConfig(RankedConfig):
     length_penalty: float = 1.0
     """α in p_i = Σ_t log π(y_i,t) / |y_i|^α (1 = mean token log-prob, as the authors train)"""
 
-    def loss(self, logps: torch.Tensor, lengths: torch.Tensor, rewards: torch.Tensor) -> LossOutput:
+    def loss(self, logps: torch.Tensor, lengths: torch.Tensor, rewards: torch.Tensor,
+             ref_logps: torch.Tensor | None = None) -> LossOutput:
         scores = logps / lengths ** self.length_penalty  # Eq. 1
         best = rewards.argmax(dim=1, keepdim=True)
         best_nll = -(logps / lengths).gather(1, best).squeeze(1)  # Eq. 3, mean over the best response's tokens
@@ -82,7 +88,8 @@ class PROConfig(RankedConfig):
     sft_weight: float = 0.05
     """β in Σ_k L_k + β·(n−1)²·NLL(best) (the authors' default)"""
 
-    def loss(self, logps: torch.Tensor, lengths: torch.Tensor, rewards: torch.Tensor) -> LossOutput:
+    def loss(self, logps: torch.Tensor, lengths: torch.Tensor, rewards: torch.Tensor,
+             ref_logps: torch.Tensor | None = None) -> LossOutput:
         best = rewards.argmax(dim=1, keepdim=True)
         best_nll = -logps.gather(1, best).squeeze(1)  # token-summed, as the authors compute it
         return pro(logps / lengths, rewards, best_nll, sft_weight=self.sft_weight)
@@ -102,9 +109,24 @@ class StableAlignmentConfig(RankedConfig):
     max_flow: bool = False
     """penalise the worst violation instead of the mean over the worse responses"""
 
-    def loss(self, logps: torch.Tensor, lengths: torch.Tensor, rewards: torch.Tensor) -> LossOutput:
+    def loss(self, logps: torch.Tensor, lengths: torch.Tensor, rewards: torch.Tensor,
+             ref_logps: torch.Tensor | None = None) -> LossOutput:
         return stable_alignment(-logps / lengths, rewards, ratio=self.ratio, margin=self.margin,
                                 rating_scale=self.rating_scale, max_flow=self.max_flow)
+
+
+@dataclass
+class ALoLConfig(RankedConfig):
+    """A-LoL: advantage-weighted offline policy gradient on scored responses, clipped importance weight."""
+
+    output: str = "runs/alol"
+    uses_reference: ClassVar[bool] = True
+    clip_epsilon: float = 0.2
+    """ε of the importance weight's clip to [1 − ε, 1 + ε] (PPO's default)"""
+
+    def loss(self, logps: torch.Tensor, lengths: torch.Tensor, rewards: torch.Tensor,
+             ref_logps: torch.Tensor | None = None) -> LossOutput:
+        return alol(logps, ref_logps, rewards, clip_epsilon=self.clip_epsilon)
 
 
 def encode_ranked(tokenizer, records: list[RankedRecord], data: DataConfig, source: str) -> list[dict[str, Any]]:
@@ -139,6 +161,8 @@ class RankedCollator:
         batch = CompletionCollator(self.pad_token_id)([c for e in examples for c in e["candidates"]])
         batch["list_sizes"] = torch.tensor([len(e["candidates"]) for e in examples])
         batch["scores"] = torch.tensor([s for e in examples for s in e["scores"]], dtype=torch.float32)
+        if "ref_logps" in examples[0]:
+            batch["ref_logps"] = torch.tensor([s for e in examples for s in e["ref_logps"]], dtype=torch.float32)
         return batch
 
 
@@ -159,12 +183,31 @@ class RankedObjective:
         metrics: dict[str, list[torch.Tensor]] = {}
         for k in sorted(set(sizes)):
             rows = torch.tensor([s + j for s, n in zip(starts, sizes) if n == k for j in range(k)])
+            ref = batch["ref_logps"][rows].view(-1, k) if "ref_logps" in batch else None
             losses, values = self.config.loss(logps[rows].float().view(-1, k), lengths[rows].float().view(-1, k),
-                                              batch["scores"][rows].view(-1, k))
+                                              batch["scores"][rows].view(-1, k), ref)
             loss_sum = loss_sum + losses.sum()
             for name, value in values.items():
                 metrics.setdefault(name, []).append(value.detach().float())
         return ObjectiveOutput(loss_sum=loss_sum, metrics={k: torch.cat(v) for k, v in metrics.items()})
+
+
+@torch.no_grad()
+def add_reference_logps(model: nn.Module, examples: list[dict[str, Any]], pad_token_id: int,
+                        batch_size: int = 16) -> None:
+    """Write each candidate's summed log-prob under ``model`` (the not-yet-trained policy) into its example."""
+    collate = RankedCollator(pad_token_id)
+    was_training = model.training
+    model.eval()
+    for lo in range(0, len(examples), batch_size):
+        chunk = examples[lo : lo + batch_size]
+        batch = collate(chunk)
+        logps, _ = sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        start = 0
+        for example in chunk:
+            example["ref_logps"] = logps[start : start + len(example["candidates"])].float().tolist()
+            start += len(example["candidates"])
+    model.train(was_training)
 
 
 def train_ranked(config: RankedConfig, *, model: nn.Module | None = None, tokenizer=None) -> TrainResult:
@@ -177,6 +220,9 @@ def train_ranked(config: RankedConfig, *, model: nn.Module | None = None, tokeni
     eval_examples = encode_ranked(tokenizer, eval_records, config.data, "eval data") if eval_records else None
     model = model or load_causal_lm(config.model.name_or_path, dtype=config.model.dtype,
                                     trust_remote_code=config.model.trust_remote_code, lora=config.model.lora())
+    if config.uses_reference:  # the starting model, before any update, is the reference
+        for examples in filter(None, [train_examples, eval_examples]):
+            add_reference_logps(model, examples, tokenizer.pad_token_id)
     lengths = [max(len(c["input_ids"]) for c in e["candidates"]) for e in train_examples]
     result = train(model, RankedObjective(config), train_examples, RankedCollator(tokenizer.pad_token_id),
                    config.train, out, eval_examples=eval_examples, lengths=lengths)
