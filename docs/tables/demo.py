@@ -8,6 +8,7 @@ so this is conservative for a paired difference).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from _common import RESULTS, cite, load
@@ -47,8 +48,8 @@ def difference(record: dict, better: str, worse: str, rate: str) -> tuple[float,
     """(difference, z): ``better``'s rate minus ``worse``'s, and that over its combined standard error."""
     a, b = record[better], record[worse]
     diff = a[rate] - b[rate]
-    se = (a["stderr"][rate] ** 2 + b["stderr"][rate] ** 2) ** 0.5 if a["stderr"][rate] and b["stderr"][rate] else 0.0
-    return diff, (diff / se if se else float("inf") if diff else 0.0)
+    se = ((a["stderr"][rate] or 0.0) ** 2 + (b["stderr"][rate] or 0.0) ** 2) ** 0.5
+    return diff, (diff / se if se else math.copysign(math.inf, diff) if diff else 0.0)
 
 
 def conclusions() -> str:
