@@ -59,6 +59,7 @@ _BEFORE_PAIRWISE: dict[str, Method] = {
     "grpo": Method("alignlab.outer.online.grpo:GRPOConfig:train_grpo", "online", "prompt"),
     "rloo": Method("alignlab.outer.online.grpo:RLOOConfig:train_rloo", "online", "prompt"),
     "reinforce": Method("alignlab.outer.online.grpo:ReinforceConfig:train_reinforce", "online", "prompt"),
+    "fdpg": Method("alignlab.outer.online.fdpg:FDPGConfig:train_fdpg", "online", "prompt"),
     "raft": Method("alignlab.outer.online.sampling:RAFTConfig:train_raft", "online", "prompt"),
     "rso": Method("alignlab.outer.online.sampling:RSOConfig:train_rso", "online", "prompt"),
     "spin": Method("alignlab.outer.online.sampling:SPINConfig:train_spin", "online", "conversation"),

@@ -22,7 +22,7 @@ MARGIN = 0.1  # of the share's [0, 1] range
 CRITIC = ["minibatch_size=4", "train.lr=1e-2"]
 GROUPS = ["group_size=4", "minibatch_size=16", "train.lr=3e-2"]
 METHODS = {"ppo": CRITIC, "safe-ppo": [*CRITIC, "train.max_steps=60"],  # Safe RLHF learns from raw scores: slower
-           "grpo": GROUPS, "rloo": GROUPS, "reinforce": GROUPS}
+           "grpo": GROUPS, "rloo": GROUPS, "reinforce": GROUPS, "fdpg": GROUPS}
 
 
 @pytest.fixture(scope="module")

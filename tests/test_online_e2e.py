@@ -60,6 +60,7 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     ("grpo", ["--set", "group_size=2", "--set", "prompts_per_step=2"]),
     ("rloo", ["--set", "group_size=2", "--set", "prompts_per_step=2"]),
     ("reinforce", ["--set", "group_size=2", "--set", "prompts_per_step=2"]),
+    ("fdpg", ["--set", "group_size=2", "--set", "prompts_per_step=2", "--set", "divergence=forward_kl"]),
 ])
 def test_online_methods_run_from_the_cli(method, extra, tiny_model_dir, prompts_file, reward_module, tmp_path):
     out = tmp_path / method
