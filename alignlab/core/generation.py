@@ -147,7 +147,10 @@ def left_padded_positions(mask: torch.Tensor) -> torch.Tensor:
 
 def kv_cache(model: nn.Module, capacity: int):
     """An empty KV cache preallocated for ``capacity`` positions per row, written in place: a growing cache
-    would copy all of itself at every decoding step."""
+    would copy all of itself at every decoding step. A model that combines several (decoding-time experts)
+    brings its own through ``new_kv_cache(capacity)``."""
+    if hasattr(model, "new_kv_cache"):
+        return model.new_kv_cache(capacity)
     from transformers import StaticCache
 
     return StaticCache(config=model.config, max_cache_len=capacity)

@@ -1,5 +1,6 @@
 """``alignlab bench methods --world`` and ``alignlab bench online --world``: every offline or online method on
-the toy world, one table each; ``alignlab bench selection --world``: small-data SFT by data selector.
+the toy world, one table each; ``alignlab bench selection --world``: small-data SFT by data selector;
+``alignlab bench decoding --world``: decoding-time alignment of the frozen base model.
 
     alignlab bench methods --world [--methods dpo,kto,rrhf] [--sft-model PATH] [--output DIR]
                            [--max-steps N] [--config F.yaml] [--set key=value ...]
@@ -43,6 +44,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="train each offline method from the same SFT model and compare ground-truth scores")
     add_config_command(bench, "online", _online,
                        help="train each online RL method from the same SFT model and compare ground-truth scores")
+    add_config_command(bench, "decoding", _decoding,
+                       help="steer the world's frozen base model at decoding time (DExperts, anti-expert re-ranking)")
     add_config_command(bench, "selection", _selection,
                        help="SFT on chosen fractions of the world's demonstrations: selectors against random")
 
@@ -77,4 +80,17 @@ def _selection(args: argparse.Namespace) -> None:
     for row in bench_selection(config):
         print(f"{row['fraction']:>5g} {row['selector']:<15} true reward {row['true_reward']:.3f}"
               + (f" ± {row['true_reward_se']:.3f}" if row["true_reward_se"] is not None else ""))
+    print(f"results.json and report.html in {config.output}")
+
+
+def _decoding(args: argparse.Namespace) -> None:
+    from alignlab.errors import ConfigError
+    from alignlab.experiments.decoding_bench import RATES, DecodingBenchConfig, bench_decoding
+
+    config = parse_command_config(DecodingBenchConfig, args, flags=("world", "world_dir", "output", "seed"),
+                                  lists=["alphas"])
+    if not config.world:
+        raise ConfigError(f"{args.config_command} needs --world")
+    for row in bench_decoding(config):
+        print(f"{row['rule']:<45} " + " ".join(f"{k} {row[k]:.3f}" for k in RATES))
     print(f"results.json and report.html in {config.output}")
