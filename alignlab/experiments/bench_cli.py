@@ -1,6 +1,7 @@
 """``alignlab bench methods --world`` and ``alignlab bench online --world``: every offline or online method on
 the toy world, one table each; ``alignlab bench selection --world``: small-data SFT by data selector;
-``alignlab bench decoding --world``: decoding-time alignment of the frozen base model.
+``alignlab bench decoding --world``: decoding-time alignment of the frozen base model; ``alignlab bench rlsf
+--world``: reward models from synthetic feedback.
 
     alignlab bench methods --world [--methods dpo,kto,rrhf] [--sft-model PATH] [--output DIR]
                            [--max-steps N] [--config F.yaml] [--set key=value ...]
@@ -46,6 +47,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="train each online RL method from the same SFT model and compare ground-truth scores")
     add_config_command(bench, "decoding", _decoding,
                        help="steer the world's frozen base model at decoding time (DExperts, anti-expert re-ranking)")
+    add_config_command(bench, "rlsf", _rlsf,
+                       help="reward models from synthetic (by-construction) preferences against annotator labels")
     add_config_command(bench, "selection", _selection,
                        help="SFT on chosen fractions of the world's demonstrations: selectors against random")
 
@@ -94,3 +97,15 @@ def _decoding(args: argparse.Namespace) -> None:
     for row in bench_decoding(config):
         print(f"{row['rule']:<45} " + " ".join(f"{k} {row[k]:.3f}" for k in RATES))
     print(f"results.json and report.html in {config.output}")
+
+
+def _rlsf(args: argparse.Namespace) -> None:
+    from alignlab.errors import ConfigError
+    from alignlab.experiments.rlsf_bench import RLSFBenchConfig, bench_rlsf
+
+    config = parse_command_config(RLSFBenchConfig, args, flags=("world", "world_dir", "output"), lists=["seeds"])
+    if not config.world:
+        raise ConfigError(f"{args.config_command} needs --world")
+    for key, value in bench_rlsf(config)["summary"].items():
+        print(f"{key}: {value['mean']:.3f}" + (f" ± {value['se']:.3f}" if value["se"] is not None else ""))
+    print(f"results.json in {config.output}")
