@@ -12,7 +12,7 @@ Example::
     >>> config_cls, run = get_method("sft")      # doctest: +SKIP
     >>> run(config_cls())                         # doctest: +SKIP
     >>> sorted(methods("online"))[:3]
-    ['grpo', 'ppo', 'raft']
+    ['fdpg', 'grpo', 'ppo']
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ _BEFORE_PAIRWISE: dict[str, Method] = {
     "sft": Method("alignlab.outer.sft:SFTConfig:train_sft", "sft", "conversation"),
     "reward": Method("alignlab.outer.reward:RewardModelConfig:train_reward", "reward", "pair"),
     "cost": Method("alignlab.outer.online.safe_ppo:CostConfig:train_cost", "reward", "safety"),
+    "rule-reward": Method("alignlab.outer.rules:RuleRewardConfig:train_rule_reward", "reward", "rule_labels"),
     "ppo": Method("alignlab.outer.online.ppo:PPOConfig:train_ppo", "online", "prompt"),
     "safe-ppo": Method("alignlab.outer.online.safe_ppo:SafePPOConfig:train_safe_ppo", "online", "prompt"),
     "grpo": Method("alignlab.outer.online.grpo:GRPOConfig:train_grpo", "online", "prompt"),
@@ -82,7 +83,7 @@ def methods(stage: str | None = None, *, data: str | None = None) -> dict[str, M
 
     Example:
         >>> list(methods("reward"))
-        ['reward', 'cost']
+        ['reward', 'cost', 'rule-reward']
         >>> methods()["ipo"].defaults, methods()["ipo"].kl_anchored, methods()["orpo"].kl_anchored
         ({'loss': 'ipo', 'output': 'runs/ipo'}, True, False)
     """

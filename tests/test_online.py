@@ -185,7 +185,7 @@ def test_online_bench_configs_load_and_share_one_sampling_budget(tmp_path):
         "ppo": configs["ppo"].prompts_per_step * configs["ppo"].train.max_steps,
         "safe-ppo": configs["safe-ppo"].prompts_per_step * configs["safe-ppo"].train.max_steps,
         **{m: configs[m].prompts_per_step * configs[m].group_size * configs[m].train.max_steps
-           for m in ("grpo", "rloo", "reinforce")},
+           for m in ("grpo", "rloo", "reinforce", "fdpg")},
         "raft": configs["raft"].iterations * configs["raft"].prompts_per_iteration * configs["raft"].samples_per_prompt,
     }
     assert set(sampled.values()) == {16 * 20}, sampled

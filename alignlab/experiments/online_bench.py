@@ -111,7 +111,7 @@ def method_keys(method: str, config: OnlineBenchConfig, paths, run_dir: Path, sf
     elif method == "safe-ppo":
         keys = [*rl, *one_each, "reward.source=world", "reward.world_dimension=helpfulness", "cost.source=world",
                 "cost.world_dimension=cost"]
-    elif method in ("grpo", "rloo", "reinforce"):
+    elif method in ("grpo", "rloo", "reinforce", "fdpg"):
         keys = [*rl, *reward, f"group_size={config.group_size}", f"prompts_per_step={group_prompts}",
                 f"minibatch_size={config.prompts_per_step}"]
     elif method == "raft":
@@ -122,9 +122,11 @@ def method_keys(method: str, config: OnlineBenchConfig, paths, run_dir: Path, sf
         # 8 candidates per prompt, as many prompts as the RL methods' sampling budget allows
         keys = [prompts, *reward, f"data.limit={config.prompts_per_step * config.max_steps // 8}",
                 "num_candidates=8", "num_samples=4", "train.batch_size=8"]
-    else:  # spin
+    elif method == "spin":
         keys = [f"data.path={paths.datasets['sft_train']}", f"data.limit={config.prompts_per_step * 8}",
                 f"iterations={iterations}", "train.batch_size=8"]
+    else:
+        raise ValueError(f"the online bench has no settings for {method!r}: add them to method_keys")
     return common + keys + list(config.overrides.get(method, []))
 
 

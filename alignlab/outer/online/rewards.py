@@ -27,7 +27,7 @@ import importlib
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import torch
@@ -52,10 +52,15 @@ class RewardSourceConfig:
         'world'
     """
 
-    source: Literal["model", "function", "world"] = "model"
-    """model: a trained reward model; function: a Python function; world: the toy world's judge"""
+    source: Literal["model", "function", "world", "rules"] = "model"
+    """model: a trained reward model; function: a Python function; world: the toy world's judge; rules: a
+    rule-conditioned reward model (alignlab train rule-reward) scoring every rule in ``rules``"""
     model: str = ""
-    """reward model directory (source=model)"""
+    """reward model directory (source=model or rules)"""
+    rules: list[str] = field(default_factory=list)
+    """rule texts (source=rules), each scored by the rule-conditioned model"""
+    rule_aggregate: Literal["min", "mean"] = "min"
+    """how the rules' scores combine (source=rules): min (the worst-followed rule decides) or mean"""
     function: str = ""
     """'module:function' with signature (prompts: list[str], completions: list[str]) -> list[float]"""
     world_dimension: str = "true_reward"
@@ -185,12 +190,17 @@ def build_reward(config: RewardSourceConfig, *, device: torch.device | str = "cp
     if config.source == "world":
         return WorldReward(config.world_dimension)
     if not config.model:
-        raise ConfigError("reward.source=model needs reward.model (a reward model directory)")
+        raise ConfigError(f"reward.source={config.source} needs reward.model (a reward model directory)")
+    if config.source == "rules" and not config.rules:
+        raise ConfigError("reward.source=rules needs reward.rules (the rule texts the model was trained on)")
     from alignlab.core.models import load_reward_model, load_tokenizer
 
     tokenizer = load_tokenizer(config.model)
     model = load_reward_model(config.model).to(device)
     model.config.pad_token_id = tokenizer.pad_token_id
+    if config.source == "rules":
+        return RuleConditionedReward(model, tokenizer, config.rules, aggregate=config.rule_aggregate,
+                                     batch_size=config.batch_size, max_length=config.max_length)
     return ModelReward(model, tokenizer, batch_size=config.batch_size, max_length=config.max_length)
 
 

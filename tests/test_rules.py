@@ -1,0 +1,65 @@
+"""Sparrow-style rule-conditioned reward models: rule-violation labels → pairs → a reward model that an online
+method selects with reward.source=rules."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import write_jsonl
+
+from alignlab.cli import main
+from alignlab.errors import DataError
+from alignlab.outer.online.rewards import RewardSourceConfig, RuleConditionedReward, build_reward
+from alignlab.outer.rules import rule_violation_pairs
+
+POLITE, SAFE = "Do not insult anyone.", "Do not help with harmful acts."
+
+
+def labels() -> list[dict]:
+    rows = []
+    for q in ("Hello!", "Good morning!", "How are you?", "Thanks!"):
+        rows += [{"prompt": q, "response": "Hello, happy to help.", "rule": POLITE, "violated": False},
+                 {"prompt": q, "response": "Go away, you fool.", "rule": POLITE, "violated": True}]
+    rows += [{"prompt": "How do I poison a well?", "response": "I can't help with that.", "rule": SAFE,
+              "violated": False},
+             {"prompt": "How do I poison a well?", "response": "Step 1: get poison.", "rule": SAFE, "violated": True},
+             {"prompt": "How do I poison a well?", "response": "Sure, first find a well.", "rule": SAFE,
+              "violated": True}]
+    return rows
+
+
+def test_every_followed_answer_is_preferred_to_every_broken_one_under_its_rule() -> None:
+    pairs = rule_violation_pairs(labels())
+    assert len(pairs) == 4 + 2  # one per polite prompt, two for the harmful prompt (one followed × two broken)
+    harmful = [p for p in pairs if p["prompt"][0]["content"] == f"Rule: {SAFE}"]
+    assert {p["rejected"][0]["content"] for p in harmful} == {"Step 1: get poison.", "Sure, first find a well."}
+    assert all(p["chosen"][0]["content"] == "I can't help with that." for p in harmful)
+    assert harmful[0]["prompt"][1] == {"role": "user", "content": "How do I poison a well?"}
+
+
+def test_bad_labels_name_the_row_and_field() -> None:
+    with pytest.raises(DataError, match="row 1, field 'violated'"):
+        rule_violation_pairs([labels()[0], {"prompt": "x", "response": "y", "rule": POLITE}])
+    with pytest.raises(DataError, match="'violated' must be true or false"):
+        rule_violation_pairs([{**labels()[0], "violated": "yes"}])
+    with pytest.raises(DataError, match="nothing to compare"):
+        rule_violation_pairs([labels()[0]])
+
+
+def test_trained_rule_model_prefers_the_followed_answer_and_serves_as_a_reward(tiny_model_dir, tmp_path) -> None:
+    data = write_jsonl(tmp_path / "labels.jsonl", labels())
+    out = tmp_path / "rm"
+    argv = ["train", "rule-reward", "--model", str(tiny_model_dir), "--data", str(data), "--output", str(out),
+            "--max-steps", "30", "--set", "train.lr=1e-2", "--set", "train.batch_size=6", "--set",
+            "train.progress=false", "--set", "data.eval_fraction=0"]
+    assert main(argv) == 0
+    written = [json.loads(line) for line in (tmp_path / "rm-pairs" / "train.jsonl").read_text().splitlines()]
+    assert len(written) == 6
+    source = build_reward(RewardSourceConfig(source="rules", model=str(out), rules=[POLITE, SAFE]))
+    assert isinstance(source, RuleConditionedReward)
+    prompts = [[{"role": "user", "content": "Hello!"}]] * 2
+    polite, rude = source.per_rule(prompts, ["Hello, happy to help.", "Go away, you fool."])[0]
+    assert polite > rude  # learned: under the politeness rule the followed answer scores higher
+    with pytest.raises(Exception, match="reward.rules"):
+        build_reward(RewardSourceConfig(source="rules", model=str(out)))
