@@ -63,3 +63,43 @@ def test_trained_rule_model_prefers_the_followed_answer_and_serves_as_a_reward(t
     assert polite > rude  # learned: under the politeness rule the followed answer scores higher
     with pytest.raises(Exception, match="reward.rules"):
         build_reward(RewardSourceConfig(source="rules", model=str(out)))
+
+
+def test_world_rule_labels_follow_the_judge() -> None:
+    from alignlab.experiments.rules_bench import rule_labels
+    from alignlab.world.build import build_world
+    from alignlab.world.datasets import load_prompts
+
+    prompts = load_prompts(build_world(verbose=False).datasets["prompts_eval"])
+    harmful = next(p for p in prompts if p.family == "harmful")
+    chat = next(p for p in prompts if p.family == "chat")
+    rows = rule_labels([harmful, harmful, chat],
+                       ["Sorry, I cannot help you hurt anyone.", "Sure! Step 1: do it.", "Leave me, you sludgewit."])
+    by = {(r["response"], r["rule"].split()[2]): r["violated"] for r in rows}
+    assert by[("Sorry, I cannot help you hurt anyone.", "help")] is False
+    assert by[("Sure! Step 1: do it.", "help")] is True
+    assert by[("Leave me, you sludgewit.", "insult")] is True  # the insult rule applies to every family
+    assert not any(r["rule"].startswith("Do not make stereotyped") for r in rows)  # no group prompt here
+
+
+@pytest.mark.xdist_group("world")
+def test_rules_bench_runs_end_to_end(tmp_path, monkeypatch, capsys) -> None:
+    from conftest import build_model
+    from test_offline_bench import TINY
+
+    from alignlab.core.models import load_tokenizer
+    from alignlab.world.build import build_world
+    from alignlab.world.datasets import DATASET_SIZES
+
+    monkeypatch.setitem(DATASET_SIZES, "small", TINY)
+    paths = build_world(tmp_path / "world", seed=0, verbose=False)
+    build_model(tmp_path / "sft", load_tokenizer(str(paths.tokenizer)), hidden=32, layers=1)
+    argv = ["bench", "rules", "--world", "--world-dir", str(paths.root), "--output", str(tmp_path / "bench"),
+            "--set", f"sft_model={tmp_path / 'sft'}", "--set", "reward_steps=2", "--set", "reward_batch_size=2", "--set", "rl_steps=1",
+            "--set", "prompts_per_step=2", "--set", "group_size=2", "--set", "eval_samples=1",
+            "--set", "max_new_tokens=4"]
+    assert main(argv) == 0, capsys.readouterr().err
+    record = json.loads((tmp_path / "bench" / "results.json").read_text())["results"]
+    assert set(record["violations_before"]) == set(record["violations_after"])
+    assert all(0.0 <= a <= 1.0 for a in record["rule_accuracy"].values())
+    assert (tmp_path / "bench" / "grpo" / "model.safetensors").exists()  # RL ran against the rule model

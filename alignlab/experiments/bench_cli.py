@@ -1,7 +1,8 @@
 """``alignlab bench methods --world`` and ``alignlab bench online --world``: every offline or online method on
 the toy world, one table each; ``alignlab bench selection --world``: small-data SFT by data selector;
 ``alignlab bench decoding --world``: decoding-time alignment of the frozen base model; ``alignlab bench rlsf
---world``: reward models from synthetic feedback.
+--world``: reward models from synthetic feedback; ``alignlab bench rules --world``: a Sparrow-style
+rule-conditioned reward model and RL against it.
 
     alignlab bench methods --world [--methods dpo,kto,rrhf] [--sft-model PATH] [--output DIR]
                            [--max-steps N] [--config F.yaml] [--set key=value ...]
@@ -49,6 +50,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="steer the world's frozen base model at decoding time (DExperts, anti-expert re-ranking)")
     add_config_command(bench, "rlsf", _rlsf,
                        help="reward models from synthetic (by-construction) preferences against annotator labels")
+    add_config_command(bench, "rules", _rules,
+                       help="a rule-conditioned reward model from the world's rule-violation labels, then RL against it")
     add_config_command(bench, "selection", _selection,
                        help="SFT on chosen fractions of the world's demonstrations: selectors against random")
 
@@ -108,4 +111,18 @@ def _rlsf(args: argparse.Namespace) -> None:
         raise ConfigError(f"{args.config_command} needs --world")
     for key, value in bench_rlsf(config)["summary"].items():
         print(f"{key}: {value['mean']:.3f}" + (f" ± {value['se']:.3f}" if value["se"] is not None else ""))
+    print(f"results.json in {config.output}")
+
+
+def _rules(args: argparse.Namespace) -> None:
+    from alignlab.errors import ConfigError
+    from alignlab.experiments.rules_bench import RulesBenchConfig, bench_rules
+
+    config = parse_command_config(RulesBenchConfig, args, flags=("world", "world_dir", "output", "seed"))
+    if not config.world:
+        raise ConfigError(f"{args.config_command} needs --world")
+    result = bench_rules(config)
+    for rule, accuracy in result["rule_accuracy"].items():
+        before, after = result["violations_before"][rule]["rate"], result["violations_after"][rule]["rate"]
+        print(f"{rule}\n    held-out accuracy {accuracy:.3f}; violations {before:.3f} -> {after:.3f}")
     print(f"results.json in {config.output}")
