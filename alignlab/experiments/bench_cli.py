@@ -2,7 +2,8 @@
 the toy world, one table each; ``alignlab bench selection --world``: small-data SFT by data selector;
 ``alignlab bench decoding --world``: decoding-time alignment of the frozen base model; ``alignlab bench rlsf
 --world``: reward models from synthetic feedback; ``alignlab bench rules --world``: a Sparrow-style
-rule-conditioned reward model and RL against it.
+rule-conditioned reward model and RL against it; ``alignlab bench findings --world``: contradicting facts and
+simplified or delusive task definitions in SFT.
 
     alignlab bench methods --world [--methods dpo,kto,rrhf] [--sft-model PATH] [--output DIR]
                            [--max-steps N] [--config F.yaml] [--set key=value ...]
@@ -52,6 +53,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="reward models from synthetic (by-construction) preferences against annotator labels")
     add_config_command(bench, "rules", _rules,
                        help="a rule-conditioned reward model from the world's rule-violation labels, then RL against it")
+    add_config_command(bench, "findings", _findings,
+                       help="SFT on facts that contradict the model's knowledge, and on simplified or delusive "
+                            "task definitions, against plain SFT")
     add_config_command(bench, "selection", _selection,
                        help="SFT on chosen fractions of the world's demonstrations: selectors against random")
 
@@ -125,4 +129,20 @@ def _rules(args: argparse.Namespace) -> None:
     for rule, accuracy in result["rule_accuracy"].items():
         before, after = result["violations_before"][rule]["rate"], result["violations_after"][rule]["rate"]
         print(f"{rule}\n    held-out accuracy {accuracy:.3f}; violations {before:.3f} -> {after:.3f}")
+    print(f"results.json in {config.output}")
+
+
+def _findings(args: argparse.Namespace) -> None:
+    from alignlab.errors import ConfigError
+    from alignlab.experiments.findings_bench import FindingsBenchConfig, bench_findings
+
+    config = parse_command_config(FindingsBenchConfig, args, flags=("world", "world_dir", "output"),
+                                  lists=["contradict_fractions", "definitions", "seeds"])
+    if not config.world:
+        raise ConfigError(f"{args.config_command} needs --world")
+    result = bench_findings(config)
+    for part, key in (("contradicting_facts", "contradict_fraction"), ("task_definitions", "definition")):
+        for row in result[part]:
+            print(f"{part} {key}={row[key]}: fact accuracy {row['fact_accuracy']:.3f}, "
+                  f"true reward {row['true_reward']:.3f}")
     print(f"results.json in {config.output}")
