@@ -3,7 +3,7 @@ the toy world, one table each; ``alignlab bench selection --world``: small-data 
 ``alignlab bench decoding --world``: decoding-time alignment of the frozen base model; ``alignlab bench rlsf
 --world``: reward models from synthetic feedback; ``alignlab bench rules --world``: a Sparrow-style
 rule-conditioned reward model and RL against it; ``alignlab bench findings --world``: contradicting facts and
-simplified or delusive task definitions in SFT.
+simplified or delusive task definitions in SFT; ``alignlab bench ird --world``: inverse reward design.
 
     alignlab bench methods --world [--methods dpo,kto,rrhf] [--sft-model PATH] [--output DIR]
                            [--max-steps N] [--config F.yaml] [--set key=value ...]
@@ -56,6 +56,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     add_config_command(bench, "findings", _findings,
                        help="SFT on facts that contradict the model's knowledge, and on simplified or delusive "
                             "task definitions, against plain SFT")
+    add_config_command(bench, "ird", _ird,
+                       help="inverse reward design: a proxy blind to one feature, planners on held-out prompts")
     add_config_command(bench, "selection", _selection,
                        help="SFT on chosen fractions of the world's demonstrations: selectors against random")
 
@@ -145,4 +147,17 @@ def _findings(args: argparse.Namespace) -> None:
         for row in result[part]:
             print(f"{part} {key}={row[key]}: fact accuracy {row['fact_accuracy']:.3f}, "
                   f"true reward {row['true_reward']:.3f}")
+    print(f"results.json in {config.output}")
+
+
+def _ird(args: argparse.Namespace) -> None:
+    from alignlab.errors import ConfigError
+    from alignlab.experiments.ird_bench import IRDBenchConfig, bench_ird
+
+    config = parse_command_config(IRDBenchConfig, args, flags=("world", "output"),
+                                  lists=["blind_families", "blind_features", "seeds"])
+    if not config.world:
+        raise ConfigError(f"{args.config_command} needs --world")
+    for planner, values in bench_ird(config)["summary"].items():
+        print(f"{planner:<6} " + ", ".join(f"{k} {v['mean']:.3f}" for k, v in values.items()))
     print(f"results.json in {config.output}")
