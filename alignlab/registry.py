@@ -75,6 +75,8 @@ _AFTER_PAIRWISE: dict[str, Method] = {
     # pairs, read as positives and negatives: a negative that knows its chosen answer is penalised where it departs
     "cringe": Method("alignlab.outer.cringe:CringeConfig:train_cringe", "offline", "pair", "cringe"),
     "hindsight": Method("alignlab.outer.hindsight:HindsightConfig:train_hindsight", "offline", "pair"),
+    "second-thoughts": Method("alignlab.outer.second_thoughts:SecondThoughtsConfig:train_second_thoughts", "offline",
+                              "pair"),
 }
 
 

@@ -23,7 +23,7 @@ from alignlab.world.judge import score
 TINY = {**DATASET_SIZES["small"], "eval_per_family": 2, "sft_train": 16, "pairs_train": 16, "pairs_eval": 8,
         "ranked_train": 8, "kto_train": 16, "safety_train": 4, "prompts_train": 4, "corpus_transcripts": 300,
         "corpus_kb_repeats": 1}
-METHODS = ["dpo", "discopop", "simpo", "rrhf", "pro", "stable-alignment", "alol", "kto", "cringe", "hindsight"]
+METHODS = ["dpo", "discopop", "simpo", "rrhf", "pro", "stable-alignment", "alol", "kto", "cringe", "hindsight", "second-thoughts"]
 
 
 def run_cli(argv: list[str]) -> None:

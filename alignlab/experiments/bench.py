@@ -204,7 +204,12 @@ def responder(method: str, run_dir: Path | None) -> Responder:
         phrases = json.loads((run_dir / "results.json").read_text())["hindsight"]
         return Responder(lambda tok, p: hindsight_prompt_ids(tok, p, phrases["good_phrase"], phrases["separator"]),
                          lambda text: hindsight_answer(text, phrases["bad_phrase"], phrases["good_phrase"]))
-    return Responder(lambda tok, p: tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"])
+    plain = Responder(lambda tok, p: tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"])
+    if method == "second-thoughts":  # the judge grades the revision, not the first thoughts or the edits
+        from alignlab.outer.second_thoughts import revised_answer
+
+        return Responder(plain.prompt_ids, revised_answer)
+    return plain
 
 
 def evaluate_policy(model_dir: str, sft, tokenizer, prompts: list, respond: Responder, config: BenchConfig) -> dict:
