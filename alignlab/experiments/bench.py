@@ -71,21 +71,27 @@ COLUMNS = [*GROUND_TRUTH, "gain_vs_sft", "gain_stderr", "kl_to_sft", "train_seco
 
 
 @dataclass
-class WorldBenchConfig:
-    """What both world benches share: the world, the starting model, the evaluation and the seed."""
+class WorldExperimentConfig:
+    """What every toy-world experiment has: the world, where it writes."""
 
     world: bool = False
-    """benchmark on the toy world (required: it is the only benchmark data so far)"""
+    """run on the toy world (required: it is the only benchmark data so far)"""
     output: str = "runs/bench"
     """directory for results.json, results.md, the report and each method's run"""
-    methods: list[str] = field(default_factory=list)
-    """methods to compare (names of `alignlab train`)"""
-    sft_model: str | None = None
-    """the SFT model every method starts from (default: built here, see the bench's docs)"""
     world_dir: str | None = None
     """a built world (default: the user cache, built on first use, as the demo does)"""
     world_seed: int = 0
     """world seed (when the world is built here)"""
+
+
+@dataclass
+class WorldBenchConfig(WorldExperimentConfig):
+    """What both world method benches share: the world, the starting model, the evaluation and the seed."""
+
+    methods: list[str] = field(default_factory=list)
+    """methods to compare (names of `alignlab train`)"""
+    sft_model: str | None = None
+    """the SFT model every method starts from (default: built here, see the bench's docs)"""
     world_size: str = "small"
     """world size (when the world is built here)"""
     max_steps: int = 100

@@ -30,11 +30,16 @@ def bench_commands(subparsers: argparse._SubParsersAction) -> argparse._SubParse
     return bench.add_subparsers(dest="bench_command", required=True)
 
 
-def bench_config(cls: type, args: argparse.Namespace, flags: tuple[str, ...] = ()):
-    """The bench's config from its command line; the toy world must be asked for."""
+def bench_config(cls: type, args: argparse.Namespace, flags: tuple[str, ...] = (), lists: tuple[str, ...] = ()):
+    """The bench's config from its command line (a shortcut flag for each of FLAGS + ``flags`` the config has;
+    ``methods`` and ``lists`` are repeatable list flags); the toy world must be asked for."""
+    import dataclasses
+
     from alignlab.errors import ConfigError
 
-    config = parse_command_config(cls, args, flags=FLAGS + flags, lists=["methods"])
+    keys = {f.name for f in dataclasses.fields(cls)}
+    config = parse_command_config(cls, args, flags=[f for f in FLAGS + flags if f in keys],
+                                  lists=[k for k in ("methods", *lists) if k in keys])
     if not config.world:
         raise ConfigError(f"{args.config_command} needs --world (the toy world is the only benchmark data so far)")
     return config
@@ -82,13 +87,9 @@ def _online(args: argparse.Namespace) -> None:
 
 
 def _selection(args: argparse.Namespace) -> None:
-    from alignlab.errors import ConfigError
     from alignlab.experiments.selection_bench import SelectionBenchConfig, bench_selection
 
-    config = parse_command_config(SelectionBenchConfig, args, flags=("world", "world_dir", "output"),
-                                  lists=["fractions", "selectors", "seeds"])
-    if not config.world:
-        raise ConfigError(f"{args.config_command} needs --world")
+    config = bench_config(SelectionBenchConfig, args, lists=("fractions", "selectors", "seeds"))
     for row in bench_selection(config):
         print(f"{row['fraction']:>5g} {row['selector']:<15} true reward {row['true_reward']:.3f}"
               + (f" ± {row['true_reward_se']:.3f}" if row["true_reward_se"] is not None else ""))
@@ -96,37 +97,27 @@ def _selection(args: argparse.Namespace) -> None:
 
 
 def _decoding(args: argparse.Namespace) -> None:
-    from alignlab.errors import ConfigError
     from alignlab.experiments.decoding_bench import RATES, DecodingBenchConfig, bench_decoding
 
-    config = parse_command_config(DecodingBenchConfig, args, flags=("world", "world_dir", "output", "seed"),
-                                  lists=["alphas"])
-    if not config.world:
-        raise ConfigError(f"{args.config_command} needs --world")
+    config = bench_config(DecodingBenchConfig, args, lists=("alphas",))
     for row in bench_decoding(config):
         print(f"{row['rule']:<45} " + " ".join(f"{k} {row[k]:.3f}" for k in RATES))
     print(f"results.json and report.html in {config.output}")
 
 
 def _rlsf(args: argparse.Namespace) -> None:
-    from alignlab.errors import ConfigError
     from alignlab.experiments.rlsf_bench import RLSFBenchConfig, bench_rlsf
 
-    config = parse_command_config(RLSFBenchConfig, args, flags=("world", "world_dir", "output"), lists=["seeds"])
-    if not config.world:
-        raise ConfigError(f"{args.config_command} needs --world")
+    config = bench_config(RLSFBenchConfig, args, lists=("seeds",))
     for key, value in bench_rlsf(config)["summary"].items():
         print(f"{key}: {value['mean']:.3f}" + (f" ± {value['se']:.3f}" if value["se"] is not None else ""))
     print(f"results.json in {config.output}")
 
 
 def _rules(args: argparse.Namespace) -> None:
-    from alignlab.errors import ConfigError
     from alignlab.experiments.rules_bench import RulesBenchConfig, bench_rules
 
-    config = parse_command_config(RulesBenchConfig, args, flags=("world", "world_dir", "output", "seed"))
-    if not config.world:
-        raise ConfigError(f"{args.config_command} needs --world")
+    config = bench_config(RulesBenchConfig, args)
     result = bench_rules(config)
     for rule, accuracy in result["rule_accuracy"].items():
         before, after = result["violations_before"][rule]["rate"], result["violations_after"][rule]["rate"]
@@ -135,13 +126,9 @@ def _rules(args: argparse.Namespace) -> None:
 
 
 def _findings(args: argparse.Namespace) -> None:
-    from alignlab.errors import ConfigError
     from alignlab.experiments.findings_bench import FindingsBenchConfig, bench_findings
 
-    config = parse_command_config(FindingsBenchConfig, args, flags=("world", "world_dir", "output"),
-                                  lists=["contradict_fractions", "definitions", "seeds"])
-    if not config.world:
-        raise ConfigError(f"{args.config_command} needs --world")
+    config = bench_config(FindingsBenchConfig, args, lists=("contradict_fractions", "definitions", "seeds"))
     result = bench_findings(config)
     for part, key in (("contradicting_facts", "contradict_fraction"), ("task_definitions", "definition")):
         for row in result[part]:
@@ -151,13 +138,9 @@ def _findings(args: argparse.Namespace) -> None:
 
 
 def _ird(args: argparse.Namespace) -> None:
-    from alignlab.errors import ConfigError
     from alignlab.experiments.ird_bench import IRDBenchConfig, bench_ird
 
-    config = parse_command_config(IRDBenchConfig, args, flags=("world", "output"),
-                                  lists=["blind_families", "blind_features", "seeds"])
-    if not config.world:
-        raise ConfigError(f"{args.config_command} needs --world")
+    config = bench_config(IRDBenchConfig, args, lists=("blind_families", "blind_features", "seeds"))
     for planner, values in bench_ird(config)["summary"].items():
         print(f"{planner:<6} " + ", ".join(f"{k} {v['mean']:.3f}" for k, v in values.items()))
     print(f"results.json in {config.output}")

@@ -23,21 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alignlab.experiments.bench import WorldExperimentConfig
+
 RATES = ("helpfulness", "honesty", "harmlessness", "toxicity", "bias", "true_reward")
 
 
 @dataclass
-class DecodingBenchConfig:
+class DecodingBenchConfig(WorldExperimentConfig):
     """Decoding-time alignment of the world's base model: DExperts over α, anti-expert re-ranking, the expert."""
 
-    world: bool = False
-    """benchmark on the toy world (required)"""
     output: str = "runs/bench-decoding"
     """directory for results.json, report.html and the expert and anti-expert models"""
-    world_dir: str | None = None
-    """a built world (default: the user cache, built on first use)"""
-    world_seed: int = 0
-    """world seed (when the world is built here)"""
     base_model: str | None = None
     """the frozen model to steer (default: the world's base model, pretrained and cached on first use)"""
     alphas: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0])

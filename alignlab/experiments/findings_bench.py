@@ -33,6 +33,8 @@ from pathlib import Path
 from statistics import mean, stdev
 from typing import Any
 
+from alignlab.experiments.bench import WorldExperimentConfig
+
 RATES = ("helpfulness", "honesty", "harmlessness", "toxicity", "bias", "true_reward")
 # a few function words dropped from questions by the "simplified" definition (the content words stay)
 FUNCTION_WORDS = {"what", "which", "is", "the", "of", "a", "an", "to", "me", "do", "does", "how", "name", "please",
@@ -92,17 +94,11 @@ def with_questions(records: list, rewrite) -> list:
 
 
 @dataclass
-class FindingsBenchConfig:
+class FindingsBenchConfig(WorldExperimentConfig):
     """SFT under contradicting facts and under simplified or delusive task definitions, against plain SFT."""
 
-    world: bool = False
-    """benchmark on the toy world (required)"""
     output: str = "runs/bench-findings"
     """directory for results.json (the models are deleted after evaluation)"""
-    world_dir: str | None = None
-    """a built world (default: the user cache, built on first use)"""
-    world_seed: int = 0
-    """world seed (when the world is built here)"""
     base_model: str | None = None
     """the model every condition fine-tunes (default: the world's base model)"""
     contradict_fractions: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])

@@ -27,19 +27,15 @@ from pathlib import Path
 from statistics import mean, stdev
 from typing import Any
 
+from alignlab.experiments.bench import WorldExperimentConfig
+
 
 @dataclass
-class RLSFBenchConfig:
+class RLSFBenchConfig(WorldExperimentConfig):
     """Reward models from synthetic (by-construction) preferences against annotator labels at equal data."""
 
-    world: bool = False
-    """benchmark on the toy world (required)"""
     output: str = "runs/bench-rlsf"
     """directory for results.json, the pairs and the reward models"""
-    world_dir: str | None = None
-    """a built world (default: the user cache, built on first use)"""
-    world_seed: int = 0
-    """world seed (when the world is built here)"""
     strong_model: str | None = None
     """the better generator (default: an SFT model trained from the base model, as the offline bench does)"""
     weak_model: str | None = None

@@ -23,23 +23,18 @@ from pathlib import Path
 from statistics import mean, stdev
 from typing import Any
 
+from alignlab.experiments.bench import WorldExperimentConfig
 from alignlab.outer.selection import SELECTORS
 
 RATES = ("helpfulness", "honesty", "harmlessness", "toxicity", "bias", "true_reward")
 
 
 @dataclass
-class SelectionBenchConfig:
+class SelectionBenchConfig(WorldExperimentConfig):
     """SFT on chosen fractions of the toy world's demonstrations, by each selector, over seeds."""
 
-    world: bool = False
-    """benchmark on the toy world (required)"""
     output: str = "runs/bench-selection"
     """directory for results.json, report.html and the runs (the runs' models are deleted after evaluation)"""
-    world_dir: str | None = None
-    """a built world (default: the user cache, built on first use)"""
-    world_seed: int = 0
-    """world seed (when the world is built here)"""
     world_size: str = "small"
     """world size (when the world is built here)"""
     base_model: str | None = None
