@@ -54,6 +54,25 @@ def foreign_files(output_dir: Path) -> list[str]:
     return sorted(p.name for p in output_dir.iterdir())
 
 
+def check_results_dir(output_dir: Path, ours: tuple[str, ...] = ("results.json", "report.html")) -> None:
+    """For commands that write only result files (no training run): refuse an ``output_dir`` that holds anything
+    else, so that re-running replaces alignlab's own files and never touches someone else's.
+
+    Example::
+
+        >>> import tempfile; from pathlib import Path
+        >>> d = Path(tempfile.mkdtemp()); (d / "notes.txt").write_text("mine")
+        4
+        >>> check_results_dir(d)
+        Traceback (most recent call last):
+        ...
+        alignlab.errors.ConfigError: output directory '...' holds files alignlab did not write (notes.txt); choose another --output
+    """
+    if output_dir.is_dir() and (others := sorted(p.name for p in output_dir.iterdir() if p.name not in ours)):
+        raise ConfigError(f"output directory '{output_dir}' holds files alignlab did not write ({', '.join(others[:5])}"
+                          f"{', ...' if len(others) > 5 else ''}); choose another --output")
+
+
 def previous_run(output_dir: Path, config: Any) -> str | None:
     """Why a fresh run may not start in ``output_dir`` (it holds one, and neither resume nor overwrite is set)."""
     previous = (output_dir / "metrics.jsonl").exists() or ckpt.checkpoint_dirs(output_dir / "checkpoints")
