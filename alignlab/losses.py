@@ -11,7 +11,7 @@ Example:
     >>> zeros = torch.zeros(2)
     >>> per_example, metrics = losses.dpo(zeros, zeros, zeros, zeros, beta=0.1)
     >>> round(float(per_example.mean()), 4), sorted(losses.LOSSES)[:3]
-    (0.6931, ['aot', 'aot_unpaired', 'apo'])
+    (0.6931, ['alol', 'aot', 'aot_unpaired'])
 """
 
 from alignlab.outer.losses import (
