@@ -144,14 +144,14 @@ def attribution_patching(model: nn.Module, clean_ids: Tensor, corrupted_ids: Ten
     _, clean = run_with_cache(model, clean_ids, names=names, **forward_kwargs)
     kept: dict[str, Tensor] = {}
 
-    def keep(activation: Tensor, name: str) -> Tensor | None:
-        if not activation.requires_grad:  # frozen weights below: start the graph here (same values)
+    def keep(activation: Tensor, name: str) -> Tensor:
+        # Returned as its own replacement so the rest of the forward uses this very tensor (a per-head view
+        # such as hook_z is otherwise not on the graph); with frozen weights below, the graph starts here.
+        if not activation.requires_grad:
             activation = activation.detach().requires_grad_(True)
-            kept[name] = activation
-            return activation
         activation.retain_grad()
         kept[name] = activation
-        return None
+        return activation
 
     with torch.enable_grad(), hooks(model, {name: keep for name in names}):
         metric(model(input_ids=corrupted_ids, **forward_kwargs).logits).backward()
