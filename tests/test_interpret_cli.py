@@ -14,19 +14,15 @@ from test_interpret_hooks import tiny
 from alignlab.cli import main
 from alignlab.interpret.heads import head_scores
 from alignlab.interpret.patching import logit_difference, patch_by_position
+from alignlab.interpret.peer import word_tokenizer
 
 pytestmark = pytest.mark.xdist_group("interpret")
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
     folder = tmp_path_factory.mktemp("model")
-    words = Tokenizer(models.WordLevel({f"t{i}": i for i in range(64)}, unk_token="t0"))
-    words.pre_tokenizer = pre_tokenizers.Whitespace()
-    T.PreTrainedTokenizerFast(tokenizer_object=words, unk_token="t0", pad_token="t0", bos_token="t1",
-                              eos_token="t2").save_pretrained(folder)
+    word_tokenizer(folder, 64)
     tiny("llama").save_pretrained(folder)
     return folder
 

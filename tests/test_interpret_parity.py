@@ -3,57 +3,35 @@ both compute the HF model): cached activations, detect_head scores, activation p
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
-import transformers as T
 
+from alignlab.interpret.families import FAMILIES
 from alignlab.interpret.heads import head_scores
 from alignlab.interpret.hooks import run_with_cache
 from alignlab.interpret.patching import logit_difference, patch_by_head, patch_by_position
+from alignlab.interpret.peer import transformer_lens_bridge
 
 pytestmark = pytest.mark.xdist_group("interpret")
 bridge_module = pytest.importorskip("transformer_lens.model_bridge")
 tl_patching = pytest.importorskip("transformer_lens.patching")
 tl_heads = pytest.importorskip("transformer_lens.head_detector")
 
-from test_interpret_hooks import CONFIGS, IDS, tiny  # noqa: E402
+from test_interpret_hooks import IDS, tiny  # noqa: E402
 
 VOCAB = 64
 
 
 @pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    """A word-level tokenizer over t0..t63 saved to disk (the bridge cannot take an in-memory tokenizer)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    folder = tmp_path_factory.mktemp("tok")
-    words = Tokenizer(models.WordLevel({f"t{i}": i for i in range(VOCAB)}, unk_token="t0"))
-    words.pre_tokenizer = pre_tokenizers.Whitespace()
-    T.PreTrainedTokenizerFast(tokenizer_object=words, unk_token="t0", pad_token="t0", bos_token="t1",
-                              eos_token="t2").save_pretrained(folder)
-    return folder
-
-
-def boot(model, folder):
-    """The bridge around a copy of ``model`` (booting switches the model it wraps to eager attention)."""
-    twin = copy.deepcopy(model)
-    twin.config.save_pretrained(folder)
-    tokenizer = T.AutoTokenizer.from_pretrained(folder)
-    return bridge_module.TransformerBridge.boot_transformers(str(folder), hf_model=twin, tokenizer=tokenizer)
-
-
-@pytest.fixture(scope="module")
-def llama_pair(tokenizer_dir):
+def llama_pair(tmp_path_factory):
     model = tiny("llama")
-    return model, boot(model, tokenizer_dir)
+    return model, transformer_lens_bridge(model, tmp_path_factory.mktemp("bridge"))
 
 
-@pytest.mark.parametrize("family", sorted(CONFIGS))
-def test_cached_activations_equal_the_bridge(family, tokenizer_dir):
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_cached_activations_equal_the_bridge(family, tmp_path):
     model = tiny(family)
-    bridge = boot(model, tokenizer_dir)
+    bridge = transformer_lens_bridge(model, tmp_path)
     names = [f"blocks.{layer}.{point}" for layer in range(2)
              for point in ("hook_resid_pre", "attn.hook_pattern", "attn.hook_z", "hook_mlp_out")]
     with torch.no_grad():

@@ -32,6 +32,8 @@ class InterpretConfig:
     """run directory for results.json and report.html"""
     chat: bool = False
     """wrap each prompt in the tokenizer's chat template as a user turn (with the assistant prompt after it)"""
+    continuation: str = ""
+    """text appended to every prompt (after the assistant prompt when --chat), e.g. the start of an answer"""
     seed: int = 0
     """random seed (random token sequences)"""
 
@@ -123,6 +125,8 @@ def _encode(tokenizer, config: InterpretConfig, prompts: list[str], what: str = 
                                                      add_generation_prompt=True, tokenize=True, return_dict=False))
         else:
             ids.append(tokenizer(text).input_ids)
+        if config.continuation:
+            ids[-1] = list(ids[-1]) + tokenizer(config.continuation, add_special_tokens=False).input_ids
     for i, row in enumerate(ids):
         if len(row) != len(ids[0]):
             raise InterpretError(f"{what}[{i}] has {len(row)} tokens but {what}[0] has {len(ids[0])}; "
@@ -327,7 +331,7 @@ def interpret_heads(config: HeadsConfig) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------- the commands
 
-COMMON_FLAGS = ("model", "output", "chat", "seed")
+COMMON_FLAGS = ("model", "output", "chat", "continuation", "seed")
 LISTS = {"cache": ["prompts", "names"], "patch": ["clean", "corrupted", "answer", "wrong"], "lens": ["prompts"],
          "heads": ["prompts"]}
 COMMANDS = {
