@@ -59,6 +59,16 @@ def test_kmeans_selectors_cover_clusters_in_proportion() -> None:
         select_indices(points, 200, "kcenter")
 
 
+def test_every_selector_returns_k_distinct_examples_even_with_duplicates() -> None:
+    points = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0], [5.0, 5.0], [5.0, 5.0]] * 5)
+    for selector in ("random", "kcenter", "kmeans", "kmeans_kcenter"):
+        chosen = select_indices(points, 12, selector, seed=0, clusters=12 if selector == "kmeans" else 3)
+        assert len(chosen) == len(set(chosen)) == 12, selector
+    assert len(set(kcenter_greedy(points, 30, first=0))) == 30  # every row, once
+    with pytest.raises(DataError, match="clusters must equal the budget"):
+        select_indices(points, 10, "kmeans", clusters=3)
+
+
 def test_embeddings_ignore_padding_and_tell_examples_apart(tiny_model_dir) -> None:
     model, tokenizer = load_causal_lm(str(tiny_model_dir)), load_tokenizer(str(tiny_model_dir))
     short = ConversationRecord([{"role": "user", "content": "hi"}], "yo")

@@ -895,36 +895,36 @@ def stable_alignment(nll: Tensor, ratings: Tensor, *, ratio: float = 0.5, margin
 @register_loss("ranked")
 def alol(policy_logps: Tensor, ref_logps: Tensor, rewards: Tensor, *, clip_epsilon: float = 0.2) -> LossOutput:
     """A-LoL: Baheti et al. 2024, "Leftover Lunch: Advantage-based Offline Reinforcement Learning for Language
-    Models", Eq. 4 (the sequence-level importance weight with PPO's clip, their A-LoL seq.).
+    Models", Eq. 4, with the sequence-level importance weight as the authors' code computes it.
 
-    Every response in the data is a point with its own weight, not a keep-or-drop decision: its advantage
+    Every response in the data gets its own weight instead of a keep-or-drop decision: its advantage
     ``A(x, y) = R(x, y) - V(x)`` says how much better it is than what the data's policy usually writes for ``x``.
     With k scored responses per prompt, ``V(x)`` is their mean reward (a Monte Carlo value of the data's policy;
-    the authors fit a value head on the reference instead). The offline policy gradient
-    ``E_{y~data}[A · r(θ) · ∇ log π_θ(y|x)]``, with ``r = π_θ(y|x) / π_ref(y|x)`` correcting for the data having
-    come from the reference, is the gradient of ``A · r``; PPO's pessimistic clip keeps ``r`` near 1, where the
-    data still describe the policy:
+    the authors fit a value head on the reference instead). Only the positive-advantage "leftover" responses
+    are learned from (the authors clamp A at 0). The offline policy gradient
+    ``E_{y~data}[A · r(θ) · ∇ log π_θ(y|x)]``, with ``r = π_θ(y|x) / π_ref(y|x)`` correcting for the data having come
+    from the reference, becomes a weighted NLL whose weight is held fixed within the step and clipped:
 
-        L = - Σ_i min(r_i · A_i, clip(r_i, 1 - ε, 1 + ε) · A_i)      (per prompt, over its k responses)
+        L = - Σ_i max(A_i, 0) · sg[clip(r_i, 1 - ε, 1 + ε)] · log π_θ(y_i|x)      (per prompt, over its k responses)
 
     ``policy_logps``, ``ref_logps``, ``rewards``: ``[batch, k]`` summed log-probs and scores.
 
     Example:
         >>> import torch
-        >>> logps = torch.zeros(1, 2, requires_grad=True)
-        >>> losses, m = alol(logps, torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))
-        >>> losses.sum().backward(); logps.grad.tolist()   # at r = 1 each log-prob moves with its advantage
-        [[-0.5, 0.5]]
+        >>> logps = torch.zeros(1, 3, requires_grad=True)
+        >>> losses, m = alol(logps, torch.zeros(1, 3), torch.tensor([[2.0, 1.0, 0.0]]))
+        >>> losses.sum().backward(); logps.grad.tolist()   # r = 1: the above-average response alone is pulled up
+        [[-1.0, -0.0, -0.0]]
     """
     _check_same_shape("alol", 2, policy_logps=policy_logps, ref_logps=ref_logps, rewards=rewards)
     _check_finite("alol", rewards=rewards)
-    advantages = rewards - rewards.mean(dim=1, keepdim=True)  # A = R − V(x)
+    advantages = (rewards - rewards.mean(dim=1, keepdim=True)).clamp(min=0.0)  # A = R − V(x), leftovers only
     # the log-ratio is bounded so that exp() stays finite; the clip below decides what counts anyway
-    ratio = torch.exp((policy_logps - ref_logps).clamp(-20.0, 20.0))
-    surrogate = torch.minimum(ratio * advantages, ratio.clamp(1.0 - clip_epsilon, 1.0 + clip_epsilon) * advantages)
-    losses = -surrogate.sum(dim=1)
+    ratio = torch.exp((policy_logps - ref_logps).detach().clamp(-20.0, 20.0))
+    weight = ratio.clamp(1.0 - clip_epsilon, 1.0 + clip_epsilon)
+    losses = -(advantages * weight * policy_logps).sum(dim=1)
     clipped = ((ratio - 1.0).abs() > clip_epsilon).float()
-    return losses, {"abs_advantage": advantages.detach().abs().mean(dim=1), "ratio": ratio.detach().mean(dim=1),
+    return losses, {"abs_advantage": advantages.mean(dim=1), "ratio": ratio.mean(dim=1),
                     "clipped_fraction": clipped.mean(dim=1)}
 
 

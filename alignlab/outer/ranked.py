@@ -8,8 +8,8 @@ then sees per-candidate log-probs as ``[batch, k]`` tensors:
 - RRHF (Yuan et al. 2023): hinge ranking of length-normalised log-probs + NLL of the best response;
 - PRO (Song et al. 2024): Plackett–Luce over the ranking with reward-gap temperatures + SFT on the best;
 - Stable Alignment (Liu et al. 2023): NLL of the best-rated response + a rating-gap margin hinge;
-- A-LoL (Baheti et al. 2024): every response weighted by its advantage over the list's mean reward, with a
-  clipped importance weight against the starting model (weighted offline RL from existing data).
+- A-LoL (Baheti et al. 2024): every above-average response weighted by its advantage over the list's mean
+  reward and a clipped importance weight against the starting model (weighted offline RL from existing data).
 
 The losses themselves are the pure functions ``rrhf``, ``pro``, ``stable_alignment`` and ``alol`` of
 :mod:`alignlab.outer.losses`; only A-LoL needs a reference, whose log-probs of every candidate are computed once,
@@ -117,7 +117,7 @@ class StableAlignmentConfig(RankedConfig):
 
 @dataclass
 class ALoLConfig(RankedConfig):
-    """A-LoL: advantage-weighted offline policy gradient on scored responses, clipped importance weight."""
+    """A-LoL: advantage-weighted NLL of the above-average responses, times a clipped importance weight."""
 
     output: str = "runs/alol"
     uses_reference: ClassVar[bool] = True

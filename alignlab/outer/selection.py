@@ -44,12 +44,15 @@ def kcenter_greedy(embeddings: torch.Tensor, k: int, *, first: int = 0,
     if not 0 < k <= n:
         raise DataError(f"cannot choose {k} of {n} examples")
     picked = list(chosen) if chosen else [first]
-    # distance of every row to its nearest picked row, updated with one row of distances per pick
+    # distance of every row to its nearest picked row, updated with one row of distances per pick; a picked row
+    # is never picked again (duplicate examples sit at distance 0 from each other: the next unpicked one is taken)
     nearest = torch.cdist(embeddings, embeddings[picked]).min(dim=1).values
+    nearest[picked] = -1.0
     while len(picked) < k:
         i = int(torch.argmax(nearest))
         picked.append(i)
         nearest = torch.minimum(nearest, torch.cdist(embeddings, embeddings[i : i + 1]).squeeze(1))
+        nearest[picked] = -1.0
     return picked[:k]
 
 
@@ -81,10 +84,19 @@ def select_indices(embeddings: torch.Tensor, k: int, selector: str, *, seed: int
         return rng.sample(range(n), k)
     if selector == "kcenter":
         return kcenter_greedy(embeddings, k, first=rng.randrange(n))
+    if selector == "kmeans" and clusters not in (None, k):
+        raise DataError(f"selector kmeans takes the example nearest each of k clusters, so clusters must equal the "
+                        f"budget ({k}), got {clusters}; use kmeans_kcenter for fewer clusters")
     labels, centroids = kmeans_labels(embeddings, min(clusters or k, n), seed)
     if selector == "kmeans":  # the example nearest each centroid (k clusters → k examples)
-        return [int(torch.cdist(centroids[c : c + 1], embeddings).squeeze(0).masked_fill(labels != c, float("inf"))
-                    .argmin()) for c in range(centroids.shape[0])][:k]
+        picked: list[int] = []
+        for c in range(centroids.shape[0]):
+            # its own unpicked member nearest the centroid; with duplicate data a cluster may have none left, then
+            # the nearest unpicked example anywhere
+            distance = torch.cdist(centroids[c : c + 1], embeddings).squeeze(0) + 1e9 * (labels != c)
+            distance[picked] = float("inf")
+            picked.append(int(distance.argmin()))
+        return picked
     # kmeans_kcenter: each cluster gets a share of k proportional to its size (largest remainders), filled
     # farthest-first from the example nearest its centroid
     members = [torch.nonzero(labels == c).squeeze(1) for c in range(centroids.shape[0])]
@@ -139,7 +151,7 @@ class SelectConfig:
     count: int = 0
     """number of examples to keep (0: use fraction)"""
     clusters: int = 0
-    """k-means clusters for the kmeans selectors (0: one per chosen example for kmeans, √count for kmeans_kcenter)"""
+    """k-means clusters of kmeans_kcenter (0: √count); kmeans always uses one cluster per chosen example"""
     seed: int = 0
     """random seed (random selection, the first KCenterGreedy pick, k-means initialisation)"""
     max_length: int = 256
@@ -167,7 +179,7 @@ def select_records(config: SelectConfig, records: list[ConversationRecord], embe
         model = model or load_causal_lm(config.model)
         embeddings = embed_records(model, tokenizer, records, batch_size=config.batch_size,
                                    max_length=config.max_length)
-    clusters = config.clusters or (k if config.selector == "kmeans" else max(1, round(k ** 0.5)))
+    clusters = k if config.selector == "kmeans" else config.clusters or max(1, round(k ** 0.5))
     return select_indices(embeddings, k, config.selector, seed=config.seed, clusters=clusters)
 
 
