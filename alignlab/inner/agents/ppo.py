@@ -2,9 +2,13 @@
 
 One update reads top to bottom in :func:`train_ppo`:
 
-1. **collect** (:func:`collect`): every copy of the batched environment plays one episode from a reset; the
-   batch is [N episodes, T steps] with ``mask`` 1 on the steps before each episode ended — the layout the core's
-   functions take, so a step is a "token" and an episode a "sequence";
+1. **collect**: the batch is [N episodes, T steps] with ``mask`` 1 on the steps before each episode ended — the
+   layout the core's functions take, so a step is a "token" and an episode a "sequence". Recurrent policies
+   need whole episodes: every copy of the environment plays one from a reset (:func:`collect`, repeated until
+   the batch holds ``steps_per_update`` steps). Feedforward policies step the copies on without resets, as
+   Stable-Baselines3 does (:class:`StreamCollector`), and each copy's ``n_steps`` are cut into its episodes;
+   an episode the rollout's end cuts short gets γ·V(next observation) added to its last reward, which makes
+   the core's GAE bootstrap exactly as if the episode went on;
 2. **advantages**: ``gae`` (Schulman et al. 2016, eq. 16), V = 0 after the last step;
 3. **learn**: ``update_epochs`` passes over shuffled minibatches, each minimising
    ``clipped_policy_loss`` (eq. 7) + ``vf_coef``·``clipped_value_loss`` − ``ent_coef``·entropy, with the
@@ -113,6 +117,7 @@ class Episodes:
 class TrainResult:
     policy: Policy
     steps: int
+    optimizer: torch.optim.Optimizer | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -154,6 +159,54 @@ def collect(policy: Policy, env: BatchedEnv, *, greedy: bool = False, generator:
                 return Episodes(obs[:, :t + 1], actions[:, :t + 1], logps[:, :t + 1], values[:, :t + 1],
                                 rewards[:, :t + 1], mask[:, :t + 1], outcome)
     return Episodes(obs, actions, logps, values, rewards, mask, outcome)
+
+
+class StreamCollector:
+    """Rollouts of ``n_steps`` per copy that carry on where the last one stopped (no reset between them),
+    returned as the episodes they hold (see the module docstring)."""
+
+    def __init__(self, env: BatchedEnv):
+        self.env, self.obs = env, None
+
+    @torch.no_grad()
+    def __call__(self, policy: Policy, n_steps: int, gamma: float, generator: torch.Generator | None = None
+                 ) -> Episodes:
+        env, n = self.env, self.env.num_envs
+        if self.obs is None:
+            self.obs = env.reset()[0]
+        obs = torch.zeros((n, n_steps, *env.single_observation_space.shape))
+        actions = torch.zeros(n, n_steps, dtype=torch.long)
+        logps, values, rewards = (torch.zeros(n, n_steps) for _ in range(3))
+        ended, outcome = np.zeros((n, n_steps), dtype=bool), np.full((n, n_steps), -1)
+        for t in range(n_steps):
+            obs[:, t] = torch.from_numpy(self.obs)
+            logits, values[:, t], _ = policy.step(obs[:, t], None)
+            actions[:, t] = sample(logits, False, generator)
+            logps[:, t] = torch.log_softmax(logits, -1).gather(-1, actions[:, t, None])[:, 0]
+            self.obs, reward, terminated, truncated, info = env.step(actions[:, t].numpy())
+            rewards[:, t] = torch.from_numpy(reward)
+            ended[:, t] = terminated | truncated
+            if ended[:, t].any():
+                outcome[:, t] = info["outcome"]
+        _, next_value, _ = policy.step(torch.from_numpy(self.obs), None)
+        rewards[:, -1] += gamma * next_value * torch.from_numpy(~ended[:, -1])  # bootstrap the cut episodes
+        # cut each copy's stream at its episode ends: rows (copy, first step, length), padded to n_steps
+        copy, first, length = [], [], []
+        for i in range(n):
+            bounds = [0, *(np.flatnonzero(ended[i]) + 1)]
+            if bounds[-1] < n_steps:
+                bounds.append(n_steps)
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                copy.append(i), first.append(a), length.append(b - a)
+        copy_t, first_t, length_t = torch.tensor(copy), torch.tensor(first), torch.tensor(length)
+        steps = torch.arange(n_steps)
+        at = (first_t[:, None] + steps).clamp(max=n_steps - 1)  # [rows, n_steps]
+        mask = (steps < length_t[:, None]).float()
+        rows = copy_t[:, None], at
+
+        return Episodes(obs[rows] * mask.view(*mask.shape, *[1] * (obs.dim() - 2)), actions[rows], logps[rows],
+                        values[rows] * mask, rewards[rows] * mask, mask,
+                        outcome[np.asarray(copy), np.asarray(first) + np.asarray(length) - 1])
 
 
 def concat(batches: list[Episodes]) -> Episodes:
@@ -225,14 +278,18 @@ def train_ppo(env: BatchedEnv, config: PPOConfig, *, policy: Policy | None = Non
                              config.hidden, max_len=env.max_steps)
     if optimizer is None:
         optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr, eps=1e-5, fused=True)
-    result, start = TrainResult(policy, 0), time.perf_counter()
+    result, start = TrainResult(policy, 0, optimizer), time.perf_counter()
     bar = tqdm(total=config.total_steps, disable=not config.progress, desc=f"ppo {config.policy}", leave=False)
     per_update = config.steps_per_update or env.num_envs * env.max_steps
+    stream = StreamCollector(env)
     while result.steps < config.total_steps:
-        batches = [collect(policy, env, generator=generator)]
-        while sum(b.steps for b in batches) < per_update:
-            batches.append(collect(policy, env, generator=generator))
-        batch = concat(batches)
+        if policy.recurrent:
+            batches = [collect(policy, env, generator=generator)]
+            while sum(b.steps for b in batches) < per_update:
+                batches.append(collect(policy, env, generator=generator))
+            batch = concat(batches)
+        else:
+            batch = stream(policy, max(1, per_update // env.num_envs), config.gamma, generator)
         advantages, returns = gae(batch.rewards, batch.values, batch.mask, config.gamma, config.gae_lambda)
         rows, row_adv, row_ret = _rows(batch, advantages, returns, policy.recurrent)
         n_rows = rows.actions.shape[0]
@@ -248,8 +305,9 @@ def train_ppo(env: BatchedEnv, config: PPOConfig, *, policy: Policy | None = Non
                 optimizer.step()
         result.steps += batch.steps
         bar.update(batch.steps)
-        shares = np.bincount(batch.outcome[batch.outcome >= 0], minlength=len(env.OUTCOMES)) / len(batch.outcome)
-        result.history.append({"steps": result.steps, "mean_return": float(batch.returns.mean()),
+        done = batch.outcome >= 0  # episodes that ended inside the batch
+        shares = np.bincount(batch.outcome[done], minlength=len(env.OUTCOMES)) / max(1, done.sum())
+        result.history.append({"steps": result.steps, "mean_return": float(batch.returns[torch.from_numpy(done)].mean()),
                                **{f"outcome_{name}": float(s) for name, s in zip(env.OUTCOMES, shares)},
                                **{k: float(v) for k, v in stats.items()}})
     bar.close()
