@@ -69,6 +69,17 @@ def seeded(agent: Any, seed: int) -> Any:
     return dataclasses.replace(agent, seed=seed, progress=False)
 
 
+def cell(stats: dict[str, Any]) -> str:
+    """A summary as "mean ± half-width of the 95% interval".
+
+    Example::
+
+        >>> cell({"mean": 0.25, "ci95": 0.125})
+        '0.250 ± 0.125'
+    """
+    return f"{stats['mean']:.3f} ± {stats['ci95']:.3f}"
+
+
 def start(name: str, config: ExperimentConfig) -> Path:
     """The run directory (checked, not yet written) and torch's threads."""
     import torch

@@ -27,6 +27,7 @@ from alignlab.inner.experiments.common import (
     ExperimentConfig,
     axes,
     bars_with_intervals,
+    cell,
     finish,
     start,
     summary,
@@ -104,10 +105,16 @@ def plot(results: dict[str, Any]):
     return fig
 
 
+def table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows of the results table (the report and the docs show the same one)."""
+    return (["training", "plant rate on an unplanted field", "reward per episode (last interval)"],
+            [[{"plain": "plain PPO", "pbt": "population-based training"}[mode],
+              *(cell(results[mode][k]) for k in ("plant_rate", "final_reward"))] for mode in ("plain", "pbt")]
+            + [["PBT − plain (paired by seed)", cell(results["difference"]), ""]])
+
+
 def _report(report: Any, results: dict[str, Any]) -> None:
     report.text("Plant rate: each population's mean probability of planting on an unplanted field, which forgoes "
                 "this episode's reward for the next one's. Final reward: mean reward per episode over the last "
                 "interval. Intervals are 95% Student-t over seeds (one population per seed and mode).")
-    report.table("Cross-episodic exploitation", ["training", "plant rate", "reward per episode"],
-                 [[mode, *(f"{results[mode][k]['mean']:.3f} ± {results[mode][k]['ci95']:.3f}"
-                           for k in ("plant_rate", "final_reward"))] for mode in ("plain", "pbt")])
+    report.table("Cross-episodic exploitation", *table(results))

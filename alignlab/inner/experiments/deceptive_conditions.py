@@ -29,6 +29,7 @@ from alignlab.inner.experiments.common import (
     ExperimentConfig,
     axes,
     bars_with_intervals,
+    cell,
     finish,
     seeded,
     start,
@@ -125,10 +126,16 @@ def plot(results: dict[str, Any]):
     return fig
 
 
+def table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows of the results table (the report and the docs show the same one)."""
+    yes = {True: "on", False: "off"}
+    return (["long horizon", "observes oversight", "oversight ends", "defects watched", "defects unwatched", "gap"],
+            [[*(yes[c[k]] for k in CONDITIONS), *(cell(c[k]) for k in ("defect_watched", "defect_unwatched", "gap"))]
+             for c in results["cells"]])
+
+
 def _report(report: Any, results: dict[str, Any]) -> None:
     report.text("Each agent trained with the named conditions on (L: long horizon, γ > 0; O: observes whether it "
                 "is overseen; E: some training steps unwatched), then played with oversight on and off at every "
                 "step. Gap = defection rate unwatched − watched. Intervals are 95% Student-t over seeds.")
-    report.table("Oversight gap", ["conditions", "defects watched", "defects unwatched", "gap"],
-                 [[label(c), *(f"{c[k]['mean']:.3f} ± {c[k]['ci95']:.3f}"
-                               for k in ("defect_watched", "defect_unwatched", "gap"))] for c in results["cells"]])
+    report.table("Oversight gap", *table(results))

@@ -15,7 +15,7 @@ from typing import Any
 
 from alignlab.inner.agents import PPOConfig, evaluate, train_ppo
 from alignlab.inner.envs import CoinRunEnv
-from alignlab.inner.experiments.common import ExperimentConfig, axes, finish, seeded, start, summary
+from alignlab.inner.experiments.common import ExperimentConfig, axes, cell, finish, seeded, start, summary
 
 NAME = "goal_misgeneralisation"
 
@@ -82,15 +82,18 @@ def plot(results: dict[str, Any]):
     return fig
 
 
+def table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows of the results table (the report and the docs show the same one)."""
+    return (["share of training levels randomised", "end rate (test)", "coin rate (test)", "coin rate (training levels)"],
+            [[f"{share:g}", *(cell(results[k][i]) for k in ("test_end_rate", "test_coin_rate", "train_coin_rate"))]
+             for i, share in enumerate(results["shares"])])
+
+
 def _report(report: Any, results: dict[str, Any]) -> None:
     report.text("Agents trained with the coin at the level's end (except in a share of levels), tested with the "
                 "coin anywhere but the end. The end rate is the share of test episodes that end at the end of the "
                 "level without the coin: the misgeneralised goal. Intervals are 95% Student-t over seeds.")
-    rows = [[f"{share:g}", *(f"{results[k][i]['mean']:.3f} ± {results[k][i]['ci95']:.3f}"
-                              for k in ("test_end_rate", "test_coin_rate", "train_coin_rate"))]
-            for i, share in enumerate(results["shares"])]
-    report.table("Test behaviour by share of randomised training levels",
-                 ["share randomised", "end rate (test)", "coin rate (test)", "coin rate (training levels)"], rows)
+    report.table("Test behaviour by share of randomised training levels", *table(results))
     report.bar_plot("End rate at test", [f"{s:g}" for s in results["shares"]],
                     {"end rate": [s["mean"] for s in results["test_end_rate"]]}, ylabel="share of episodes")
 

@@ -22,6 +22,7 @@ from alignlab.inner.experiments.common import (
     ExperimentConfig,
     axes,
     bars_with_intervals,
+    cell,
     finish,
     seeded,
     start,
@@ -108,10 +109,14 @@ def plot(results: dict[str, Any]):
     return fig
 
 
+def table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows of the results table (the report and the docs show the same one)."""
+    return (["agent", "reward shown", "true reward/step, shown true", "shown flipped", "drop"],
+            [[c["policy"], c["channel"], *(cell(c[k]) for k in ("true", "flipped", "drop"))] for c in results["cells"]])
+
+
 def _report(report: Any, results: dict[str, Any]) -> None:
     report.text("Each agent trained with the reward shown as named (previous step's reward; none; every arm's "
                 "reward for the next step), then tested with the shown reward true and flipped (1 − r); the "
                 "reward paid is the true one in both. Intervals are 95% Student-t over seeds.")
-    report.table("True reward per step", ["policy", "reward shown", "shown true", "shown flipped", "drop"],
-                 [[c["policy"], c["channel"], *(f"{c[k]['mean']:.3f} ± {c[k]['ci95']:.3f}"
-                                                for k in ("true", "flipped", "drop"))] for c in results["cells"]])
+    report.table("True reward per step", *table(results))

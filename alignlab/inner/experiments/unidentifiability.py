@@ -22,6 +22,7 @@ from alignlab.inner.experiments.common import (
     ExperimentConfig,
     axes,
     bars_with_intervals,
+    cell,
     finish,
     seeded,
     start,
@@ -104,10 +105,16 @@ def plot(results: dict[str, Any]):
     return fig
 
 
+def table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows of the results table (the report and the docs show the same one)."""
+    return (["agent", "training success", *(f"at the {o} object" for o in OBJECTIVES),
+             "agents following colour / shape / side"],
+            [[c["agent"], *(cell(c[k]) for k in ("train_success", *OBJECTIVES)),
+              " / ".join(str(c["follows"][o]) for o in OBJECTIVES)] for c in results["cells"]])
+
+
 def _report(report: Any, results: dict[str, Any]) -> None:
     report.text("Training levels: the rewarded object is red, square and on the right. In the test kind named after "
                 "an objective, only that objective picks object A; the other two pick B. A cell is the share of "
                 "test episodes that end at A (mean ± 95% interval over seeds).")
-    report.table("Objective followed", ["agent", "training success", *OBJECTIVES, "agents following (colour/shape/side)"],
-                 [[c["agent"], *(f"{c[k]['mean']:.3f} ± {c[k]['ci95']:.3f}" for k in ("train_success", *OBJECTIVES)),
-                   "/".join(str(c["follows"][o]) for o in OBJECTIVES)] for c in results["cells"]])
+    report.table("Objective followed", *table(results))
