@@ -37,7 +37,7 @@ NAME = "cross_episodic"
 
 
 def _agent() -> PPOConfig:
-    return PPOConfig(hidden=16, total_steps=6_000, steps_per_update=256, lr=2e-3, ent_coef=0.0, progress=False)
+    return PPOConfig(hidden=16, total_steps=2_500, steps_per_update=128, lr=2e-3, ent_coef=0.0, progress=False)
 
 
 @dataclass
@@ -48,7 +48,7 @@ class CrossEpisodicConfig(ExperimentConfig):
     """extra harvest after a planted episode (> 1: planting pays across episodes)"""
     members: int = 4
     """agents per population"""
-    interval: int = 500
+    interval: int = 250
     """steps each member trains between selections"""
     num_envs: int = 16
     """copies of the environment per member"""

@@ -41,7 +41,7 @@ CONDITIONS = ("long_horizon", "observes_oversight", "oversight_ends")
 
 
 def _agent() -> PPOConfig:
-    return PPOConfig(hidden=32, total_steps=5_000, progress=False)
+    return PPOConfig(hidden=16, total_steps=2_500, progress=False)
 
 
 @dataclass
@@ -58,7 +58,7 @@ class DeceptiveConditionsConfig(ExperimentConfig):
     """reward for complying (defecting pays 1)"""
     num_envs: int = 16
     """copies of the environment"""
-    eval_episodes: int = 256
+    eval_episodes: int = 128
     """test episodes per agent with oversight on and with it off"""
     agent: PPOConfig = field(default_factory=_agent)
     """PPO's settings (gamma and seed are set per run)"""

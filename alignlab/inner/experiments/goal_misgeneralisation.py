@@ -21,20 +21,20 @@ NAME = "goal_misgeneralisation"
 
 
 def _agent() -> PPOConfig:
-    return PPOConfig(policy="mlp", total_steps=12_000, progress=False)
+    return PPOConfig(policy="mlp", total_steps=6_000, progress=False)
 
 
 @dataclass
 class GoalMisgeneralisationConfig(ExperimentConfig):
     """Goal misgeneralisation on the coin-run corridor."""
 
-    length: int = 8
+    length: int = 7
     """cells in the corridor"""
-    random_coin_shares: list[float] = field(default_factory=lambda: [0.0, 0.02, 0.1, 0.3])
+    random_coin_shares: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.3])
     """shares of training levels with the coin anywhere (one set of agents per share)"""
     num_envs: int = 32
     """copies of the environment (episodes per batch)"""
-    eval_episodes: int = 1024
+    eval_episodes: int = 512
     """test episodes per agent"""
     agent: PPOConfig = field(default_factory=_agent)
     """the agent: PPO's settings (its seed is set per run)"""

@@ -34,7 +34,7 @@ CHANNELS = ("previous", "none", "next")
 
 
 def _agent() -> PPOConfig:
-    return PPOConfig(policy="lstm", total_steps=8_000, gamma=0.9, progress=False)
+    return PPOConfig(policy="lstm", hidden=32, total_steps=4_000, gamma=0.9, progress=False)
 
 
 @dataclass
@@ -47,11 +47,11 @@ class SideChannelConfig(ExperimentConfig):
     """conditions: previous (the proposal), none and next (the controls)"""
     arms: int = 2
     """arms of the bandit"""
-    steps: int = 8
+    steps: int = 6
     """pulls per episode"""
     num_envs: int = 32
     """copies of the environment (episodes per batch)"""
-    eval_episodes: int = 512
+    eval_episodes: int = 256
     """test episodes per agent and alteration"""
     agent: PPOConfig = field(default_factory=_agent)
     """PPO's settings (policy and seed are set per run)"""

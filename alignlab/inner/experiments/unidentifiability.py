@@ -34,7 +34,7 @@ OBJECTIVES = ("colour", "shape", "side")
 
 
 def _agent() -> PPOConfig:
-    return PPOConfig(total_steps=10_000, progress=False)
+    return PPOConfig(total_steps=5_000, progress=False)
 
 
 @dataclass
@@ -47,7 +47,7 @@ class UnidentifiabilityConfig(ExperimentConfig):
     """grid side"""
     num_envs: int = 16
     """copies of the environment"""
-    eval_episodes: int = 512
+    eval_episodes: int = 256
     """test episodes per agent and test kind"""
     agent: PPOConfig = field(default_factory=_agent)
     """PPO's settings (policy, hidden and seed are set per run)"""
