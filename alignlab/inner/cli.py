@@ -21,6 +21,7 @@ EXPERIMENTS = {
     "unidentifiability": "three objectives explain training; test levels show which each agent learned",
     "cross_episodic": "sacrificing this episode's reward for the next one's: plain PPO vs population-based training",
     "deceptive_conditions": "behaviour with and without oversight as the three conditions are switched",
+    "robust_reward": "a model-based agent's learned reward: the inputs that maximise its error, adversarial training",
 }
 FLAGS = ("seeds", "seed", "output")
 
