@@ -22,6 +22,7 @@ EXPERIMENTS = {
     "cross_episodic": "sacrificing this episode's reward for the next one's: plain PPO vs population-based training",
     "deceptive_conditions": "behaviour with and without oversight as the three conditions are switched",
     "robust_reward": "a model-based agent's learned reward: the inputs that maximise its error, adversarial training",
+    "relaxed_adversarial": "an adversary proposing regions (checked by interval bounds) vs concrete inputs",
 }
 FLAGS = ("seeds", "seed", "output")
 
