@@ -23,6 +23,7 @@ EXPERIMENTS = {
     "deceptive_conditions": "behaviour with and without oversight as the three conditions are switched",
     "robust_reward": "a model-based agent's learned reward: the inputs that maximise its error, adversarial training",
     "relaxed_adversarial": "an adversary proposing regions (checked by interval bounds) vs concrete inputs",
+    "zero_shot": "inverse RL on a language model's zero-shot play of a text corridor, against RL agents",
 }
 FLAGS = ("seeds", "seed", "output")
 
