@@ -102,8 +102,10 @@ def test_reward_channel_bandit_shows_what_its_channel_says():
     assert (obs[:, 3:] == 0).all()
     episode = RewardChannelBandit(1, steps=3)
     episode.reset(seed=0)
-    ends = [bool(episode.step(np.array([0]))[2][0]) for _ in range(3)]
-    assert ends == [False, False, True]
+    good = int(episode.good[0])
+    steps = [episode.step(np.array([good])) for _ in range(3)]
+    assert [bool(s[2][0]) for s in steps] == [False, False, True]
+    assert [float(s[1][0]) for s in steps] == [1.0, 1.0, 1.0]  # the last pull pays too (the level resets after)
 
 
 @pytest.mark.parametrize("kind,a_colour,a_shape,a_right", [("train", RED, SQUARE, True), ("colour", RED, ROUND, False),

@@ -57,7 +57,7 @@ class RewardChannelBandit(BatchedEnv):
 
     def _move(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         reward = (actions == self.good).astype(np.float32)
-        self.last_action, self.last_reward = actions.copy(), reward
+        self.last_action, self.last_reward = actions.copy(), reward.copy()  # reward is returned: _new_levels must not zero it
         last_step = self.t + 1 >= self.max_steps
         return reward, last_step, np.zeros(self.num_envs, dtype=np.int64)
 
