@@ -11,7 +11,8 @@ gradient-norm clip, for ``total_steps`` environment steps. Each round trains bot
 trained policy (sampling actions) on the same test levels.
 
 Speed is environment steps per second of training (rollouts and updates); the ratio printed is the median
-of the per-round ratios. Final return is the mean over rounds with its 95% interval (Student t), and the
+of the per-round ratios. Before training, each of alignlab's inner-alignment environments is stepped alone with
+random actions (``env_copies`` copies at once) to record its raw environment steps per second. Final return is the mean over rounds with its 95% interval (Student t), and the
 difference alignlab − SB3 with its interval, which should contain 0 ("the same return within noise").
 
     python benchmarks/ppo_vs_sb3.py [--total-steps 30000] [--rounds 3] [--threads 1]
@@ -51,6 +52,8 @@ class PPOBench(SpeedConfig):
     """minibatches per epoch (SB3's batch_size = num_envs × n_steps / minibatches)"""
     eval_episodes: int = 1024
     """test episodes per trained policy"""
+    env_copies: int = 64
+    """copies per environment when measuring raw environment speed"""
 
 
 def sb3_vec_env(env):
@@ -106,6 +109,25 @@ def play(act, env, episodes: int, seed: int) -> float:
     return float(np.mean(totals[:episodes]))
 
 
+def env_speed(copies: int, seconds: float = 1.0) -> dict[str, float]:
+    """Raw steps/s of every inner-alignment environment: ``copies`` copies stepped together with random actions."""
+    from alignlab.inner.envs import ENVS, make_env
+
+    rates = {}
+    for name in ENVS:
+        env = make_env(name, copies)
+        env.reset(seed=0)
+        rng = np.random.default_rng(0)
+        actions = rng.integers(0, env.single_action_space.n, size=(256, copies))
+        steps, start_time = 0, time.perf_counter()
+        while time.perf_counter() - start_time < seconds:
+            env.step(actions[steps % 256])
+            steps += 1
+        rates[name] = steps * copies / (time.perf_counter() - start_time)
+        print(f"{name}: {rates[name]:,.0f} environment steps/s ({copies} copies, random actions)", flush=True)
+    return rates
+
+
 def interval95(values: list[float]) -> tuple[float, float]:
     """Mean and the half-width of its 95% Student-t interval."""
     from scipy import stats
@@ -126,6 +148,7 @@ def main() -> None:
     from alignlab.inner.agents import PPOConfig, train_ppo
     from alignlab.inner.envs import ObjectChoiceEnv
 
+    raw_env_speed = env_speed(config.env_copies)
     env_steps = 2 * config.size + 2  # ObjectChoiceEnv's time limit = SB3's n_steps
     settings = dict(gamma=0.95, gae_lambda=0.95, clip_coef=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5)
     ours_rate, peer_rate, ours_return, peer_return = [], [], [], []
@@ -177,7 +200,7 @@ def main() -> None:
                  returns={"alignlab": ours_return, "sb3": peer_return,
                           "alignlab_mean": ours_mean, "alignlab_ci95": ours_half, "sb3_mean": peer_mean,
                           "sb3_ci95": peer_half, "difference_mean": diff_mean, "difference_ci95": diff_half},
-                 sb3_version=__import__("stable_baselines3").__version__)
+                 sb3_version=__import__("stable_baselines3").__version__, env_steps_per_s=raw_env_speed)
 
 
 if __name__ == "__main__":

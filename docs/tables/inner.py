@@ -47,7 +47,18 @@ def ppo_vs_sb3() -> str:
             f"rounds differ widely); return difference alignlab − SB3: {returns['difference_mean']:+.3f} ± "
             f"{returns['difference_ci95']:.3f} over {config['rounds']} seeds, {config['total_steps']:,} steps each. "
             f"*From `benchmarks/results/ppo_vs_sb3.json`: `{cell(command(record))}` at commit `{commit(record)}` on "
-            f"{cell(machine(record, ' per side'))}, Stable-Baselines3 {record.get('sb3_version')}.*")
+            f"{cell(machine(record, ' per side'))}, Stable-Baselines3 {record.get('sb3_version')}.*"
+            + env_speed_table(record))
+
+
+def env_speed_table(record: dict) -> str:
+    """Each environment's raw steps/s (random actions), measured by the same benchmark run."""
+    rates = record.get("env_steps_per_s")
+    if not rates:
+        return ""
+    copies = record["config"]["env_copies"]
+    return ("\n\n" + markdown(["environment", f"steps/s ({copies} copies stepped together, random actions)"],
+                               [[f"`{name}`", f"{rate:,.0f}"] for name, rate in rates.items()]))
 
 
 def figure(name: str):
