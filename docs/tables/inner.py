@@ -43,8 +43,8 @@ def ppo_vs_sb3() -> str:
     per_round = zip(timings["alignlab_steps_per_s"], timings["sb3_steps_per_s"])
     return (markdown(["", "env steps/s (median over rounds)", "final return (mean ± 95% interval)"], rows)
             + f"\n\nSpeed ratio alignlab / SB3: **{record['ratios']['steps_per_s']:.2f}×** (median of the per-round "
-            f"ratios {', '.join(f'{a / b:.2f}' for a, b in per_round)}: the machine was shared with other jobs, so "
-            f"rounds differ widely); return difference alignlab − SB3: {returns['difference_mean']:+.3f} ± "
+            f"ratios {', '.join(f'{a / b:.2f}' for a, b in per_round)}, on a machine shared with other jobs); "
+            f"return difference alignlab − SB3: {returns['difference_mean']:+.3f} ± "
             f"{returns['difference_ci95']:.3f} over {config['rounds']} seeds, {config['total_steps']:,} steps each. "
             f"*From `benchmarks/results/ppo_vs_sb3.json`: `{cell(command(record))}` at commit `{commit(record)}` on "
             f"{cell(machine(record, ' per side'))}, Stable-Baselines3 {record.get('sb3_version')}.*"
