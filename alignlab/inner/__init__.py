@@ -1,0 +1,1 @@
+"""Inner alignment as experiments you can run: environments, agents, experiments."""
