@@ -23,6 +23,15 @@ COMMANDS = [
     ("alignlab serve", "alignlab.evaluate.serve:ServeConfig"),
     ("alignlab bench methods", "alignlab.experiments.bench:BenchConfig"),
     ("alignlab bench online", "alignlab.experiments.online_bench:OnlineBenchConfig"),
+    ("alignlab bench selection", "alignlab.experiments.selection_bench:SelectionBenchConfig"),
+    ("alignlab bench decoding", "alignlab.experiments.decoding_bench:DecodingBenchConfig"),
+    ("alignlab bench rlsf", "alignlab.experiments.rlsf_bench:RLSFBenchConfig"),
+    ("alignlab bench rules", "alignlab.experiments.rules_bench:RulesBenchConfig"),
+    ("alignlab bench findings", "alignlab.experiments.findings_bench:FindingsBenchConfig"),
+    ("alignlab bench ird", "alignlab.experiments.ird_bench:IRDBenchConfig"),
+    ("alignlab data select", "alignlab.outer.selection:SelectConfig"),
+    ("alignlab oversee consistency", "alignlab.oversight.cli:ConsistencyConfig"),
+    ("alignlab oversee self-consistency", "alignlab.oversight.cli:SelfConsistencyConfig"),
     ("alignlab interpret cache", "alignlab.interpret.cli:CacheConfig"),
     ("alignlab interpret patch", "alignlab.interpret.cli:PatchConfig"),
     ("alignlab interpret lens", "alignlab.interpret.cli:LensConfig"),
@@ -52,8 +61,12 @@ def cli_reference() -> str:
     """The markdown of every command's keys: the other commands, then one section per training method."""
     from alignlab.registry import get_method, methods
 
+    from alignlab.inner.cli import EXPERIMENTS, config_class
+
+    inner = [(f"alignlab inner run {name}", f"{cls.__module__}:{cls.__name__}") for name in EXPERIMENTS
+             for cls in [config_class(importlib.import_module(f"alignlab.inner.experiments.{name}"))]]
     parts = []
-    for command, target in COMMANDS:
+    for command, target in COMMANDS + inner:
         cls = _load(target)
         parts += [f"## `{command}`", f"Config: `{target.replace(':', '.')}`.", _table(cls)]
     parts.append("## `alignlab train METHOD`")
