@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import build_model
 
-from alignlab.core.generation import GenerationConfig, generate
+from alignlab.core.generation import GenerationConfig, generate, nucleus
 from alignlab.core.models import load_causal_lm, load_tokenizer
 from alignlab.errors import ModelError
 from alignlab.outer.decoding import LogitArithmetic, dexperts, rerank_by_anti_expert
@@ -22,18 +22,20 @@ def three_models(tiny_model_dir, tmp_path_factory):
     return tok, load_causal_lm(str(tiny_model_dir)).eval(), expert, anti
 
 
-def test_dexperts_logits_are_the_weighted_sum_at_every_step(three_models) -> None:
-    """Greedy decoding through the cached generator picks, at each step, the argmax of z_base + α(z_e − z_a)
-    computed by full forwards of the three models on the text so far."""
+@pytest.mark.parametrize("base_top_p", [1.0, 0.5])
+def test_dexperts_logits_are_the_weighted_sum_at_every_step(three_models, base_top_p) -> None:
+    """Greedy decoding through the cached generator picks, at each step, the argmax of top-p(z_base) + α(z_e − z_a)
+    computed by full forwards of the three models on the text so far (also with the prompts repeated, which the
+    generator prefills once and copies)."""
     tok, base, expert, anti = three_models
-    steered = dexperts(base, expert, anti, alpha=2.0)
-    out = generate(steered, tok, PROMPTS, GenerationConfig(max_new_tokens=6, temperature=0.0))
+    steered = dexperts(base, expert, anti, alpha=2.0, base_top_p=base_top_p)
+    out = generate(steered, tok, PROMPTS * 2, GenerationConfig(max_new_tokens=6, temperature=0.0))
     for prompt_ids, completion in zip(out.prompt_ids, out.completion_ids):
         ids = list(prompt_ids)
         for token in completion:
             x = torch.tensor([ids])
             with torch.no_grad():
-                z = base(x).logits[0, -1] + 2.0 * (expert(x).logits[0, -1] - anti(x).logits[0, -1])
+                z = nucleus(base(x).logits[0, -1], base_top_p) + 2.0 * (expert(x).logits[0, -1] - anti(x).logits[0, -1])
             assert token == int(z.argmax())
             ids.append(token)
 
@@ -42,7 +44,7 @@ def test_alpha_zero_is_the_base_model(three_models) -> None:
     tok, base, expert, anti = three_models
     config = GenerationConfig(max_new_tokens=8, temperature=1.0, seed=3)
     plain = generate(base, tok, PROMPTS, config).completion_ids
-    assert generate(dexperts(base, expert, anti, alpha=0.0), tok, PROMPTS, config).completion_ids == plain
+    assert generate(dexperts(base, expert, anti, alpha=0.0, base_top_p=1.0), tok, PROMPTS, config).completion_ids == plain
 
 
 def test_rerank_keeps_the_sample_the_anti_expert_likes_least(three_models) -> None:

@@ -102,4 +102,7 @@ def test_rules_bench_runs_end_to_end(tmp_path, monkeypatch, capsys) -> None:
     record = json.loads((tmp_path / "bench" / "results.json").read_text())["results"]
     assert set(record["violations_before"]) == set(record["violations_after"])
     assert all(0.0 <= a <= 1.0 for a in record["rule_accuracy"].values())
+    from alignlab.experiments.rules_bench import RULES
+
+    assert set(record["violations_before"]) == set(RULES)  # every rule's violation rate, before and after
     assert (tmp_path / "bench" / "grpo" / "model.safetensors").exists()  # RL ran against the rule model

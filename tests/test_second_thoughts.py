@@ -11,12 +11,17 @@ from alignlab.cli import main
 from alignlab.outer.second_thoughts import edit_chain, revised_answer, word_edits
 
 
-def apply(source: list[str], edits: list[tuple[str, str, str]]) -> list[str]:
-    """Replay the spans left to right: each span's old words are found after the previous span."""
+def apply(source: list[str], target: list[str], edits: list[tuple[str, str, str]]) -> list[str]:
+    """Replay the spans left to right against the words both answers keep: each span's old words are found after
+    the previous span; an insertion goes where the target's next kept word is not yet written."""
     out, pos = [], 0
     for op, old, new in edits:
         old_words, new_words = old.split(), new.split()
-        if op == "insert":  # inserted where the next kept word does not match; find by replaying the target
+        if op == "insert":
+            while len(out) < len(target) and pos < len(source) and target[len(out)] == source[pos] \
+                    and target[len(out):len(out) + len(new_words)] != new_words:
+                out.append(source[pos])
+                pos += 1
             out += new_words
             continue
         start = next(k for k in range(pos, len(source)) if source[k:k + len(old_words)] == old_words)
@@ -27,13 +32,13 @@ def apply(source: list[str], edits: list[tuple[str, str, str]]) -> list[str]:
 
 @pytest.mark.parametrize("a,b,distance", [
     ("the cat sat", "the cat sat", 0), ("the cat sat", "the dog sat", 1), ("a b c d", "a c d", 1),
-    ("Sure , step 1 : get poison .", "Sorry , I cannot help with that .", 6), ("", "hello there", 2)])
+    ("Sure , step 1 : get poison .", "Sorry , I cannot help with that .", 6), ("", "hello there", 2),
+    ("a c", "a b c", 1), ("x y", "x y z", 1)])
 def test_edits_are_minimal_and_turn_one_answer_into_the_other(a, b, distance) -> None:
     edits = word_edits(a.split(), b.split())
     words_changed = sum(max(len(old.split()), len(new.split())) for _, old, new in edits)
     assert words_changed == distance  # Levenshtein distance in words (a merged span counts its longer side)
-    if all(op != "insert" for op, _, _ in edits):
-        assert apply(a.split(), edits) == b.split()
+    assert apply(a.split(), b.split(), edits) == b.split()
 
 
 def test_chain_reads_back_to_the_aligned_answer() -> None:

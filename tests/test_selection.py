@@ -121,6 +121,6 @@ def test_selection_bench_trains_every_cell_and_aggregates_over_seeds(tmp_path, m
     for row in rows:
         mine = [r["true_reward"] for r in runs if r["selector"] == row["selector"]]
         assert row["true_reward"] == pytest.approx(sum(mine) / 2) and row["seeds"] == 2
-    assert record["seed"] == 0 and record["config"]["fractions"] == [0.25]
+    assert record["seed"] == [0, 1] and record["config"]["fractions"] == [0.25]
     assert not (tmp_path / "bench" / "runs" / "random-0.25-seed0").exists()  # models deleted, numbers kept
     assert "True reward against the share of the data" in (tmp_path / "bench" / "report.html").read_text()

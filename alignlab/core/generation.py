@@ -182,6 +182,15 @@ def shared_prefill(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, rows
     return cache
 
 
+def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """``logits`` with every token outside the smallest set holding ``top_p`` of the probability set to −inf,
+    along the last dimension (the most likely token always stays)."""
+    ascending, order = torch.sort(logits, dim=-1)
+    tail = ascending.softmax(dim=-1).cumsum(dim=-1) <= 1 - top_p  # mass below the nucleus
+    tail[..., -1] = False
+    return logits.masked_fill(tail.scatter(-1, order, tail), -float("inf"))
+
+
 def next_tokens(logits: torch.Tensor, config: GenerationConfig, generator: torch.Generator | None) -> torch.Tensor:
     """One token per row from float32 logits [n, vocab]: argmax at temperature 0, else a draw from
     softmax(logits / T) keeping the top_k most likely tokens, then the smallest set holding top_p of the mass
@@ -199,10 +208,7 @@ def next_tokens(logits: torch.Tensor, config: GenerationConfig, generator: torch
         kth_best = torch.topk(scores, min(config.top_k, scores.shape[-1])).values[:, -1:]
         scores = scores.masked_fill(scores < kth_best, -float("inf"))
     if config.top_p < 1:
-        ascending, order = torch.sort(scores, descending=False)
-        tail = ascending.softmax(dim=-1).cumsum(dim=-1) <= 1 - config.top_p  # mass below the nucleus
-        tail[:, -1] = False  # the most likely token always stays
-        scores = scores.masked_fill(tail.scatter(1, order, tail), -float("inf"))
+        scores = nucleus(scores, config.top_p)
     cdf = scores.softmax(dim=-1).double().cumsum(dim=-1)
     cdf /= cdf[:, -1:].clone()
     u = torch.rand(len(cdf), 1, dtype=torch.float64, device=cdf.device, generator=generator)  # in [0, 1)

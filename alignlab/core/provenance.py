@@ -38,15 +38,18 @@ PACKAGES = ("torch", "transformers", "accelerate", "peft", "trl", "lm-eval", "tr
 
 
 def git_commit(where: Path = PACKAGE_DIR) -> str | None:
-    """HEAD's hash of the checkout holding ``where``, with "+dirty" when tracked files have changed (None
-    outside a git checkout, e.g. an installed wheel)."""
+    """HEAD's hash of the checkout holding ``where``, with "+dirty" when tracked files have changed or the
+    package holds Python files git does not track (code the commit does not contain); None outside a git
+    checkout, e.g. an installed wheel."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                               capture_output=True, text=True, check=True)
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                                 capture_output=True, text=True, check=True)
+        untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--", "*.py"], cwd=PACKAGE_DIR,
+                                   capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    return head.stdout.strip() + ("+dirty" if changed.stdout.strip() or untracked.stdout.strip() else "")
 
 
 def package_version(package: str) -> str | None:
@@ -70,7 +73,7 @@ def machine() -> dict[str, Any]:
             **{f"{package}_version": package_version(package) for package in PACKAGES}}
 
 
-def provenance(*, seed: int | None, command: list[str] | None = None) -> dict[str, Any]:
+def provenance(*, seed: int | list[int] | None, command: list[str] | None = None) -> dict[str, Any]:
     """The header of a result file: command line (default: the running alignlab command's, else this process's),
     commit, seed, machine, time."""
     if command is None:
@@ -80,7 +83,7 @@ def provenance(*, seed: int | None, command: list[str] | None = None) -> dict[st
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
 
-def write_result(path: str | Path, results: dict[str, Any], *, seed: int | None, config: Any = None,
+def write_result(path: str | Path, results: dict[str, Any], *, seed: int | list[int] | None, config: Any = None,
                  command: list[str] | None = None, **extra: Any) -> Path:
     """Atomically write ``{provenance..., "config": ..., "results": results, **extra}`` as JSON to ``path``.
 

@@ -190,5 +190,5 @@ def bench_findings(config: FindingsBenchConfig) -> dict[str, Any]:
     results = {"contradicting_facts": summarise(contradiction, "contradict_fraction"),
                "task_definitions": summarise(definitions, "definition"),
                "runs": {"contradicting_facts": contradiction, "task_definitions": definitions}}
-    write_result(out / "results.json", results, seed=config.seeds[0], config=config)
+    write_result(out / "results.json", results, seed=config.seeds, config=config)
     return results

@@ -3,7 +3,8 @@
 Situations are the world's prompts; the behaviour in a situation is the choice of one answer among the world
 persona's candidates (the aligned answer and one answer per fault its family allows, in a seeded random order).
 Features are the judge's dimensions (helpfulness, honesty, harmlessness, toxicity, bias); the true reward's
-weights are the judge's. The designer built the proxy in a training environment without the ``groups`` family,
+weights are the judge's (its verbosity term is 0 for every answer the persona writes, all under 30 words, so
+the linear reward over these features is the judge's true reward exactly). The designer built the proxy in a training environment without the ``groups`` family,
 where no answer ever stereotypes, so the proxy's bias weight is 0: in training it is as good as the true
 reward. In the test environment (every family, held-out prompts) three planners choose answers:
 
@@ -129,5 +130,5 @@ def bench_ird(config: IRDBenchConfig) -> dict[str, Any]:
                                   "se": stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None}
     result = {"summary": summary, "runs": runs, "features": list(FEATURES), "true_weights": true_weights.tolist(),
               "proxy_weights": proxy.tolist()}
-    write_result(f"{config.output}/results.json", result, seed=config.seeds[0], config=config)
+    write_result(f"{config.output}/results.json", result, seed=config.seeds, config=config)
     return result

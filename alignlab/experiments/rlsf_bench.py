@@ -76,6 +76,7 @@ def bench_rlsf(config: RLSFBenchConfig) -> dict[str, Any]:
     from alignlab.core.provenance import write_result
     from alignlab.core.readers import read_records
     from alignlab.core.trainer import TrainConfig
+    from alignlab.errors import ConfigError
     from alignlab.evaluate.lm import HuggingFaceLM
     from alignlab.experiments.bench import BenchConfig, world_and_sft
     from alignlab.outer.reward import RewardModelConfig, train_reward
@@ -104,6 +105,9 @@ def bench_rlsf(config: RLSFBenchConfig) -> dict[str, Any]:
         truth = {side: evaluate_responses(kept, [r[side][0]["content"] for r in rows], per_response=True)["true_rewards"]
                  for side in ("chosen", "rejected")}
         margins = [c - r for c, r in zip(truth["chosen"], truth["rejected"])]
+        if not rows:
+            raise ConfigError(f"seed {seed}: the strong and weak generators answered every prompt alike, so there "
+                              "are no synthetic pairs; use generators that differ")
         label_accuracy = mean(1.0 if m > 0 else 0.5 if m == 0 else 0.0 for m in margins)
         data = {"synthetic": rows, "annotated": rng.sample(annotated, min(len(rows), len(annotated)))}
         run: dict[str, Any] = {"seed": seed, "pairs": len(rows), "synthetic_label_accuracy": label_accuracy}
@@ -121,8 +125,9 @@ def bench_rlsf(config: RLSFBenchConfig) -> dict[str, Any]:
     summary = {}
     for key in ("synthetic_label_accuracy", "synthetic_rm_accuracy", "annotated_rm_accuracy"):
         values = [r[key] for r in runs if r[key] is not None]
-        summary[key] = {"mean": mean(values), "se": stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None}
+        summary[key] = {"mean": mean(values) if values else None,
+                        "se": stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None}
     eval_pairs = len(read_records(str(world.datasets["pairs_eval"]), "pair"))
     write_result(out / "results.json", {"summary": summary, "runs": runs, "eval_pairs": eval_pairs},
-                 seed=config.seeds[0], config=config)
+                 seed=config.seeds, config=config)
     return {"summary": summary, "runs": runs}

@@ -93,14 +93,15 @@ def labels_from_pairs(path: str, kb=None) -> list[dict[str, Any]]:
 
 def rule_accuracy(source, labels: list[dict[str, Any]]) -> dict[str, float]:
     """Per rule: of the held-out (followed, broken) answer pairs, the share the model scores the right way round."""
+    from alignlab.errors import DataError
     from alignlab.outer.rules import rule_violation_pairs
 
     accuracy = {}
     for rule in RULES:
-        mine = [r for r in labels if r["rule"] == rule]
-        if not any(r["violated"] for r in mine) or all(r["violated"] for r in mine):
+        try:  # a rule with no prompt answered both ways has no held-out pair to score
+            pairs = rule_violation_pairs([r for r in labels if r["rule"] == rule])
+        except DataError:
             continue
-        pairs = rule_violation_pairs(mine)
         prompts = [p["prompt"][1:] for p in pairs]  # the conversation without the rule; per_rule adds it back
         good = source.per_rule(prompts, [p["chosen"][0]["content"] for p in pairs])[list(source.rules).index(rule)]
         bad = source.per_rule(prompts, [p["rejected"][0]["content"] for p in pairs])[list(source.rules).index(rule)]

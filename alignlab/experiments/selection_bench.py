@@ -144,7 +144,7 @@ def bench_selection(config: SelectionBenchConfig) -> list[dict[str, Any]]:
         if config.full_data:
             train_and_evaluate(f"all-seed{seed}", list(range(len(records))), seed, 1.0, "all")
     rows = aggregate(runs)
-    write_result(out / "results.json", {"rows": rows, "runs": runs}, seed=config.seeds[0], config=config)
+    write_result(out / "results.json", {"rows": rows, "runs": runs}, seed=config.seeds, config=config)
     _report(rows).write(out / "report.html")
     return rows
 

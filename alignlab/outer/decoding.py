@@ -3,10 +3,11 @@
 - **DExperts** (Liu et al. 2021, "DExperts: Decoding-Time Controlled Text Generation with Experts and
   Anti-Experts", Eq. 1): at every step the next-token logits are
 
-      z̃_t = z_t^base + α (z_t^expert − z_t^anti)
+      z̃_t = top-p(z_t^base) + α (z_t^expert − z_t^anti)
 
   where the expert was tuned on desirable text and the anti-expert on undesirable text (toxic, harmful): tokens
-  the anti-expert likes more than the expert lose probability. :class:`LogitArithmetic` is the general form, a
+  the anti-expert likes more than the expert lose probability. As in the authors' code (``filter_p=0.9``), the
+  base logits are first cut to their nucleus, so the experts only reorder tokens the base model finds plausible. :class:`LogitArithmetic` is the general form, a
   weighted sum of any models' logits, decoded in lockstep by the one generator (each model keeps its own KV
   cache), so sampling, stop strings, seeds and timeouts work as for a single model.
 - **Anti-expert re-ranking** (Xu et al.'s detoxification by re-ranking): sample N answers from the model and
@@ -29,7 +30,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from alignlab.core.generation import GenerationConfig, generate, kv_cache
+from alignlab.core.generation import GenerationConfig, generate, kv_cache, nucleus
 from alignlab.core.logprobs import cache_keyword
 from alignlab.errors import ModelError
 
@@ -52,8 +53,11 @@ class LogitArithmetic(nn.Module):
     its ``new_kv_cache`` gives each model its own cache.
     """
 
-    def __init__(self, base: nn.Module, others: Sequence[tuple[nn.Module, float]]):
+    def __init__(self, base: nn.Module, others: Sequence[tuple[nn.Module, float]], *, base_top_p: float = 1.0):
         super().__init__()
+        if not 0.0 < base_top_p <= 1.0:
+            raise ModelError(f"base_top_p must be in (0, 1], got {base_top_p}")
+        self.base_top_p = base_top_p
         vocab = {m.config.vocab_size for m in (base, *[m for m, _ in others])}
         if len(vocab) != 1:
             raise ModelError(f"decoding-time experts must share one vocabulary; got sizes {sorted(vocab)}")
@@ -74,14 +78,18 @@ class LogitArithmetic(nn.Module):
             extra = {cache_keyword(model): cache} if cache is not None else {}
             z = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                       use_cache=use_cache, logits_to_keep=logits_to_keep, **extra).logits.float()
+            if logits is None and self.base_top_p < 1.0:  # the base model's nucleus; the rest is never sampled
+                z = nucleus(z, self.base_top_p)
             logits = weight * z if logits is None else logits + weight * z
         return SimpleNamespace(logits=logits)
 
 
-def dexperts(base: nn.Module, expert: nn.Module | None, anti_expert: nn.Module, alpha: float) -> LogitArithmetic:
-    """DExperts' ``z_base + α (z_expert − z_anti)``; without an expert, ``z_base − α z_anti`` (anti-only)."""
+def dexperts(base: nn.Module, expert: nn.Module | None, anti_expert: nn.Module, alpha: float, *,
+             base_top_p: float = 0.9) -> LogitArithmetic:
+    """DExperts' ``top-p(z_base) + α (z_expert − z_anti)``; without an expert, ``top-p(z_base) − α z_anti``
+    (anti-only). ``base_top_p=1`` keeps every base token."""
     others = ([(expert, alpha)] if expert is not None else []) + [(anti_expert, -alpha)]
-    return LogitArithmetic(base, others)
+    return LogitArithmetic(base, others, base_top_p=base_top_p)
 
 
 def rerank_by_anti_expert(model: nn.Module, anti_expert: nn.Module, tokenizer, prompts: list, *, n: int,

@@ -49,8 +49,10 @@ def machine(record: dict[str, Any], threads_of: str = "") -> str:
 def cite(relative: str) -> str:
     """One line saying which file, command, commit, seed and machine a table comes from."""
     record = load(relative)
+    seed = record.get("seed")
+    seeds = f"seeds {', '.join(map(str, seed))}" if isinstance(seed, list) else f"seed {seed}"
     return (f"*From `docs/results/{relative}`: `{cell(command(record))}` at commit `{commit(record)}`, "
-            f"seed {record.get('seed')}, on {cell(machine(record))}.*")
+            f"{seeds}, on {cell(machine(record))}.*")
 
 
 def cell(text: str) -> str:

@@ -11,14 +11,14 @@ PLANNERS = {"proxy": "the proxy reward", "ird": "IRD (risk-averse, posterior 5% 
 def ird() -> str:
     record = load("outer/ird.json")
     summary = record["results"]["summary"]
-    blind = ", ".join(record["config"]["blind_families"])
-    rows = [f"| planner | true reward (all held-out prompts) | bias rate | true reward on {blind} |",
-            "|---|---|---|---|"]
+    blind = record["config"]["blind_families"]
+    rows = ["| planner | true reward (all held-out prompts) | bias rate | "
+            + " | ".join(f"true reward on {family}" for family in blind) + " |", "|---" * (3 + len(blind)) + "|"]
     for name, label in PLANNERS.items():
         s = summary[name]
-        rows.append(f"| {label} | {fmt(s['true_reward']['mean'], s['true_reward']['se'])} | "
-                    f"{fmt(s['bias_rate']['mean'], s['bias_rate']['se'])} | "
-                    f"{fmt(s[f'{blind}_true_reward']['mean'], s[f'{blind}_true_reward']['se'])} |")
+        cells = [fmt(s[key]["mean"], s[key]["se"]) for key in ("true_reward", "bias_rate",
+                                                                 *(f"{family}_true_reward" for family in blind))]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
     seeds = len(record["results"]["runs"])
     return "\n".join(rows) + f"\n\nMean ± standard error over {seeds} seeds.\n\n{cite('outer/ird.json')}"
 
