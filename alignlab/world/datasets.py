@@ -95,6 +95,24 @@ DATASET_SIZES = {
         "corpus_transcripts": 40000,
         "corpus_kb_repeats": 40,
     },
+    # The small world's families plus the skills (alignlab.world.skills): skill transcripts in the corpus,
+    # skill datasets and evaluation items. The other sizes have no "skill_transcripts", so they are unchanged.
+    "oversight": {
+        "eval_per_family": 40,
+        "sft_train": 3000,
+        "pairs_train": 3000,
+        "pairs_eval": 400,
+        "ranked_train": 1000,
+        "kto_train": 3000,
+        "safety_train": 2000,
+        "prompts_train": 2000,
+        "corpus_transcripts": 8000,
+        "corpus_kb_repeats": 30,
+        "skill_transcripts": 10000,
+        "skills_train": 2000,
+        "skills_eval": {"multistep": 200, "critique": 300, "revision": 150, "refinement": 150, "rating": 200,
+                        "pairwise": 150, "confidence": 200},
+    },
 }
 MULTI_TURN_FRACTION = 0.2  # corpus transcripts with two user turns
 
@@ -323,6 +341,10 @@ class World:
         for _ in range(self.sizes["corpus_transcripts"] if n is None else n):
             turns = 2 if rng.random() < MULTI_TURN_FRACTION else 1
             rows.append({"messages": transcript(self.sample_prompts(turns, rng), persona, rng)})
+        if n is None and self.sizes.get("skill_transcripts"):  # the oversight world's skills, from their own stream
+            from alignlab.world.skills.data import skill_transcripts
+
+            rows += skill_transcripts(self, self.sizes["skill_transcripts"])
         return rows
 
     def corpus_documents(self, repeats: int | None = None) -> list[dict[str, Any]]:
@@ -403,6 +425,10 @@ def write_datasets(world: World, out_dir: Path) -> dict[str, Path]:
         "prompts_train": [prompt_row(r) for r in world.prompt_records("train", n["prompts_train"])],
         "prompts_eval": [prompt_row(r) for r in world.prompt_records("eval")],
     }
+    if world.sizes.get("skills_eval"):  # the oversight world's skill datasets (alignlab.world.skills)
+        from alignlab.world.skills.data import skill_dataset_files
+
+        files.update(skill_dataset_files(world))
     return {name: write_jsonl(out_dir / f"{name}.jsonl", rows) for name, rows in files.items()}
 
 

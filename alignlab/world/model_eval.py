@@ -120,7 +120,8 @@ def evaluate_model(
     """Ground-truth rates of ``model`` on the world's eval prompts (and KL to ``reference``).
 
     With ``output_dir``, writes ``results.json`` and ``samples.jsonl`` (prompt, family, response and its
-    per-dimension scores) there, atomically.
+    per-dimension scores) there, atomically. A world with skills (size ``oversight``) also has its skills
+    evaluated (``result["skills"]``, see :mod:`alignlab.world.skills.evaluate`; ``skills_samples.jsonl``).
     """
     from alignlab.evaluate.lm import HuggingFaceLM
     from alignlab.world.judge import score
@@ -138,8 +139,16 @@ def evaluate_model(
 
         result["kl_to_reference"] = kl_estimate(lm.model, load_causal_lm(reference).eval(), sampled,
                                                 pad_token_id=lm.tokenizer.pad_token_id, batch_size=batch_size)
+    skill_rows = None
+    if "skills_eval" in world.datasets:  # the oversight world's skills (alignlab.world.skills)
+        from alignlab.world.skills.evaluate import evaluate_skills, load_items
+
+        result["skills"], skill_rows = evaluate_skills(lm, load_items(world.datasets["skills_eval"]), samples=samples,
+                                                       temperature=temperature, seed=seed)
     if output_dir is not None:
         out = Path(output_dir)
+        if skill_rows is not None:
+            atomic_write_text(out / "skills_samples.jsonl", "".join(json.dumps(row) + "\n" for row in skill_rows))
         rows = [
             {"prompt": p.text, "family": p.family, "response": r, **score(p, r).as_dict()}
             for p, r in zip(prompts, responses)
