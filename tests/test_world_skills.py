@@ -43,6 +43,8 @@ from alignlab.world.skills.multistep import (
     multistep_prompts,
     problem_of,
     random_problem,
+    step_facts,
+    step_table_documents,
     worked_solution,
 )
 
@@ -61,10 +63,12 @@ def first(world: World, family: str, **meta):
 
 def test_problems_are_well_formed_and_their_expression_means_what_the_steps_do():
     rng = random.Random(0)
+    facts = set(step_facts())  # the step table the corpus states covers every step
     for _ in range(500):
         problem = random_problem(rng)
         assert 2 <= len(problem.ops) <= 6
-        assert all(0 <= v <= 50 for v in problem.values)
+        assert all(0 <= v <= 20 for v in problem.values)
+        assert all((problem.values[i - 1] if i else problem.start, op, b) in facts for i, (op, b) in enumerate(problem.ops))
         # the rendered expression, under the usual precedence, is the left-to-right computation
         assert eval(problem.expression) == problem.answer  # noqa: S307 - digits, + - * and parentheses only
     assert MultistepProblem(7, (("+", 5), ("*", 3), ("-", 4))).expression == "(7 + 5) * 3 - 4"
@@ -94,6 +98,14 @@ def test_step_grader_on_right_slipped_and_malformed_solutions():
     assert short.steps == (True, False, False) and short.final_correct
     unparsed = grade_solution(problem, "7 + 5 = 12. 12 * 3 = 36. 36 - 4 = 32. So 32.")
     assert not unparsed.parsed and not unparsed.final_correct
+
+
+def test_step_table_documents_state_every_fact_repeats_times():
+    docs = step_table_documents(random.Random(0), 3)
+    sentences = [s.strip() + "." for d in docs for s in d.split(".") if s.strip()]
+    assert len(sentences) == 3 * len(step_facts()) and sentences.count("7 + 5 = 12.") == 3
+    assert all(grade_solution(MultistepProblem(a, ((op, b),)), s + " The answer is 0.").steps == (True,)
+               for s in sentences for a, op, b in [(int(s.split()[0]), s.split()[1], int(s.split()[2]))])
 
 
 def test_worked_solutions_slip_at_the_configured_rate_and_errors_propagate():

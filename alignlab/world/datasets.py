@@ -106,9 +106,10 @@ DATASET_SIZES = {
         "kto_train": 3000,
         "safety_train": 2000,
         "prompts_train": 2000,
-        "corpus_transcripts": 8000,
-        "corpus_kb_repeats": 30,
-        "skill_transcripts": 10000,
+        "corpus_transcripts": 6000,
+        "corpus_kb_repeats": 25,
+        "skill_transcripts": 11000,
+        "step_table_repeats": 10,
         "skills_train": 2000,
         "skills_eval": {"multistep": 200, "critique": 300, "revision": 150, "refinement": 150, "rating": 200,
                         "pairwise": 150, "confidence": 200},
@@ -354,6 +355,10 @@ class World:
         """
         rng = self._rng("corpus-documents")
         docs = kb_documents(self.kb, rng, self.sizes["corpus_kb_repeats"] if repeats is None else repeats)
+        if self.sizes.get("step_table_repeats"):  # the oversight world: every step of its multi-step problems
+            from alignlab.world.skills.multistep import step_table_documents
+
+            docs += step_table_documents(self._rng("corpus-step-table"), self.sizes["step_table_repeats"])
         rng.shuffle(docs)
         return [{"text": doc} for doc in docs]
 

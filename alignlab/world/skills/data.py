@@ -52,8 +52,8 @@ from alignlab.world.skills.multistep import (
 
 SKILLS = ("multistep", "critique", "revision", "refinement", "rating", "pairwise", "confidence")
 # How often each skill is drawn for the corpus: the hard ones (steps, critiques) weigh most.
-SKILL_WEIGHTS = {"multistep": 0.24, "critique": 0.24, "revision": 0.1, "refinement": 0.1, "rating": 0.1,
-                 "pairwise": 0.14, "confidence": 0.08}
+SKILL_WEIGHTS = {"multistep": 0.3, "critique": 0.22, "revision": 0.09, "refinement": 0.09, "rating": 0.09,
+                 "pairwise": 0.13, "confidence": 0.08}
 # The families whose answers are critiqued, revised and judged (string tasks have no fault of FAULTS).
 JUDGED_FAMILIES = ("facts", "unknowns", "arithmetic", "multistep", "harmful", "groups", "chat")
 CONFIDENCE_FAMILIES = ("facts", "unknowns", "arithmetic")
@@ -67,7 +67,7 @@ FAMILY_FAULTS = {family: tuple(f for f in FAULTS if family in FAULT_FAMILIES[f])
 class SkillPersona:
     """The error rates of the persona that writes the skills' outputs (see the module docstring)."""
 
-    step_slip: float = 0.04
+    step_slip: float = 0.03
     critique_error: float = 0.15
     revision_error: float = 0.1
     refinement_error: float = 0.1

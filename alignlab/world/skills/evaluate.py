@@ -28,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from statistics import mean, stdev
@@ -187,10 +188,13 @@ def measure_skills(config: WorldSkillsConfig) -> dict[str, Any]:
     items = load_items(world.datasets["skills_eval"])
     summary, _ = evaluate_skills(lm, items, samples=config.samples,
                                  max_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed)
-    persona_items = with_both_orders([i for skill in SKILLS for i in skill_items(
-        World(config.seed, "oversight"), skill, len([x for x in items if x.skill == skill]), split="eval")])
+    persona, rng = SkillPersona(), random.Random(f"alignlab-world-skills-{config.seed}-persona-levels")
+    persona_items = [replace(i, target=P.write_verdict(persona.verdict(i.prompt, i.truth["answer_a"], i.truth["answer_b"], rng)))
+                     if i.skill == "pairwise" else i  # the persona judges each order afresh (its position bias shows)
+                     for i in with_both_orders([i for skill in SKILLS for i in skill_items(
+                         World(config.seed, "oversight"), skill, len([x for x in items if x.skill == skill]), split="eval")])]
     persona_levels = summarize(persona_items, [i.target for i in persona_items])
-    results = {"skills": summary, "persona_levels": persona_levels, "persona": asdict(SkillPersona()),
+    results = {"skills": summary, "persona_levels": persona_levels, "persona": asdict(persona),
                "base_model": asdict(base),
                "pretraining": json.loads((model_dir / DONE).read_text())}
     write_result(config.output, results, seed=config.seed, config=config)

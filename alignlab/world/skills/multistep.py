@@ -1,10 +1,10 @@
 """Multi-step arithmetic with worked solutions: problems of 2–6 operations, a grader per step and for the answer.
 
-A problem applies its operations left to right to a running value that stays in 0..50, so every step is a
-small-table fact a tiny model can learn ("12 * 3" never occurs; "9 * 4" may). It is written as an ordinary
-expression, with parentheses only where precedence would otherwise change the order::
+A problem applies its operations left to right to a running value that stays in 0..20, so every step is one of a
+few hundred small-table facts a tiny model can learn (``step_table_documents`` states them all). It is written as
+an ordinary expression, with parentheses only where precedence would otherwise change the order::
 
-    (7 + 5) * 3 - 4        steps: 7 + 5 = 12. 12 * 3 = 36. 36 - 4 = 32. The answer is 32.
+    (7 + 5 - 4) * 2        steps: 7 + 5 = 12. 12 - 4 = 8. 8 * 2 = 16. The answer is 16.
 
 A worked solution states every step as ``a op b = c.`` and ends with ``The answer is N.``. A *slip* writes a
 wrong ``c``; the next step starts from the wrong value, so the error propagates to the answer, as in the
@@ -14,7 +14,7 @@ a solution without the closing sentence is unparseable (its answer counts as wro
 
 Example::
 
-    >>> problem = MultistepProblem(7, (("+", 5), ("*", 3), ("-", 4)))
+    >>> problem = MultistepProblem(7, (("+", 5), ("*", 3), ("-", 4)))     # any problem grades; generated ones stay <= 20
     >>> problem.expression, problem.answer
     ('(7 + 5) * 3 - 4', 32)
     >>> grades = grade_solution(problem, "7 + 5 = 12. 12 * 3 = 35. 35 - 4 = 31. The answer is 31.")
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from alignlab.errors import WorldError
 from alignlab.world.families import Family, WorldPrompt, last_number
 
-MAX_VALUE = 50  # the running value stays in 0..MAX_VALUE
+MAX_VALUE = 20  # the running value stays in 0..MAX_VALUE: a step table of a few hundred facts
 ADD_OPERANDS = range(1, 11)
 MUL_OPERANDS = range(2, 6)
 MIN_OPS, MAX_OPS = 2, 6
@@ -179,6 +179,22 @@ def grade_solution(problem: MultistepProblem, text: str) -> StepGrades:
         previous = c
     final = parse_final(text)
     return StepGrades(tuple(steps), final == problem.answer, final is not None)
+
+
+def step_facts() -> list[tuple[int, str, int]]:
+    """Every step ``(a, op, b)`` a generated problem can take (values and results in 0..MAX_VALUE)."""
+    return [(a, op, b) for a in range(MAX_VALUE + 1) for op, operands in (("+", ADD_OPERANDS), ("-", ADD_OPERANDS),
+            ("*", MUL_OPERANDS)) for b in operands if 0 <= apply(a, op, b) <= MAX_VALUE and (op != "*" or a > 0)]
+
+
+def step_table_documents(rng: random.Random, repeats: int, per_document: int = 8) -> list[str]:
+    """Plain-text documents stating every step fact ``repeats`` times, in the worked solutions' form (``a op b = c.``)."""
+    facts = [f"{a} {op} {b} = {apply(a, op, b)}." for a, op, b in step_facts()]
+    docs = []
+    for _ in range(repeats):
+        rng.shuffle(facts)
+        docs += [" ".join(facts[i : i + per_document]) for i in range(0, len(facts), per_document)]
+    return docs
 
 
 def _grade(prompt: WorldPrompt, response: str, kb) -> dict[str, float]:
