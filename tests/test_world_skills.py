@@ -30,6 +30,7 @@ from alignlab.world.skills.data import (
     SkillItem,
     SkillPersona,
     eval_items,
+    skill_conversations,
     skill_dataset_files,
     skill_items,
     skill_pairs,
@@ -341,6 +342,8 @@ def test_skill_transcripts_and_datasets(world, monkeypatch):
     assert {r["skill"] for r in files["skills_sft_train"]} == set(SKILLS)
     assert all(set(r) == {"prompt", "chosen", "rejected", "skill"} for r in files["skills_pairs_train"])
     assert len(files["skills_eval"]) == 3 * len(SKILLS)
+    conversations = skill_conversations(world, "rating", 20)
+    assert all(P.parse_rating(c.completion) == c.meta["rating"] for c in conversations)  # done right
     for pair in skill_pairs(world, "critique", 30):
         assert P.parse_critique(pair.chosen) in pair.meta["labels"]
         assert P.parse_critique(pair.rejected) not in pair.meta["labels"]
@@ -357,6 +360,7 @@ def test_tiny_oversight_world_builds_and_world_eval_grades_skills(tmp_path, monk
     paths = build_world(tmp_path / "w", 0, "oversight", verbose=False)
     corpus = read_jsonl(paths.corpus_chat)
     assert len(corpus) == 300  # persona transcripts and skill transcripts
+    assert any("7 + 5 = 12." in row["text"] for row in read_jsonl(paths.corpus_text))  # the step table
     assert {"skills_sft_train", "skills_pairs_train", "skills_eval"} <= set(paths.datasets)
     result = evaluate_model(str(tiny_model_dir), paths, max_tokens=8, output_dir=tmp_path / "eval")
     skills = result["skills"]
@@ -385,6 +389,6 @@ def test_world_skills_command_writes_a_result_with_provenance(tmp_path, monkeypa
     assert main(["world", "skills", "--output", str(out), "--world", str(tmp_path / "w")]) == 0
     record = json.loads(out.read_text())
     assert record["seed"] == 0 and record["config"]["output"] == str(out) and record["machine"]["cpu_count"]
-    assert set(record["results"]["skills"]) == set(SKILLS)
+    assert set(record["results"]["skills"]) == set(SKILLS) == set(record["results"]["persona_levels"])
     assert record["results"]["pretraining"] == {"train_cpu_s": 1.0}
     assert record["results"]["persona"] == json.loads(json.dumps(SkillPersona().__dict__))

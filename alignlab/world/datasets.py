@@ -17,6 +17,8 @@ Every family's prompts are split once per world: evaluation prompts never occur 
 | ``prompts_{train,eval}``| ``{"prompt": [user], "family": str, "meta": WorldPrompt.to_dict()}``           |
 | ``corpus_chat``        | ``{"messages": [...]}``: base-persona transcripts (pretraining)                 |
 | ``corpus_text``        | ``{"text": str}``: the known facts in plain prose (pretraining)                 |
+| ``skills_*``           | the ``oversight`` size only: skill conversations, pairs and evaluation items    |
+|                        | (:mod:`alignlab.world.skills.data`)                                              |
 
 Example::
 
@@ -95,25 +97,19 @@ DATASET_SIZES = {
         "corpus_transcripts": 40000,
         "corpus_kb_repeats": 40,
     },
-    # The small world's families plus the skills (alignlab.world.skills): skill transcripts in the corpus,
-    # skill datasets and evaluation items. The other sizes have no "skill_transcripts", so they are unchanged.
-    "oversight": {
-        "eval_per_family": 40,
-        "sft_train": 3000,
-        "pairs_train": 3000,
-        "pairs_eval": 400,
-        "ranked_train": 1000,
-        "kto_train": 3000,
-        "safety_train": 2000,
-        "prompts_train": 2000,
-        "corpus_transcripts": 6000,
-        "corpus_kb_repeats": 25,
-        "skill_transcripts": 11000,
-        "step_table_repeats": 10,
-        "skills_train": 2000,
-        "skills_eval": {"multistep": 200, "critique": 300, "revision": 150, "refinement": 150, "rating": 200,
-                        "pairwise": 150, "confidence": 200},
-    },
+}
+# The small world's families plus the skills (alignlab.world.skills): skill transcripts and the step table in the
+# corpus (fewer persona transcripts and prose), skill datasets and evaluation items. The other sizes have none of
+# these keys, so they are unchanged.
+DATASET_SIZES["oversight"] = {
+    **DATASET_SIZES["small"],
+    "corpus_transcripts": 6000,
+    "corpus_kb_repeats": 25,
+    "skill_transcripts": 11000,
+    "step_table_repeats": 10,
+    "skills_train": 2000,
+    "skills_eval": {"multistep": 200, "critique": 300, "revision": 150, "refinement": 150, "rating": 200,
+                    "pairwise": 150, "confidence": 200},
 }
 MULTI_TURN_FRACTION = 0.2  # corpus transcripts with two user turns
 
