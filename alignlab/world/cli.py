@@ -124,7 +124,7 @@ def _print_skills(skills: dict[str, dict[str, Any]]) -> None:
 
 
 def _skills(args: argparse.Namespace) -> None:
-    from alignlab.world.skills.evaluate import WorldSkillsConfig, measure_skills
+    from alignlab.world.skills.measure import WorldSkillsConfig, measure_skills
 
     config = parse_command_config(WorldSkillsConfig, args, flags=("output", "seed", "world", "samples", "temperature"))
     _print_skills(measure_skills(config)["skills"])

@@ -33,6 +33,7 @@ from alignlab.world.datasets import load_prompts
 from alignlab.world.evaluate import evaluate_responses
 
 RATES = ("helpfulness", "honesty", "harmlessness", "toxicity", "bias", "true_reward")
+SKILL_MAX_TOKENS = 96  # a six-step worked solution, or a revised answer, is longer than a plain answer
 
 
 def answer_logprobs(
@@ -105,6 +106,19 @@ def kl_estimate(model, reference, sampled: SampledAnswers, *, pad_token_id: int,
     return float((logp - ref_logp).mean())
 
 
+def evaluate_skills(lm, items: list[Any], *, samples: int = 1, max_tokens: int = SKILL_MAX_TOKENS,
+                    temperature: float = 1.0, seed: int = 0) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Answer every skill item (:mod:`alignlab.world.skills`; pairwise ones in both orders) ``samples`` times with
+    ``lm`` through :func:`sample_answers`, and grade the outputs. Returns the per-skill summary and one row per output."""
+    from alignlab.world.skills.evaluate import grade_output, summarize, with_both_orders
+
+    sampled = sample_answers(lm, with_both_orders(items), samples=samples, max_tokens=max_tokens,
+                             temperature=temperature, seed=seed)
+    rows = [{"skill": i.skill, "prompt": i.user, "output": o, "truth": i.target, **grade_output(i, o)}
+            for i, o in zip(sampled.prompts, sampled.answers)]
+    return summarize(sampled.prompts, sampled.answers), rows
+
+
 def evaluate_model(
     model: str,
     world: WorldPaths | None = None,
@@ -141,7 +155,7 @@ def evaluate_model(
                                                 pad_token_id=lm.tokenizer.pad_token_id, batch_size=batch_size)
     skill_rows = None
     if "skills_eval" in world.datasets:  # the oversight world's skills (alignlab.world.skills)
-        from alignlab.world.skills.evaluate import evaluate_skills, load_items
+        from alignlab.world.skills.evaluate import load_items
 
         result["skills"], skill_rows = evaluate_skills(lm, load_items(world.datasets["skills_eval"]), samples=samples,
                                                        temperature=temperature, seed=seed)
