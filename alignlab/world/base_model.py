@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from alignlab.world.build import WorldPaths
 from alignlab.world.datasets import read_jsonl
 
 DONE = "base_model_done.json"
+OVERSIGHT_EPOCHS = 3.0
 
 
 @dataclass
@@ -55,6 +57,15 @@ class BaseModelConfig:
     )
     """the pretraining loop: many small steps (a tiny model memorises the world's facts by updates, not by
     batch size); fp32, because for a model this small bf16 autocast costs more in casts than it saves"""
+
+
+def base_model_config(size: str = "small") -> BaseModelConfig:
+    """The base model each world size is pretrained as: the default for ``small`` and ``medium``; for
+    ``oversight`` (whose corpus adds the skills) the same model with OVERSIGHT_EPOCHS passes over its corpus."""
+    config = BaseModelConfig()
+    if size == "oversight":
+        config.train.num_epochs = OVERSIGHT_EPOCHS
+    return config
 
 
 def corpus_examples(paths: WorldPaths, tokenizer) -> list[dict]:
@@ -122,10 +133,14 @@ def build_base_model(
             flush=True,
         )
     assert all(e["labels"][0] != IGNORE_INDEX for e in examples[:1])
+    clock, cpu_clock = time.perf_counter(), time.process_time()
     result = train(
         model, TokenNLLObjective(), examples, CompletionCollator(tokenizer.pad_token_id), config.train, out / "run"
     )
     save_pretrained_atomic(model, tokenizer, out)
     shutil.rmtree(out / "run" / "checkpoints", ignore_errors=True)  # the model itself is all we keep
-    atomic_write_json(done, {"key": key, "steps": result.steps, "final_loss": result.history[-1]["loss"]})
+    # wall and CPU seconds of the pretraining itself: on a shared machine the CPU time is the honest cost
+    atomic_write_json(done, {"key": key, "steps": result.steps, "final_loss": result.history[-1]["loss"],
+                             "train_wall_s": round(time.perf_counter() - clock, 1),
+                             "train_cpu_s": round(time.process_time() - cpu_clock, 1)})
     return out

@@ -58,7 +58,7 @@ class WorldBuildConfig:
     seed: int = 0
     """world seed"""
     size: str = "small"
-    """small or medium"""
+    """small, medium or oversight (the small world plus the skills scalable oversight needs)"""
     force: bool = False
     """rebuild even if a verified build exists"""
 

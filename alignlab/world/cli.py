@@ -3,6 +3,7 @@
     alignlab world build [--seed 0] [--size small] [--output DIR] [--force]
     alignlab world score RESPONSES.jsonl [--output results.json]
     alignlab world eval --model PATH --output DIR [--reference PATH] [--samples N]
+    alignlab world skills --output RESULT.json [--seed 0]     (the oversight world's skill levels)
 
 Each command's options are the fields of a config (``WorldBuildConfig``, ``WorldScoreConfig``,
 :class:`WorldEvalConfig`); ``--help`` lists them all, ``--config`` and ``--set key=value`` set any of them.
@@ -57,7 +58,7 @@ class WorldEvalConfig:
     seed: int = field(default_factory=lambda: _world_default("seed"))
     """world seed, also the sampling seed"""
     size: str = field(default_factory=lambda: _world_default("size"))
-    """world size: small or medium"""
+    """world size: small, medium or oversight (oversight adds the skills: their levels are evaluated too)"""
     world: str | None = None
     """world directory (null: the user cache)"""
 
@@ -74,6 +75,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     add_config_command(commands, "score", _score, help="score responses with the world's judge")
     add_config_command(commands, "eval", _eval,
                        help="sample a model on the world's held-out prompts and grade it (writes DIR/results.json)")
+    add_config_command(commands, "skills", _skills,
+                       help="pretrain the oversight world's base model (cached) and measure its skills")
 
 
 def _build(args: argparse.Namespace) -> None:
@@ -104,4 +107,25 @@ def _eval(args: argparse.Namespace) -> None:
     for key in (*RATES, "kl_to_reference"):
         if result.get(key) is not None:
             print(f"{key:>16}: {result[key]:.3f}")
+    _print_skills(result.get("skills", {}))
     print(f"{result['n']} answers; results in {Path(config.output) / 'results.json'}")
+
+
+def _print_skills(skills: dict[str, dict[str, Any]]) -> None:
+    from alignlab.world.skills.evaluate import HEADLINE
+
+    for skill, metrics in skills.items():
+        for key in HEADLINE[skill]:
+            if metrics.get(key) is not None:
+                se = metrics.get(f"{key}_stderr")
+                print(f"{key:>20}: {metrics[key]:.3f}" + (f" ± {se:.3f}" if se is not None else "") + f"  ({skill})")
+        if "parse_rate" in metrics:
+            print(f"{'parse_rate':>20}: {metrics['parse_rate']:.3f}  ({skill})")
+
+
+def _skills(args: argparse.Namespace) -> None:
+    from alignlab.world.skills.measure import WorldSkillsConfig, measure_skills
+
+    config = parse_command_config(WorldSkillsConfig, args, flags=("output", "seed", "world", "samples", "temperature"))
+    _print_skills(measure_skills(config)["skills"])
+    print(f"results in {config.output}")

@@ -17,6 +17,8 @@ Every family's prompts are split once per world: evaluation prompts never occur 
 | ``prompts_{train,eval}``| ``{"prompt": [user], "family": str, "meta": WorldPrompt.to_dict()}``           |
 | ``corpus_chat``        | ``{"messages": [...]}``: base-persona transcripts (pretraining)                 |
 | ``corpus_text``        | ``{"text": str}``: the known facts in plain prose (pretraining)                 |
+| ``skills_*``           | the ``oversight`` size only: skill conversations, pairs and evaluation items    |
+|                        | (:mod:`alignlab.world.skills.data`)                                              |
 
 Example::
 
@@ -95,6 +97,19 @@ DATASET_SIZES = {
         "corpus_transcripts": 40000,
         "corpus_kb_repeats": 40,
     },
+}
+# The small world's families plus the skills (alignlab.world.skills): skill transcripts and the step table in the
+# corpus (fewer persona transcripts and prose), skill datasets and evaluation items. The other sizes have none of
+# these keys, so they are unchanged.
+DATASET_SIZES["oversight"] = {
+    **DATASET_SIZES["small"],
+    "corpus_transcripts": 6000,
+    "corpus_kb_repeats": 25,
+    "skill_transcripts": 11000,
+    "step_table_repeats": 10,
+    "skills_train": 2000,
+    "skills_eval": {"multistep": 200, "critique": 300, "revision": 150, "refinement": 150, "rating": 200,
+                    "pairwise": 150, "confidence": 200},
 }
 MULTI_TURN_FRACTION = 0.2  # corpus transcripts with two user turns
 
@@ -323,6 +338,10 @@ class World:
         for _ in range(self.sizes["corpus_transcripts"] if n is None else n):
             turns = 2 if rng.random() < MULTI_TURN_FRACTION else 1
             rows.append({"messages": transcript(self.sample_prompts(turns, rng), persona, rng)})
+        if n is None and self.sizes.get("skill_transcripts"):  # the oversight world's skills, from their own stream
+            from alignlab.world.skills.data import skill_transcripts
+
+            rows += skill_transcripts(self, self.sizes["skill_transcripts"])
         return rows
 
     def corpus_documents(self, repeats: int | None = None) -> list[dict[str, Any]]:
@@ -332,6 +351,10 @@ class World:
         """
         rng = self._rng("corpus-documents")
         docs = kb_documents(self.kb, rng, self.sizes["corpus_kb_repeats"] if repeats is None else repeats)
+        if self.sizes.get("step_table_repeats"):  # the oversight world: every step of its multi-step problems
+            from alignlab.world.skills.multistep import step_table_documents
+
+            docs += step_table_documents(self._rng("corpus-step-table"), self.sizes["step_table_repeats"])
         rng.shuffle(docs)
         return [{"text": doc} for doc in docs]
 
@@ -403,6 +426,10 @@ def write_datasets(world: World, out_dir: Path) -> dict[str, Path]:
         "prompts_train": [prompt_row(r) for r in world.prompt_records("train", n["prompts_train"])],
         "prompts_eval": [prompt_row(r) for r in world.prompt_records("eval")],
     }
+    if world.sizes.get("skills_eval"):  # the oversight world's skill datasets (alignlab.world.skills)
+        from alignlab.world.skills.data import skill_dataset_files
+
+        files.update(skill_dataset_files(world))
     return {name: write_jsonl(out_dir / f"{name}.jsonl", rows) for name, rows in files.items()}
 
 

@@ -46,6 +46,8 @@ SIZES = {
     # (not a dozen) keep one odd name from moving the honesty rate by several points.
     "small": (40, 800, 40, 8),
     "medium": (120, 1600, 80, 16),
+    # the small world's entities, plus the skills oversight needs (alignlab.world.skills; datasets.py)
+    "oversight": (40, 800, 40, 8),
 }
 
 _ONSETS = (
@@ -191,7 +193,7 @@ def _names(rng: random.Random, n: int, endings: tuple[str, ...], taken: set[str]
 
 
 def build_kb(seed: int = 0, size: str = "small") -> KnowledgeBase:
-    """Build the knowledge base of world ``seed`` at ``size`` ("small" or "medium")."""
+    """Build the knowledge base of world ``seed`` at ``size`` ("small", "medium" or "oversight")."""
     check_seed(seed)
     n_known, n_held_train, n_held_eval, n_groups = SIZES[check_size(size)]
     n_held = n_held_train + n_held_eval

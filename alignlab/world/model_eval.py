@@ -33,6 +33,7 @@ from alignlab.world.datasets import load_prompts
 from alignlab.world.evaluate import evaluate_responses
 
 RATES = ("helpfulness", "honesty", "harmlessness", "toxicity", "bias", "true_reward")
+SKILL_MAX_TOKENS = 96  # a six-step worked solution, or a revised answer, is longer than a plain answer
 
 
 def answer_logprobs(
@@ -105,6 +106,19 @@ def kl_estimate(model, reference, sampled: SampledAnswers, *, pad_token_id: int,
     return float((logp - ref_logp).mean())
 
 
+def evaluate_skills(lm, items: list[Any], *, samples: int = 1, max_tokens: int = SKILL_MAX_TOKENS,
+                    temperature: float = 1.0, seed: int = 0) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Answer every skill item (:mod:`alignlab.world.skills`; pairwise ones in both orders) ``samples`` times with
+    ``lm`` through :func:`sample_answers`, and grade the outputs. Returns the per-skill summary and one row per output."""
+    from alignlab.world.skills.evaluate import grade_output, summarize, with_both_orders
+
+    sampled = sample_answers(lm, with_both_orders(items), samples=samples, max_tokens=max_tokens,
+                             temperature=temperature, seed=seed)
+    rows = [{"skill": i.skill, "prompt": i.user, "output": o, "truth": i.target, **grade_output(i, o)}
+            for i, o in zip(sampled.prompts, sampled.answers)]
+    return summarize(sampled.prompts, sampled.answers), rows
+
+
 def evaluate_model(
     model: str,
     world: WorldPaths | None = None,
@@ -120,7 +134,8 @@ def evaluate_model(
     """Ground-truth rates of ``model`` on the world's eval prompts (and KL to ``reference``).
 
     With ``output_dir``, writes ``results.json`` and ``samples.jsonl`` (prompt, family, response and its
-    per-dimension scores) there, atomically.
+    per-dimension scores) there, atomically. A world with skills (size ``oversight``) also has its skills
+    evaluated (``result["skills"]``, see :mod:`alignlab.world.skills.evaluate`; ``skills_samples.jsonl``).
     """
     from alignlab.evaluate.lm import HuggingFaceLM
     from alignlab.world.judge import score
@@ -138,8 +153,16 @@ def evaluate_model(
 
         result["kl_to_reference"] = kl_estimate(lm.model, load_causal_lm(reference).eval(), sampled,
                                                 pad_token_id=lm.tokenizer.pad_token_id, batch_size=batch_size)
+    skill_rows = None
+    if "skills_eval" in world.datasets:  # the oversight world's skills (alignlab.world.skills)
+        from alignlab.world.skills.evaluate import load_items
+
+        result["skills"], skill_rows = evaluate_skills(lm, load_items(world.datasets["skills_eval"]), samples=samples,
+                                                       temperature=temperature, seed=seed)
     if output_dir is not None:
         out = Path(output_dir)
+        if skill_rows is not None:
+            atomic_write_text(out / "skills_samples.jsonl", "".join(json.dumps(row) + "\n" for row in skill_rows))
         rows = [
             {"prompt": p.text, "family": p.family, "response": r, **score(p, r).as_dict()}
             for p, r in zip(prompts, responses)
