@@ -104,6 +104,14 @@ def test_cached_and_uncached_scoring_agree(tok, dtype, tol):
     torch.testing.assert_close(a, b, rtol=tol, atol=tol)
     assert cached.prefix_cache.get_seq_length() == prefix_length  # scoring copies the cache, never grows it
     assert a.std() > 100 * tol  # the candidates differ, so equal losses are not trivial
+    # candidates one token away from a current suffix reuse its cache up to the changed position
+    base = candidates[0]
+    near = sample_candidates(base, torch.randn(8, len(tok)), 48, 16, 1, None, torch.Generator().manual_seed(1))
+    grouped, recomputed = GCG([(model, tok)], GCGConfig()), GCG([(model, tok)], GCGConfig(use_prefix_cache=False))
+    grouped.objectives, recomputed.objectives = [cached], [plain]
+    with torch.no_grad():
+        torch.testing.assert_close(grouped.candidate_losses(near, base)[0], recomputed.candidate_losses(near, base)[0],
+                                   rtol=tol, atol=tol)
 
 
 def test_expanded_cache_repeats_rows_and_leaves_original(tok):

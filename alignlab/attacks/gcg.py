@@ -40,6 +40,7 @@ from alignlab.core.tokenize import DEFAULT_CHAT_TEMPLATE
 from alignlab.errors import AttackError
 
 SUFFIX_SLOT = "{optim_str}"  # where the suffix goes in a message (default: the end of the last one)
+LOSS_CHUNK_ROWS = 32  # candidates whose logits are converted to float32 at once in target_loss
 BUFFER_INIT_CHARS = list(".,!?;:()[]{}@#$%&*wxyz")  # nanoGCG's characters for random initial buffer entries
 
 
@@ -125,13 +126,15 @@ def mellowmax(t: torch.Tensor, alpha: float = 1.0, dim: int = -1) -> torch.Tenso
 def target_loss(logits: torch.Tensor, target_ids: torch.Tensor, mellowmax_alpha: float | None = None) -> torch.Tensor:
     """Per-candidate loss from logits [B, T, vocab] that predict target_ids [T] → [B] (float32).
 
-    Cross-entropy averaged over the T target tokens, or mellowmax over −z_{y_t} when ``mellowmax_alpha`` is set.
+    Cross-entropy averaged over the T target tokens, −log p(y_t) = logsumexp(z) − z_{y_t}, or mellowmax over
+    −z_{y_t} when ``mellowmax_alpha`` is set. The logsumexp runs in float32 a few rows at a time, so bf16 logits
+    are never copied whole (that copy took a third of candidate scoring).
     """
-    logits = logits.float()
-    labels = target_ids.expand(logits.shape[0], -1)  # [B, T]
+    picked = logits.gather(-1, target_ids.expand(logits.shape[0], -1)[..., None]).squeeze(-1).float()  # [B, T]
     if mellowmax_alpha is not None:
-        return mellowmax(-logits.gather(-1, labels[..., None]).squeeze(-1), mellowmax_alpha)
-    return nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="none").mean(-1)
+        return mellowmax(-picked, mellowmax_alpha)
+    lse = torch.cat([rows.float().logsumexp(-1) for rows in logits.split(LOSS_CHUNK_ROWS)])  # [B, T]
+    return (lse - picked).mean(-1)
 
 
 def sample_candidates(ids: torch.Tensor, grad: torch.Tensor, search_width: int, topk: int, n_replace: int,
@@ -180,10 +183,12 @@ def retokenizes(tokenizer, candidates: torch.Tensor) -> torch.Tensor:
 # The KV-cache adapter: the only place that knows how transformers passes and copies a cache
 
 
-def expanded_cache(cache, n: int):
-    """A copy of a batch-1 transformers ``Cache`` repeated to ``n`` rows (the original stays untouched: a forward
-    pass appends to the cache it is given)."""
+def expanded_cache(cache, n: int, length: int | None = None):
+    """A copy of a batch-1 transformers ``Cache``, cut to its first ``length`` positions and repeated to ``n`` rows
+    (the original stays untouched: a forward pass appends to the cache it is given)."""
     copied = copy.deepcopy(cache)
+    if length is not None and length < copied.get_seq_length():
+        copied.crop(length - copied.get_seq_length())  # negative: positions to drop (4.x and 5.x agree on this)
     copied.reorder_cache(torch.zeros(n, dtype=torch.long, device=_cache_device(cache)))
     return copied
 
@@ -255,13 +260,26 @@ class Objective:
                 self.prefix_cache = _new_cache(model)  # filled in place by the forward pass
                 model(inputs_embeds=self.before_embeds, logits_to_keep=1, **cache_kwargs(model, self.prefix_cache))
 
-    def logits(self, suffix_embeds: torch.Tensor) -> torch.Tensor:
-        """Logits [B, T, vocab] predicting the target after each suffix's embeddings [B, n, d]."""
+    def suffix_cache(self, suffix_embeds: torch.Tensor):
+        """The KV cache of the prompt and a whole suffix [1, n, d] (batch 1), or None without a prefix cache."""
+        if self.prefix_cache is None:
+            return None
+        cache = copy.deepcopy(self.prefix_cache)
+        self.model(inputs_embeds=suffix_embeds, logits_to_keep=1, **cache_kwargs(self.model, cache))
+        return cache
+
+    def logits(self, suffix_embeds: torch.Tensor, *, shared=None, start: int = 0) -> torch.Tensor:
+        """Logits [B, T, vocab] predicting the target after each suffix's embeddings [B, n, d].
+
+        With ``shared`` (a :meth:`suffix_cache` of a suffix whose first ``start`` tokens every row repeats), those
+        positions come from the cache and only the rest of each suffix is computed.
+        """
         b = suffix_embeds.shape[0]
-        parts = [suffix_embeds, self.after_embeds.expand(b, -1, -1), self.target_embeds.expand(b, -1, -1)]
+        parts = [suffix_embeds[:, start:], self.after_embeds.expand(b, -1, -1), self.target_embeds.expand(b, -1, -1)]
         cache = None
         if self.prefix_cache is not None:
-            cache = expanded_cache(self.prefix_cache, b)
+            base = self.prefix_cache if shared is None else shared
+            cache = expanded_cache(base, b, self.prefix_cache.get_seq_length() + start)
         else:
             parts.insert(0, self.before_embeds.expand(b, -1, -1))
         t = len(self.target_ids)
@@ -269,11 +287,12 @@ class Objective:
         out = self.model(inputs_embeds=torch.cat(parts, dim=1), logits_to_keep=t + 1, **cache_kwargs(self.model, cache))
         return out.logits[:, :-1]
 
-    def losses(self, suffix_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss [B], whether greedy decoding gives the whole target [B]) of each suffix."""
-        logits = self.logits(suffix_embeds)
-        exact = (logits.argmax(-1) == self.target_ids).all(-1)
-        return target_loss(logits, self.target_ids, self.mellowmax_alpha), exact
+    def losses(self, suffix_embeds: torch.Tensor, *, exact: bool = False, shared=None, start: int = 0
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(loss [B], and with ``exact`` whether greedy decoding gives the whole target [B]) of each suffix."""
+        logits = self.logits(suffix_embeds, shared=shared, start=start)
+        matches = (logits.argmax(-1) == self.target_ids).all(-1) if exact else None
+        return target_loss(logits, self.target_ids, self.mellowmax_alpha), matches
 
 
 def _new_cache(model: nn.Module):
@@ -331,7 +350,7 @@ class GCG:
                         raise AttackError("no candidate suffix decodes and re-encodes to itself; set "
                                           "filter_ids=false or start from another optim_str_init")
                     candidates = candidates[keep.to(candidates.device)]
-                cand_losses, exact = self.timed("score", self.candidate_losses, candidates)
+                cand_losses, exact = self.timed("score", self.candidate_losses, candidates, ids)
             best = int(cand_losses.argmin())
             loss, best_ids = float(cand_losses[best]), candidates[best]
             losses.append(loss)
@@ -390,18 +409,33 @@ class GCG:
         c = self.config
         return sample_candidates(ids, grad, c.search_width, c.topk, c.n_replace, self.not_allowed, self.generator)
 
-    def candidate_losses(self, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean loss over objectives [W], and whether every objective's target is reproduced exactly [W]."""
+    def candidate_losses(self, candidates: torch.Tensor, base: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean loss over objectives [W], and whether every objective's target is reproduced exactly [W] (checked
+        only with early_stop: the argmax over the vocabulary costs a tenth of scoring).
+
+        Candidates that copy the current suffix ``base`` [n] up to position i share its KV cache up to there
+        (with the prefix cache on): each group runs only from its first changed position, which saves about half
+        the suffix's tokens when one position is replaced.
+        """
         size = self.config.batch_size or len(candidates)
         loss = torch.zeros(len(candidates))
         exact = torch.ones(len(candidates), dtype=torch.bool)
+        first_change = torch.zeros(len(candidates), dtype=torch.long)
+        if base is not None and self.config.use_prefix_cache:
+            first_change = (candidates != base).int().argmax(1).cpu()  # 0 also for a candidate equal to base
         for objective in self.objectives:
             embed = objective.model.get_input_embeddings()
-            for lo in range(0, len(candidates), size):
-                chunk = candidates[lo:lo + size].to(embed.weight.device)
-                chunk_loss, chunk_exact = objective.losses(embed(chunk))
-                loss[lo:lo + size] += chunk_loss.cpu() / len(self.objectives)
-                exact[lo:lo + size] &= chunk_exact.cpu()
+            shared = objective.suffix_cache(embed(base.to(embed.weight.device))[None]) if base is not None else None
+            for start in first_change.unique().tolist():
+                rows = (first_change == start).nonzero().squeeze(1)
+                for lo in range(0, len(rows), size):
+                    chunk = rows[lo:lo + size]
+                    chunk_loss, chunk_exact = objective.losses(embed(candidates[chunk].to(embed.weight.device)),
+                                                               exact=self.config.early_stop, shared=shared, start=start)
+                    loss[chunk] += chunk_loss.cpu() / len(self.objectives)
+                    if chunk_exact is not None:
+                        exact[chunk] &= chunk_exact.cpu()
         return loss, exact
 
 
