@@ -12,14 +12,30 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from alignlab.cli import add_config_command, parse_command_config
+
 # Modules that add `alignlab attack <name>` sub-commands (each defines add_commands(attack_subparsers)).
 SUBCOMMAND_MODULES = ["alignlab.attacks.privacy.cli", "alignlab.attacks.backdoor_cli"]
+RUN_FLAGS = ("attack", "model", "behaviors", "output", "limit", "offset", "judge", "seed", "max_new_tokens")
+
+
+def run_attack(args: argparse.Namespace) -> None:
+    from alignlab.attacks.pipeline import AttackRunConfig, run_attack_pipeline
+
+    config = parse_command_config(AttackRunConfig, args, flags=RUN_FLAGS, lists=["probes"])
+    results = run_attack_pipeline(config)
+    for name, value in results["summary"].items():
+        print(f"{name}: {value}")
+    print(f"results.json and report.html in {results['output']}")
+
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``attack`` command group and its sub-commands on the ``alignlab`` command."""
     attack = subparsers.add_parser("attack", help="adversarial attacks: GCG, jailbreak probes, red teaming",
                                    description="adversarial attacks and the attack → judge pipeline")
     attack_subparsers = attack.add_subparsers(dest="attack_command", required=True)
+    add_config_command(attack_subparsers, "run", run_attack,
+                       help="attack behaviours (gcg | probe) and judge the responses: ASR with Wilson intervals")
     for name in SUBCOMMAND_MODULES:
         try:
             module = importlib.import_module(name)
