@@ -29,6 +29,27 @@ def run_attack(args: argparse.Namespace) -> None:
     print(f"results.json and report.html in {results['output']}")
 
 
+def run_robustness(args: argparse.Namespace) -> None:
+    from alignlab.attacks.robustness import RobustnessConfig, run_robustness
+
+    config = parse_command_config(RobustnessConfig, args, flags=("output", "work", "limit", "gcg_limit", "seed"),
+                                  lists=["attacks"], mappings=["models"])
+    run_robustness(config)
+    print(f"result: {config.output}")
+
+
+def run_perplexity_filter(args: argparse.Namespace) -> None:
+    from alignlab.attacks.defences import PerplexityFilterConfig, run_perplexity_filter
+
+    config = parse_command_config(PerplexityFilterConfig, args, flags=("model", "output", "window", "quantile"),
+                                  lists=["runs"])
+    out = run_perplexity_filter(config)
+    fpr = out["false_positive_rate"]
+    print(f"threshold {out['threshold']:.2f}; false positives {fpr['k']}/{fpr['n']} benign prompts")
+    for name, r in out["detection_rate"].items():
+        print(f"detected {name}: {r['k']}/{r['n']}")
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``attack`` command group and its sub-commands on the ``alignlab`` command."""
     attack = subparsers.add_parser("attack", help="adversarial attacks: GCG, jailbreak probes, red teaming",
@@ -36,6 +57,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     attack_subparsers = attack.add_subparsers(dest="attack_command", required=True)
     add_config_command(attack_subparsers, "run", run_attack,
                        help="attack behaviours (gcg | probe) and judge the responses: ASR with Wilson intervals")
+    add_config_command(attack_subparsers, "robustness", run_robustness,
+                       help="every attack against every model: the robustness table of alignment methods")
+    add_config_command(attack_subparsers, "perplexity-filter", run_perplexity_filter,
+                       help="a perplexity filter's false positives on benign prompts and detection of attacks")
     for name in SUBCOMMAND_MODULES:
         try:
             module = importlib.import_module(name)
