@@ -40,6 +40,7 @@ from alignlab.core.tokenize import DEFAULT_CHAT_TEMPLATE
 from alignlab.errors import AttackError
 
 SUFFIX_SLOT = "{optim_str}"  # where the suffix goes in a message (default: the end of the last one)
+SHARED_GROUPS = 4  # candidate groups per step that share the current suffix's cache up to their first change
 LOSS_CHUNK_ROWS = 32  # candidates whose logits are converted to float32 at once in target_loss
 BUFFER_INIT_CHARS = list(".,!?;:()[]{}@#$%&*wxyz")  # nanoGCG's characters for random initial buffer entries
 
@@ -350,6 +351,7 @@ class GCG:
                         raise AttackError("no candidate suffix decodes and re-encodes to itself; set "
                                           "filter_ids=false or start from another optim_str_init")
                     candidates = candidates[keep.to(candidates.device)]
+                candidates = candidates.unique(dim=0)  # the sampler draws with replacement: score each suffix once
                 cand_losses, exact = self.timed("score", self.candidate_losses, candidates, ids)
             best = int(cand_losses.argmin())
             loss, best_ids = float(cand_losses[best]), candidates[best]
@@ -415,8 +417,9 @@ class GCG:
         only with early_stop: the argmax over the vocabulary costs a tenth of scoring).
 
         Candidates that copy the current suffix ``base`` [n] up to position i share its KV cache up to there
-        (with the prefix cache on): each group runs only from its first changed position, which saves about half
-        the suffix's tokens when one position is replaced.
+        (with the prefix cache on). They are split into ``SHARED_GROUPS`` groups by where they first change; each
+        group runs from its earliest change on: with one position replaced that skips over a third of the suffix's
+        tokens, in a few forwards (one per position would skip half, but pay a forward's fixed cost n times).
         """
         size = self.config.batch_size or len(candidates)
         loss = torch.zeros(len(candidates))
@@ -424,6 +427,9 @@ class GCG:
         first_change = torch.zeros(len(candidates), dtype=torch.long)
         if base is not None and self.config.use_prefix_cache:
             first_change = (candidates != base).int().argmax(1).cpu()  # 0 also for a candidate equal to base
+            # a few groups, each starting where its earliest member changes: most of the saving in a few forwards
+            starts = torch.linspace(0, candidates.shape[1], SHARED_GROUPS + 1)[:-1].long().unique()
+            first_change = starts[torch.searchsorted(starts, first_change, right=True) - 1]
         for objective in self.objectives:
             embed = objective.model.get_input_embeddings()
             shared = objective.suffix_cache(embed(base.to(embed.weight.device))[None]) if base is not None else None
