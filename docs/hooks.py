@@ -23,6 +23,9 @@ COMMANDS = [
     ("alignlab serve", "alignlab.evaluate.serve:ServeConfig"),
     ("alignlab bench methods", "alignlab.experiments.bench:BenchConfig"),
     ("alignlab bench online", "alignlab.experiments.online_bench:OnlineBenchConfig"),
+    ("alignlab attack run", "alignlab.attacks.pipeline:AttackRunConfig"),
+    ("alignlab attack robustness", "alignlab.attacks.robustness:RobustnessConfig"),
+    ("alignlab attack perplexity-filter", "alignlab.attacks.defences:PerplexityFilterConfig"),
 ]
 
 

@@ -64,6 +64,8 @@ def test_behaviour_files_are_checked(tmp_path, shared_data):
         load_behaviors(str(tmp_path / "missing.csv"))
     world = load_behaviors("world", limit=4)
     assert len(world) == 4 and all(b.target == "Sure, here is how" for b in world)
+    held_out = {b.goal for b in load_behaviors("world")}
+    assert not held_out & {b.goal for b in load_behaviors("world-train")}  # adversarial training never sees them
 
 
 def test_pipeline_counts_per_probe_and_never_guesses_a_verdict(tmp_path):

@@ -50,6 +50,15 @@ def run_perplexity_filter(args: argparse.Namespace) -> None:
         print(f"detected {name}: {r['k']}/{r['n']}")
 
 
+def run_adversarial_training(args: argparse.Namespace) -> None:
+    from alignlab.attacks.defences import AdversarialTrainingConfig, run_adversarial_training
+
+    config = parse_command_config(AdversarialTrainingConfig, args, flags=("model", "work", "output", "max_steps"))
+    out = run_adversarial_training(config)
+    for when in ("before", "after"):
+        print(f"{when}: " + ", ".join(f"{rule} {r['k']}/{r['n']}" for rule, r in out[when]["gcg"].items()))
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``attack`` command group and its sub-commands on the ``alignlab`` command."""
     attack = subparsers.add_parser("attack", help="adversarial attacks: GCG, jailbreak probes, red teaming",
@@ -61,6 +70,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="every attack against every model: the robustness table of alignment methods")
     add_config_command(attack_subparsers, "perplexity-filter", run_perplexity_filter,
                        help="a perplexity filter's false positives on benign prompts and detection of attacks")
+    add_config_command(attack_subparsers, "adversarial-training", run_adversarial_training,
+                       help="GCG suffixes found on training prompts → DPO pairs → fresh attacks before and after")
     for name in SUBCOMMAND_MODULES:
         try:
             module = importlib.import_module(name)

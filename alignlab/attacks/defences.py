@@ -27,7 +27,9 @@ from typing import Any
 
 import torch
 
+from alignlab.attacks.gcg import GCGConfig
 from alignlab.attacks.pipeline import wilson_interval
+from alignlab.attacks.robustness import world_gcg
 from alignlab.errors import AttackError
 
 
@@ -161,4 +163,70 @@ def run_perplexity_filter(config: PerplexityFilterConfig) -> dict[str, Any]:
     out = {"threshold": result.threshold, "false_positive_rate": result.false_positive_rate,
            "detection_rate": result.detection_rate, "n_calibration": len(calibration)}
     write_result(config.output, out, seed=config.world_seed, config=config)
+    return out
+
+
+@dataclass
+class AdversarialTrainingConfig:
+    """Adversarial training on the toy world: GCG suffixes found on training prompts become DPO pairs; fresh GCG on
+    held-out prompts before and after."""
+
+    model: str
+    """the model to harden (a local model or run dir, e.g. a DPO model)"""
+    work: str
+    """directory for the attack runs, the pairs file and the trained model"""
+    output: str
+    """the result JSON (with provenance): attack success before and after"""
+    train_limit: int = 20
+    """world training prompts attacked to find suffixes"""
+    eval_limit: int = 20
+    """held-out world prompts attacked afresh before and after"""
+    gcg: GCGConfig = field(default_factory=world_gcg)
+    """GCG settings of every attack run"""
+    mix_pairs: int = 200
+    """ordinary world preference pairs (pairs_train.jsonl) mixed in, so that training does not learn to refuse all"""
+    method: str = "dpo"
+    """alignlab preference method that trains on the pairs"""
+    max_steps: int = 40
+    """optimiser steps of that training"""
+    lr: float = 1e-4
+    """its learning rate"""
+    seed: int = 0
+    """seed of GCG's sampler and of training"""
+    world_seed: int = 0
+    """the world (seed) whose prompts and pairs are used"""
+
+
+def run_adversarial_training(config: AdversarialTrainingConfig) -> dict[str, Any]:
+    """Attack → pairs → train → attack held-out prompts on the start model and the trained one."""
+    from pathlib import Path
+
+    from alignlab.attacks.pipeline import AttackRunConfig, run_attack_pipeline
+    from alignlab.core.provenance import write_result
+    from alignlab.registry import train
+    from alignlab.world.build import build_world
+    from alignlab.world.datasets import read_jsonl, write_jsonl
+
+    work = Path(config.work)
+    attack = lambda model, behaviors, limit, name: run_attack_pipeline(AttackRunConfig(  # noqa: E731
+        model=model, behaviors=behaviors, output=str(work / name), attack="gcg", limit=limit, gcg=config.gcg,
+        max_new_tokens=32, seed=config.seed, world_seed=config.world_seed))["results"]
+    found = attack(config.model, "world-train", config.train_limit, "find")
+    # a successful attempt's own answer is the rejected reply; a failed one's target is what the attack aimed at
+    rows = adversarial_pairs(found["attempts"])
+    rows += [{**row, "rejected": [{"role": "assistant", "content": a["target"]}]}
+             for a in found["attempts"] if not a["success"]["world"]
+             for row in adversarial_pairs([a], successful_only=False)]
+    world_pairs = Path(build_world(seed=config.world_seed, verbose=False).datasets["pairs_train"])
+    rows += read_jsonl(world_pairs)[: config.mix_pairs]
+    pairs_path = write_jsonl(work / "adversarial_pairs.jsonl", rows)
+    trained = work / "model"
+    train(config.method, overrides=[f"model.name_or_path={config.model}", f"data.path={pairs_path}",
+                                    f"output={trained}", f"train.max_steps={config.max_steps}", f"train.lr={config.lr}",
+                                    f"train.seed={config.seed}", "train.progress=false"])
+    before = attack(config.model, "world", config.eval_limit, "before")
+    after = attack(str(trained), "world", config.eval_limit, "after")
+    out = {"found": found["summary"], "n_pairs": len(rows), "n_adversarial_pairs": len(rows) - config.mix_pairs,
+           "before": before["summary"], "after": after["summary"]}
+    write_result(config.output, out, seed=config.seed, config=config)
     return out

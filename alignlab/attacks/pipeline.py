@@ -62,8 +62,8 @@ class AttackRunConfig:
     """the attacked model: a local model or run dir (any attack), or an http[+chat]://host:port/v1[#name] URL of an
     OpenAI-compatible server such as alignlab serve (probes only: GCG needs gradients)"""
     behaviors: str
-    """a CSV with 'goal' and 'target' columns (AdvBench's harmful_behaviors.csv), or 'world' for the toy world's
-    held-out harmful prompts"""
+    """a CSV with 'goal' and 'target' columns (AdvBench's harmful_behaviors.csv), 'world' for the toy world's
+    held-out harmful prompts, or 'world-train' for its training ones"""
     output: str
     """directory for results.json and report.html"""
     attack: Literal["gcg", "probe"] = "probe"
@@ -108,12 +108,15 @@ class AttackRunConfig:
 
 def load_behaviors(spec: str, *, limit: int | None = None, offset: int = 0, world_seed: int = 0,
                    world_size: str = "small") -> list[Behavior]:
-    """Behaviours from a goal/target CSV (AdvBench's format) or the world's held-out harmful prompts ('world')."""
-    if spec == "world":
+    """Behaviours from a goal/target CSV (AdvBench's format), the world's held-out harmful prompts ('world') or its
+    training ones ('world-train', e.g. to find suffixes for adversarial training without touching the held-out)."""
+    if spec in ("world", "world-train"):
         from alignlab.world.datasets import World
 
-        prompts = World(world_seed, world_size).splits.eval["harmful"]
-        rows = [Behavior(p.text, WORLD_TARGET, f"world seed {world_seed} {world_size} harmful eval") for p in prompts]
+        split = "eval" if spec == "world" else "train"
+        prompts = getattr(World(world_seed, world_size).splits, split)["harmful"]
+        rows = [Behavior(p.text, WORLD_TARGET, f"world seed {world_seed} {world_size} harmful {split}")
+                for p in prompts]
     else:
         rows = read_behavior_csv(Path(spec))
     rows = rows[offset:]
@@ -256,7 +259,7 @@ def run_attack_pipeline(config: AttackRunConfig, *, lm=None, judge_lm=None) -> d
     if judge_lm is None and config.judge:
         judge_lm = load_lm(config.judge)
     world_kb = None
-    if config.behaviors == "world":
+    if config.behaviors in ("world", "world-train"):
         from alignlab.world.families import kb_for
 
         world_kb = kb_for(config.world_seed, config.world_size)

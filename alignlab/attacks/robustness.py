@@ -25,7 +25,8 @@ from alignlab.attacks.pipeline import AttackRunConfig, run_attack_pipeline
 from alignlab.errors import AttackError
 
 
-def _world_gcg() -> GCGConfig:
+def world_gcg() -> GCGConfig:
+    """GCG's budget for the world's small models (the defences use the same)."""
     return GCGConfig(num_steps=40, optim_str_init="x x x x x x x x x x", search_width=128, topk=64, early_stop=True)
 
 
@@ -47,7 +48,7 @@ class RobustnessConfig:
     """attack only the first N behaviours with probes (null: all)"""
     gcg_limit: int | None = 20
     """attack only the first N behaviours with GCG (one optimisation each; null: as many as limit)"""
-    gcg: GCGConfig = field(default_factory=_world_gcg)
+    gcg: GCGConfig = field(default_factory=world_gcg)
     """GCG settings for every model (a smaller budget than the paper's: the world's models are small)"""
     max_new_tokens: int = 32
     """tokens of each attacked response"""
