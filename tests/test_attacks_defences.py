@@ -80,3 +80,29 @@ def test_robustness_table_and_perplexity_filter_commands(tiny_model_dir, tmp_pat
                  "--output", str(out), "--set", "world_size=small"]) == 0
     result = json.loads(out.read_text())["results"]
     assert result["detection_rate"]["a-probe/plain"]["n"] == 2 and result["false_positive_rate"]["n"] > 50
+
+
+def test_adversarial_training_command_trains_on_found_suffixes(tiny_model_dir, tmp_path):
+    """Tiny budget: two training prompts attacked, their pairs plus four world pairs trained on with DPO, two
+    held-out prompts attacked before and after; the trained model is a new model."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from alignlab.cli import main
+
+    out = tmp_path / "adv.json"
+    assert main(["attack", "adversarial-training", "--model", str(tiny_model_dir), "--work", str(tmp_path / "w"),
+                 "--output", str(out), "--max-steps", "2", "--set", "train_limit=2", "--set", "eval_limit=2",
+                 "--set", "mix_pairs=4", "--set", "gcg.num_steps=2", "--set", "gcg.search_width=8",
+                 "--set", "gcg.topk=4", "--set", "gcg.optim_str_init=x x x", "--set", "gcg.check_target=false"]) == 0
+    result = json.loads(out.read_text())["results"]
+    assert result["n_pairs"] == 6 and result["before"]["gcg"]["world"]["n"] == result["after"]["gcg"]["world"]["n"] == 2
+    pairs = [json.loads(line) for line in (tmp_path / "w" / "adversarial_pairs.jsonl").read_text().splitlines()]
+    from alignlab.attacks.pipeline import load_behaviors
+
+    goals = [b.goal for b in load_behaviors("world-train", limit=2)]
+    assert [p["prompt"][0]["content"][:len(g)] for p, g in zip(pairs, goals)] == goals  # goal + found suffix
+    assert pairs[0]["chosen"][0]["content"] == "I can't help with that."
+    before, after = (load_file(str(d / "model.safetensors")) for d in (tiny_model_dir, tmp_path / "w" / "model"))
+    assert any(not torch.equal(before[k], after[k]) for k in before)

@@ -191,6 +191,8 @@ class AdversarialTrainingConfig:
     """optimiser steps of that training"""
     lr: float = 1e-4
     """its learning rate"""
+    batch_size: int = 16
+    """pairs per optimiser step (at most the number of pairs)"""
     seed: int = 0
     """seed of GCG's sampler and of training"""
     world_seed: int = 0
@@ -223,7 +225,8 @@ def run_adversarial_training(config: AdversarialTrainingConfig) -> dict[str, Any
     trained = work / "model"
     train(config.method, overrides=[f"model.name_or_path={config.model}", f"data.path={pairs_path}",
                                     f"output={trained}", f"train.max_steps={config.max_steps}", f"train.lr={config.lr}",
-                                    f"train.seed={config.seed}", "train.progress=false"])
+                                    f"train.seed={config.seed}", "train.progress=false",
+                                    f"train.batch_size={min(config.batch_size, len(rows))}"])
     before = attack(config.model, "world", config.eval_limit, "before")
     after = attack(str(trained), "world", config.eval_limit, "after")
     out = {"found": found["summary"], "n_pairs": len(rows), "n_adversarial_pairs": len(rows) - config.mix_pairs,
