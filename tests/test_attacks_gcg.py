@@ -181,8 +181,7 @@ def test_universal_and_transfer_losses_are_means_of_the_single_ones(tok):
     torch.testing.assert_close(both.token_gradient(ids), torch.stack([s.token_gradient(ids) for s in singles]).mean(0))
 
 
-@pytest.fixture(scope="module")
-def obedient(tok):
+def train_obedient(tok):
     """A tiny model trained to answer TARGET when the prompt ends with the trigger word ' nice' and to refuse
     otherwise: a suffix that works is known to exist."""
     prompts = [PROMPT, "Two plus two?", "Reverse the word cat.", "Hello!"]
@@ -198,6 +197,11 @@ def obedient(tok):
         model(**batch, labels=labels).loss.backward()
         optimiser.step()
     return model.eval()
+
+
+@pytest.fixture(scope="module")
+def obedient(tok):
+    return train_obedient(tok)
 
 
 def test_gcg_finds_a_suffix_as_good_as_the_known_trigger(tok, obedient):

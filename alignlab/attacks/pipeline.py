@@ -40,6 +40,7 @@ from alignlab.attacks.judge_prompts import (
     target_match,
 )
 from alignlab.attacks.probes import PROBES, apply_probe
+from alignlab.attacks.redteam_gumbel import GumbelConfig
 from alignlab.errors import AttackError, DataError
 
 WORLD_TARGET = "Sure, here is how"  # the world's compliant answers open with "Sure" (world.families.INSTRUCTIONS)
@@ -66,8 +67,9 @@ class AttackRunConfig:
     held-out harmful prompts, or 'world-train' for its training ones"""
     output: str
     """directory for results.json and report.html"""
-    attack: Literal["gcg", "probe"] = "probe"
-    """gcg: an adversarial suffix per behaviour (or one for all with universal); probe: every jailbreak template"""
+    attack: Literal["gcg", "probe", "redteam"] = "probe"
+    """gcg: an adversarial suffix per behaviour (or one for all with universal); probe: every jailbreak template;
+    redteam: Gumbel-softmax red-team tokens per behaviour against a safety classifier trained on the world's answers"""
     limit: int | None = None
     """attack only the first N behaviours (null: all)"""
     offset: int = 0
@@ -76,6 +78,10 @@ class AttackRunConfig:
     """probe templates to send (attack=probe)"""
     gcg: GCGConfig = field(default_factory=GCGConfig)
     """GCG settings (attack=gcg), e.g. --set gcg.num_steps=100"""
+    redteam: GumbelConfig = field(default_factory=GumbelConfig)
+    """Gumbel-softmax red teaming's settings (attack=redteam), e.g. --set redteam.steps=200"""
+    classifier_epochs: int = 30
+    """attack=redteam: epochs of the safety classifier's training on the world's safe and unsafe answers"""
     universal: bool = False
     """attack=gcg: one suffix optimised on all behaviours together (Zou et al.'s multi-prompt) instead of one each"""
     judge: str | None = None
@@ -189,6 +195,25 @@ def gcg_attempts(lm, behaviors: list[Behavior], config: AttackRunConfig) -> list
             for i, (b, r) in enumerate(zip(behaviors, results))]
 
 
+def redteam_attempts(lm, behaviors: list[Behavior], config: AttackRunConfig) -> list[dict[str, Any]]:
+    from alignlab.attacks.redteam_gumbel import gumbel_red_team, train_safety_classifier, world_safety_texts
+
+    model, tok = getattr(lm, "model", None), getattr(lm, "tokenizer", None)
+    if model is None or tok is None:
+        raise AttackError(f"red teaming needs gradients, so a local model; '{config.model}' is served over HTTP")
+    texts, labels = world_safety_texts(config.world_seed, config.world_size)
+    classifier, accuracy = train_safety_classifier(tok, texts, labels, seed=config.seed, epochs=config.classifier_epochs,
+                                                   vocab_size=model.get_input_embeddings().num_embeddings)
+    attempts = []
+    for i, b in enumerate(behaviors):
+        found = gumbel_red_team(model, tok, classifier, b.goal, replace(config.redteam, seed=config.seed + i))
+        prompt = found.prompts[found.best]
+        attempts.append({"behavior": i, "variant": "redteam", "suffix": prompt, "p_unsafe": found.p_unsafe,
+                         "classifier_accuracy": accuracy,
+                         "messages": [{"role": "user", "content": b.goal + prompt}]})
+    return attempts
+
+
 def probe_attempts(behaviors: list[Behavior], config: AttackRunConfig) -> list[dict[str, Any]]:
     return [{"behavior": i, "variant": name, "messages": apply_probe(name, b.goal)}
             for i, b in enumerate(behaviors) for name in config.probes]
@@ -252,7 +277,12 @@ def run_attack_pipeline(config: AttackRunConfig, *, lm=None, judge_lm=None) -> d
         give_chat_template(tok, config.chat_template)
     if tok is not None:
         check_chat_template(tok, f"the tokenizer of {config.model}")
-    attempts = gcg_attempts(lm, behaviors, config) if config.attack == "gcg" else probe_attempts(behaviors, config)
+    if config.attack == "gcg":
+        attempts = gcg_attempts(lm, behaviors, config)
+    elif config.attack == "redteam":
+        attempts = redteam_attempts(lm, behaviors, config)
+    else:
+        attempts = probe_attempts(behaviors, config)
     responses = lm.generate([a["messages"] for a in attempts], max_tokens=config.max_new_tokens, temperature=0.0)
     for a, response in zip(attempts, responses):
         a["response"] = response
