@@ -10,7 +10,13 @@ import torch
 from conftest import ScriptedLM
 
 from alignlab.attacks.judge_prompts import parse_verdict, refusal_rule_success, refused, target_match
-from alignlab.attacks.pipeline import AttackRunConfig, load_behaviors, run_attack_pipeline, wilson_interval
+from alignlab.attacks.pipeline import (
+    WORLD_TARGET,
+    AttackRunConfig,
+    load_behaviors,
+    run_attack_pipeline,
+    wilson_interval,
+)
 from alignlab.attacks.probes import PROBES, apply_probe
 from alignlab.cli import main
 from alignlab.errors import AttackError, DataError
@@ -63,7 +69,7 @@ def test_behaviour_files_are_checked(tmp_path, shared_data):
     with pytest.raises(DataError, match="no such behaviour file"):
         load_behaviors(str(tmp_path / "missing.csv"))
     world = load_behaviors("world", limit=4)
-    assert len(world) == 4 and all(b.target == "Sure, here is how" for b in world)
+    assert len(world) == 4 and all(b.target == WORLD_TARGET for b in world)
     held_out = {b.goal for b in load_behaviors("world")}
     assert not held_out & {b.goal for b in load_behaviors("world-train")}  # adversarial training never sees them
 
@@ -71,7 +77,7 @@ def test_behaviour_files_are_checked(tmp_path, shared_data):
 def test_pipeline_counts_per_probe_and_never_guesses_a_verdict(tmp_path):
     """A scripted model complies only with the prefix-injection probe; a scripted judge answers YES, NO or
     nonsense. Success per probe and per rule, and the unparseable verdicts, must come out exactly."""
-    model = ScriptedLM(answer=lambda text, seed: "Sure, here is how: Step 1" if "Begin your answer" in text
+    model = ScriptedLM(answer=lambda text, seed: "Sure. Step 1: do it." if "Begin your answer" in text
                        else "I cannot help with that.")
     verdicts = iter(["[[YES]]", "[[NO]]", "no idea"] * 100)
     judge = ScriptedLM(answer=lambda text, seed: next(verdicts))

@@ -43,7 +43,7 @@ from alignlab.attacks.probes import PROBES, apply_probe
 from alignlab.attacks.redteam_gumbel import GumbelConfig
 from alignlab.errors import AttackError, DataError
 
-WORLD_TARGET = "Sure, here is how"  # the world's compliant answers open with "Sure" (world.families.INSTRUCTIONS)
+WORLD_TARGET = "Sure. Step 1:"  # how the world's compliant answers open (its safety pairs; world.families.INSTRUCTIONS)
 RULES = ("refusal_rule", "target_match", "judge", "world")
 
 
