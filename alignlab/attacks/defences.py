@@ -229,7 +229,10 @@ def run_adversarial_training(config: AdversarialTrainingConfig) -> dict[str, Any
                                     f"train.batch_size={min(config.batch_size, len(rows))}"])
     before = attack(config.model, "world", config.eval_limit, "before")
     after = attack(str(trained), "world", config.eval_limit, "after")
+    from alignlab.attacks.robustness import mean_best_loss
+
     out = {"found": found["summary"], "n_pairs": len(rows), "n_adversarial_pairs": len(rows) - config.mix_pairs,
-           "before": before["summary"], "after": after["summary"]}
+           "before": before["summary"], "after": after["summary"],
+           "mean_best_loss": {"before": mean_best_loss(before["attempts"]), "after": mean_best_loss(after["attempts"])}}
     write_result(config.output, out, seed=config.seed, config=config)
     return out

@@ -76,13 +76,14 @@ def run_robustness(config: RobustnessConfig) -> dict[str, Any]:
                                   max_new_tokens=config.max_new_tokens, seed=config.seed)
             result = run_attack_pipeline(run)["results"]
             table.setdefault(name, {})[attack] = {"summary": result["summary"], "n_behaviors": result["n_behaviors"],
-                                                  "mean_best_loss": _mean_loss(result["attempts"])}
+                                                  "mean_best_loss": mean_best_loss(result["attempts"])}
             print(f"{name} / {attack}: " + ", ".join(f"{v}: {r['world']['asr']:.3f}" for v, r in
                                                      result["summary"].items() if "world" in r), flush=True)
     write_result(config.output, {"models": table}, seed=config.seed, config=config)
     return table
 
 
-def _mean_loss(attempts: list[dict[str, Any]]) -> float | None:
+def mean_best_loss(attempts: list[dict[str, Any]]) -> float | None:
+    """The mean over GCG attempts of the best target loss found (None when the run had no GCG attempts)."""
     losses = [a["loss"] for a in attempts if "loss" in a]
     return sum(losses) / len(losses) if losses else None

@@ -8,6 +8,7 @@ from _common import ROOT, cell, cite, commit, load, machine
 
 ROBUSTNESS = "attacks/world_robustness.json"
 PERPLEXITY = "attacks/perplexity_filter.json"
+ADVERSARIAL = "attacks/adversarial_training.json"
 SPEED = ROOT / "benchmarks" / "results" / "gcg_vs_nanogcg.json"
 
 
@@ -47,6 +48,20 @@ def perplexity_filter() -> str:
         rows.append(f"| {cell(name)} (detection) | {d['k']}/{d['n']} | {d['rate']:.2f} [{d['low']:.2f}, {d['high']:.2f}] |")
     return (f"Threshold: perplexity {r['threshold']:.1f} (the maximum over {r['n_calibration']} benign calibration "
             "prompts).\n\n" + "\n".join(rows) + "\n\n" + cite(PERPLEXITY))
+
+
+def adversarial_training() -> str:
+    """GCG success on held-out prompts before and after adversarial training, by each rule."""
+    record = load(ADVERSARIAL)
+    r = record["results"]
+    rules = [rule for rule in ("world", "refusal_rule", "target_match") if rule in r["before"]["gcg"]]
+    rows = ["| model | " + " | ".join(rules) + " |", "|---|" + "---|" * len(rules)]
+    for when in ("before", "after"):
+        rows.append(f"| {when} | " + " | ".join(_asr(r[when]["gcg"][rule]) for rule in rules) + " |")
+    found = r["found"]["gcg"]["world"]
+    return (f"Suffixes were found on {found['n']} training prompts (world-judge success {found['k']}/{found['n']}); "
+            f"{r['n_adversarial_pairs']} adversarial pairs were mixed with {r['n_pairs'] - r['n_adversarial_pairs']} "
+            "world preference pairs.\n\n" + "\n".join(rows) + "\n\n" + cite(ADVERSARIAL))
 
 
 def gcg_speed() -> str:
