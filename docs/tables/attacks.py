@@ -81,4 +81,5 @@ def gcg_speed() -> str:
             f"`{cell(' '.join(record['command']))}` at commit `{commit(record)}` on {cell(machine(record))}.*")
 
 
-BLOCKS = {"attacks-gcg-speed": gcg_speed}
+BLOCKS = {"attacks-gcg-speed": gcg_speed, "attacks-robustness": robustness,
+          "attacks-perplexity-filter": perplexity_filter}
