@@ -246,3 +246,32 @@ def test_bad_inputs_are_named(tok):
 def _copy_without_template(tok):
     return tok.__class__(tokenizer_object=tok.backend_tokenizer, bos_token=tok.bos_token, eos_token=tok.eos_token,
                          pad_token=tok.pad_token)
+
+
+class RenamedCacheModel(torch.nn.Module):
+    """A model whose forward takes its KV cache as ``cache=`` (transformers 5.40's announced name), around a model
+    that takes ``past_key_values``; it records which keyword it was given."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.config, self.seen = inner, inner.config, []
+
+    def get_input_embeddings(self):
+        return self.inner.get_input_embeddings()
+
+    def forward(self, inputs_embeds=None, cache=None, use_cache=False, logits_to_keep=0):
+        self.seen.append(cache is not None)
+        return self.inner(inputs_embeds=inputs_embeds, past_key_values=cache, use_cache=use_cache,
+                          logits_to_keep=logits_to_keep)
+
+
+def test_scoring_survives_the_cache_keyword_rename(tok):
+    model = random_model(tok)
+    renamed = RenamedCacheModel(model)
+    candidates = torch.randint(7, len(tok), (6, 8), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        embeds = model.get_input_embeddings()(candidates)
+        via_cache, _ = Objective(renamed, tok, PROMPT, TARGET, GCGConfig()).losses(embeds)
+        plain, _ = Objective(model, tok, PROMPT, TARGET, GCGConfig(use_prefix_cache=False)).losses(embeds)
+    assert renamed.seen and all(renamed.seen)  # the cache went in by the new name, every time
+    torch.testing.assert_close(via_cache, plain, rtol=1e-6, atol=1e-6)
