@@ -58,6 +58,11 @@ def adversarial_training() -> str:
     rows = ["| model | " + " | ".join(rules) + " |", "|---|" + "---|" * len(rules)]
     for when in ("before", "after"):
         rows.append(f"| {when} | " + " | ".join(_asr(r[when]["gcg"][rule]) for rule in rules) + " |")
+    losses = r["mean_best_loss"]
+    rows[0] += " mean best GCG loss |"
+    rows[1] += "---|"
+    for i, when in enumerate(("before", "after"), start=2):
+        rows[i] += f" {losses[when]:.3f} |"
     found = r["found"]["gcg"]["world"]
     return (f"Suffixes were found on {found['n']} training prompts (world-judge success {found['k']}/{found['n']}); "
             f"{r['n_adversarial_pairs']} adversarial pairs were mixed with {r['n_pairs'] - r['n_adversarial_pairs']} "
@@ -82,4 +87,4 @@ def gcg_speed() -> str:
 
 
 BLOCKS = {"attacks-gcg-speed": gcg_speed, "attacks-robustness": robustness,
-          "attacks-perplexity-filter": perplexity_filter}
+          "attacks-perplexity-filter": perplexity_filter, "attacks-adversarial-training": adversarial_training}
