@@ -26,6 +26,7 @@ COMMANDS = [
     ("alignlab attack run", "alignlab.attacks.pipeline:AttackRunConfig"),
     ("alignlab attack robustness", "alignlab.attacks.robustness:RobustnessConfig"),
     ("alignlab attack perplexity-filter", "alignlab.attacks.defences:PerplexityFilterConfig"),
+    ("alignlab attack adversarial-training", "alignlab.attacks.defences:AdversarialTrainingConfig"),
 ]
 
 
