@@ -36,6 +36,10 @@ COMMANDS = [
     ("alignlab interpret patch", "alignlab.interpret.cli:PatchConfig"),
     ("alignlab interpret lens", "alignlab.interpret.cli:LensConfig"),
     ("alignlab interpret heads", "alignlab.interpret.cli:HeadsConfig"),
+    ("alignlab attack run", "alignlab.attacks.pipeline:AttackRunConfig"),
+    ("alignlab attack robustness", "alignlab.attacks.robustness:RobustnessConfig"),
+    ("alignlab attack perplexity-filter", "alignlab.attacks.defences:PerplexityFilterConfig"),
+    ("alignlab attack adversarial-training", "alignlab.attacks.defences:AdversarialTrainingConfig"),
 ]
 
 
