@@ -53,6 +53,7 @@ SPEED = {
     "grpo_vs_trl": ("GRPO generated tokens/s", "TRL `GRPOTrainer`", "tok_s", (">=", 1.5)),
     "loglik_vs_lmeval": ("log-likelihood requests/s", "lm-eval `HFLM`", "wall_requests_per_s", (">=", 1.5)),
     "ppo_vs_sb3": ("PPO env steps/s", "Stable-Baselines3 PPO", "steps_per_s", (">=", 1.0)),
+    "gcg_vs_nanogcg": ("GCG steps/s", "nanoGCG 0.3.0", "cpu_steps_per_s", (">=", 3.0)),
 }
 # Targets of secondary ratios (alignlab / peer).
 SECONDARY_TARGETS = {("dpo_vs_trl", "peak_rss"): ("<=", 1.0)}
