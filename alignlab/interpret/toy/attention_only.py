@@ -170,7 +170,7 @@ def icl_score(losses: torch.Tensor, early: int, late: int) -> float:
     (``losses [batch, pos]`` as from :func:`token_losses`). Negative when later tokens are predicted better."""
     if not 0 <= early < late < losses.shape[1]:
         raise InterpretError(f"icl_score needs 0 <= early < late < {losses.shape[1]}, got {early}, {late}")
-    return float(losses[:, late].mean() - losses[:, early].mean())
+    return float(losses[:, late].detach().mean() - losses[:, early].detach().mean())
 
 
 # ---- training --------------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ class SAEConfig:
     def __post_init__(self) -> None:
         if self.architecture not in ("standard", "topk"):
             raise InterpretError(f"unknown SAE architecture '{self.architecture}'; valid: standard, topk")
-        if self.d_in < 1 or self.d_sae < 1 or not 0 < self.k <= self.d_sae:
+        if self.d_in < 1 or self.d_sae < 1 or (self.architecture == "topk" and not 0 < self.k <= self.d_sae):
             raise InterpretError(f"SAE needs d_in, d_sae >= 1 and 0 < k <= d_sae; got {self.d_in}, {self.d_sae}, {self.k}")
 
 

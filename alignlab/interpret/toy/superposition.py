@@ -102,6 +102,24 @@ def train_toy_models(sparsity: torch.Tensor, importance: torch.Tensor, relu: tor
     return model
 
 
+@torch.no_grad()
+def train_best_of(sparsity: torch.Tensor, importance: torch.Tensor, relu: torch.Tensor, n_hidden: int, *,
+                  restarts: int, steps: int, batch: int, lr: float, seed: int, eval_batch: int = 8192,
+                  progress: bool = False) -> torch.Tensor:
+    """``W [cells, m, n]`` of the lowest-loss model of ``restarts`` random initialisations per cell (the paper
+    also keeps the best of several runs: gradient descent can stop in a local minimum, e.g. an important
+    feature left out)."""
+    with torch.enable_grad():
+        model = train_toy_models(sparsity.repeat_interleave(restarts), importance.repeat_interleave(restarts, 0),
+                                 relu.repeat_interleave(restarts), n_hidden, steps=steps, batch=batch, lr=lr,
+                                 seed=seed, progress=progress)
+    x = sample_features(sparsity.repeat_interleave(restarts), importance.shape[1], eval_batch,
+                        torch.Generator().manual_seed(seed + 2))
+    loss = importance_weighted_mse(x, model(x), importance.repeat_interleave(restarts, 0)).view(-1, restarts)
+    best = loss.argmin(-1) + torch.arange(len(sparsity)) * restarts
+    return model.W.detach()[best]
+
+
 @dataclass
 class SuperpositionConfig:
     """The superposition experiment: a sweep of n features through m dimensions, and the 2-in-1 phase diagram."""
@@ -110,8 +128,8 @@ class SuperpositionConfig:
     """features n"""
     n_hidden: int = 5
     """hidden dimensions m < n"""
-    sparsities: list[float] = field(default_factory=lambda: [0.0, 0.7, 0.9, 0.97, 0.99, 0.997, 0.999])
-    """feature sparsities S swept (probability that a feature is zero)"""
+    sparsities: list[float] = field(default_factory=lambda: [0.0, 0.5, 0.7, 0.9, 0.95, 0.97, 0.99])
+    """feature sparsities S swept (probability that a feature is zero; sparser needs more steps to converge)"""
     importance_decays: list[float] = field(default_factory=lambda: [0.7, 0.8, 0.9])
     """importance I_i = decay^i, swept (below 1: with equal importances the linear model's optimum, any rank-m
     projection, is not unique and its features are not axis-aligned)"""
@@ -119,6 +137,10 @@ class SuperpositionConfig:
     """phase diagram: relative importance r of feature 2 (feature 1 has importance 1)"""
     phase_densities: list[float] = field(default_factory=lambda: [1.0, 0.3, 0.1, 0.03, 0.01])
     """phase diagram: feature density 1 - S"""
+    restarts: int = 2
+    """random initialisations per model of the sweep; the lowest-loss one is kept"""
+    phase_restarts: int = 4
+    """random initialisations per cell of the phase diagram (tiny models: more restarts are cheap)"""
     steps: int = 3000
     """Adam steps"""
     batch: int = 256
@@ -145,9 +167,9 @@ def run_sweep(config: SuperpositionConfig, *, progress: bool = False) -> dict[st
     sparsity = torch.tensor([s for _, _, s in cells])
     importance = torch.stack([torch.tensor(decay) ** torch.arange(config.n_features) for _, decay, _ in cells])
     relu = torch.tensor([kind == "relu" for kind, _, _ in cells])
-    model = train_toy_models(sparsity, importance, relu, config.n_hidden, steps=config.steps, batch=config.batch,
-                             lr=config.lr, seed=config.seed, progress=progress)
-    geometry = feature_geometry(model.W.detach())
+    W = train_best_of(sparsity, importance, relu, config.n_hidden, restarts=config.restarts, steps=config.steps,
+                      batch=config.batch, lr=config.lr, seed=config.seed, progress=progress)
+    geometry = feature_geometry(W)
     return {"cells": [{"model": kind, "importance_decay": decay, "sparsity": s,
                        "n_represented": int(geometry["represented"][i].sum()),
                        "n_superposed": int(geometry["superposed"][i].sum()),
@@ -169,9 +191,8 @@ def run_phase_diagram(config: SuperpositionConfig, *, progress: bool = False) ->
     sparsity = torch.tensor([1 - d for _, _, d in cells])
     importance = torch.tensor([[1.0, r] for _, r, _ in cells])
     relu = torch.tensor([kind == "relu" for kind, _, _ in cells])
-    model = train_toy_models(sparsity, importance, relu, 1, steps=config.steps, batch=config.batch, lr=config.lr,
-                             seed=config.seed, progress=progress)
-    phases = classify_phase(model.W.detach())
-    return {"cells": [{"model": kind, "relative_importance": r, "density": d, "phase": phase,
-                       "W": model.W.detach()[i, 0].tolist()}
+    W = train_best_of(sparsity, importance, relu, 1, restarts=config.phase_restarts, steps=config.steps,
+                      batch=config.batch, lr=config.lr, seed=config.seed, progress=progress)
+    phases = classify_phase(W)
+    return {"cells": [{"model": kind, "relative_importance": r, "density": d, "phase": phase, "W": W[i, 0].tolist()}
                       for i, ((kind, r, d), phase) in enumerate(zip(cells, phases))]}
