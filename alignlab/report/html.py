@@ -100,6 +100,10 @@ class Report:
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
         self._figures.append(_png(fig, title))
 
+    def figure(self, fig, title: str) -> None:
+        """Embed a matplotlib figure made elsewhere (it is closed)."""
+        self._figures.append(_png(fig, title))
+
     def render(self) -> str:
         self._flush()
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"

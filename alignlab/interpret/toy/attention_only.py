@@ -34,7 +34,7 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -179,7 +179,7 @@ def icl_score(losses: torch.Tensor, early: int, late: int) -> float:
 class InductionConfig:
     """The induction-head phase-change experiment: model shape, training budget and measurement."""
 
-    model: AttnOnlyConfig = None  # type: ignore[assignment]
+    model: AttnOnlyConfig = field(default_factory=AttnOnlyConfig)
     """the attention-only transformer"""
     steps: int = 2000
     """optimiser steps"""
@@ -197,12 +197,6 @@ class InductionConfig:
     """induction score at which a head counts as formed (a one-layer model stays near 0.1)"""
     seed: int = 0
     """random seed (weights and data)"""
-
-    def __post_init__(self) -> None:
-        if self.model is None:
-            self.model = AttnOnlyConfig()
-        elif isinstance(self.model, dict):
-            self.model = AttnOnlyConfig(**self.model)
 
 
 @torch.no_grad()
