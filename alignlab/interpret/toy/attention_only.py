@@ -181,7 +181,7 @@ class InductionConfig:
 
     model: AttnOnlyConfig = field(default_factory=AttnOnlyConfig)
     """the attention-only transformer"""
-    steps: int = 2000
+    steps: int = 1500
     """optimiser steps"""
     batch_size: int = 64
     """sequences per step"""
@@ -189,7 +189,7 @@ class InductionConfig:
     """AdamW learning rate"""
     weight_decay: float = 0.01
     """AdamW weight decay"""
-    eval_every: int = 25
+    eval_every: int = 50
     """steps between measurements of loss, ICL score and per-head scores"""
     eval_batch: int = 256
     """sequences per measurement (a fixed batch, the same at every step)"""

@@ -176,15 +176,15 @@ def ce_loss_score(ce_clean: float, ce_sae: float, ce_ablation: float) -> float:
 class SAETrainConfig:
     """How a sparse autoencoder is trained on a buffer of activations."""
 
-    steps: int = 3000
+    steps: int = 1500
     """Adam steps"""
-    batch_size: int = 512
+    batch_size: int = 256
     """activations (tokens) per step"""
     lr: float = 1e-3
     """Adam learning rate"""
     l1_coefficient: float = 3.0
     """λ of the standard SAE's penalty Σ f_i ‖W_dec,i‖ (on activations scaled to E‖x‖² = d_in)"""
-    resample_every: int = 500
+    resample_every: int = 250
     """resample dead features every N steps during the first half of training (0 = never)"""
     dead_feature_window: int = 500
     """steps without firing after which a feature counts as dead in the training log"""
