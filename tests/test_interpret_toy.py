@@ -252,3 +252,15 @@ def test_world_labels_mark_entities_families_and_refusals(tiny_model_dir):
     acts = torch.stack([concepts["family=harmful"].float(), torch.rand(len(concepts["family=harmful"]))], dim=1)
     aligned = W.concept_alignment(acts, concepts)
     assert aligned["aligned_per_concept"]["family=harmful"] == 1 and aligned["best_f1"]["family=harmful"] == 1.0
+
+
+def test_world_corpus_training_uses_its_vocabulary_and_measures_icl_on_held_out_text(monkeypatch):
+    stream = torch.arange(40).repeat(50)  # a "corpus" that repeats every 40 tokens, over a 40-token vocabulary
+    monkeypatch.setattr(A, "world_token_stream", lambda world_seed: (stream, 40))
+    config = A.InductionConfig(model=A.AttnOnlyConfig(n_layers=1, d_model=16, n_heads=2, d_vocab=8, n_ctx=16),
+                               steps=30, batch_size=8, eval_every=30, eval_batch=8, data="world", lr=1e-2)
+    model, history = A.train_induction(config)
+    assert model.W_E.shape[0] == 40  # the corpus's vocabulary, not the config's 8
+    assert history[-1]["loss"] < history[0]["loss"]  # it learns the corpus, measured on held-out windows
+    windows = A.text_windows(stream, 4, 16, torch.Generator().manual_seed(0))
+    assert ((windows[:, 1:] - windows[:, :-1]) % 40 == 1).all()  # contiguous windows of the stream

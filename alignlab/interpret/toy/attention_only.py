@@ -6,7 +6,7 @@ unembedding. No LayerNorm and no biases, so every circuit is a product of weight
 Weights use TransformerLens's shapes: ``W_Q, W_K, W_V: [n_heads, d_model, d_head]``, ``W_O: [n_heads, d_head,
 d_model]``, row vectors (``x @ W``).
 
-It trains on periodic sequences of random tokens (a random segment repeated; the period varies between
+By default it trains on periodic sequences of random tokens (a random segment repeated; the period varies between
 sequences), the cleanest data on which induction heads form: once the segment repeats, the only way to predict
 the next token is to find the previous occurrence of the current token and copy what followed it. Because the
 period varies, no head can find that token by position alone (with a fixed period a one-layer model learns a
@@ -18,6 +18,11 @@ step:
 - **induction score** of each head: its mean attention from each repeated token to the token after that
   token's previous occurrence (1 for a perfect induction head);
 - **previous-token score**: its mean attention to the preceding position.
+
+With ``data="world"`` it trains instead on windows of the toy world's pretraining corpus (its tokenizer's
+vocabulary), as Olsson et al. trained on natural text: loss and ICL score are then measured on held-out corpus
+windows (late = last token, early = token ``n_ctx // 8``), while the head scores are still measured on repeated
+random tokens, where an induction head is unambiguous.
 
 The *formation step* is the first evaluation step at which some head's induction score reaches
 ``formation_threshold``: the phase change, visible at the same step as a drop in loss and ICL score.
@@ -34,8 +39,8 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -195,20 +200,48 @@ class InductionConfig:
     """sequences per measurement (a fixed batch, the same at every step)"""
     formation_threshold: float = 0.3
     """induction score at which a head counts as formed (a one-layer model stays near 0.1)"""
+    data: Literal["repeated", "world"] = "repeated"
+    """training text: periodic random tokens, or windows of the toy world's pretraining corpus"""
+    world_seed: int = 0
+    """which world's corpus (data = world)"""
     seed: int = 0
     """random seed (weights and data)"""
 
 
-@torch.no_grad()
-def measure(model: AttentionOnly, tokens: torch.Tensor, periods: torch.Tensor) -> dict[str, Any]:
-    """Loss, ICL score and per-layer, per-head induction and previous-token scores on ``tokens``.
+def world_token_stream(world_seed: int) -> tuple[torch.Tensor, int]:
+    """The world's pretraining corpus (chat transcripts and knowledge-base documents, in file order) tokenised
+    into one stream, and the tokenizer's vocabulary size."""
+    from alignlab.core.models import load_tokenizer
+    from alignlab.world.base_model import corpus_examples
+    from alignlab.world.build import build_world
 
-    The ICL score's late token is the last one; its early token is the last one no sequence can have seen
-    before (the shortest period is ``n_ctx // 4``), so late minus early measures what the context adds."""
+    paths = build_world(seed=world_seed, verbose=False)
+    tokenizer = load_tokenizer(str(paths.tokenizer))
+    stream = [token for example in corpus_examples(paths, tokenizer) for token in example["input_ids"]]
+    return torch.tensor(stream), len(tokenizer)
+
+
+def text_windows(stream: torch.Tensor, batch: int, n_ctx: int, generator: torch.Generator) -> torch.Tensor:
+    """``[batch, n_ctx]`` windows of ``stream`` at uniform random offsets."""
+    starts = torch.randint(0, len(stream) - n_ctx, (batch,), generator=generator)
+    return stream[starts[:, None] + torch.arange(n_ctx)]
+
+
+@torch.no_grad()
+def measure(model: AttentionOnly, tokens: torch.Tensor, periods: torch.Tensor,
+            text: torch.Tensor | None = None) -> dict[str, Any]:
+    """Loss, ICL score and per-layer, per-head induction and previous-token scores.
+
+    The head scores come from the repeated ``tokens``. Loss and ICL score come from ``text`` when given (late =
+    the last token, early = token ``n_ctx // 8``), else from ``tokens`` (early = the last token no sequence can
+    have seen repeated, since the shortest period is ``n_ctx // 4``), so late minus early measures what the
+    context adds."""
     logits, patterns = model(tokens, return_patterns=True)
-    losses = token_losses(logits, tokens)
-    return {"loss": float(losses.mean()),
-            "icl_score": icl_score(losses, early=tokens.shape[1] // 4 - 2, late=losses.shape[1] - 1),
+    if text is None:
+        losses, early = token_losses(logits, tokens), tokens.shape[1] // 4 - 2
+    else:
+        losses, early = token_losses(model(text), text), text.shape[1] // 8
+    return {"loss": float(losses.mean()), "icl_score": icl_score(losses, early=early, late=losses.shape[1] - 1),
             "induction": [induction_score(p, periods).tolist() for p in patterns],
             "previous_token": [previous_token_score(p).tolist() for p in patterns]}
 
@@ -222,22 +255,33 @@ def formation_step(history: list[dict[str, Any]], threshold: float) -> int | Non
 
 
 def train_induction(config: InductionConfig, *, progress: bool = False) -> tuple[AttentionOnly, list[dict[str, Any]]]:
-    """Train a fresh model on repeated random sequences; returns it and a measurement every ``eval_every`` steps."""
+    """Train a fresh model on ``config.data``; returns it and a measurement every ``eval_every`` steps."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(config.seed)
-    cfg = config.model
+    cfg, data = config.model, torch.Generator().manual_seed(config.seed + 1)
+    eval_generator = torch.Generator().manual_seed(10_000 + config.seed)
+    if config.data == "world":
+        stream, vocab = world_token_stream(config.world_seed)
+        cfg = replace(cfg, d_vocab=vocab)
+        held_out = len(stream) * 95 // 100  # the last 5% of the corpus is never trained on
+        train_stream, eval_text = stream[:held_out], text_windows(stream[held_out:], config.eval_batch, cfg.n_ctx,
+                                                                  eval_generator)
+    else:
+        eval_text = None
     model = AttentionOnly(cfg)
-    data = torch.Generator().manual_seed(config.seed + 1)
-    eval_data = repeated_tokens(config.eval_batch, cfg.n_ctx, cfg.d_vocab, torch.Generator().manual_seed(10_000 + config.seed))
+    eval_tokens = repeated_tokens(config.eval_batch, cfg.n_ctx, cfg.d_vocab, eval_generator)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    history = [{"step": 0, "train_loss": None, **measure(model, *eval_data)}]
+    history = [{"step": 0, "train_loss": None, **measure(model, *eval_tokens, eval_text)}]
     for step in tqdm(range(1, config.steps + 1), desc=f"induction L{cfg.n_layers}", disable=not progress):
-        tokens, _ = repeated_tokens(config.batch_size, cfg.n_ctx, cfg.d_vocab, data)
+        if config.data == "world":
+            tokens = text_windows(train_stream, config.batch_size, cfg.n_ctx, data)
+        else:
+            tokens, _ = repeated_tokens(config.batch_size, cfg.n_ctx, cfg.d_vocab, data)
         loss = token_losses(model(tokens), tokens).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if step % config.eval_every == 0 or step == config.steps:
-            history.append({"step": step, "train_loss": loss.item(), **measure(model, *eval_data)})
+            history.append({"step": step, "train_loss": loss.item(), **measure(model, *eval_tokens, eval_text)})
     return model, history

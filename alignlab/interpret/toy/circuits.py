@@ -93,15 +93,31 @@ def composition_scores(model: AttentionOnly, early: int = 0, late: int = 1) -> d
                    for h1 in range(ov.shape[0])] for kind, reader in readers.items()}
 
 
-def induction_circuit(model: AttentionOnly, previous_token: list[list[float]],
-                      induction: list[list[float]]) -> dict[str, Any]:
+def pearson(xs: list[float], ys: list[float]) -> float | None:
+    """Pearson's correlation of two equal-length lists (None when either is constant)."""
+    x, y = torch.tensor(xs, dtype=torch.float64), torch.tensor(ys, dtype=torch.float64)
+    x, y = x - x.mean(), y - y.mean()
+    denominator = float(x.norm() * y.norm())
+    return float(x @ y) / denominator if denominator > 0 else None
+
+
+def induction_circuit(model: AttentionOnly, previous_token: list[list[float]], induction: list[list[float]],
+                      threshold: float = 0.3) -> dict[str, Any]:
     """Identify the previous-token head (layer 0, highest previous-token score) → induction head (layer 1,
-    highest induction score) pair, with its Q/K/V-composition and whether K-composition is the strongest link
-    from that previous-token head into the induction head and the induction head's strongest K-composition."""
+    highest induction score) pair, with its Q/K/V-composition, whether K-composition is the strongest link
+    from that previous-token head into the induction head and the induction head's strongest K-composition.
+
+    When the work is shared (several layer-0 heads attend to the previous token, several layer-1 heads are
+    induction heads), one pair says little, so also: across layer-0 heads, the correlation between the
+    previous-token score and the mean Q-, K- and V-composition into the layer-1 heads scoring at least
+    ``threshold`` (the mechanism predicts a positive correlation for K only)."""
     prev = max(range(len(previous_token[0])), key=lambda h: previous_token[0][h])
     ind = max(range(len(induction[1])), key=lambda h: induction[1][h])
     scores = composition_scores(model, 0, 1)
     k_col = [row[ind] for row in scores["k"]]
+    readers = [h for h, score in enumerate(induction[1]) if score >= threshold] or [ind]
+    correlation = {kind: pearson(previous_token[0], [sum(row[h] for h in readers) / len(readers)
+                                                     for row in scores[kind]]) for kind in "qkv"}
     return {"previous_token_head": [0, prev], "induction_head": [1, ind],
             "previous_token_score": previous_token[0][prev], "induction_score": induction[1][ind],
             "q_composition": scores["q"][prev][ind], "k_composition": scores["k"][prev][ind],
@@ -110,4 +126,6 @@ def induction_circuit(model: AttentionOnly, previous_token: list[list[float]],
             "k_is_strongest_link": scores["k"][prev][ind] >= max(scores["q"][prev][ind], scores["v"][prev][ind]),
             "previous_token_head_is_top_k_writer": max(k_col) == k_col[prev],
             "copying_score_induction_head": float(copying_score(model, 1)[ind]),
+            "induction_heads": readers,
+            "previous_token_vs_composition_correlation": correlation,
             "scores": scores}

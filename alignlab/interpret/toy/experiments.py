@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,9 +62,11 @@ def start(config: Experiment) -> Path:
     return output
 
 
-def finish(config: Experiment, results: dict[str, Any], report) -> Path:
+def finish(config: Experiment, results: dict[str, Any], report, began: float) -> Path:
+    """Write results.json (with the run's wall time) and report.html."""
     from alignlab.core.provenance import write_result
 
+    results["wall_seconds"] = time.perf_counter() - began
     output = Path(config.output)
     path = write_result(output / "results.json", results, seed=config.seed, config=config, seeds=config.seed_list())
     report.write(output / "report.html")
@@ -90,7 +93,7 @@ def induction_experiment(config: InductionExperiment) -> dict[str, Any]:
     from alignlab.interpret.toy.attention_only import formation_step, train_induction
     from alignlab.report.html import Report
 
-    start(config)
+    began, _ = time.perf_counter(), start(config)
     results: dict[str, Any] = {"seeds": {}}
     for seed in config.seed_list():
         runs = {}
@@ -102,7 +105,8 @@ def induction_experiment(config: InductionExperiment) -> dict[str, Any]:
                                    "final": {k: history[-1][k] for k in ("loss", "icl_score", "induction", "previous_token")}}
             if n_layers >= 2:
                 final = history[-1]
-                circuit = circuits.induction_circuit(model, final["previous_token"], final["induction"])
+                circuit = circuits.induction_circuit(model, final["previous_token"], final["induction"],
+                                                     train.formation_threshold)
                 run["circuit"] = circuit
                 run["copying_score"] = [circuits.copying_score(model, layer).tolist() for layer in range(n_layers)]
             runs[str(n_layers)] = run
@@ -114,7 +118,7 @@ def induction_experiment(config: InductionExperiment) -> dict[str, Any]:
     report.figure(plots.induction_figure(results), "phase change")
     if "2" in next(iter(results["seeds"].values()))["layers"]:
         report.figure(plots.composition_figure(results), "composition")
-    finish(config, results, report)
+    finish(config, results, report, began)
     return results
 
 
@@ -141,8 +145,15 @@ def induction_summary(results: dict[str, Any]) -> dict[str, Any]:
                 table[f"{d}-layer: {key.replace('_', ' ')}"] = mean_se([c[key] for c in circuits])
             table[f"{d}-layer: mean K-composition of the other layer-0 heads"] = mean_se(
                 [statistics.fmean(c["k_composition_other_heads"]) for c in circuits])
-            table[f"{d}-layer: seeds where the previous-token head is the top K-writer"] = {
-                "mean": sum(c["previous_token_head_is_top_k_writer"] for c in circuits), "se": 0.0, "n": len(circuits)}
+            for key, label in (("previous_token_head_is_top_k_writer", "the previous-token head is the top K-writer"),
+                               ("k_is_strongest_link", "K is the pair's strongest composition")):
+                table[f"{d}-layer: seeds where {label}"] = {"mean": sum(c[key] for c in circuits), "se": 0.0,
+                                                            "n": len(circuits)}
+            if all("previous_token_vs_composition_correlation" in c for c in circuits):
+                for kind in "qkv":
+                    values = [c["previous_token_vs_composition_correlation"][kind] for c in circuits]
+                    if None not in values:
+                        table[f"{d}-layer: corr(previous-token score, {kind.upper()}-composition)"] = mean_se(values)
     return summary
 
 
@@ -161,7 +172,7 @@ def superposition_experiment(config: SuperpositionExperiment) -> dict[str, Any]:
     from alignlab.interpret.toy.superposition import run_phase_diagram, run_sweep
     from alignlab.report.html import Report
 
-    start(config)
+    began, _ = time.perf_counter(), start(config)
     results: dict[str, Any] = {"seeds": {}}
     for seed in config.seed_list():
         toy = dataclasses.replace(config.toy, seed=seed)
@@ -175,7 +186,7 @@ def superposition_experiment(config: SuperpositionExperiment) -> dict[str, Any]:
     report.figure(plots.superposition_count_figure(results), "superposed vs sparsity")
     report.figure(plots.feature_norm_figure(results), "feature norms")
     report.figure(plots.phase_figure(results), "phase diagram")
-    finish(config, results, report)
+    finish(config, results, report, began)
     return results
 
 
@@ -220,7 +231,7 @@ def solu_experiment(config: SoluExperiment) -> dict[str, Any]:
     from alignlab.interpret.toy.solu import compare_activations
     from alignlab.report.html import Report
 
-    output = start(config)
+    began, output = time.perf_counter(), start(config)
     results: dict[str, Any] = {"seeds": {}}
     for seed in config.seed_list():
         compare = dataclasses.replace(config.compare, seed=seed)
@@ -233,7 +244,7 @@ def solu_experiment(config: SoluExperiment) -> dict[str, Any]:
     report.table("Over seeds (mean ± SE)", ["activation", "quantity", "mean", "SE"],
                  [[a, key, v["mean"], v["se"]] for a, row in results["summary"].items() for key, v in row.items()])
     report.figure(plots.solu_figure(results), "purity")
-    finish(config, results, report)
+    finish(config, results, report, began)
     return results
 
 
@@ -254,7 +265,7 @@ def sae_experiment(config: SAEExperiment) -> dict[str, Any]:
     from alignlab.interpret.toy.sae_run import run_sae
     from alignlab.report.html import Report
 
-    output = start(config)
+    began, output = time.perf_counter(), start(config)
     results: dict[str, Any] = {"architectures": {}}
     for architecture in config.architectures:
         runs = {}
@@ -277,5 +288,5 @@ def sae_experiment(config: SAEExperiment) -> dict[str, Any]:
         report.line_plot(f"{a}: training loss", {"loss": [(h["step"], h["loss"]) for h in first["history"]]})
         report.line_plot(f"{a}: L0", {"l0": [(h["step"], h["l0"]) for h in first["history"]]})
     report.figure(plots.sae_figure(results), "aligned features")
-    finish(config, results, report)
+    finish(config, results, report, began)
     return results
