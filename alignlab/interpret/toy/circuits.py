@@ -101,6 +101,17 @@ def pearson(xs: list[float], ys: list[float]) -> float | None:
     return float(x @ y) / denominator if denominator > 0 else None
 
 
+def composition_correlation(previous_token: list[list[float]], induction: list[list[float]],
+                            scores: dict[str, list[list[float]]], threshold: float) -> tuple[list[int], dict]:
+    """The layer-1 heads whose induction score reaches ``threshold`` (else the best one), and for Q, K and V the
+    correlation across layer-0 heads between their previous-token score and their mean composition into those
+    heads (``scores`` as from :func:`composition_scores`)."""
+    readers = [h for h, score in enumerate(induction[1]) if score >= threshold] or [max(
+        range(len(induction[1])), key=lambda h: induction[1][h])]
+    return readers, {kind: pearson(previous_token[0], [sum(row[h] for h in readers) / len(readers)
+                                                       for row in scores[kind]]) for kind in "qkv"}
+
+
 def induction_circuit(model: AttentionOnly, previous_token: list[list[float]], induction: list[list[float]],
                       threshold: float = 0.3) -> dict[str, Any]:
     """Identify the previous-token head (layer 0, highest previous-token score) → induction head (layer 1,
@@ -115,9 +126,7 @@ def induction_circuit(model: AttentionOnly, previous_token: list[list[float]], i
     ind = max(range(len(induction[1])), key=lambda h: induction[1][h])
     scores = composition_scores(model, 0, 1)
     k_col = [row[ind] for row in scores["k"]]
-    readers = [h for h, score in enumerate(induction[1]) if score >= threshold] or [ind]
-    correlation = {kind: pearson(previous_token[0], [sum(row[h] for h in readers) / len(readers)
-                                                     for row in scores[kind]]) for kind in "qkv"}
+    readers, correlation = composition_correlation(previous_token, induction, scores, threshold)
     return {"previous_token_head": [0, prev], "induction_head": [1, ind],
             "previous_token_score": previous_token[0][prev], "induction_score": induction[1][ind],
             "q_composition": scores["q"][prev][ind], "k_composition": scores["k"][prev][ind],

@@ -111,7 +111,7 @@ def induction_experiment(config: InductionExperiment) -> dict[str, Any]:
                 run["copying_score"] = [circuits.copying_score(model, layer).tolist() for layer in range(n_layers)]
             runs[str(n_layers)] = run
         results["seeds"][str(seed)] = {"layers": runs}
-    results["summary"] = induction_summary(results)
+    results["summary"] = induction_summary(results, config.train.formation_threshold)
     report = Report("Induction heads in attention-only transformers")
     report.table("Over seeds (mean ± SE)", ["quantity", "mean", "SE", "n"],
                  [[name, v["mean"], v["se"], v["n"]] for name, v in results["summary"]["table"].items()])
@@ -122,8 +122,11 @@ def induction_experiment(config: InductionExperiment) -> dict[str, Any]:
     return results
 
 
-def induction_summary(results: dict[str, Any]) -> dict[str, Any]:
-    """Formation steps per depth and, over the seeds whose model formed one, means ± SE of the headline numbers."""
+def induction_summary(results: dict[str, Any], threshold: float) -> dict[str, Any]:
+    """Formation steps per depth and, over the seeds whose model formed one, means ± SE of the headline numbers
+    (computed from the per-seed results alone, so a results file can be summarised again)."""
+    from alignlab.interpret.toy.circuits import composition_correlation
+
     seeds = list(results["seeds"].values())
     depths = list(seeds[0]["layers"])
     summary: dict[str, Any] = {"formation_step": {d: [s["layers"][d]["formation_step"] for s in seeds] for d in depths},
@@ -149,11 +152,12 @@ def induction_summary(results: dict[str, Any]) -> dict[str, Any]:
                                ("k_is_strongest_link", "K is the pair's strongest composition")):
                 table[f"{d}-layer: seeds where {label}"] = {"mean": sum(c[key] for c in circuits), "se": 0.0,
                                                             "n": len(circuits)}
-            if all("previous_token_vs_composition_correlation" in c for c in circuits):
-                for kind in "qkv":
-                    values = [c["previous_token_vs_composition_correlation"][kind] for c in circuits]
-                    if None not in values:
-                        table[f"{d}-layer: corr(previous-token score, {kind.upper()}-composition)"] = mean_se(values)
+            correlations = [composition_correlation(r["final"]["previous_token"], r["final"]["induction"],
+                                                    r["circuit"]["scores"], threshold)[1] for r in runs]
+            for kind in "qkv":
+                values = [c[kind] for c in correlations]
+                if None not in values:
+                    table[f"{d}-layer: corr(previous-token score, {kind.upper()}-composition)"] = mean_se(values)
     return summary
 
 

@@ -88,7 +88,7 @@ def superposition_count_figure(results: dict[str, Any]):
     ax.set_xscale("log")
     ax.invert_xaxis()
     ax.set(xlabel="feature density 1 − S (sparser →)", ylabel="superposed features",
-           title="Superposed features vs sparsity (n=20, m=5)")
+           title="Superposed features vs sparsity")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -110,9 +110,9 @@ def feature_norm_figure(results: dict[str, Any], decay: float | None = None, see
             colours = [cmap(min(i, 1.0)) for i in cell["interference"]]
             ax = axes[row][col]
             ax.barh(range(len(cell["norm"])), cell["norm"], color=colours)
-            ax.invert_yaxis()
             ax.set_yticks([])
             ax.set_title(f"{kind}, S={s}", fontsize=8)
+    axes[0][0].invert_yaxis()  # once: the y axes are shared, so every call would flip them all again
     fig.suptitle(f"‖W_i‖ per feature (top: most important), colour: interference Σ(Ŵ_i·W_j)² "
                  f"(yellow ≥ 1); I=({decay})^i, seed {seed}", fontsize=9)
     fig.tight_layout()
