@@ -66,7 +66,7 @@ def main() -> None:
         sae = SparseAutoencoder(SAEConfig(d_in=args.d_in, d_sae=d_sae, architecture=architecture, k=args.k))
         optimizer = torch.optim.Adam(sae.parameters(), lr=1e-3)
 
-        def step() -> None:
+        def step(sae=sae, optimizer=optimizer) -> None:
             with autocast(args.precision):
                 loss, _ = sae_loss(sae, x, 1.0)
             optimizer.zero_grad(set_to_none=True)
