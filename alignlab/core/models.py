@@ -67,6 +67,8 @@ def _check_weights(name_or_path: str) -> None:
 def _from_pretrained(cls: Any, name_or_path: str, **kwargs: Any) -> Any:
     from safetensors import SafetensorError
 
+    from alignlab.core import activations  # noqa: F401  (registers alignlab's activations, e.g. "solu")
+
     _check_exists(name_or_path)
     try:
         return cls.from_pretrained(name_or_path, **kwargs)
@@ -176,16 +178,18 @@ class ValueHead(nn.Module):
 def tiny_llama(vocab_size: int, *, hidden_size: int = 64, layers: int = 2, heads: int = 4,
                intermediate_size: int | None = None, max_positions: int = 512, seed: int = 0,
                bos_token_id: int | None = None, eos_token_id: int | None = None,
-               pad_token_id: int | None = None) -> nn.Module:
+               pad_token_id: int | None = None, hidden_act: str = "silu") -> nn.Module:
     """A randomly initialised Llama-architecture causal LM (for tests, benchmarks and the toy world)."""
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from alignlab.core import activations  # noqa: F401  (so hidden_act may be "solu")
 
     config = LlamaConfig(
         vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=heads,
         intermediate_size=intermediate_size or 4 * hidden_size, max_position_embeddings=max_positions,
         bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
-        tie_word_embeddings=False,
+        tie_word_embeddings=False, hidden_act=hidden_act,
     )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -354,9 +355,15 @@ def _handler(name: str):
     return run
 
 
+# Interpretability areas with commands of their own (each module defines add_commands(interpret_subparsers)).
+SUBCOMMAND_MODULES = ["alignlab.interpret.toy.cli"]
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``alignlab interpret cache|patch|lens|heads``."""
     interpret = subparsers.add_parser("interpret", help="mechanistic interpretability: cache, patch, lens, heads")
     commands = interpret.add_subparsers(dest="interpret_command", required=True)
     for name, (_, _, _, help_text) in COMMANDS.items():
         add_config_command(commands, name, _handler(name), help=help_text)
+    for module in SUBCOMMAND_MODULES:  # the other interpretability areas add their own sub-commands
+        importlib.import_module(module).add_commands(commands)
