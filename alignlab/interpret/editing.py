@@ -157,12 +157,14 @@ def neuron_attributions(model: nn.Module, input_ids: torch.Tensor, answer_start:
 def mlp_keys(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], *, layer: int) -> torch.Tensor:
     """Every non-padding position's MLP key (``blocks.{layer}.mlp.hook_post``) over ``(input_ids, attention_mask)``
     batches: [n_tokens, d_ff], to estimate ``C`` (ROME uses text from the pretraining distribution)."""
+    from alignlab.core.generation import left_padded_positions
     from alignlab.interpret.hooks import run_with_cache
 
     name, keys = f"blocks.{layer}.mlp.hook_post", []
     with torch.no_grad():
-        for ids, mask in batches:
-            _, cache = run_with_cache(model, ids, names=[name], attention_mask=mask)
+        for ids, mask in batches:  # left- or right-padded: positions count each row's real tokens
+            _, cache = run_with_cache(model, ids, names=[name], attention_mask=mask,
+                                      position_ids=left_padded_positions(mask))
             keys.append(cache[name][mask.bool()].float())
     return torch.cat(keys)
 
