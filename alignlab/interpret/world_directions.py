@@ -82,10 +82,17 @@ class WorldRunConfig:
     """which toy world"""
     world_size: str = "small"
     """small or medium"""
+    eval_per_family: int = 0
+    """at most this many of each family's eval prompts are answered (0: all of them; fewer for a quick look)"""
 
     def __post_init__(self) -> None:
         if not self.seeds:
             raise InterpretError("seeds is empty: give at least one seed")
+
+    def eval_prompts(self, world: World, families: Sequence[str]) -> list:
+        """The world's eval prompts of ``families``, each family cut to ``eval_per_family`` when it is set."""
+        return [p for family in families
+                for p in world.eval_prompts([family])[:self.eval_per_family or None]]
 
 
 def _check_layers(model: nn.Module, layers: Sequence[int]) -> list[int]:
@@ -170,7 +177,7 @@ def run_refusal(config: RefusalConfig) -> dict[str, Any]:
     n_layers = models["aligned"][0].config.num_hidden_layers
     _check_layers(models["aligned"][0], [config.layer])
     names = {layer: f"blocks.{layer}.hook_resid_pre" for layer in range(1, n_layers)}
-    evals = world.eval_prompts(["harmful"]) + world.eval_prompts(list(BENIGN_FAMILIES))
+    evals = config.eval_prompts(world, ["harmful", *BENIGN_FAMILIES])
     per_seed, samples = [], []
     for seed in tqdm(config.seeds, desc="refusal: seeds"):
         rng = random.Random(f"alignlab-refusal-{seed}")
@@ -351,7 +358,7 @@ def run_truth(config: TruthConfig) -> dict[str, Any]:
     """Probe accuracy per layer, then the intervention sweep at the best layer, per model and seed."""
     out = check_output(config.output)
     world = World(config.world_seed, config.world_size)
-    evals = world.eval_prompts(["unknowns"]) + world.eval_prompts(["facts"])
+    evals = config.eval_prompts(world, ["unknowns", "facts"])
     results: dict[str, Any] = {"models": {}, "strengths": list(config.strengths)}
     samples = []
     for model_name in config.models:

@@ -157,12 +157,14 @@ def run_edit(config: EditConfig) -> dict[str, Any]:
 
     before = answers()
     before_of = {p.text: a for p, a in zip(checked, before)}
+    known = [p for p in capitals if p.meta["template"] == config.template and mentions(before_of[p.text], {p.answer})]
+    if len(known) < config.n_edits:
+        raise InterpretError(f"the model answers only {len(known)} capitals right; asked for {config.n_edits} edits")
     cov = covariances(model, tokenizer, world, layers, config.covariance_prompts)
     records, samples = [], []
     for seed in tqdm(config.seeds, desc="edit: seeds"):
         rng = random.Random(f"alignlab-edit-{seed}")
-        known = [p for p in capitals if p.meta["template"] == config.template and mentions(before_of[p.text], {p.answer})]
-        for prompt in sample_edits(known, config.n_edits, rng):
+        for prompt in rng.sample(known, config.n_edits):
             country, old = prompt.meta["country"], prompt.answer
             new = rng.choice([c.capital for c in world.kb.countries if c.capital != old])
             target = before_of[prompt.text].replace(old, new)
@@ -186,17 +188,9 @@ def run_edit(config: EditConfig) -> dict[str, Any]:
                 samples += [{"seed": seed, "layer": layer, "edit": f"{country}: {old} -> {new}", "prompt": p.text,
                              "before": b, "after": a} for p, b, a in zip(checked, before, after)
                             if p.meta["country"] == country or a != b]
-    results = {"edits": records, "layers": summarise_edits(records, layers, config.seeds),
-               "n_known_capitals": sum(mentions(before_of[p.text], {p.answer}) for p in capitals
-                                       if p.meta["template"] == config.template)}
+    results = {"edits": records, "layers": summarise_edits(records, layers, config.seeds), "n_known_capitals": len(known)}
     finish_run(out, results, config, _edit_report(results, config), samples)
     return results
-
-
-def sample_edits(known: list[WorldPrompt], n: int, rng: random.Random) -> list[WorldPrompt]:
-    if len(known) < n:
-        raise InterpretError(f"the model answers only {len(known)} capitals right; asked for {n} edits")
-    return rng.sample(known, n)
 
 
 def score_edit(checked: list[WorldPrompt], before: list[str], after: list[str], *, country: str, old: str, new: str,
