@@ -23,6 +23,10 @@ COMMANDS = [
     ("alignlab serve", "alignlab.evaluate.serve:ServeConfig"),
     ("alignlab bench methods", "alignlab.experiments.bench:BenchConfig"),
     ("alignlab bench online", "alignlab.experiments.online_bench:OnlineBenchConfig"),
+    ("alignlab interpret cache", "alignlab.interpret.cli:CacheConfig"),
+    ("alignlab interpret patch", "alignlab.interpret.cli:PatchConfig"),
+    ("alignlab interpret lens", "alignlab.interpret.cli:LensConfig"),
+    ("alignlab interpret heads", "alignlab.interpret.cli:HeadsConfig"),
 ]
 
 

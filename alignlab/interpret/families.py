@@ -121,3 +121,28 @@ def family_for_model_type(model_type: str) -> Family:
             "To add one, put a Family(...) naming its decoder-layer, attention and MLP submodules into "
             "alignlab.interpret.families.FAMILIES under its config.model_type"
         ) from None
+
+
+def tiny_model(model_type: str, *, seed: int = 0, vocab_size: int = 64):
+    """A tiny random causal LM of a mapped family (hidden 32, 2 layers, 4 query and 2 key/value heads where
+    the family has grouped queries, MLP 48), in eval mode: for tests, parity checks and examples.
+
+    Example:
+        >>> tiny_model("qwen2").config.num_key_value_heads
+        2
+    """
+    import torch
+    import transformers as T
+
+    family_for_model_type(model_type)
+    shared = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)
+    configs = {
+        "llama": lambda: T.LlamaConfig(**shared), "mistral": lambda: T.MistralConfig(**shared),
+        "qwen2": lambda: T.Qwen2Config(**shared), "gemma": lambda: T.GemmaConfig(**shared, head_dim=8),
+        "gemma2": lambda: T.Gemma2Config(**shared, head_dim=8), "phi3": lambda: T.Phi3Config(**shared, pad_token_id=0),
+        "gpt2": lambda: T.GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=32,
+                                     n_inner=48, bos_token_id=0, eos_token_id=0),
+    }
+    torch.manual_seed(seed)
+    return T.AutoModelForCausalLM.from_config(configs[model_type]()).eval()

@@ -371,11 +371,12 @@ def hooks(model: nn.Module, fns: Mapping[str, HookFn | Sequence[HookFn]]) -> Ite
         ([torch.Size([1, 3, 2, 16])], OrderedDict())
     """
     family = model_family(model)
-    for name in fns:
-        check_hook_name(model, name)
-    needs_eager = any(_block_point(name) in ATTENTION_FUNCTION_POINTS for name in fns)
     # in forward order, so that within one context a point is always registered before those that read it
     order = {n: i for i, n in enumerate(hook_points(model))}
+    for name in fns:
+        if name not in order:
+            check_hook_name(model, name)
+    needs_eager = any(_block_point(name) in ATTENTION_FUNCTION_POINTS for name in fns)
     removers: list[Callable[[], None]] = []
     previous_attention = model.config._attn_implementation
     try:

@@ -100,6 +100,30 @@ class Report:
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
         self._figures.append(_png(fig, title))
 
+    def heatmap(self, title: str, values: Sequence[Sequence[float]], *, xlabel: str = "", ylabel: str = "",
+                xticks: Sequence[str] | None = None, yticks: Sequence[str] | None = None, center: bool = False,
+                colorbar: str = "") -> None:
+        """A matrix as an image (rows bottom to top); ``center`` uses a diverging map symmetric about 0."""
+        import numpy as np
+
+        matrix = np.asarray(values, dtype=float)
+        fig, ax = _axes(width=min(11.0, 3.0 + 0.35 * matrix.shape[1]), height=min(8.0, 2.0 + 0.35 * matrix.shape[0]))
+        ax.grid(False)
+        bound = float(np.nanmax(np.abs(matrix))) or 1.0
+        image = ax.imshow(matrix, aspect="auto", origin="lower", cmap="RdBu_r" if center else "viridis",
+                          vmin=-bound if center else None, vmax=bound if center else None)
+        if xticks is not None:
+            ax.set_xticks(range(len(xticks)), xticks, rotation=60, ha="right", fontsize=7)
+        if yticks is not None:
+            ax.set_yticks(range(len(yticks)), yticks, fontsize=7)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        fig.colorbar(image, ax=ax, label=colorbar)
+        self._figures.append(_png(fig, title))
+
+    def figure(self, fig, title: str) -> None:
+        """Embed a matplotlib figure made elsewhere (it is closed)."""
+        self._figures.append(_png(fig, title))
+
     def render(self) -> str:
         self._flush()
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
