@@ -27,6 +27,12 @@ COMMANDS = [
     ("alignlab interpret patch", "alignlab.interpret.cli:PatchConfig"),
     ("alignlab interpret lens", "alignlab.interpret.cli:LensConfig"),
     ("alignlab interpret heads", "alignlab.interpret.cli:HeadsConfig"),
+    ("alignlab interpret refusal", "alignlab.interpret.world_directions:RefusalConfig"),
+    ("alignlab interpret harm-pca", "alignlab.interpret.world_directions:HarmPCAConfig"),
+    ("alignlab interpret truth", "alignlab.interpret.world_directions:TruthConfig"),
+    ("alignlab interpret edit", "alignlab.interpret.world_editing:EditConfig"),
+    ("alignlab interpret steer", "alignlab.interpret.steer_prompts:SteerConfig"),
+    ("alignlab interpret neurons", "alignlab.interpret.steer_prompts:NeuronsConfig"),
 ]
 
 

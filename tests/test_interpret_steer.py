@@ -321,3 +321,19 @@ def test_commands_refuse_foreign_output_and_bad_layers(tiny_model_dir, tmp_path)
                      "--output", str(tmp_path / "r")])
     with pytest.raises(InterpretError, match="does not exist"):
         run_command(["truth", "--models", str(tmp_path / "missing"), "--output", str(tmp_path / "t")])
+
+
+def test_steer_and_neurons_commands_on_any_model(tiny_model_dir, tmp_path):
+    model = str(tiny_model_dir)
+    run_command(["steer", "--model", model, "--output", str(tmp_path / "s"), "--layer", "1",
+                 "--positive", "a,b,c,d,e", "--negative", "Hello!,Thanks.,Bye.,Hi there.,Good day.",
+                 "--prompts", "What is the capital of Zorbia?", "--set", "max_new_tokens=4"])
+    results = json.loads((tmp_path / "s" / "results.json").read_text())["results"]
+    assert set(results["answers"]) == {"-1", "-0.5", "0", "0.5", "1", "ablated"}
+    assert 0.0 <= results["probe"]["test_accuracy"] <= 1.0
+    run_command(["neurons", "--model", model, "--output", str(tmp_path / "n"), "--prompt", "Two plus two is",
+                 "--answer", " four.", "--set", "layers=[1]", "--set", "top=3"])
+    layer = json.loads((tmp_path / "n" / "results.json").read_text())["results"]["layers"]["1"]
+    assert len(layer["top"]) == 3 and layer["top"][0][1] >= layer["top"][2][1]
+    with pytest.raises(InterpretError, match="needs --positive"):
+        run_command(["steer", "--model", model, "--output", str(tmp_path / "s2"), "--prompts", "x"])

@@ -314,7 +314,7 @@ def run_harm_pca(config: HarmPCAConfig) -> dict[str, Any]:
                 rows[name].append(record)
         results["models"][model_name] = {
             name: {key: mean_se([r[key] for r in records]) for key in records[0]} for name, records in rows.items()}
-    finish_run(out, results, config, _harm_report(results, config), [])
+    finish_run(out, results, config, _harm_report(results, config))
     return results
 
 

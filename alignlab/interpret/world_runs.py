@@ -120,8 +120,10 @@ def check_output(output: str | Path) -> Path:
     return out
 
 
-def finish_run(out: Path, results: dict[str, Any], config: Any, report, samples: list[dict[str, Any]]) -> Path:
-    """Write ``results.json`` (with provenance), ``samples.jsonl``, ``report.html`` and the run marker into ``out``."""
+def finish_run(out: Path, results: dict[str, Any], config: Any, report,
+               samples: list[dict[str, Any]] | None = None) -> Path:
+    """Write ``results.json`` (with provenance), ``samples.jsonl`` (when given), ``report.html`` and the run marker
+    into ``out``. The seed recorded is the config's ``seeds`` list, or its ``seed``."""
     import json
 
     from alignlab.core.io import atomic_write_json, atomic_write_text
@@ -130,6 +132,8 @@ def finish_run(out: Path, results: dict[str, Any], config: Any, report, samples:
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / MARKER, {"written_by": "alignlab"})
-    atomic_write_text(out / "samples.jsonl", "".join(json.dumps(row) + "\n" for row in samples))
+    if samples is not None:
+        atomic_write_text(out / "samples.jsonl", "".join(json.dumps(row) + "\n" for row in samples))
     report.write(out / "report.html")
-    return write_result(out / "results.json", results, seed=list(config.seeds), config=config)
+    seed = list(config.seeds) if hasattr(config, "seeds") else getattr(config, "seed", None)
+    return write_result(out / "results.json", results, seed=seed, config=config)
