@@ -337,3 +337,22 @@ def test_steer_and_neurons_commands_on_any_model(tiny_model_dir, tmp_path):
     assert len(layer["top"]) == 3 and layer["top"][0][1] >= layer["top"][2][1]
     with pytest.raises(InterpretError, match="needs --positive"):
         run_command(["steer", "--model", model, "--output", str(tmp_path / "s2"), "--prompts", "x"])
+
+
+def test_value_optimised_through_the_edit_is_what_the_edited_weight_does(model):
+    ids, start, layer, position = IDS[0], 4, 0, 2
+    C = key_second_moment(torch.randn(200, 64))
+    key, delta = optimise_value(model, ids, start, layer=layer, position=position, steps=5, C=C)
+    u = torch.linalg.solve(C.double(), key.double())
+    _, cache = run_with_cache(model, IDS, names=[f"blocks.{layer}.mlp.hook_post"])
+    weights = (cache[f"blocks.{layer}.mlp.hook_post"][0].double() @ u / (key.double() @ u)).float()
+
+    def shift(act, _name):
+        return act + weights[:, None] * delta
+
+    with torch.no_grad(), hooks(model, {f"blocks.{layer}.hook_mlp_out": shift}):
+        hooked = model(IDS).logits
+    with torch.no_grad(), edited_weight(model, layer, key, delta, C):
+        edited = model(IDS).logits
+    assert torch.allclose(hooked, edited, atol=1e-4)
+    assert weights[position] == pytest.approx(1.0)

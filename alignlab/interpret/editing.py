@@ -170,26 +170,35 @@ def mlp_keys(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tenso
 
 
 def optimise_value(model: nn.Module, input_ids: torch.Tensor, answer_start: int, *, layer: int, position: int,
-                   steps: int = 40, lr: float = 0.5, weight_decay: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
-    """(key ``k*`` [d_ff], value shift ``δ`` [d_model]): ``δ`` added to the MLP output of ``layer`` at ``position``
-    (the subject's last token) makes the model assign high probability to the answer ``input_ids[answer_start:]``.
+                   steps: int = 40, lr: float = 0.5, weight_decay: float = 1e-3,
+                   C: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(key ``k*`` [d_ff], value shift ``δ`` [d_model]) such that the MLP output of ``layer`` shifted by ``δ`` at
+    ``position`` (the subject's last token) makes the model assign high probability to ``input_ids[answer_start:]``.
 
-    Minimises −log P(answer | prompt) + ``weight_decay`` · ‖δ‖² with Adam (ROME's value optimisation, without
-    its essence-drift term: specificity is measured instead).
+    Minimises −log P(answer | prompt) + ``weight_decay`` · ‖δ‖² with Adam (ROME's value optimisation, without its
+    essence-drift term: specificity is measured instead). With the key second moment ``C``, the shift is applied
+    as the rank-one edit will apply it: ``δ · (C⁻¹k*)·k_t / (C⁻¹k*)·k*`` at *every* position ``t`` (exactly the
+    edited weight's effect on this sequence), so ``δ`` is optimised for the edited model, the edit's side effects
+    on the other tokens included. Without ``C``, only ``position`` is shifted.
     """
     from alignlab.interpret.hooks import hooks, run_with_cache
 
     key_name, out_name = f"blocks.{layer}.mlp.hook_post", f"blocks.{layer}.hook_mlp_out"
     ids, targets = input_ids[None], input_ids[answer_start:][None]
     _, cache = run_with_cache(model, ids, names=[key_name])
-    key = cache[key_name][0, position].detach().float()
+    keys = cache[key_name][0].detach().float()  # [seq, d_ff]
+    key = keys[position]
+    if C is None:
+        weights = torch.zeros(len(keys))
+        weights[position] = 1.0
+    else:
+        u = torch.linalg.solve(C.double(), key.double())  # C⁻¹ k*
+        weights = (keys.double() @ u / (key.double() @ u)).float()  # [seq]: 1 at the subject
     delta = torch.zeros(model.config.hidden_size, requires_grad=True)
     optimiser = torch.optim.Adam([delta], lr=lr)
 
     def shift(act: torch.Tensor, _name: str) -> torch.Tensor:
-        act = act.clone()
-        act[:, position] = act[:, position] + delta.to(act.dtype)
-        return act
+        return act + (weights[:, None] * delta).to(act.dtype)
 
     with hooks(model, {out_name: shift}):
         for _ in range(steps):

@@ -69,6 +69,9 @@ class EditConfig(WorldRunConfig):
     """its learning rate"""
     value_weight_decay: float = 1e-4
     """L2 penalty on the value shift δ"""
+    value_through_edit: bool = True
+    """optimise δ as the rank-one edit applies it, on every token of the sequence (false: at the subject token
+    only, as ROME does)"""
     covariance_prompts: int = 1000
     """world prompts (train split, every family) whose tokens' keys estimate C, beside one copy of the world's
     knowledge-base texts"""
@@ -178,7 +181,8 @@ def run_edit(config: EditConfig) -> dict[str, Any]:
                 neurons = _knowledge_neurons(model, original_ids, len(prompt_ids), layer, config, rng)
                 key, delta = optimise_value(model, ids, len(prompt_ids), layer=layer, position=position,
                                             steps=config.value_steps, lr=config.value_lr,
-                                            weight_decay=config.value_weight_decay)
+                                            weight_decay=config.value_weight_decay,
+                                            C=cov[layer] if config.value_through_edit else None)
                 with edited_weight(model, layer, key, delta, cov[layer]):
                     after = answers()
                 record = score_edit(checked, before, after, country=country, old=old, new=new,
