@@ -132,3 +132,20 @@ def test_bad_input_is_one_clear_error():
                                                                 ffn_dim=32, num_attention_heads=2))
     with pytest.raises(InterpretError, match="no hook mapping for model family 'opt'.*FAMILIES"):
         hook_points(unmapped)
+
+
+def test_hooks_reach_through_a_lora_adapter():
+    from alignlab.core.models import add_lora
+
+    model = add_lora(tiny("llama"), {"r": 4, "target_modules": ["q_proj", "o_proj"]})
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:  # peft starts B at zero: make the adapter change something
+            torch.nn.init.normal_(parameter, std=0.5)
+    names = ["blocks.1.attn.hook_result", "blocks.1.hook_attn_out", "blocks.1.attn.hook_q"]
+    with torch.no_grad():
+        _, cache = run_with_cache(model, IDS, names=names)
+        with model.disable_adapter():
+            _, base = run_with_cache(model, IDS, names=names)
+    assert not torch.allclose(cache["blocks.1.attn.hook_q"], base["blocks.1.attn.hook_q"])
+    torch.testing.assert_close(cache["blocks.1.attn.hook_result"].sum(-2), cache["blocks.1.hook_attn_out"])
+    torch.testing.assert_close(base["blocks.1.attn.hook_result"].sum(-2), base["blocks.1.hook_attn_out"])

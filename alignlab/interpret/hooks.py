@@ -107,7 +107,7 @@ def _block_points(family: Family) -> tuple[str, ...]:
 
 def n_layers(model: nn.Module) -> int:
     """Number of decoder layers (``blocks``) of ``model``."""
-    return len(_submodule(model, model_family(model).layers))
+    return len(submodule(model, model_family(model).layers))
 
 
 def hook_points(model: nn.Module) -> list[str]:
@@ -162,7 +162,10 @@ def select_names(model: nn.Module, names: None | Sequence[str] | Callable[[str],
 # --------------------------------------------------------------------------------------------- hooks
 
 
-def _submodule(root: nn.Module, path: str) -> nn.Module:
+def submodule(root: nn.Module, path: str) -> nn.Module:
+    """``root.get_submodule(path)``, through a peft wrapper; InterpretError naming the path when absent."""
+    if hasattr(root, "get_base_model"):  # a peft model (LoRA): the paths are those of the model it wraps
+        root = root.get_base_model()
     try:
         return root.get_submodule(path)
     except AttributeError:
@@ -245,16 +248,22 @@ def _slice_of(start: int, stop: int, head_dim: int | None = None):
 
 
 def _per_head_weight(proj: nn.Module, n_heads: int, conv1d: bool) -> Tensor:
-    """The output projection as W_O ``[h, d, m]`` (TransformerLens's layout)."""
-    weight = proj.weight if conv1d else proj.weight.T  # [h*d, m]
+    """The output projection as W_O ``[h, d, m]`` (TransformerLens's layout), with the updates of any active,
+    unmerged LoRA adapters on it (a peft layer's ``weight`` is its base weight alone)."""
+    weight = proj.weight
+    if hasattr(proj, "get_delta_weight") and not proj.merged and not proj.disable_adapters:
+        for adapter in proj.active_adapters:
+            if adapter in proj.lora_A:
+                weight = weight + proj.get_delta_weight(adapter)
+    weight = weight if conv1d else weight.T  # [h*d, m]
     return weight.unflatten(0, (n_heads, -1))
 
 
 def _install_block_point(model: nn.Module, family: Family, layer: int, point: str, name: str,
                          fns: Sequence[HookFn]) -> list[Callable[[], None]]:
     """Register the hooks that expose ``blocks.{layer}.{point}``; returns their removers."""
-    block = _submodule(model, family.layers)[layer]
-    attn = _submodule(block, family.attn)
+    block = submodule(model, family.layers)[layer]
+    attn = submodule(block, family.attn)
     config = model.config
     head_dim = attn.head_dim
     n_heads = config.num_attention_heads
@@ -266,30 +275,30 @@ def _install_block_point(model: nn.Module, family: Family, layer: int, point: st
     elif point == "hook_resid_post":
         handles.append(_on_output(block, name, fns))
     elif point in ("ln1.hook_normalized", "ln2.hook_normalized"):
-        handles.append(_on_output(_submodule(block, family.ln1 if point.startswith("ln1") else family.ln2),
+        handles.append(_on_output(submodule(block, family.ln1 if point.startswith("ln1") else family.ln2),
                                   name, fns))
     elif point == "hook_mlp_in":
-        handles.append(_on_input(_submodule(block, family.mlp), name, fns))
+        handles.append(_on_input(submodule(block, family.mlp), name, fns))
     elif point in ("attn.hook_q", "attn.hook_k", "attn.hook_v"):
         which = point[-1]
         if family.fused_qkv is None:
-            proj = _submodule(attn, {"q": family.q_proj, "k": family.k_proj, "v": family.v_proj}[which])
+            proj = submodule(attn, {"q": family.q_proj, "k": family.k_proj, "v": family.v_proj}[which])
             handles.append(_on_output(proj, name, fns, view=_heads(head_dim), unview=_flat))
         else:
             sizes = {"q": n_heads * head_dim, "k": n_kv * head_dim, "v": n_kv * head_dim}
             start = {"q": 0, "k": sizes["q"], "v": sizes["q"] + sizes["k"]}[which]
             view, unview = _slice_of(start, start + sizes[which], head_dim)
-            handles.append(_on_output(_submodule(attn, family.fused_qkv), name, fns, view=view, unview=unview))
+            handles.append(_on_output(submodule(attn, family.fused_qkv), name, fns, view=view, unview=unview))
     elif point in ATTENTION_FUNCTION_POINTS:
         entry = (point, name, fns)
         table = attn.__dict__.setdefault("_alignlab_attention_hooks", [])
         table.append(entry)
         return [lambda: table.remove(entry)]
     elif point == "attn.hook_z":
-        handles.append(_on_input(_submodule(attn, family.o_proj), name, fns, view=_heads(head_dim),
+        handles.append(_on_input(submodule(attn, family.o_proj), name, fns, view=_heads(head_dim),
                                  unview=_flat))
     elif point == "attn.hook_result":
-        o_proj = _submodule(attn, family.o_proj)
+        o_proj = submodule(attn, family.o_proj)
 
         def result_hook(_module, args, output):
             z = args[0].unflatten(-1, (n_heads, head_dim))  # [b, p, h, d]
@@ -302,23 +311,23 @@ def _install_block_point(model: nn.Module, family: Family, layer: int, point: st
         handles.append(o_proj.register_forward_hook(result_hook))
     elif point == "hook_attn_out":
         # prepend: edits of what attention adds must precede hook_resid_mid, read from the same output
-        handles.append(_on_output(_submodule(block, family.attn_out), name, fns, prepend=True))
+        handles.append(_on_output(submodule(block, family.attn_out), name, fns, prepend=True))
     elif point == "hook_resid_mid":
         handles += _install_resid_mid(block, family, name, fns)
     elif point in ("mlp.hook_pre", "mlp.hook_pre_linear"):
-        mlp = _submodule(block, family.mlp)
+        mlp = submodule(block, family.mlp)
         if family.fused_gate_up:
-            d_mlp = _submodule(mlp, family.mlp_pre).out_features // 2
+            d_mlp = submodule(mlp, family.mlp_pre).out_features // 2
             start = 0 if point == "mlp.hook_pre" else d_mlp
             view, unview = _slice_of(start, start + d_mlp)
-            handles.append(_on_output(_submodule(mlp, family.mlp_pre), name, fns, view=view, unview=unview))
+            handles.append(_on_output(submodule(mlp, family.mlp_pre), name, fns, view=view, unview=unview))
         else:
             proj = family.mlp_pre if point == "mlp.hook_pre" else family.mlp_up
-            handles.append(_on_output(_submodule(mlp, proj), name, fns))
+            handles.append(_on_output(submodule(mlp, proj), name, fns))
     elif point == "mlp.hook_post":
-        handles.append(_on_input(_submodule(_submodule(block, family.mlp), family.mlp_down), name, fns))
+        handles.append(_on_input(submodule(submodule(block, family.mlp), family.mlp_down), name, fns))
     elif point == "hook_mlp_out":
-        handles.append(_on_output(_submodule(block, family.mlp_out), name, fns))
+        handles.append(_on_output(submodule(block, family.mlp_out), name, fns))
     else:  # pragma: no cover - BLOCK_POINTS and this dispatch are kept in step
         raise AssertionError(point)
     return [h.remove for h in handles]
@@ -339,8 +348,8 @@ def _install_resid_mid(block: nn.Module, family: Family, name: str, fns: Sequenc
         new = _run(fns, resid_pre[0] + added, name)
         return None if new is None else _with_first(output, new - resid_pre[0])
 
-    return [_submodule(block, family.ln1).register_forward_pre_hook(remember, with_kwargs=True),
-            _submodule(block, family.attn_out).register_forward_hook(hook)]
+    return [submodule(block, family.ln1).register_forward_pre_hook(remember, with_kwargs=True),
+            submodule(block, family.attn_out).register_forward_hook(hook)]
 
 
 def _install(model: nn.Module, family: Family, name: str, fns: Sequence[HookFn]) -> list[Callable[[], None]]:
@@ -349,7 +358,7 @@ def _install(model: nn.Module, family: Family, name: str, fns: Sequence[HookFn])
         return _install_block_point(model, family, int(match.group(1)), match.group(2), name, fns)
     module = {"hook_embed": family.embed, "hook_pos_embed": family.pos_embed,
               "ln_final.hook_normalized": family.final_norm, "unembed.hook_out": family.unembed}[name]
-    return [_on_output(_submodule(model, module), name, fns).remove]
+    return [_on_output(submodule(model, module), name, fns).remove]
 
 
 @contextlib.contextmanager

@@ -23,13 +23,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from alignlab.interpret.hooks import model_family, n_layers, run_with_cache
+from alignlab.interpret.hooks import model_family, n_layers, run_with_cache, submodule
 
 
 def unembed(model: nn.Module, residual: Tensor) -> Tensor:
     """Logits of residual-stream vectors ``[..., d_model]`` through the final norm and the unembedding."""
     family = model_family(model)
-    logits = model.get_submodule(family.unembed)(model.get_submodule(family.final_norm)(residual))
+    logits = submodule(model, family.unembed)(submodule(model, family.final_norm)(residual))
     softcap = getattr(model.config, "final_logit_softcapping", None)
     return logits if softcap is None else torch.tanh(logits / softcap) * softcap
 
