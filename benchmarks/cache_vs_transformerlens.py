@@ -23,7 +23,6 @@ millisecond (a peak shorter than that can be missed), beside the bytes the cache
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import statistics
 import tempfile
@@ -55,18 +54,6 @@ class CacheBench(SpeedConfig):
     """vocabulary size"""
     memory_side: str = ""
     """internal: measure the peak memory of this one side in this process and print it"""
-
-
-def _word_tokenizer(folder: str, vocab: int):
-    """A word-level tokenizer saved to disk (the bridge needs one and cannot take an in-memory tokenizer)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    words = Tokenizer(models.WordLevel({f"t{i}": i for i in range(vocab)}, unk_token="t0"))
-    words.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=words, unk_token="t0", pad_token="t0", bos_token="t1",
-                            eos_token="t2").save_pretrained(folder)
-    return AutoTokenizer.from_pretrained(folder)
 
 
 def _rss() -> int:
@@ -104,19 +91,15 @@ def cached_bytes(cache) -> int:
 
 def build(args: CacheBench):
     """The model, the batch and the bridge around a copy of the model."""
-    from transformer_lens.model_bridge import TransformerBridge
-
     from alignlab.core.models import tiny_llama
+    from alignlab.interpret.peer import transformer_lens_bridge
 
     torch.manual_seed(args.seed)
     model = tiny_llama(args.vocab, hidden_size=args.hidden, layers=args.layers, heads=8,
                        intermediate_size=1376, max_positions=1024).eval()
     ids = torch.randint(3, args.vocab, (args.batch, args.length), generator=torch.Generator().manual_seed(args.seed))
     with tempfile.TemporaryDirectory() as folder:
-        tokenizer = _word_tokenizer(folder, args.vocab)
-        twin = copy.deepcopy(model)
-        twin.config.save_pretrained(folder)
-        bridge = TransformerBridge.boot_transformers(folder, hf_model=twin, tokenizer=tokenizer)
+        bridge = transformer_lens_bridge(model, folder)
     return model, ids, bridge
 
 
@@ -168,10 +151,12 @@ def main() -> None:
     sides = make_sides(model, ids, bridge)
     with torch.no_grad(), _autocast(args):
         # Agreement first (also the warm-up): the same residual stream and pattern, or the timing means nothing.
+        last = args.layers - 1
         _, ours = sides["alignlab_all"]()
         _, theirs = sides["transformerlens_all"]()
         agreement = {name: float((ours[name].float() - theirs[name].float()).abs().max())
-                     for name in ("blocks.5.hook_resid_pre", "blocks.5.attn.hook_pattern", "blocks.5.attn.hook_z")
+                     for name in (f"blocks.{last}.hook_resid_pre", f"blocks.{last}.attn.hook_pattern",
+                                  f"blocks.{last}.attn.hook_z")
                      if name in ours and name in theirs}
         counts = {"alignlab_all": len(ours), "transformerlens_all": len(theirs)}
         print(f"agreement (max |difference|): {agreement}; cached names: {counts}")

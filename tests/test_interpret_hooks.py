@@ -128,6 +128,7 @@ def test_bad_input_is_one_clear_error():
         model(IDS)
     with pytest.raises(InterpretError, match="not in the cache"):
         ActivationCache({})["blocks.0.hook_z"]
+    assert "blocks.0.hook_z" not in ActivationCache({}) and ActivationCache({}).get("blocks.0.hook_z") is None
     unmapped = T.AutoModelForCausalLM.from_config(T.OPTConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1,
                                                                 ffn_dim=32, num_attention_heads=2))
     with pytest.raises(InterpretError, match="no hook mapping for model family 'opt'.*FAMILIES"):

@@ -477,6 +477,12 @@ class ActivationCache(Mapping[str, Tensor]):
             raise InterpretError(f"'{name}' is not in the cache ({len(self)} names cached; pass it in "
                                  f"names= to run_with_cache){hint}") from None
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._tensors
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._tensors.get(name, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._tensors)
 
