@@ -40,6 +40,12 @@ COMMANDS = [
     ("alignlab attack robustness", "alignlab.attacks.robustness:RobustnessConfig"),
     ("alignlab attack perplexity-filter", "alignlab.attacks.defences:PerplexityFilterConfig"),
     ("alignlab attack adversarial-training", "alignlab.attacks.defences:AdversarialTrainingConfig"),
+    ("alignlab interpret refusal", "alignlab.interpret.world_directions:RefusalConfig"),
+    ("alignlab interpret harm-pca", "alignlab.interpret.world_directions:HarmPCAConfig"),
+    ("alignlab interpret truth", "alignlab.interpret.world_directions:TruthConfig"),
+    ("alignlab interpret edit", "alignlab.interpret.world_editing:EditConfig"),
+    ("alignlab interpret steer", "alignlab.interpret.steer_prompts:SteerConfig"),
+    ("alignlab interpret neurons", "alignlab.interpret.steer_prompts:NeuronsConfig"),
 ]
 
 

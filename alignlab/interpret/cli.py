@@ -356,7 +356,7 @@ def _handler(name: str):
 
 
 # Interpretability areas with commands of their own (each module defines add_commands(interpret_subparsers)).
-SUBCOMMAND_MODULES = ["alignlab.interpret.toy.cli"]
+SUBCOMMAND_MODULES = ["alignlab.interpret.cli_steer", "alignlab.interpret.toy.cli"]
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
