@@ -102,6 +102,8 @@ _BUILTIN_PYTHON_TASKS = {
     "world_factuality": ("alignlab.world.tasks", "world_factuality_task"),
     "bbq": ("alignlab.evaluate.bbq", "bbq_task"),
     "bbq_original": ("alignlab.evaluate.bbq", "bbq_original_task"),
+    "advanced_ai_risk": ("alignlab.evaluate.ai_risk", "ai_risk_task"),
+    "advanced_ai_risk_generate": ("alignlab.evaluate.ai_risk", "ai_risk_generate_task"),
 }
 
 
