@@ -29,7 +29,6 @@ The ``alignlab judge`` command is :func:`run_judge` with a :class:`JudgeConfig`.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -286,43 +285,23 @@ def compare_pairwise(
 
 # ---- ranking several models ------------------------------------------------------------------------------------
 def bradley_terry(
-    outcomes: Sequence[tuple[str, str, float]], *, prior: float = 0.1, iters: int = 1000, tol: float = 1e-10
+    outcomes: Sequence[tuple[str, str, float]], *, prior: float = 0.1
 ) -> dict[str, float]:
     """Bradley–Terry strengths from ``(model_i, model_j, s)`` with s = 1 (i won), 0.5 (tie), 0 (j won).
 
     P(i beats j) = p_i / (p_i + p_j); fitted with Hunter's (2004) MM update
     p_i ← W_i / Σ_j n_ij / (p_i + p_j), where W_i counts wins plus half the ties. ``prior`` adds that many
     virtual ties to every pair so an unbeaten model keeps a finite strength. Returns log-strengths
-    centred on 0 (higher is better).
+    centred on 0 (higher is better); :func:`~alignlab.evaluate.judge_stats.bradley_terry_intervals` adds
+    bootstrap intervals.
     """
+    from alignlab.evaluate.judge_stats import _bt_scores
+
     models = sorted({m for i, j, _ in outcomes for m in (i, j)})
     if len(models) < 2:
         raise EvalError("a Bradley–Terry ranking needs outcomes between at least two models")
-    wins = {m: 0.0 for m in models}
-    games: Counter = Counter()
-    for i, j, s in outcomes:
-        wins[i] += s
-        wins[j] += 1.0 - s
-        games[frozenset((i, j))] += 1
-    for a in models:
-        for b in models:
-            if a < b:
-                wins[a] += prior / 2
-                wins[b] += prior / 2
-                games[frozenset((a, b))] += prior
-    p = {m: 1.0 for m in models}
-    for _ in range(iters):
-        new = {}
-        for m in models:
-            denom = sum(n / (p[m] + p[o]) for pair, n in games.items() if m in pair for o in pair - {m})
-            new[m] = wins[m] / denom
-        norm = math.exp(sum(math.log(v) for v in new.values()) / len(new))  # geometric mean 1
-        new = {m: v / norm for m, v in new.items()}
-        done = max(abs(new[m] - p[m]) for m in models) < tol
-        p = new
-        if done:
-            break
-    return {m: math.log(p[m]) for m in sorted(models, key=lambda m: -p[m])}
+    scores = _bt_scores(outcomes, models, prior)
+    return {m: float(v) for m, v in sorted(zip(models, scores), key=lambda mv: -mv[1])}
 
 
 def rank_models(
@@ -332,26 +311,49 @@ def rank_models(
     *,
     turn: int = 0,
     max_tokens: int = 512,
+    n_boot: int = 1000,
 ) -> dict[str, Any]:
-    """Round-robin pairwise comparison of every pair of models, then a Bradley–Terry ranking."""
+    """Round-robin pairwise comparison of every pair of models, then rankings.
+
+    Per pair: wins, ties, losses, the win rate with its 95% bootstrap interval over questions, and the
+    length-controlled win rate (answer lengths in characters). Overall: Bradley–Terry log-strengths and Elo
+    ratings, each with bootstrap intervals of the score and of the rank
+    (:mod:`alignlab.evaluate.judge_stats`).
+    """
+    from alignlab.evaluate.judge_stats import (
+        bradley_terry_intervals,
+        elo_ratings,
+        length_controlled_win_rate,
+        win_rate_with_interval,
+    )
+
     names = sorted(answers)
     outcomes, table, failures = [], {}, 0
+    score = {"a": 1.0, "tie": 0.5, "b": 0.0}
     for x, a in enumerate(names):
         for b in names[x + 1 :]:
             res = compare_pairwise(
                 judges, questions, answers[a], answers[b], turn=turn, max_tokens=max_tokens
             )
             failures += res.parse_failures
-            table[f"{a} vs {b}"] = {
-                "win": res.wins,
-                "tie": res.ties,
-                "loss": res.losses,
-                "win_rate": res.win_rate,
-            }
-            outcomes += [(a, b, {"a": 1.0, "tie": 0.5, "b": 0.0}[v]) for v in res.verdicts.values()]
+            games = [score[v] for v in res.verdicts.values()]
+            table[f"{a} vs {b}"] = {"win": res.wins, "tie": res.ties, "loss": res.losses,
+                                    **win_rate_with_interval(games, n_boot=n_boot)}
+            if games:
+                qids = list(res.verdicts)
+                table[f"{a} vs {b}"]["length_controlled"] = length_controlled_win_rate(
+                    games, [len(answers[a][q][turn]) for q in qids], [len(answers[b][q][turn]) for q in qids],
+                    n_boot=n_boot)
+            outcomes += [(a, b, s) for s in games]
     if not outcomes:
         raise EvalError("no pairwise verdict could be parsed, so no ranking can be made")
-    return {"bradley_terry": bradley_terry(outcomes), "pairs": table, "parse_failures": failures}
+    return {"bradley_terry": bradley_terry(outcomes), "pairs": table, "parse_failures": failures,
+            "bradley_terry_intervals": bradley_terry_intervals(outcomes, n_boot=n_boot),
+            "elo": elo_ratings(outcomes, n_boot=n_boot)}
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
 
 
 # ---- the `alignlab judge` command --------------------------------------------------------------------------------
@@ -399,6 +401,7 @@ def run_judge(config: JudgeConfig) -> dict[str, Any]:
         >>> run_judge(config)["pairwise"]["bradley_terry"]                            # doctest: +SKIP
     """
     from alignlab.core.io import atomic_write_json, atomic_write_text
+    from alignlab.evaluate.judge_stats import bootstrap_interval
     from alignlab.evaluate.lm import load_lm
 
     judges = [load_lm(spec, http=config.http) for spec in config.judges]
@@ -409,7 +412,9 @@ def run_judge(config: JudgeConfig) -> dict[str, Any]:
     judgments: list[dict[str, Any]] = []
     if config.mode == "single":
         graded = {name: grade_single(judges, questions, ans, turn=config.turn) for name, ans in answers.items()}
-        results["single"] = {n: {"mean": g.mean, "parse_failures": g.parse_failures} for n, g in graded.items()}
+        results["single"] = {n: {"mean": g.mean, "parse_failures": g.parse_failures,
+                                 "interval_95": list(bootstrap_interval(list(g.scores.values()), _mean))}
+                             for n, g in graded.items()}
         judgments = [{"model": n, **j} for n, g in graded.items() for j in g.judgments]
     else:
         results["pairwise"] = rank_models(judges, questions, answers, turn=config.turn)
