@@ -222,6 +222,15 @@ def swap_rule(first: str | None, second: str | None) -> str | None:
     return first if first == second else "tie"
 
 
+def majority_verdict(votes: Sequence[str | None]) -> str | None:
+    """The most common parsed verdict; "tie" when two verdicts are equally common; None when none parsed."""
+    counted = Counter(v for v in votes if v is not None).most_common()
+    if not counted:
+        return None
+    (top, count), *rest = counted
+    return top if not rest or rest[0][1] < count else "tie"
+
+
 def compare_pairwise(
     judges: Sequence[LM],
     questions: Sequence[Question],
@@ -266,11 +275,7 @@ def compare_pairwise(
             )
             if verdict is not None:
                 votes[q.question_id].append(verdict)
-    verdicts = {}
-    for qid, vs in votes.items():
-        if vs:
-            (top, count), *rest = Counter(vs).most_common()
-            verdicts[qid] = top if not rest or rest[0][1] < count else "tie"
+    verdicts = {qid: majority_verdict(vs) for qid, vs in votes.items() if vs}
     tally = Counter(verdicts.values())
     failures = sum(j["verdict"] is None for j in judgments)
     return PairwiseResult(
