@@ -182,3 +182,54 @@ def measure_judges(judges: dict[str, Verdicts], items: Sequence[PairItem], *,
         committee_report[name] = {**_score(majority, items), "members": list(members),
                                   "unjudged": sum(v is None for v in majority)}
     return {"judges": report, "committees": committee_report, "n_pairs": len(items)}
+
+
+# ---- the `alignlab judge-calibration` command ------------------------------------------------------------------
+@dataclass
+class JudgeCalibrationConfig:
+    """Measure judges on the toy world's held-out preference pairs against its true reward."""
+
+    judges: dict[str, str]
+    """judges to measure, {NAME: MODEL_PATH_OR_URL}"""
+    output: str
+    """directory for results.json"""
+    mode: str = "likelihood"
+    """how a model judges: generate (writes [[A]]/[[B]]/[[C]]) or likelihood (its likeliest verdict token)"""
+    limit: int | None = 200
+    """use only the first N pairs (null: all)"""
+    annotators: bool = True
+    """also measure the world's simulated annotators (noise-free, noisy, length-biased) as reference judges"""
+    max_tokens: int = 64
+    """verdict length cap in generate mode"""
+    seed: int = 0
+    """seed of the pair order and of the annotators' noise"""
+
+    def __post_init__(self) -> None:
+        if not self.judges and not self.annotators:
+            raise ValueError("judges: name at least one judge model (or keep annotators on)")
+        if self.mode not in ("generate", "likelihood"):
+            raise ValueError(f"mode must be 'generate' or 'likelihood', got {self.mode!r}")
+
+
+def run_judge_calibration(config: JudgeCalibrationConfig) -> dict[str, Any]:
+    """Measure every judge of ``config`` and write ``results.json`` (with provenance)."""
+    from alignlab.core.provenance import write_result
+    from alignlab.evaluate.lm import load_lm
+    from alignlab.world.annotators import Annotator
+
+    items = world_pair_items(config.limit, seed=config.seed)
+    judges: dict[str, Verdicts] = {
+        name: lm_verdicts(load_lm(spec), mode=config.mode, max_tokens=config.max_tokens)
+        for name, spec in config.judges.items()
+    }
+    if config.annotators:
+        judges["annotator (noise-free)"] = annotator_verdicts(Annotator(temperature=0.0), seed=config.seed)
+        judges["annotator (noisy, T=1)"] = annotator_verdicts(Annotator(temperature=1.0), seed=config.seed)
+        judges["annotator (length-biased)"] = annotator_verdicts(Annotator(temperature=0.3, length_bias=0.5),
+                                                                 seed=config.seed)
+    committees = {"committee (all)": list(judges)} if len(judges) > 1 else {}
+    if len(config.judges) > 1:
+        committees["committee (models)"] = list(config.judges)
+    report = measure_judges(judges, items, committees=committees)
+    write_result(Path(config.output) / "results.json", report, seed=config.seed, config=config)
+    return report

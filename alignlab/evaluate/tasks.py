@@ -104,6 +104,7 @@ _BUILTIN_PYTHON_TASKS = {
     "bbq_original": ("alignlab.evaluate.bbq", "bbq_original_task"),
     "advanced_ai_risk": ("alignlab.evaluate.ai_risk", "ai_risk_task"),
     "advanced_ai_risk_generate": ("alignlab.evaluate.ai_risk", "ai_risk_generate_task"),
+    "trustgpt_world": ("alignlab.evaluate.trustgpt", "trustgpt_task"),
 }
 
 
