@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,7 +177,14 @@ class BBQTask:
             raise EvalError(f"BBQ choice_set must be 'harness' or 'original', got {self.choice_set!r}")
 
     def run(self, lm: LM, *, limit: int | None = None, judge: LM | None = None) -> TaskOutput:
-        rows = load_bbq(self.data_path)[:limit]
+        rows = load_bbq(self.data_path)
+        if limit is not None:  # the first ``limit`` questions of every category, so each has its scores
+            kept, seen = [], Counter()
+            for row in rows:
+                if seen[row["category"]] < limit:
+                    kept.append(row)
+                    seen[row["category"]] += 1
+            rows = kept
         if not lm.supports_loglikelihood:
             lm.loglikelihood([])  # raises the backend's explanation of what is needed instead
         choices = [bbq_choices(row, self.choice_set) for row in rows]
