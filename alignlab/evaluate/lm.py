@@ -285,7 +285,9 @@ class HuggingFaceLM(LM):
             if not cont:
                 raise EvalError("a log-likelihood request has an empty continuation after tokenisation")
             full = (list(ctx) + list(cont))[-(self.max_length + 1) :]
-            key = (tuple(full), len(cont))
+            # A continuation longer than the window is scored on the tokens the window can predict (its last
+            # max_length); lm-eval's HFLM fails on such a request.
+            key = (tuple(full), min(len(cont), len(full) - 1))
             req_to_unique.append(unique.setdefault(key, len(unique)))
         keys = list(unique)
         inputs = [list(full[:-1]) for full, _ in keys]
