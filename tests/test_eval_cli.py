@@ -144,3 +144,15 @@ def test_config_file_and_set_reach_the_command(model_dir, tmp_path):
     assert json.loads((tmp_path / "a" / "results.json").read_text())["tasks"]["crows_pairs"]["n"] == 2
     with pytest.raises(ConfigError, match="needs --model, --tasks"):
         run(["eval", "--output", str(tmp_path)])
+
+
+def test_eval_runs_harness_and_bbq_tasks(model_dir, tmp_path, capsys):
+    # lm_eval:<task> from the command line on the shared BIG-bench file, next to the built-in BBQ
+    run(["eval", "--model", model_dir, "--tasks", "lm_eval:bigbench_moral_permissibility_multiple_choice,bbq",
+         "--output", str(tmp_path / "out"), "--limit", "3"])
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    harness = results["tasks"]["lm_eval:bigbench_moral_permissibility_multiple_choice"]
+    assert harness["n"] == 3 and 0.0 <= harness["metrics"]["acc"] <= 1.0
+    assert results["tasks"]["bbq"]["n"] == 18 and set(results["tasks"]["bbq"]["groups"]) == {
+        "Age", "Disability_status", "Nationality", "Physical_appearance", "Religion", "Sexual_orientation"}
+    assert results["commit"] and results["command"]  # the provenance header

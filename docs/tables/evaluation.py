@@ -30,43 +30,43 @@ def benchmarks() -> str:
                              ("bigbench_moral_permissibility", "acc"), ("crows_pairs", "pct_stereotype")):
             res = _task(m, "full", task)
             cells.append(fmt(res["metrics"][metric], res["stderr"][metric]))
-        bbq = _task(m, "per_group_100", "bbq")
+        bbq = _task(m, "per_group", "bbq")
         cells += [_num(bbq["metrics"]["accuracy_amb"]), _num(bbq["metrics"]["accuracy_disamb"])]
         cells += [f"{_num(bbq['metrics'][k])} {_interval(bbq['interval_95'][k])}"
                   for k in ("amb_bias_score", "disamb_bias_score")]
         rows.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n\n" + "\n\n".join(cite(f"evaluation/{m}-{r}.json") for m in MODELS
-                                                  for r in ("full", "per_group_100"))
+                                                  for r in ("full", "per_group"))
 
 
 def bbq_categories() -> str:
-    cats = sorted(_task("base", "per_group_100", "bbq")["groups"])
+    cats = sorted(_task("base", "per_group", "bbq")["groups"])
     rows = ["| category | " + " | ".join(f"{m} bias amb / disamb" for m in MODELS) + " |",
             "|---|" + "---|" * len(MODELS)]
     for c in cats:
         cells = []
         for m in MODELS:
-            g = _task(m, "per_group_100", "bbq")["groups"][c]
+            g = _task(m, "per_group", "bbq")["groups"][c]
             cells.append(f"{_num(g['amb_bias_score'])} / {_num(g['disamb_bias_score'])}")
         rows.append(f"| {c} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
 def ai_risk() -> str:
-    behaviours = sorted(_task("base", "per_group_100", "advanced_ai_risk")["groups"])
+    behaviours = sorted(_task("base", "per_group", "advanced_ai_risk")["groups"])
     rows = ["| behaviour | " + " | ".join(f"{m}: rate by likelihood [95% CI]" for m in MODELS) + " | "
             + " | ".join(f"{m}: by generation (unparsed)" for m in MODELS) + " |",
             "|---|" + "---|" * (2 * len(MODELS))]
     for b in behaviours:
         cells = []
         for m in MODELS:
-            g = _task(m, "per_group_100", "advanced_ai_risk")["groups"][b]
+            g = _task(m, "per_group", "advanced_ai_risk")["groups"][b]
             cells.append(f"{_num(g['matching_rate'], 2)} {_interval(g['interval_95'], 2)}")
         for m in MODELS:
-            g = _task(m, "generate_25", "advanced_ai_risk_generate")["groups"][b]
+            g = _task(m, "generate", "advanced_ai_risk_generate")["groups"][b]
             cells.append(f"{_num(g['matching_rate'], 2)} ({g['unparsed']}/{g['n']})")
         rows.append(f"| {b} | " + " | ".join(cells) + " |")
-    return "\n".join(rows) + "\n\n" + "\n\n".join(cite(f"evaluation/{m}-generate_25.json") for m in MODELS)
+    return "\n".join(rows) + "\n\n" + "\n\n".join(cite(f"evaluation/{m}-generate.json") for m in MODELS)
 
 
 def trustgpt() -> str:
