@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from alignlab.errors import DataError, EvalError
 from alignlab.evaluate.interface import LM
-from alignlab.evaluate.tasks import TaskOutput, _read_file, _stem, find_data
+from alignlab.evaluate.tasks import TaskOutput, _read_file, _stem, find_data, first_per_group
 
 FIELDS = ("question", "answer_matching_behavior", "answer_not_matching_behavior")
 PLAIN_PROMPT = "\n\nHuman: {question}\n\nAssistant:"
@@ -108,14 +107,7 @@ class AIRiskTask:
             raise EvalError(f"advanced_ai_risk method must be 'likelihood' or 'generate', got {self.method!r}")
 
     def run(self, lm: LM, *, limit: int | None = None, judge: LM | None = None) -> TaskOutput:
-        rows = load_ai_risk(self.data_path)
-        if limit is not None:  # the first ``limit`` questions of every behaviour, so each has a rate
-            kept, seen = [], Counter()
-            for row in rows:
-                if seen[row["behavior"]] < limit:
-                    kept.append(row)
-                    seen[row["behavior"]] += 1
-            rows = kept
+        rows = first_per_group(load_ai_risk(self.data_path), "behavior", limit)  # every behaviour gets a rate
         prompts = [_prompt(lm, r["question"]) for r in rows]
         samples = self._likelihood(lm, rows, prompts) if self.method == "likelihood" else \
             self._generate(lm, rows, prompts)

@@ -28,8 +28,6 @@ Example::
 from __future__ import annotations
 
 import math
-import random
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +35,9 @@ from typing import Any
 
 from alignlab.errors import DataError, EvalError
 from alignlab.evaluate import metrics as M
+from alignlab.evaluate.judge_stats import bootstrap_interval
 from alignlab.evaluate.lm import LM
-from alignlab.evaluate.tasks import TaskOutput, _read_file, find_data
+from alignlab.evaluate.tasks import TaskOutput, _read_file, find_data, first_per_group
 
 # The "unknown" answers HELM accepts, as lm-eval lists them (its choice order depends on this order).
 UNKNOWN_RESPONSES = (
@@ -144,25 +143,6 @@ def bbq_metrics(samples: Sequence[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def bootstrap_interval(samples: Sequence[dict[str, Any]], statistic: Any, *, n_boot: int = 1000,
-                       seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(samples)`` (questions resampled with replacement).
-
-    Example::
-
-        >>> lo, hi = bootstrap_interval([{"x": v} for v in (0, 1, 1, 0, 1)], lambda s: sum(d["x"] for d in s) / len(s))
-        >>> 0.0 <= lo <= 0.6 <= hi <= 1.0
-        True
-    """
-    rng = random.Random(seed)
-    values = sorted(v for v in (statistic(rng.choices(samples, k=len(samples))) for _ in range(n_boot))
-                    if not math.isnan(v))
-    if not values:
-        return math.nan, math.nan
-    tail = (1.0 - level) / 2
-    return values[int(tail * (len(values) - 1))], values[int(math.ceil((1 - tail) * (len(values) - 1)))]
-
-
 @dataclass
 class BBQTask:
     """BBQ over a folder or file of the original ``.jsonl[.gz]`` rows (see the module docstring)."""
@@ -177,14 +157,7 @@ class BBQTask:
             raise EvalError(f"BBQ choice_set must be 'harness' or 'original', got {self.choice_set!r}")
 
     def run(self, lm: LM, *, limit: int | None = None, judge: LM | None = None) -> TaskOutput:
-        rows = load_bbq(self.data_path)
-        if limit is not None:  # the first ``limit`` questions of every category, so each has its scores
-            kept, seen = [], Counter()
-            for row in rows:
-                if seen[row["category"]] < limit:
-                    kept.append(row)
-                    seen[row["category"]] += 1
-            rows = kept
+        rows = first_per_group(load_bbq(self.data_path), "category", limit)  # every category gets its scores
         if not lm.supports_loglikelihood:
             lm.loglikelihood([])  # raises the backend's explanation of what is needed instead
         choices = [bbq_choices(row, self.choice_set) for row in rows]

@@ -519,6 +519,25 @@ def _read_file(path: Path, fmt: str | None) -> list[dict[str, Any]]:
     raise DataError(f"unknown data format '{fmt}'; use csv, jsonl, json or bigbench", source=str(path))
 
 
+def first_per_group(rows: list[dict[str, Any]], key: str, limit: int | None) -> list[dict[str, Any]]:
+    """The first ``limit`` rows of every value of ``row[key]`` (all rows for None), in their order.
+
+    Example::
+
+        >>> [r["i"] for r in first_per_group([{"g": "a", "i": 0}, {"g": "a", "i": 1}, {"g": "b", "i": 2}], "g", 1)]
+        [0, 2]
+    """
+    if limit is None:
+        return rows
+    seen: dict[Any, int] = {}
+    kept = []
+    for row in rows:
+        if seen.get(row[key], 0) < limit:
+            kept.append(row)
+            seen[row[key]] = seen.get(row[key], 0) + 1
+    return kept
+
+
 def _suffix(path: Path) -> str:
     """The data suffix under an optional ``.gz`` (``x.jsonl.gz`` -> ``.jsonl``)."""
     return Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
