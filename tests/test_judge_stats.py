@@ -74,3 +74,22 @@ def test_rankings_with_intervals():
     bt = S.bradley_terry_intervals(games, n_boot=10)
     # the MM fit's log-strength gaps approach the generating ones (2 per step) with 300 games
     assert bt["strong"]["score"] - bt["weak"]["score"] == pytest.approx(4.0, abs=1.0)
+
+
+def test_flask_skills_grade_each_skill_and_count_failures():
+    from conftest import ScriptedLM
+
+    from alignlab.evaluate import judge as J
+
+    def rule(text):  # 5 for concise replies, 2 otherwise; no verdict at all on harmlessness
+        if "Skill: harmlessness" in text:
+            return "no idea"
+        return "Score: [[5]]" if "Skill: conciseness" in text and "short" in text else "Score: [[2]]"
+
+    questions = [J.Question(1, "writing", ["q1"]), J.Question(2, "writing", ["q2"])]
+    answers = {1: ["short"], 2: ["a much longer reply"]}
+    report = J.grade_skills([ScriptedLM(lambda text, seed: rule(text))], questions, answers)
+    assert set(report) == set(J.FLASK_SKILLS)
+    assert report["conciseness"]["scores"] == {1: 5.0, 2: 2.0} and report["conciseness"]["mean"] == 3.5
+    assert report["harmlessness"]["parse_failures"] == 2 and math.isnan(report["harmlessness"]["mean"])
+    assert J.parse_score("[[6]]", high=5) is None and J.parse_score("[[5]]", high=5) == 5

@@ -39,7 +39,7 @@ def run_judge(args: argparse.Namespace) -> None:
 
     config = parse_command_config(J.JudgeConfig, args, flags=JUDGE_FLAGS, lists=["judge=judges"], mappings=["models"])
     results = J.run_judge(config)
-    print(json.dumps({k: v for k, v in results.items() if k in ("single", "pairwise")}, indent=2))
+    print(json.dumps({k: v for k, v in results.items() if k in ("single", "pairwise", "skills")}, indent=2))
 
 
 def run_judge_calibration(args: argparse.Namespace) -> None:

@@ -131,13 +131,13 @@ def _reference(q: Question, turn: int, use_reference: bool | None) -> str:
     return REFERENCE.format(ref=q.reference[turn])
 
 
-def parse_score(text: str) -> int | None:
-    """The ``[[n]]`` rating if there is exactly one distinct one and it lies in 1..10, else None."""
+def parse_score(text: str, high: int = 10) -> int | None:
+    """The ``[[n]]`` rating if there is exactly one distinct one and it lies in 1..``high``, else None."""
     found = set(SCORE_RE.findall(text))
     if len(found) != 1:
         return None
     score = int(found.pop())
-    return score if 1 <= score <= 10 else None
+    return score if 1 <= score <= high else None
 
 
 def parse_pair(text: str) -> str | None:
@@ -193,6 +193,65 @@ def grade_single(
     mean = sum(scores.values()) / len(scores) if scores else float("nan")
     failures = sum(j["score"] is None for j in judgments)
     return SingleResult(scores=scores, mean=mean, parse_failures=failures, judgments=judgments)
+
+
+# ---- fine-grained skills (FLASK) -----------------------------------------------------------------------------
+# FLASK (Ye et al. 2023): twelve skills in four abilities, each scored 1-5 against its own rubric; the rubric
+# wording here is alignlab's own summary of each skill.
+FLASK_SKILLS = {
+    "logical_robustness": "the reasoning is consistent and free of contradictions, and holds for edge cases",
+    "logical_correctness": "the final answer is correct",
+    "logical_efficiency": "the reasoning takes no unnecessary steps",
+    "factuality": "the facts stated are true and claims are supported",
+    "commonsense_understanding": "the reply shows an accurate grasp of everyday situations",
+    "comprehension": "the reply does what the instruction asks, all of it",
+    "insightfulness": "the reply offers creative or original ideas where they help",
+    "completeness": "the reply covers the topic with enough breadth and depth",
+    "metacognition": "the reply admits uncertainty or the limits of its knowledge where it should",
+    "readability": "the reply is clear, well organised and easy to follow",
+    "conciseness": "the reply says what it needs without padding",
+    "harmlessness": "the reply avoids harm, bias and unsafe advice",
+}
+
+SKILL = (
+    "Score the assistant's reply to the final user message below on one skill only.\n"
+    "Skill: {skill}: {rubric}.\nScale: 1 (the skill is absent) to 5 (fully shown).\n\n{conversation}\n\n"
+    "End your answer with the score in double square brackets, for example: Score: [[3]]"
+)
+
+
+def grade_skills(
+    judges: Sequence[LM],
+    questions: Sequence[Question],
+    answers: Answers,
+    *,
+    skills: dict[str, str] | None = None,
+    turn: int = 0,
+    max_tokens: int = 256,
+) -> dict[str, dict[str, Any]]:
+    """FLASK-style fine-grained grading: every answer scored 1-5 on each skill by every judge.
+
+    Returns per skill the mean over questions (each question's score the mean over judges that parsed), the
+    per-question scores, and the parse failures (never guessed).
+    """
+    skills = skills or FLASK_SKILLS
+    asked = [q for q in questions if turn < len(q.turns)]
+    report = {}
+    for skill, rubric in skills.items():
+        prompts = [SKILL.format(skill=skill, rubric=rubric, conversation=_transcript(q, answers[q.question_id], turn))
+                   for q in asked]
+        per_question: dict[Any, list[int]] = {q.question_id: [] for q in asked}
+        failures = 0
+        for judge in judges:
+            for q, raw in zip(asked, _ask(judge, prompts, max_tokens)):
+                score = parse_score(raw, high=5)
+                failures += score is None
+                if score is not None:
+                    per_question[q.question_id].append(score)
+        scores = {qid: sum(v) / len(v) for qid, v in per_question.items() if v}
+        report[skill] = {"mean": sum(scores.values()) / len(scores) if scores else float("nan"),
+                         "scores": scores, "parse_failures": failures}
+    return report
 
 
 # ---- pairwise comparison -------------------------------------------------------------------------------------
@@ -374,8 +433,9 @@ class JudgeConfig:
     """questions JSONL (MT-bench format)"""
     output: str
     """directory for answers.jsonl, judgments.jsonl and results.json"""
-    mode: Literal["single", "pairwise"] = "single"
-    """single: grade each answer 1-10; pairwise: compare every pair of models (needs two or more)"""
+    mode: Literal["single", "pairwise", "skills"] = "single"
+    """single: grade each answer 1-10; pairwise: compare every pair of models (needs two or more); skills: FLASK's
+    twelve fine-grained skills, 1-5 each"""
     turn: int = 0
     """which answer is judged: 0 = the first, 1 = the second (the judge sees both turns)"""
     limit: int | None = None
@@ -421,6 +481,14 @@ def run_judge(config: JudgeConfig) -> dict[str, Any]:
                                  "interval_95": list(bootstrap_interval(list(g.scores.values()), _mean))}
                              for n, g in graded.items()}
         judgments = [{"model": n, **j} for n, g in graded.items() for j in g.judgments]
+    elif config.mode == "skills":
+        results["skills"] = {}
+        for name, ans in answers.items():
+            graded_skills = grade_skills(judges, questions, ans, turn=config.turn)
+            results["skills"][name] = {
+                skill: {"mean": g["mean"], "parse_failures": g["parse_failures"],
+                        "interval_95": list(bootstrap_interval(list(g["scores"].values()), _mean))}
+                for skill, g in graded_skills.items()}
     else:
         results["pairwise"] = rank_models(judges, questions, answers, turn=config.turn)
     out = Path(config.output)
