@@ -67,7 +67,7 @@ def bbq_requests(every: int) -> tuple[list[tuple[str, str]], int]:
     return [(PROMPT.format(**r), " " + r[f"ans{k}"]) for r in rows for k in range(3)], len(rows)
 
 
-def compare(name: str, requests: list[tuple[str, str]], group: int, harness, ours, rounds: int) -> dict:
+def compare(name: str, requests: list[tuple[str, str]], group: int, harness, ours, ours_fp32, rounds: int) -> dict:
     """Agreement, then alternating timed repeats of both sides on ``requests`` (``group`` requests per item)."""
     from lm_eval.api.instance import Instance
 
@@ -88,10 +88,12 @@ def compare(name: str, requests: list[tuple[str, str]], group: int, harness, our
         return max(range(group), key=lambda k: lls[group * i + k])
 
     agreement = {}
-    timed = (harness.mixed_precision_dtype, ours.autocast)
-    for label, settings in (("fp32", (None, None)), ("timed precision", timed)):
-        harness.mixed_precision_dtype, ours.autocast = settings
-        ref, got = sides["lm-eval HFLM"](), sides["alignlab"]()
+    timed = harness.mixed_precision_dtype
+    # alignlab in fp32 is its own instance: under autocast it holds its linear weights in bf16
+    for label, harness_precision, side in (("fp32", None, ours_fp32), ("timed precision", timed, ours)):
+        harness.mixed_precision_dtype = harness_precision
+        ref = sides["lm-eval HFLM"]()
+        got = [ll for ll, _ in side.loglikelihood(requests)]
         worst = max(abs(a - b) for a, b in zip(ref, got))
         flips = sum(best(ref, i) != best(got, i) for i in range(len(requests) // group))
         print(f"{name} agreement ({label}): max |LL difference| {worst:.2e}; choices that differ: {flips}")
@@ -150,13 +152,14 @@ def main() -> None:
             mixed_precision_dtype=autocast,
         )
         ours = HuggingFaceLM(path, batch_size=args.batch_size, device="cpu", autocast=autocast)
+        ours_fp32 = HuggingFaceLM(path, batch_size=args.batch_size, device="cpu") if autocast else ours
         params = sum(p.numel() for p in ours.model.parameters()) / 1e6
         print(f"model: {params:.1f}M params, vocab {len(ours.tokenizer)}; batch {args.batch_size}; threads "
               f"{args.threads}; precision {'fp32 + bf16 autocast' if autocast else 'fp32'}")
-        runs = {"loglik_vs_lmeval": compare("CrowS-Pairs", crows, 2, harness, ours, args.rounds)}
+        runs = {"loglik_vs_lmeval": compare("CrowS-Pairs", crows, 2, harness, ours, ours_fp32, args.rounds)}
         if bbq:
             runs["bbq_vs_lmeval"] = compare(f"BBQ ({n_questions} questions x 3 answers)", bbq, 3, harness, ours,
-                                            args.rounds)
+                                            ours_fp32, args.rounds)
     for name, run in runs.items():
         run["workload"]["params_m"] = params
         write_result(name, args, reason, run["ratios"], run["timings"], workload=run["workload"],
