@@ -124,7 +124,11 @@ def test_pairwise_judge_command_swaps_positions_and_ranks(tmp_path, monkeypatch)
     pairs = json.loads((tmp_path / "first" / "results.json").read_text())["pairwise"]["pairs"]
     # A verdict that follows the position flips when the order is swapped: every game is a tie.
     assert set(pairs) == {"medium vs terse", "medium vs verbose", "terse vs verbose"}
-    assert all(p == {"win": 0, "tie": 3, "loss": 0, "win_rate": 0.5} for p in pairs.values())
+    assert all({k: p[k] for k in ("win", "tie", "loss", "win_rate")} == {"win": 0, "tie": 3, "loss": 0, "win_rate": 0.5}
+               for p in pairs.values())
+    # all ties: every bootstrap resample has win rate 0.5, and so has the length-controlled one (theta = 0)
+    assert all(p["interval_95"] == [0.5, 0.5] for p in pairs.values())
+    assert all(abs(p["length_controlled"]["lc_win_rate"] - 0.5) < 1e-9 for p in pairs.values())
 
     run([*common, "--judge", "judge/longer", "--output", str(tmp_path / "longer")])
     results = json.loads((tmp_path / "longer" / "results.json").read_text())["pairwise"]

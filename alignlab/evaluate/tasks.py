@@ -96,6 +96,7 @@ class Task(Protocol):
 
 
 _PYTHON_TASKS: dict[str, Callable[..., Task]] = {}
+HARNESS_PREFIX = "lm_eval:"  # lm_eval:<task> runs an lm-evaluation-harness task (alignlab.evaluate.harness)
 # Built-in Python tasks, imported on first use so that listing tasks stays fast.
 _BUILTIN_PYTHON_TASKS = {
     "world": ("alignlab.world.tasks", "world_task"),
@@ -130,10 +131,9 @@ def list_tasks() -> list[str]:
 def get_task(name_or_path: str, *, data_path: str | None = None) -> Task:
     """A registered Python task, a built-in YAML task, a YAML file, or ``lm_eval:<task>`` (any lm-evaluation-harness
     task, :mod:`alignlab.evaluate.harness`); ``data_path`` replaces its data file."""
-    if name_or_path.startswith("lm_eval:"):
-        from alignlab.evaluate.harness import harness_task
-
-        return harness_task(name_or_path.removeprefix("lm_eval:"), data_path)
+    if name_or_path.startswith(HARNESS_PREFIX):  # imported by name, as the built-in Python tasks are
+        harness_task = importlib.import_module("alignlab.evaluate.harness").harness_task
+        return harness_task(name_or_path.removeprefix(HARNESS_PREFIX), data_path)
     if name_or_path not in _PYTHON_TASKS and name_or_path in _BUILTIN_PYTHON_TASKS:
         module, factory = _BUILTIN_PYTHON_TASKS[name_or_path]
         register_task(name_or_path, getattr(importlib.import_module(module), factory))
