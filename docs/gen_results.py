@@ -51,7 +51,10 @@ SPEED = {
     "sft_vs_trl": ("SFT tokens/s", "TRL `SFTTrainer`", "tokens_per_s", (">=", 1.0)),
     "dpo_vs_trl": ("DPO tokens/s, whole run", "TRL `DPOTrainer`", "whole_run_tokens_per_s", (">=", 1.5)),
     "grpo_vs_trl": ("GRPO generated tokens/s", "TRL `GRPOTrainer`", "tok_s", (">=", 1.5)),
-    "loglik_vs_lmeval": ("log-likelihood requests/s", "lm-eval `HFLM`", "wall_requests_per_s", (">=", 1.5)),
+    "loglik_vs_lmeval": ("CrowS-Pairs log-likelihood requests/s", "lm-eval `HFLM`", "wall_requests_per_s",
+                         (">=", 1.3)),
+    "bbq_vs_lmeval": ("BBQ log-likelihood requests/s (a context shared by 3 answers)", "lm-eval `HFLM`",
+                      "wall_requests_per_s", (">=", 2.0)),
     "ppo_vs_sb3": ("PPO env steps/s", "Stable-Baselines3 PPO", "steps_per_s", (">=", 1.0)),
     "gcg_vs_nanogcg": ("GCG steps/s", "nanoGCG 0.3.0", "cpu_steps_per_s", (">=", 3.0)),
 }

@@ -124,7 +124,11 @@ def test_pairwise_judge_command_swaps_positions_and_ranks(tmp_path, monkeypatch)
     pairs = json.loads((tmp_path / "first" / "results.json").read_text())["pairwise"]["pairs"]
     # A verdict that follows the position flips when the order is swapped: every game is a tie.
     assert set(pairs) == {"medium vs terse", "medium vs verbose", "terse vs verbose"}
-    assert all(p == {"win": 0, "tie": 3, "loss": 0, "win_rate": 0.5} for p in pairs.values())
+    assert all({k: p[k] for k in ("win", "tie", "loss", "win_rate")} == {"win": 0, "tie": 3, "loss": 0, "win_rate": 0.5}
+               for p in pairs.values())
+    # all ties: every bootstrap resample has win rate 0.5, and so has the length-controlled one (theta = 0)
+    assert all(p["interval_95"] == [0.5, 0.5] for p in pairs.values())
+    assert all(abs(p["length_controlled"]["lc_win_rate"] - 0.5) < 1e-9 for p in pairs.values())
 
     run([*common, "--judge", "judge/longer", "--output", str(tmp_path / "longer")])
     results = json.loads((tmp_path / "longer" / "results.json").read_text())["pairwise"]
@@ -144,3 +148,15 @@ def test_config_file_and_set_reach_the_command(model_dir, tmp_path):
     assert json.loads((tmp_path / "a" / "results.json").read_text())["tasks"]["crows_pairs"]["n"] == 2
     with pytest.raises(ConfigError, match="needs --model, --tasks"):
         run(["eval", "--output", str(tmp_path)])
+
+
+def test_eval_runs_harness_and_bbq_tasks(model_dir, tmp_path, capsys):
+    # lm_eval:<task> from the command line on the shared BIG-bench file, next to the built-in BBQ
+    run(["eval", "--model", model_dir, "--tasks", "lm_eval:bigbench_moral_permissibility_multiple_choice,bbq",
+         "--output", str(tmp_path / "out"), "--limit", "3"])
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    harness = results["tasks"]["lm_eval:bigbench_moral_permissibility_multiple_choice"]
+    assert harness["n"] == 3 and 0.0 <= harness["metrics"]["acc"] <= 1.0
+    assert results["tasks"]["bbq"]["n"] == 18 and set(results["tasks"]["bbq"]["groups"]) == {
+        "Age", "Disability_status", "Nationality", "Physical_appearance", "Religion", "Sexual_orientation"}
+    assert results["commit"] and results["command"]  # the provenance header

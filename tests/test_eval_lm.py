@@ -161,3 +161,27 @@ def test_logsumexp_argmax_matches_torch():
     copy = logits.clone()
     _logsumexp_argmax(copy, in_place=True)
     assert not torch.equal(copy, logits)  # in place means in place: the caller's logits are spent
+
+
+def test_continuation_longer_than_the_window_is_scored_on_what_fits(tiny_model_dir):
+    from alignlab.evaluate.lm import HuggingFaceLM
+
+    lm = HuggingFaceLM(str(tiny_model_dir), device="cpu", max_length=8)
+    ctx, cont = [1, 5, 6], list(range(10, 22))  # 12 continuation tokens, an 8-token window
+    (long_ll, _), = lm.loglikelihood_tokens([(ctx, cont)])
+    # the window predicts the last 8 tokens from the 4 before them: the same as asking for exactly those
+    (fit_ll, _), = lm.loglikelihood_tokens([(cont[:4], cont[4:])])
+    assert long_ll == fit_ll
+
+
+def test_bf16_linear_weights_give_the_autocast_numbers(tiny_model_dir):
+    # Under bf16 autocast, a model HuggingFaceLM loads keeps its linear weights in bf16 (autocast would cast them
+    # on every call); the products are the same roundings, so the log-likelihoods are identical.
+    from alignlab.core.models import load_causal_lm
+    from alignlab.evaluate.lm import HuggingFaceLM
+
+    loaded = HuggingFaceLM(str(tiny_model_dir), device="cpu", autocast="bfloat16")
+    given = HuggingFaceLM(load_causal_lm(str(tiny_model_dir)), str(tiny_model_dir), device="cpu", autocast="bfloat16")
+    assert loaded.model.lm_head.weight.dtype == torch.bfloat16 and given.model.lm_head.weight.dtype == torch.float32
+    requests = [("", "The capital of Zorbia is Vell."), ("Two plus", " two is four."), ("Two plus", " three")]
+    assert loaded.loglikelihood(requests) == given.loglikelihood(requests)

@@ -217,3 +217,13 @@ def test_the_old_fixture_tokenizer_name_warns_and_builds_the_one_tokenizer():
         tok = fixtures.train_tokenizer(["you are nice", "you are awful"] * 10, vocab_size=280)
     ids = tok.encode("you are nice")
     assert ids[0] == tok.bos_token_id and tok.decode(ids[1:]) == "you are nice"  # BOS in front, like Llama's
+
+
+def test_yaml_task_with_an_unknown_metric_is_named(tmp_path):
+    from alignlab.errors import EvalError
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("type: multiple_choice\ndata: {path: x.json, format: bigbench}\ncontext: '{inputs}'\n"
+                    "choices: {field: multiple_choice_targets, format: list}\ngold: {field: gold}\nmetrics: [accuracy]\n")
+    with pytest.raises(EvalError, match=r"mine.yaml.*unknown metric 'accuracy'.*\['acc', 'acc_norm'"):
+        get_task(str(path))

@@ -39,7 +39,34 @@ def run_judge(args: argparse.Namespace) -> None:
 
     config = parse_command_config(J.JudgeConfig, args, flags=JUDGE_FLAGS, lists=["judge=judges"], mappings=["models"])
     results = J.run_judge(config)
-    print(json.dumps({k: v for k, v in results.items() if k in ("single", "pairwise")}, indent=2))
+    print(json.dumps({k: v for k, v in results.items() if k in ("single", "pairwise", "skills")}, indent=2))
+
+
+def run_judge_calibration(args: argparse.Namespace) -> None:
+    from alignlab.evaluate.judge_calibration import JudgeCalibrationConfig, run_judge_calibration
+
+    config = parse_command_config(JudgeCalibrationConfig, args, flags=("limit", "mode", "output"),
+                                  mappings=["judges"])
+    report = run_judge_calibration(config)
+    for name, row in {**report["judges"], **report["committees"]}.items():
+        agreement = row["agreement"]
+        print(f"{name}: agreement {agreement['rate']} (n={agreement['n']}), picks longer "
+              f"{row['picks_longer']['rate']}, parse failures {row.get('parse_failures', 0)}")
+    print(f"results in {Path(config.output) / 'results.json'}")
+
+
+def run_toxicity_train(args: argparse.Namespace) -> None:
+    from alignlab.evaluate.toxicity import TrainClassifierConfig, run_train
+
+    config = parse_command_config(TrainClassifierConfig, args, flags=("output", "data", "epochs", "seed"))
+    print(json.dumps(run_train(config)))
+
+
+def run_toxicity_eval(args: argparse.Namespace) -> None:
+    from alignlab.evaluate.toxicity import ClassifierEvalConfig, run_classifier_eval
+
+    config = parse_command_config(ClassifierEvalConfig, args, flags=("classifier", "output", "data", "threshold"))
+    print(json.dumps(run_classifier_eval(config)["overall"]))
 
 
 def run_serve(args: argparse.Namespace) -> None:
@@ -52,5 +79,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``eval``, ``judge`` and ``serve`` on the ``alignlab`` command."""
     add_config_command(subparsers, "eval", run_eval, help="run evaluation tasks on a model")
     add_config_command(subparsers, "judge", run_judge, help="LLM-as-judge on MT-bench-style questions")
+    add_config_command(subparsers, "judge-calibration", run_judge_calibration,
+                       help="measure judges against the toy world's true reward (agreement, position and length bias)")
+    add_config_command(subparsers, "toxicity-train", run_toxicity_train,
+                       help="train a toxicity / hate-speech classifier (HF sequence classification)")
+    add_config_command(subparsers, "toxicity-eval", run_toxicity_eval,
+                       help="precision, recall and F1 of a toxicity classifier per target group")
     add_config_command(subparsers, "serve", run_serve,
                        help="OpenAI-compatible server over a local model (loopback only)")

@@ -29,7 +29,6 @@ The ``alignlab judge`` command is :func:`run_judge` with a :class:`JudgeConfig`.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -132,13 +131,13 @@ def _reference(q: Question, turn: int, use_reference: bool | None) -> str:
     return REFERENCE.format(ref=q.reference[turn])
 
 
-def parse_score(text: str) -> int | None:
-    """The ``[[n]]`` rating if there is exactly one distinct one and it lies in 1..10, else None."""
+def parse_score(text: str, high: int = 10) -> int | None:
+    """The ``[[n]]`` rating if there is exactly one distinct one and it lies in 1..``high``, else None."""
     found = set(SCORE_RE.findall(text))
     if len(found) != 1:
         return None
     score = int(found.pop())
-    return score if 1 <= score <= 10 else None
+    return score if 1 <= score <= high else None
 
 
 def parse_pair(text: str) -> str | None:
@@ -196,6 +195,65 @@ def grade_single(
     return SingleResult(scores=scores, mean=mean, parse_failures=failures, judgments=judgments)
 
 
+# ---- fine-grained skills (FLASK) -----------------------------------------------------------------------------
+# FLASK (Ye et al. 2023): twelve skills in four abilities, each scored 1-5 against its own rubric; the rubric
+# wording here is alignlab's own summary of each skill.
+FLASK_SKILLS = {
+    "logical_robustness": "the reasoning is consistent and free of contradictions, and holds for edge cases",
+    "logical_correctness": "the final answer is correct",
+    "logical_efficiency": "the reasoning takes no unnecessary steps",
+    "factuality": "the facts stated are true and claims are supported",
+    "commonsense_understanding": "the reply shows an accurate grasp of everyday situations",
+    "comprehension": "the reply does what the instruction asks, all of it",
+    "insightfulness": "the reply offers creative or original ideas where they help",
+    "completeness": "the reply covers the topic with enough breadth and depth",
+    "metacognition": "the reply admits uncertainty or the limits of its knowledge where it should",
+    "readability": "the reply is clear, well organised and easy to follow",
+    "conciseness": "the reply says what it needs without padding",
+    "harmlessness": "the reply avoids harm, bias and unsafe advice",
+}
+
+SKILL = (
+    "Score the assistant's reply to the final user message below on one skill only.\n"
+    "Skill: {skill}: {rubric}.\nScale: 1 (the skill is absent) to 5 (fully shown).\n\n{conversation}\n\n"
+    "End your answer with the score in double square brackets, for example: Score: [[3]]"
+)
+
+
+def grade_skills(
+    judges: Sequence[LM],
+    questions: Sequence[Question],
+    answers: Answers,
+    *,
+    skills: dict[str, str] | None = None,
+    turn: int = 0,
+    max_tokens: int = 256,
+) -> dict[str, dict[str, Any]]:
+    """FLASK-style fine-grained grading: every answer scored 1-5 on each skill by every judge.
+
+    Returns per skill the mean over questions (each question's score the mean over judges that parsed), the
+    per-question scores, and the parse failures (never guessed).
+    """
+    skills = skills or FLASK_SKILLS
+    asked = [q for q in questions if turn < len(q.turns)]
+    report = {}
+    for skill, rubric in skills.items():
+        prompts = [SKILL.format(skill=skill, rubric=rubric, conversation=_transcript(q, answers[q.question_id], turn))
+                   for q in asked]
+        per_question: dict[Any, list[int]] = {q.question_id: [] for q in asked}
+        failures = 0
+        for judge in judges:
+            for q, raw in zip(asked, _ask(judge, prompts, max_tokens)):
+                score = parse_score(raw, high=5)
+                failures += score is None
+                if score is not None:
+                    per_question[q.question_id].append(score)
+        scores = {qid: sum(v) / len(v) for qid, v in per_question.items() if v}
+        report[skill] = {"mean": sum(scores.values()) / len(scores) if scores else float("nan"),
+                         "scores": scores, "parse_failures": failures}
+    return report
+
+
 # ---- pairwise comparison -------------------------------------------------------------------------------------
 @dataclass
 class PairwiseResult:
@@ -221,6 +279,15 @@ def swap_rule(first: str | None, second: str | None) -> str | None:
     if first is None or second is None:
         return None
     return first if first == second else "tie"
+
+
+def majority_verdict(votes: Sequence[str | None]) -> str | None:
+    """The most common parsed verdict; "tie" when two verdicts are equally common; None when none parsed."""
+    counted = Counter(v for v in votes if v is not None).most_common()
+    if not counted:
+        return None
+    (top, count), *rest = counted
+    return top if not rest or rest[0][1] < count else "tie"
 
 
 def compare_pairwise(
@@ -267,11 +334,7 @@ def compare_pairwise(
             )
             if verdict is not None:
                 votes[q.question_id].append(verdict)
-    verdicts = {}
-    for qid, vs in votes.items():
-        if vs:
-            (top, count), *rest = Counter(vs).most_common()
-            verdicts[qid] = top if not rest or rest[0][1] < count else "tie"
+    verdicts = {qid: majority_verdict(vs) for qid, vs in votes.items() if vs}
     tally = Counter(verdicts.values())
     failures = sum(j["verdict"] is None for j in judgments)
     return PairwiseResult(
@@ -286,43 +349,23 @@ def compare_pairwise(
 
 # ---- ranking several models ------------------------------------------------------------------------------------
 def bradley_terry(
-    outcomes: Sequence[tuple[str, str, float]], *, prior: float = 0.1, iters: int = 1000, tol: float = 1e-10
+    outcomes: Sequence[tuple[str, str, float]], *, prior: float = 0.1
 ) -> dict[str, float]:
     """Bradley–Terry strengths from ``(model_i, model_j, s)`` with s = 1 (i won), 0.5 (tie), 0 (j won).
 
     P(i beats j) = p_i / (p_i + p_j); fitted with Hunter's (2004) MM update
     p_i ← W_i / Σ_j n_ij / (p_i + p_j), where W_i counts wins plus half the ties. ``prior`` adds that many
     virtual ties to every pair so an unbeaten model keeps a finite strength. Returns log-strengths
-    centred on 0 (higher is better).
+    centred on 0 (higher is better); :func:`~alignlab.evaluate.judge_stats.bradley_terry_intervals` adds
+    bootstrap intervals.
     """
+    from alignlab.evaluate.judge_stats import _bt_scores
+
     models = sorted({m for i, j, _ in outcomes for m in (i, j)})
     if len(models) < 2:
         raise EvalError("a Bradley–Terry ranking needs outcomes between at least two models")
-    wins = {m: 0.0 for m in models}
-    games: Counter = Counter()
-    for i, j, s in outcomes:
-        wins[i] += s
-        wins[j] += 1.0 - s
-        games[frozenset((i, j))] += 1
-    for a in models:
-        for b in models:
-            if a < b:
-                wins[a] += prior / 2
-                wins[b] += prior / 2
-                games[frozenset((a, b))] += prior
-    p = {m: 1.0 for m in models}
-    for _ in range(iters):
-        new = {}
-        for m in models:
-            denom = sum(n / (p[m] + p[o]) for pair, n in games.items() if m in pair for o in pair - {m})
-            new[m] = wins[m] / denom
-        norm = math.exp(sum(math.log(v) for v in new.values()) / len(new))  # geometric mean 1
-        new = {m: v / norm for m, v in new.items()}
-        done = max(abs(new[m] - p[m]) for m in models) < tol
-        p = new
-        if done:
-            break
-    return {m: math.log(p[m]) for m in sorted(models, key=lambda m: -p[m])}
+    scores = _bt_scores(outcomes, models, prior)
+    return {m: float(v) for m, v in sorted(zip(models, scores), key=lambda mv: -mv[1])}
 
 
 def rank_models(
@@ -332,26 +375,49 @@ def rank_models(
     *,
     turn: int = 0,
     max_tokens: int = 512,
+    n_boot: int = 1000,
 ) -> dict[str, Any]:
-    """Round-robin pairwise comparison of every pair of models, then a Bradley–Terry ranking."""
+    """Round-robin pairwise comparison of every pair of models, then rankings.
+
+    Per pair: wins, ties, losses, the win rate with its 95% bootstrap interval over questions, and the
+    length-controlled win rate (answer lengths in characters). Overall: Bradley–Terry log-strengths and Elo
+    ratings, each with bootstrap intervals of the score and of the rank
+    (:mod:`alignlab.evaluate.judge_stats`).
+    """
+    from alignlab.evaluate.judge_stats import (
+        bradley_terry_intervals,
+        elo_ratings,
+        length_controlled_win_rate,
+        win_rate_with_interval,
+    )
+
     names = sorted(answers)
     outcomes, table, failures = [], {}, 0
+    score = {"a": 1.0, "tie": 0.5, "b": 0.0}
     for x, a in enumerate(names):
         for b in names[x + 1 :]:
             res = compare_pairwise(
                 judges, questions, answers[a], answers[b], turn=turn, max_tokens=max_tokens
             )
             failures += res.parse_failures
-            table[f"{a} vs {b}"] = {
-                "win": res.wins,
-                "tie": res.ties,
-                "loss": res.losses,
-                "win_rate": res.win_rate,
-            }
-            outcomes += [(a, b, {"a": 1.0, "tie": 0.5, "b": 0.0}[v]) for v in res.verdicts.values()]
+            games = [score[v] for v in res.verdicts.values()]
+            table[f"{a} vs {b}"] = {"win": res.wins, "tie": res.ties, "loss": res.losses,
+                                    **win_rate_with_interval(games, n_boot=n_boot)}
+            if games:
+                qids = list(res.verdicts)
+                table[f"{a} vs {b}"]["length_controlled"] = length_controlled_win_rate(
+                    games, [len(answers[a][q][turn]) for q in qids], [len(answers[b][q][turn]) for q in qids],
+                    n_boot=n_boot)
+            outcomes += [(a, b, s) for s in games]
     if not outcomes:
         raise EvalError("no pairwise verdict could be parsed, so no ranking can be made")
-    return {"bradley_terry": bradley_terry(outcomes), "pairs": table, "parse_failures": failures}
+    return {"bradley_terry": bradley_terry(outcomes), "pairs": table, "parse_failures": failures,
+            "bradley_terry_intervals": bradley_terry_intervals(outcomes, n_boot=n_boot),
+            "elo": elo_ratings(outcomes, n_boot=n_boot)}
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
 
 
 # ---- the `alignlab judge` command --------------------------------------------------------------------------------
@@ -367,8 +433,9 @@ class JudgeConfig:
     """questions JSONL (MT-bench format)"""
     output: str
     """directory for answers.jsonl, judgments.jsonl and results.json"""
-    mode: Literal["single", "pairwise"] = "single"
-    """single: grade each answer 1-10; pairwise: compare every pair of models (needs two or more)"""
+    mode: Literal["single", "pairwise", "skills"] = "single"
+    """single: grade each answer 1-10; pairwise: compare every pair of models (needs two or more); skills: FLASK's
+    twelve fine-grained skills, 1-5 each"""
     turn: int = 0
     """which answer is judged: 0 = the first, 1 = the second (the judge sees both turns)"""
     limit: int | None = None
@@ -399,6 +466,7 @@ def run_judge(config: JudgeConfig) -> dict[str, Any]:
         >>> run_judge(config)["pairwise"]["bradley_terry"]                            # doctest: +SKIP
     """
     from alignlab.core.io import atomic_write_json, atomic_write_text
+    from alignlab.evaluate.judge_stats import bootstrap_interval
     from alignlab.evaluate.lm import load_lm
 
     judges = [load_lm(spec, http=config.http) for spec in config.judges]
@@ -409,8 +477,18 @@ def run_judge(config: JudgeConfig) -> dict[str, Any]:
     judgments: list[dict[str, Any]] = []
     if config.mode == "single":
         graded = {name: grade_single(judges, questions, ans, turn=config.turn) for name, ans in answers.items()}
-        results["single"] = {n: {"mean": g.mean, "parse_failures": g.parse_failures} for n, g in graded.items()}
+        results["single"] = {n: {"mean": g.mean, "parse_failures": g.parse_failures,
+                                 "interval_95": list(bootstrap_interval(list(g.scores.values()), _mean))}
+                             for n, g in graded.items()}
         judgments = [{"model": n, **j} for n, g in graded.items() for j in g.judgments]
+    elif config.mode == "skills":
+        results["skills"] = {}
+        for name, ans in answers.items():
+            graded_skills = grade_skills(judges, questions, ans, turn=config.turn)
+            results["skills"][name] = {
+                skill: {"mean": g["mean"], "parse_failures": g["parse_failures"],
+                        "interval_95": list(bootstrap_interval(list(g["scores"].values()), _mean))}
+                for skill, g in graded_skills.items()}
     else:
         results["pairwise"] = rank_models(judges, questions, answers, turn=config.turn)
     out = Path(config.output)

@@ -215,6 +215,7 @@ class HuggingFaceLM(LM):
             raise EvalError("generation_backend='vllm' needs a model path to start the engine from")
         self.engine: VLLMEngine | None = None
         self.generation_timeout_s = generation_timeout_s
+        loaded_here = isinstance(model, str)  # a model we loaded is ours to convert; a given one is the caller's
         if isinstance(model, str):
             model_dir = resolve_model_dir(model)
             tokenizer = tokenizer or model_dir
@@ -231,6 +232,13 @@ class HuggingFaceLM(LM):
         self.batch_size = batch_size
         self.share_prefix = share_prefix
         self.autocast = {"bfloat16": torch.bfloat16, "float16": torch.float16, None: None}[autocast]
+        if self.autocast is not None and loaded_here:
+            # Autocast casts every linear weight to the autocast dtype on every call: a cost per forward that
+            # does not shrink with the tokens saved. Holding those weights in that dtype gives the same products
+            # (the same rounding, once) without it; norms and embeddings stay float32 as autocast keeps them.
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.to(self.autocast)
         config = self.model.config
         self.max_length = max_length or getattr(config, "max_position_embeddings", None) or 2048
         self._keeps_logits = self._accepts_logits_to_keep()
@@ -285,7 +293,9 @@ class HuggingFaceLM(LM):
             if not cont:
                 raise EvalError("a log-likelihood request has an empty continuation after tokenisation")
             full = (list(ctx) + list(cont))[-(self.max_length + 1) :]
-            key = (tuple(full), len(cont))
+            # A continuation longer than the window is scored on the tokens the window can predict (its last
+            # max_length); lm-eval's HFLM fails on such a request.
+            key = (tuple(full), min(len(cont), len(full) - 1))
             req_to_unique.append(unique.setdefault(key, len(unique)))
         keys = list(unique)
         inputs = [list(full[:-1]) for full, _ in keys]

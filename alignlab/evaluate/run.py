@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.core.io import atomic_write_json, atomic_write_text
+from alignlab.core.provenance import provenance
 from alignlab.evaluate.http_lm import HTTPOptions
 from alignlab.evaluate.lm import LM, load_lm
 from alignlab.evaluate.tasks import get_task
@@ -112,6 +113,8 @@ def evaluate(config: EvalConfig, *args: Any, lm: LM | None = None, judge_lm: LM 
         atomic_write_text(out / "samples" / f"{task.name}.jsonl", lines)
         # after each task, so finished work survives a crash, beside (not over) an earlier run's results.json
         atomic_write_json(out / PARTIAL, {"partial": True, **results})
+    # the provenance header (command, commit, machine, time) beside the tasks, so docs can cite the run
+    results = {**provenance(seed=None), **results}
     atomic_write_json(out / "results.json", results)
     (out / PARTIAL).unlink(missing_ok=True)
     return results

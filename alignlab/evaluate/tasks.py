@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import gzip
 import importlib
 import json
 import os
@@ -95,10 +96,16 @@ class Task(Protocol):
 
 
 _PYTHON_TASKS: dict[str, Callable[..., Task]] = {}
+HARNESS_PREFIX = "lm_eval:"  # lm_eval:<task> runs an lm-evaluation-harness task (alignlab.evaluate.harness)
 # Built-in Python tasks, imported on first use so that listing tasks stays fast.
 _BUILTIN_PYTHON_TASKS = {
     "world": ("alignlab.world.tasks", "world_task"),
     "world_factuality": ("alignlab.world.tasks", "world_factuality_task"),
+    "bbq": ("alignlab.evaluate.bbq", "bbq_task"),
+    "bbq_original": ("alignlab.evaluate.bbq", "bbq_original_task"),
+    "advanced_ai_risk": ("alignlab.evaluate.ai_risk", "ai_risk_task"),
+    "advanced_ai_risk_generate": ("alignlab.evaluate.ai_risk", "ai_risk_generate_task"),
+    "trustgpt_world": ("alignlab.evaluate.trustgpt", "trustgpt_task"),
 }
 
 
@@ -122,7 +129,11 @@ def list_tasks() -> list[str]:
 
 
 def get_task(name_or_path: str, *, data_path: str | None = None) -> Task:
-    """A registered Python task, a built-in YAML task, or a YAML file; ``data_path`` replaces its data file."""
+    """A registered Python task, a built-in YAML task, a YAML file, or ``lm_eval:<task>`` (any lm-evaluation-harness
+    task, :mod:`alignlab.evaluate.harness`); ``data_path`` replaces its data file."""
+    if name_or_path.startswith(HARNESS_PREFIX):  # imported by name, as the built-in Python tasks are
+        harness_task = importlib.import_module("alignlab.evaluate.harness").harness_task
+        return harness_task(name_or_path.removeprefix(HARNESS_PREFIX), data_path)
     if name_or_path not in _PYTHON_TASKS and name_or_path in _BUILTIN_PYTHON_TASKS:
         module, factory = _BUILTIN_PYTHON_TASKS[name_or_path]
         register_task(name_or_path, getattr(importlib.import_module(module), factory))
@@ -151,6 +162,20 @@ def _render(template: str, row: dict[str, Any], source: str, index: int) -> str:
         return template.format_map(row)
     except (KeyError, IndexError, TypeError) as err:
         raise DataError(f"template {template!r} cannot be filled: {err}", source=source, row=index) from err
+
+
+def find_data(name: str, *, beside: str | Path | None = None) -> Path | None:
+    """A data file or folder by name: an absolute path, or relative to the working directory, the folder of
+    ``beside`` (a task file), each folder of ``$ALIGNLAB_DATA_DIR`` (``os.pathsep``-separated), then ``data/``."""
+    given = Path(os.path.expanduser(os.path.expandvars(name)))
+    if given.is_absolute():
+        return given if given.exists() else None
+    env = [d for d in os.environ.get("ALIGNLAB_DATA_DIR", "").split(os.pathsep) if d]
+    roots = [Path.cwd(), *([Path(beside).parent] if beside else []), *map(Path, env), *map(Path, DATA_DIRS)]
+    for root in roots:
+        if (root / given).exists():
+            return root / given
+    return None
 
 
 @dataclass
@@ -233,19 +258,9 @@ class YamlTask:
         return task
 
     # ---- data -------------------------------------------------------------------------------------------
-    def _find_file(self, name: str) -> Path | None:
-        given = Path(os.path.expanduser(os.path.expandvars(name)))
-        if given.is_absolute():
-            return given if given.exists() else None
-        env = [d for d in os.environ.get("ALIGNLAB_DATA_DIR", "").split(os.pathsep) if d]
-        for root in [Path.cwd(), Path(self.file).parent, *map(Path, env), *map(Path, DATA_DIRS)]:
-            if (root / given).exists():
-                return root / given
-        return None
-
     def load_rows(self, limit: int | None = None) -> tuple[list[dict[str, Any]], str]:
         """The task's rows (the first ``limit``) and the name of their source, for error messages."""
-        path = self._find_file(self.data["path"]) if self.data.get("path") else None
+        path = find_data(self.data["path"], beside=self.file) if self.data.get("path") else None
         if path is not None:
             rows, source = _read_file(path, self.data.get("format")), str(path)
         elif self.data.get("hub"):
@@ -468,14 +483,23 @@ def _has_chat(lm: LM) -> bool:
 
 
 def _read_file(path: Path, fmt: str | None) -> list[dict[str, Any]]:
-    fmt = fmt or {".csv": "csv", ".jsonl": "jsonl", ".json": "json"}.get(path.suffix)
+    """Rows of a csv / jsonl / json / BIG-bench file (``.gz`` read through gzip), or of every such file in a
+    folder, in name order, each row tagged with ``subset`` = its file's stem (BIG-bench HHH's four files)."""
+    if path.is_dir():
+        files = sorted(f for f in path.iterdir() if _suffix(f) in (".csv", ".jsonl", ".json"))
+        if not files:
+            raise DataError("the folder holds no csv, jsonl or json file", source=str(path))
+        return [{**row, "subset": _stem(f)} for f in files for row in _read_file(f, fmt)]
+    fmt = fmt or {".csv": "csv", ".jsonl": "jsonl", ".json": "json"}.get(_suffix(path))
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        if fmt == "csv":
-            with path.open(newline="", encoding="utf-8") as handle:
+        with opener(path, "rt", newline="" if fmt == "csv" else None, encoding="utf-8") as handle:
+            if fmt == "csv":
                 return list(csv.DictReader(handle))
+            text = handle.read()
         if fmt == "jsonl":
             rows = []
-            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+            for i, line in enumerate(text.splitlines()):
                 if line.strip():
                     try:
                         rows.append(json.loads(line))
@@ -483,12 +507,80 @@ def _read_file(path: Path, fmt: str | None) -> list[dict[str, Any]]:
                         raise DataError(f"not valid JSON: {err}", source=str(path), row=i) from err
             return rows
         if fmt in ("json", "bigbench"):
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(text)
             if isinstance(data, dict) and "examples" in data:
-                return list(data["examples"])  # the BIG-bench task.json layout
+                # the BIG-bench task.json layout; a file is one subset of a task (HHH's harmless.json, ...)
+                return [{**doc, "subset": _stem(path)} for doc in bigbench_docs(data, str(path))]
             if isinstance(data, list):
                 return data
             raise DataError("expected a list of rows or a BIG-bench object with 'examples'", source=str(path))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"cannot read: {err}", source=str(path)) from err
     raise DataError(f"unknown data format '{fmt}'; use csv, jsonl, json or bigbench", source=str(path))
+
+
+def first_per_group(rows: list[dict[str, Any]], key: str, limit: int | None) -> list[dict[str, Any]]:
+    """The first ``limit`` rows of every value of ``row[key]`` (all rows for None), in their order.
+
+    Example::
+
+        >>> [r["i"] for r in first_per_group([{"g": "a", "i": 0}, {"g": "a", "i": 1}, {"g": "b", "i": 2}], "g", 1)]
+        [0, 2]
+    """
+    if limit is None:
+        return rows
+    seen: dict[Any, int] = {}
+    kept = []
+    for row in rows:
+        if seen.get(row[key], 0) < limit:
+            kept.append(row)
+            seen[row[key]] = seen.get(row[key], 0) + 1
+    return kept
+
+
+def _suffix(path: Path) -> str:
+    """The data suffix under an optional ``.gz`` (``x.jsonl.gz`` -> ``.jsonl``)."""
+    return Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
+
+
+def _stem(path: Path) -> str:
+    return Path(path.stem).stem if path.suffix == ".gz" else path.stem
+
+
+def bigbench_docs(task: dict[str, Any], source: str = "task.json") -> list[dict[str, Any]]:
+    r"""A BIG-bench JSON task's multiple-choice examples as the rows lm-eval's ``bigbench_*_multiple_choice``
+    tasks read (the ``hails/bigbench`` layout), each row keeping its original fields too.
+
+    ``inputs`` is BIG-bench's zero-shot format: ``task_prefix`` + ``example_input_prefix`` (default
+    ``"\nQ: "``) + the input + (unless ``append_choices_to_input`` is false) each choice after
+    ``choice_prefix`` (default ``"\n  choice: "``) + ``example_output_prefix`` (default ``"\nA: "``).
+    BIG-bench appends the choices in a random permutation; here they go in sorted order, so the text is
+    reproducible. ``multiple_choice_targets`` are the choices in the file's order, ``gold`` the first one with
+    the top score (BIG-bench's ``target``).
+
+    Example::
+
+        >>> doc = bigbench_docs({"examples": [{"input": "Is it kind?", "target_scores": {"No": 0, "Yes": 1}}],
+        ...                      "append_choices_to_input": False})[0]
+        >>> doc["inputs"], doc["multiple_choice_targets"], doc["gold"]
+        ('\nQ: Is it kind?\nA: ', ['No', 'Yes'], 1)
+    """
+    in_prefix = task.get("example_input_prefix", "\nQ: ")
+    out_prefix = task.get("example_output_prefix", "\nA: ")
+    choice_prefix = task.get("choice_prefix", "\n  choice: ")
+    docs = []
+    for i, example in enumerate(task["examples"]):
+        scores = example.get("target_scores")
+        if not isinstance(scores, dict) or not scores or "input" not in example:
+            raise DataError("a multiple-choice example needs 'input' and a non-empty 'target_scores'",
+                            source=source, row=i, field="target_scores")
+        text = example["input"]
+        if task.get("append_choices_to_input", True):
+            text += choice_prefix + choice_prefix.join(sorted(scores))
+        top = max(scores.values())
+        targets = [k for k, v in scores.items() if v == top][:1]
+        docs.append({**example, "inputs": task.get("task_prefix", "") + in_prefix + text + out_prefix,
+                     "targets": targets, "multiple_choice_targets": list(scores),
+                     "multiple_choice_scores": [int(v) for v in scores.values()],
+                     "gold": list(scores).index(targets[0])})
+    return docs

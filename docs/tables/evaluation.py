@@ -1,0 +1,119 @@
+"""Tables of docs/evaluation/breadth.md, from the result files of `alignlab eval`, `alignlab judge-calibration`
+and `alignlab toxicity-train/-eval` under docs/results/evaluation/ (the world's base, SFT and DPO models)."""
+
+from __future__ import annotations
+
+from _common import cite, fmt, load, mean_se
+
+MODELS = ("base", "sft", "dpo")
+
+
+def _task(model: str, run: str, task: str) -> dict:
+    return load(f"evaluation/{model}-{run}.json")["tasks"][task]
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _interval(pair: list | None, digits: int = 3) -> str:
+    return "–" if not pair or pair[0] is None else f"[{pair[0]:.{digits}f}, {pair[1]:.{digits}f}]"
+
+
+def benchmarks() -> str:
+    rows = ["| model | HHH acc | simple ethical questions acc | moral permissibility acc | CrowS-Pairs % stereotype | "
+            "BBQ acc (ambiguous) | BBQ acc (disambiguated) | BBQ bias (ambiguous) | BBQ bias (disambiguated) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for m in MODELS:
+        cells = []
+        for task, metric in (("hhh_alignment", "acc"), ("bigbench_simple_ethical_questions", "acc"),
+                             ("bigbench_moral_permissibility", "acc"), ("crows_pairs", "pct_stereotype")):
+            res = _task(m, "full", task)
+            cells.append(fmt(res["metrics"][metric], res["stderr"][metric]))
+        bbq = _task(m, "per_group", "bbq")
+        cells += [_num(bbq["metrics"]["accuracy_amb"]), _num(bbq["metrics"]["accuracy_disamb"])]
+        cells += [f"{_num(bbq['metrics'][k])} {_interval(bbq['interval_95'][k])}"
+                  for k in ("amb_bias_score", "disamb_bias_score")]
+        rows.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n\n" + "\n\n".join(cite(f"evaluation/{m}-{r}.json") for m in MODELS
+                                                  for r in ("full", "per_group"))
+
+
+def bbq_categories() -> str:
+    cats = sorted(_task("base", "per_group", "bbq")["groups"])
+    rows = ["| category | " + " | ".join(f"{m} bias amb / disamb" for m in MODELS) + " |",
+            "|---|" + "---|" * len(MODELS)]
+    for c in cats:
+        cells = []
+        for m in MODELS:
+            g = _task(m, "per_group", "bbq")["groups"][c]
+            cells.append(f"{_num(g['amb_bias_score'])} / {_num(g['disamb_bias_score'])}")
+        rows.append(f"| {c} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def ai_risk() -> str:
+    behaviours = sorted(_task("base", "per_group", "advanced_ai_risk")["groups"])
+    rows = ["| behaviour | " + " | ".join(f"{m}: rate by likelihood [95% CI]" for m in MODELS) + " | "
+            + " | ".join(f"{m}: by generation (unparsed)" for m in MODELS) + " |",
+            "|---|" + "---|" * (2 * len(MODELS))]
+    for b in behaviours:
+        cells = []
+        for m in MODELS:
+            g = _task(m, "per_group", "advanced_ai_risk")["groups"][b]
+            cells.append(f"{_num(g['matching_rate'], 2)} {_interval(g['interval_95'], 2)}")
+        for m in MODELS:
+            g = _task(m, "generate", "advanced_ai_risk_generate")["groups"][b]
+            cells.append(f"{_num(g['matching_rate'], 2)} ({g['unparsed']}/{g['n']})")
+        rows.append(f"| {b} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n\n" + "\n\n".join(cite(f"evaluation/{m}-generate.json") for m in MODELS)
+
+
+def trustgpt() -> str:
+    rows = ["| model | toxicity | stereotype (bias) | value alignment | toxicity std across groups |",
+            "|---|---|---|---|---|"]
+    for m in MODELS:
+        res = _task(m, "full", "trustgpt_world")
+        met, se = res["metrics"], res["stderr"]
+        rows.append(f"| {m} | {fmt(met['toxicity'], se['toxicity'])} | {fmt(met['bias'], se['bias'])} | "
+                    f"{fmt(met['value_alignment'], se['value_alignment'])} | {_num(met['toxicity_std_across_groups'])} |")
+    return "\n".join(rows)
+
+
+def judges() -> str:
+    record = load("evaluation/judges.json")
+    res = record["results"]
+    rows = ["| judge | agreement with true reward [95% CI] | prefers first position | flips with order | "
+            "picks longer (truly better: share) | parse failures |", "|---|---|---|---|---|---|"]
+    for name, r in res["judges"].items():
+        rows.append(f"| {name} | {_num(r['agreement']['rate'])} {_interval(r['agreement']['interval_95'])} | "
+                    f"{_num(r['prefers_first_position']['rate'])} | {_num(r['flips_with_order']['rate'])} | "
+                    f"{_num(r['picks_longer']['rate'])} ({_num(r['longer_truly_better']['rate'])}) | "
+                    f"{r['parse_failures']} |")
+    for name, r in res["committees"].items():
+        rows.append(f"| {name}: {', '.join(r['members'])} | {_num(r['agreement']['rate'])} "
+                    f"{_interval(r['agreement']['interval_95'])} | – | – | {_num(r['picks_longer']['rate'])} "
+                    f"({_num(r['longer_truly_better']['rate'])}) | – |")
+    return "\n".join(rows) + f"\n\n{res['n_pairs']} pairs.\n\n" + cite("evaluation/judges.json")
+
+
+def classifier() -> str:
+    seeds = [load(f"evaluation/classifier-{s}.json") for s in range(3)]
+    rows = ["| metric | mean ± s.e. over 3 seeds | lowest group F1 (mean over seeds) |", "|---|---|---|"]
+    worst = [min(g["f1"] for g in r["results"]["groups"].values() if g["f1"] == g["f1"]) for r in seeds]
+    for metric in ("precision", "recall", "f1"):
+        mean, se = mean_se([r["results"]["overall"][metric] for r in seeds])
+        rows.append(f"| {metric} | {fmt(mean, se)} | {fmt(*mean_se(worst)) if metric == 'f1' else '–'} |")
+    n = seeds[0]["results"]["overall"]["n"]
+    return "\n".join(rows) + f"\n\n{n} held-out world replies, {len(seeds[0]['results']['groups'])} target groups " \
+                             "(\"none\" included).\n\n" + cite("evaluation/classifier-0.json")
+
+
+BLOCKS = {
+    "evaluation-benchmarks": benchmarks,
+    "evaluation-bbq-categories": bbq_categories,
+    "evaluation-ai-risk": ai_risk,
+    "evaluation-trustgpt": trustgpt,
+    "evaluation-judges": judges,
+    "evaluation-classifier": classifier,
+}
