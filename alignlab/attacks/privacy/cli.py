@@ -66,3 +66,25 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                             "prompt-based secret extraction")
     add_config_command(subparsers, "invert", run_invert_command,
                        help="gradient inversion (DLG, TAG) of one training step's gradient")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m alignlab.attacks.privacy.cli COMMAND ...``: these commands without the rest of the CLI."""
+    import sys
+
+    from alignlab.cli import parse_args
+    from alignlab.errors import AlignlabError
+
+    parser = argparse.ArgumentParser(prog="alignlab attack")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    try:
+        args = parse_args(parser, list(sys.argv[1:] if argv is None else argv))
+        args.handler(args)
+    except AlignlabError as err:
+        print(f"alignlab: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
