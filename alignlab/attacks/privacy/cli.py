@@ -2,7 +2,7 @@
 
     alignlab attack mia --model /work/models/demo/sft --target sft --output runs/mia
     alignlab attack exposure --defences none,dedup --output runs/exposure
-    alignlab attack extract --model runs/exposure/none-seed0/model --output runs/extract
+    alignlab attack extract --models runs/exposure/none-seed0/model --output runs/extract
     alignlab attack invert --batch-sizes 1,2,4 --output runs/invert
 
 Each command's options are the fields of its config (``MIAConfig``, ``ExposureConfig``, ``ExtractionConfig``,
@@ -44,7 +44,8 @@ def run_exposure_command(args: argparse.Namespace) -> None:
 def run_extract_command(args: argparse.Namespace) -> None:
     from alignlab.attacks.privacy.extraction import ExtractionConfig, run_extraction
 
-    config = parse_command_config(ExtractionConfig, args, flags=("model", "comparison", "samples", "output", "seed"))
+    config = parse_command_config(ExtractionConfig, args, flags=("comparison", "samples", "output", "seed"),
+                                  lists=["models"])
     _show(run_extraction(config), config.output)
 
 
