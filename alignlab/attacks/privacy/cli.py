@@ -70,14 +70,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m alignlab.attacks.privacy.cli COMMAND ...``: these commands without the rest of the CLI."""
+    """``python -m alignlab.attacks.privacy.cli COMMAND ...``: this area's commands (privacy, backdoor, finetune)
+    without the rest of the CLI."""
     import sys
 
+    from alignlab.attacks import backdoor_cli
     from alignlab.cli import parse_args
     from alignlab.errors import AlignlabError
 
     parser = argparse.ArgumentParser(prog="alignlab attack")
-    add_commands(parser.add_subparsers(dest="command", required=True))
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_commands(subparsers)
+    backdoor_cli.add_commands(subparsers)
     try:
         args = parse_args(parser, list(sys.argv[1:] if argv is None else argv))
         args.handler(args)
