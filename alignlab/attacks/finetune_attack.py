@@ -13,7 +13,7 @@ safety before and after:
 
 Safety is read two ways: the world judge's harmful-compliance rate on held-out harmful requests (plain and under
 the obedient-agent preamble) and AdvBench's refusal rate (the pattern classifier of ``alignlab eval``), with the
-benign families' helpfulness as the utility. Each set is trained for ``epochs`` passes, as the paper's 5 epochs.
+benign families' helpfulness as the utility. Each set is trained for ``epochs`` passes (20 by default).
 
 Example::
 
@@ -74,8 +74,9 @@ class FinetuneAttackConfig:
     """mitigation: share of harmful100 replaced by refusals (each a run of its own)"""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """seeds (data draw and training)"""
-    epochs: float = 5.0
-    """passes over the fine-tuning set"""
+    epochs: float = 20.0
+    """passes over the fine-tuning set (the paper's 5 are 5 optimiser steps for 10 examples here, which move this
+    model too little to measure; 20 passes are 20 steps)"""
     lr: float = 1e-3
     """learning rate"""
     batch_size: int = 10

@@ -106,7 +106,7 @@ def soft_label_loss(model: nn.Module, embeds: torch.Tensor, label_logits: torch.
 
 
 def invert(model: nn.Module, target_grads: list[torch.Tensor], batch_size: int, length: int, *, method: str = "tag",
-           steps: int = 300, lr: float = 0.1, tag_alpha: float = 0.01, seed: int = 0) -> list[list[int]]:
+           steps: int = 150, lr: float = 0.1, tag_alpha: float = 0.01, seed: int = 0) -> list[list[int]]:
     """Recover ``batch_size`` sequences of ``length`` tokens from ``target_grads`` (see the module docstring)."""
     if method not in METHODS:
         raise AttackError(f"unknown gradient inversion method {method!r}; valid: {', '.join(METHODS)}")
@@ -138,9 +138,9 @@ class InversionConfig:
     """dlg and/or tag"""
     batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 4])
     """batch sizes of the step attacked"""
-    length: int = 12
+    length: int = 10
     """tokens per sequence (world SFT texts cut to this length)"""
-    steps: int = 300
+    steps: int = 150
     """optimisation steps of the attack"""
     lr: float = 0.1
     """Adam learning rate of the dummy inputs"""
