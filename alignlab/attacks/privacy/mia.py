@@ -3,14 +3,18 @@
 Every score is a function of the model's per-token log-probabilities and, as MIMIR (Duan et al. 2024) writes
 them, **lower means "more likely a member"**:
 
-| score             | formula (T scored tokens, ``lp_t = log p(x_t | x_<t)``)                          | paper                   |
-|-------------------|----------------------------------------------------------------------------------|-------------------------|
-| ``loss``          | ``-mean_t lp_t``                                                                 | Yeom et al. 2018        |
-| ``zlib``          | ``loss / len(zlib.compress(text))`` (bytes)                                      | Carlini et al. 2021     |
-| ``min_k``         | ``-mean`` of the ``int(k T)`` lowest ``lp_t``                                    | Shi et al. 2024         |
-| ``min_k_plus_plus``| ``-mean`` of the ``int(k T)`` lowest ``(lp_t - mu_t) / sigma_t``, where        | Zhang et al. 2024       |
-|                   | ``mu_t = E_{z~p(.|x_<t)} log p(z)``, ``sigma_t^2 = E[log p(z)^2] - mu_t^2``      |                         |
-| ``reference``     | ``loss(target) - loss(reference model)``                                         | Carlini et al. 2022     |
+With ``T`` scored tokens and ``lp_t = log p(x_t given x_<t)``:
+
+| score               | formula                                                                 | paper               |
+|---------------------|-------------------------------------------------------------------------|---------------------|
+| ``loss``            | ``-mean_t lp_t``                                                        | Yeom et al. 2018    |
+| ``zlib``            | ``loss / len(zlib.compress(text))`` (bytes)                             | Carlini et al. 2021 |
+| ``min_k``           | ``-mean`` of the ``int(k T)`` lowest ``lp_t``                           | Shi et al. 2024     |
+| ``min_k_plus_plus`` | ``-mean`` of the ``int(k T)`` lowest ``(lp_t - mu_t) / sigma_t``        | Zhang et al. 2024   |
+| ``reference``       | ``loss(target) - loss(reference model)``                                | Carlini et al. 2022 |
+
+where ``mu_t`` and ``sigma_t`` are the mean and standard deviation of ``log p(z)`` for ``z`` drawn from the
+model's own next-token distribution at position ``t``.
 
 One deviation from MIMIR: where ``int(k T)`` is 0 (a text shorter than ``1/k`` tokens) MIMIR returns NaN and
 drops the text; here the single lowest token is used, so no text is silently dropped.
@@ -58,8 +62,8 @@ SCORES = ("loss", "zlib", "min_k", "min_k_plus_plus", "reference")
 
 @dataclass
 class TokenStats:
-    """Per scored token of one text: ``logp`` = log p(x_t | x_<t), and the mean ``mu`` and standard deviation
-    ``sigma`` of log p(z | x_<t) over z drawn from the model's own next-token distribution (for Min-K%++)."""
+    """Per scored token of one text: ``logp`` = log p(x_t given x_<t), and the mean ``mu`` and standard deviation
+    ``sigma`` of log p(z given x_<t) over z drawn from the model's own next-token distribution (for Min-K%++)."""
 
     logp: np.ndarray  # [T]
     mu: np.ndarray  # [T]
