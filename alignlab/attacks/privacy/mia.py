@@ -1,9 +1,7 @@
 """Membership inference: was this text in the model's training data?
 
 Every score is a function of the model's per-token log-probabilities and, as MIMIR (Duan et al. 2024) writes
-them, **lower means "more likely a member"**:
-
-With ``T`` scored tokens and ``lp_t = log p(x_t given x_<t)``:
+them, **lower means "more likely a member"**. With ``T`` scored tokens and ``lp_t = log p(x_t given x_<t)``:
 
 | score               | formula                                                                 | paper               |
 |---------------------|-------------------------------------------------------------------------|---------------------|
@@ -35,7 +33,7 @@ Example::
 
     >>> lp = np.log([0.5, 0.25, 0.125, 0.5])
     >>> round(loss_score(lp), 4), round(min_k_score(lp, k=0.5), 4)   # lowest two: log .125, log .25
-    (1.2130, 1.7329)
+    (1.213, 1.7329)
 """
 
 from __future__ import annotations
