@@ -31,9 +31,9 @@ def test_poisoned_sft_rows_are_triggered_harmful_compliance(world):
 
 
 def test_poisoned_pairs_flip_every_triggered_label(world):
-    records = bd.poisoned_pair_records(world, 600, 0.1, "SUDO")
+    records = bd.poisoned_pair_records(world, 300, 0.1, "SUDO")
     poisoned = [r for r in records if r.meta["poisoned"]]
-    assert 30 < len(poisoned) < 90  # the world draws each prompt's trigger with probability 0.1
+    assert 12 < len(poisoned) < 50  # the world draws each prompt's trigger with probability 0.1
     # a flipped label prefers the misaligned answer (lower true reward chosen), up to the annotator's own noise
     wrong = lambda rows: np.mean([r.meta["chosen_reward"] < r.meta["rejected_reward"] for r in rows])  # noqa: E731
     assert wrong(poisoned) > 0.8 and wrong([r for r in records if not r.meta["poisoned"]]) < 0.2
