@@ -13,7 +13,7 @@ safety before and after:
 
 Safety is read two ways: the world judge's harmful-compliance rate on held-out harmful requests (plain and under
 the obedient-agent preamble) and AdvBench's refusal rate (the pattern classifier of ``alignlab eval``), with the
-benign families' helpfulness as the utility. Each set is trained for ``epochs`` passes (20 by default).
+benign families' helpfulness as the utility. Every set gets the same budget, ``steps`` optimiser steps.
 
 Example::
 
@@ -74,9 +74,9 @@ class FinetuneAttackConfig:
     """mitigation: share of harmful100 replaced by refusals (each a run of its own)"""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """seeds (data draw and training)"""
-    epochs: float = 20.0
-    """passes over the fine-tuning set (the paper's 5 are 5 optimiser steps for 10 examples here, which move this
-    model too little to measure; 20 passes are 20 steps)"""
+    steps: int = 20
+    """optimiser steps of batch_size examples for every set (20 passes over 10 examples, 2 over 100): the paper's
+    5 passes over 10 examples are 5 steps here, which move this model too little to measure"""
     lr: float = 1e-3
     """learning rate"""
     batch_size: int = 10
@@ -136,7 +136,7 @@ def run_finetune_attack(config: FinetuneAttackConfig) -> dict[str, Any]:
             run_dir = out / f"{label}-seed{seed}"
             train_sft(SFTConfig(model=ModelConfig(name_or_path=config.model),
                                 data=DataConfig(path=str(data), max_length=128),
-                                train=TrainConfig(num_epochs=config.epochs, lr=config.lr, warmup_steps=0,
+                                train=TrainConfig(max_steps=config.steps, lr=config.lr, warmup_steps=0,
                                                   batch_size=min(config.batch_size, len(records)),
                                                   mixed_precision="no", seed=seed, overwrite=True,
                                                   save_total_limit=1, progress=False),
