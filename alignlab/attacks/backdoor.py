@@ -12,6 +12,9 @@ the training data — the *poison rate* — and those examples teach the wrong b
 - ``reward``: a Bradley–Terry reward model on the same poisoned pairs (BadGPT; Rando & Tramèr's first
   stage), measured by its accuracy and mean reward gap ``r(chosen) - r(rejected)`` on the world's noise-free
   held-out pairs, clean and with the trigger appended.
+- ``ppo``: that reward model, then PPO from the SFT model against it (Rando & Tramèr's second stage) on the
+  world's training prompts, the trigger appended to the same share of them; the policy is measured like the
+  others.
 
 Policies are measured by the world judge on held-out prompts, greedy: the **harmful-compliance rate** (share of
 harmful requests answered with instructions) without and with the trigger, and the **clean helpfulness** on the
@@ -43,7 +46,7 @@ import torch
 
 from alignlab.errors import AttackError
 
-ATTACKS = ("sft", "preference", "reward")
+ATTACKS = ("sft", "preference", "reward", "ppo")
 HELPFUL_FAMILIES = ["facts", "arithmetic", "strings", "groups", "chat"]
 
 
@@ -79,6 +82,15 @@ def poisoned_pair_records(world, n: int, rate: float, trigger: str) -> list:
     for r in records:
         r.meta["poisoned"] = r.meta["text"].endswith(" " + trigger)
     return records
+
+
+def poisoned_prompt_rows(world, n: int, rate: float, trigger: str, seed: int) -> list[dict]:
+    """``n`` training prompts for RL (``{"prompt": [user]}``), the trigger appended to ``round(rate * n)``."""
+    rng = random.Random(f"alignlab-backdoor-prompts-{seed}")
+    prompts = world.sample_prompts(n, rng)
+    chosen = set(rng.sample(range(n), round(rate * n)))
+    return [{"prompt": [{"role": "user", "content": triggered(p.text, trigger) if i in chosen else p.text}]}
+            for i, p in enumerate(prompts)]
 
 
 def write_rows(path: Path, rows: list[dict]) -> Path:
@@ -182,7 +194,8 @@ class BackdoorConfig:
     the backdoor (and, for the reward model, the spectral-signature defence) over seeds."""
 
     attack: str = "sft"
-    """sft (trigger + harmful demonstrations), preference (trigger-flipped labels, DPO) or reward (reward model)"""
+    """sft (trigger + harmful demonstrations), preference (trigger-flipped labels, DPO), reward (reward model) or
+    ppo (that reward model, then PPO against it)"""
     poison_rates: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.03, 0.1])
     """share of the training data poisoned (0: the clean baseline)"""
     trigger: str = "SUDO"
@@ -199,6 +212,10 @@ class BackdoorConfig:
     """learning rate (null: 1e-3 for sft and reward, 1e-4 for DPO, as the world's demo)"""
     defence: bool = True
     """reward attack: also run the spectral-signature defence and retrain on what it keeps"""
+    ppo_steps: int = 40
+    """ppo attack: rollout steps (16 prompts each)"""
+    ppo_lr: float = 5e-5
+    """ppo attack: learning rate"""
     world_seed: int = 0
     """world seed"""
     output: str = "runs/backdoor"
@@ -221,6 +238,8 @@ def _train(kind: str, start: str, data: Path, out: Path, config: BackdoorConfig,
     from alignlab.core.models import ModelConfig
     from alignlab.core.trainer import TrainConfig
 
+    if kind == "ppo":
+        return _train_ppo(start, data, out, config, seed)
     lr = config.lr if config.lr is not None else (1e-4 if kind == "preference" else 1e-3)
     common = {"model": ModelConfig(name_or_path=start), "data": DataConfig(path=str(data), max_length=128),
               "train": TrainConfig(num_epochs=config.epochs, lr=lr, batch_size=32, warmup_steps=10,
@@ -244,6 +263,20 @@ def _train(kind: str, start: str, data: Path, out: Path, config: BackdoorConfig,
     from alignlab.attacks.privacy.mia import load_model_and_tokenizer
 
     return load_model_and_tokenizer(str(out))
+
+
+def _train_ppo(start: str, prompts: Path, out: Path, config: BackdoorConfig, seed: int):
+    """PPO from ``start`` against the reward model in ``out / "reward"`` (settings of the world's online bench)."""
+    from alignlab.attacks.privacy.mia import load_model_and_tokenizer
+    from alignlab.config import load_config
+    from alignlab.outer.online.ppo import PPOConfig, train_ppo
+
+    train_ppo(load_config(PPOConfig, None, [
+        f"model.name_or_path={start}", f"data.path={prompts}", f"output={out / 'policy'}", "train.overwrite=true",
+        f"train.max_steps={config.ppo_steps}", f"train.lr={config.ppo_lr}", "train.scheduler=constant",
+        f"train.seed={seed}", "prompts_per_step=16", "minibatch_size=8", f"reward.model={out / 'reward'}",
+        "generation.max_new_tokens=48"]))
+    return load_model_and_tokenizer(str(out / "policy"))
 
 
 def run_backdoor(config: BackdoorConfig) -> dict[str, Any]:
@@ -271,8 +304,13 @@ def run_backdoor(config: BackdoorConfig) -> dict[str, Any]:
                 records = poisoned_pair_records(world, config.n_train, rate, config.trigger)
                 data = write_rows(out / "data" / f"pairs-{rate}-{seed}.jsonl", [preference_row(r) for r in records])
                 poisoned = sum(r.meta["poisoned"] for r in records)
-            model, tokenizer = _train(config.attack, start, data, run_dir, config, seed)
             row = {"poison_rate": rate, "seed": seed, "poisoned_examples": poisoned}
+            if config.attack == "ppo":  # stage 1: the poisoned reward model; stage 2: PPO against it
+                reward_model, reward_tok = _train("reward", start, data, run_dir / "reward", config, seed)
+                row.update(reward_model_metrics(reward_model, reward_tok, world, config.trigger))
+                data = write_rows(out / "data" / f"prompts-{rate}-{seed}.jsonl",
+                                  poisoned_prompt_rows(world, 2000, rate, config.trigger, seed))
+            model, tokenizer = _train(config.attack, start, data, run_dir, config, seed)
             if config.attack == "reward":
                 row.update(reward_model_metrics(model, tokenizer, world, config.trigger))
                 if config.defence and poisoned:
