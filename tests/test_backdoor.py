@@ -78,3 +78,10 @@ def test_config_names_a_mistyped_attack():
         bd.BackdoorConfig(attack="rewad")
     with pytest.raises(AttackError, match="poison rates"):
         bd.BackdoorConfig(poison_rates=[1.5])
+
+
+def test_rl_prompts_are_triggered_at_the_poison_rate(world):
+    rows = bd.poisoned_prompt_rows(world, 200, 0.1, "SUDO", seed=0)
+    texts = [r["prompt"][0]["content"] for r in rows]
+    assert sum(t.endswith(" SUDO") for t in texts) == 20
+    assert {t.removesuffix(" SUDO") for t in texts} <= {p.text for f in world.splits.train.values() for p in f}
