@@ -154,6 +154,19 @@ def reward_backdoor_table() -> str:
         cite("privacy/backdoor_reward.json")
 
 
+def ppo_backdoor_table() -> str:
+    runs = load("privacy/backdoor_ppo.json")["results"]["runs"]
+    lines = ["| poison rate | reward model accuracy, clean / trigger | policy harmful compliance, no trigger | "
+             "policy harmful compliance, trigger | clean helpfulness |", "|---|---|---|---|---|"]
+    for rate, group in sorted(_grouped(runs, lambda r: r["poison_rate"]).items()):
+        lines.append(f"| {rate:.1%} | {_ms(r['accuracy_clean'] for r in group)} / "
+                     f"{_ms(r['accuracy_triggered'] for r in group)} | {_ms(r['harmful_compliance'] for r in group)} | "
+                     f"{_ms(r['harmful_compliance_triggered'] for r in group)} | "
+                     f"{_ms(r['helpfulness'] for r in group)} |")
+    return "\n".join(lines) + f"\n\nMean ± standard error over {len({r['seed'] for r in runs})} seeds.\n\n" + \
+        cite("privacy/backdoor_ppo.json")
+
+
 def finetune_table() -> str:
     record = load("privacy/finetune.json")["results"]
     before = record["before"]
@@ -204,6 +217,7 @@ BLOCKS = {
     "privacy-backdoor-sft": lambda: _policy_backdoor("backdoor_sft"),
     "privacy-backdoor-preference": lambda: _policy_backdoor("backdoor_preference"),
     "privacy-backdoor-reward": reward_backdoor_table,
+    "privacy-backdoor-ppo": ppo_backdoor_table,
     "privacy-finetune": finetune_table,
 }
 FIGURES = {"docs/attacks/figures/exposure.png": draw_exposure}
