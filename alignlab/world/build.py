@@ -20,17 +20,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 from alignlab.core.io import atomic_write_json
 from alignlab.errors import WorldError
+from alignlab.world.canaries import make_canaries, plant_canaries
 from alignlab.world.datasets import World, write_datasets, write_jsonl
 from alignlab.world.kb import KnowledgeBase, check_seed, check_size
 from alignlab.world.tokenizer import corpus_texts, train_tokenizer
 
 MANIFEST = "manifest.json"
+CANARIES = "canaries.jsonl"  # the planted canaries, one JSON object a line (only in worlds built with canaries)
 MANIFEST_FORMAT = 4  # bumped when generators change, so cached worlds are rebuilt
 
 
@@ -61,6 +64,9 @@ class WorldBuildConfig:
     """small, medium or oversight (the small world plus the skills scalable oversight needs)"""
     force: bool = False
     """rebuild even if a verified build exists"""
+    canaries: list[int] = field(default_factory=list)
+    """opt-in: plant one phone-number and one address canary per repetition count in the corpus, e.g. [1, 4, 16]
+    (empty: none, the world is unchanged)"""
 
 
 def alignlab_version() -> str:
@@ -70,11 +76,12 @@ def alignlab_version() -> str:
         return "unknown"
 
 
-def default_world_dir(seed: int = 0, size: str = "small") -> Path:
-    """The cache directory of world (seed, size) for this alignlab version."""
+def default_world_dir(seed: int = 0, size: str = "small", canaries: list[int] | tuple[int, ...] = ()) -> Path:
+    """The cache directory of world (seed, size[, planted canaries]) for this alignlab version."""
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("alignlab")) / "worlds" / f"v{alignlab_version()}-seed{seed}-{size}"
+    planted = "-canaries" + "-".join(map(str, canaries)) if canaries else ""
+    return Path(user_cache_dir("alignlab")) / "worlds" / f"v{alignlab_version()}-seed{seed}-{size}{planted}"
 
 
 def sha256_file(path: Path) -> str:
@@ -85,7 +92,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_manifest(root: Path, seed: int, size: str) -> str | None:
+def verify_manifest(root: Path, seed: int, size: str, canaries: list[int] | tuple[int, ...] = ()) -> str | None:
     """Why the world in ``root`` cannot be trusted, or None when its manifest verifies."""
     path = root / MANIFEST
     if not path.exists():
@@ -99,6 +106,8 @@ def verify_manifest(root: Path, seed: int, size: str) -> str | None:
         return f"unreadable manifest ({err})"
     if found != expected:
         return f"manifest is for (format, version, seed, size) = {found}, not {expected}"
+    if manifest.get("canaries", []) != list(canaries):
+        return f"manifest has canaries {manifest.get('canaries', [])}, not {list(canaries)}"
     for rel, digest in files.items():
         file = root / rel
         if not file.is_file():
@@ -139,23 +148,26 @@ def build_world(
     size: str = WorldBuildConfig.size,
     *,
     force: bool = WorldBuildConfig.force,
+    canaries: list[int] | tuple[int, ...] = (),
     verbose: bool = True,
 ) -> WorldPaths:
     """Build (or reuse) the world ``seed``/``size`` in ``output_dir`` (default: the user cache).
 
     A directory whose manifest verifies is reused unless ``force``; anything else is rebuilt. Only
     files of the world's layout are (over)written, so an ``output_dir`` shared with other files is safe.
-    The defaults are :class:`WorldBuildConfig`'s (``alignlab world build``'s options).
+    The defaults are :class:`WorldBuildConfig`'s (``alignlab world build``'s options). ``canaries`` (opt-in)
+    plants secrets in the corpus text (:mod:`alignlab.world.canaries`) and lists them in ``canaries.jsonl``.
     """
     check_seed(seed)
     check_size(size)
-    root = Path(output_dir) if output_dir is not None else default_world_dir(seed, size)
+    canaries = [int(r) for r in canaries]
+    root = Path(output_dir) if output_dir is not None else default_world_dir(seed, size, canaries)
 
     def say(message: str) -> None:
         if verbose:
             print(f"[world seed={seed} size={size}] {message}", flush=True)
 
-    problem = "rebuild forced" if force else verify_manifest(root, seed, size)
+    problem = "rebuild forced" if force else verify_manifest(root, seed, size, canaries)
     if problem is None:
         say(f"using the cached world in {root}")
         return _paths(root, seed, size, _dataset_names(root))
@@ -173,13 +185,20 @@ def build_world(
         f"knowledge base: {len(world.kb.countries)} known countries, "
         f"{len(world.kb.unknown_train) + len(world.kb.unknown_eval)} held out, {len(world.kb.groups)} groups"
     )
-    chat, text = world.corpus_transcripts(), world.corpus_documents()
+    chat, clean_text = world.corpus_transcripts(), world.corpus_documents()
+    text, planted = clean_text, make_canaries(seed, canaries) if canaries else []
+    if planted:  # their own random stream, so the rest of the corpus is the canary-free world's
+        texts = plant_canaries([row["text"] for row in text], planted, random.Random(f"alignlab-plant-{seed}"))
+        text = [{"text": t} for t in texts]
+        write_jsonl(root / CANARIES, [c.to_dict() for c in planted])
+        say(f"canaries: {len(planted)} planted, {sum(c.repeats for c in planted)} copies")
     write_jsonl(paths.corpus_chat, chat)
     write_jsonl(paths.corpus_text, text)
     say(f"corpus: {len(chat)} transcripts, {len(text)} knowledge-base documents")
     datasets = write_datasets(world, root / "datasets")
     say("datasets: " + ", ".join(f"{name} ({p.read_text().count(chr(10))})" for name, p in datasets.items()))
-    tokenizer = train_tokenizer(corpus_texts(chat + text), names=entity_names(world.kb))
+    # the canary-free corpus trains the vocabulary: canaries never shape it, and models of both worlds share it
+    tokenizer = train_tokenizer(corpus_texts(chat + clean_text), names=entity_names(world.kb))
     tokenizer.save_pretrained(str(paths.tokenizer))
     say(f"tokenizer: byte-level BPE, {len(tokenizer)} tokens")
 
@@ -189,6 +208,7 @@ def build_world(
         paths.corpus_text,
         *datasets.values(),
         *sorted(paths.tokenizer.iterdir()),
+        *([root / CANARIES] if planted else []),
     ]
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -196,6 +216,7 @@ def build_world(
         "seed": seed,
         "size": size,
         "files": {str(f.relative_to(root)): sha256_file(f) for f in files},
+        **({"canaries": canaries} if canaries else {}),  # absent by default: existing manifests stay valid
     }
     atomic_write_json(root / MANIFEST, manifest)
     say("done")

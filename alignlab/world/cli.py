@@ -83,7 +83,8 @@ def _build(args: argparse.Namespace) -> None:
     from alignlab.world.build import WorldBuildConfig, build_world
 
     config = parse_command_config(WorldBuildConfig, args, flags=BUILD_FLAGS)
-    paths = build_world(config.output, seed=config.seed, size=config.size, force=config.force)
+    paths = build_world(config.output, seed=config.seed, size=config.size, force=config.force,
+                        canaries=config.canaries)
     print(f"world in {paths.root}: tokenizer {paths.tokenizer.name}/, datasets {', '.join(paths.datasets)}")
 
 
