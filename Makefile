@@ -54,7 +54,8 @@ test: $(STAMP)
 # Each benchmark runs alignlab and its peer on the same model, data and settings, at the machine's fastest
 # precision, prints the ratio and writes benchmarks/results/<name>.json.
 bench: $(STAMP)
-	cd benchmarks && for b in sft_vs_trl dpo_vs_trl grpo_vs_trl loglik_vs_lmeval; do \
+	cd benchmarks && for b in sft_vs_trl dpo_vs_trl grpo_vs_trl loglik_vs_lmeval ppo_vs_sb3 gcg_vs_nanogcg \
+		cache_vs_transformerlens sae_throughput; do \
 		echo "== $$b"; ../$(BIN)/python $$b.py || exit 1; done
 
 # The documentation site, into site/: strict, so a broken link, anchor or API reference fails the build.

@@ -40,6 +40,12 @@ COMMANDS = [
     ("alignlab attack robustness", "alignlab.attacks.robustness:RobustnessConfig"),
     ("alignlab attack perplexity-filter", "alignlab.attacks.defences:PerplexityFilterConfig"),
     ("alignlab attack adversarial-training", "alignlab.attacks.defences:AdversarialTrainingConfig"),
+    ("alignlab attack mia", "alignlab.attacks.privacy.mia:MIAConfig"),
+    ("alignlab attack exposure", "alignlab.attacks.privacy.exposure:ExposureConfig"),
+    ("alignlab attack extract", "alignlab.attacks.privacy.extraction:ExtractionConfig"),
+    ("alignlab attack invert", "alignlab.attacks.privacy.inversion:InversionConfig"),
+    ("alignlab attack backdoor", "alignlab.attacks.backdoor:BackdoorConfig"),
+    ("alignlab attack finetune", "alignlab.attacks.finetune_attack:FinetuneAttackConfig"),
     ("alignlab interpret refusal", "alignlab.interpret.world_directions:RefusalConfig"),
     ("alignlab interpret harm-pca", "alignlab.interpret.world_directions:HarmPCAConfig"),
     ("alignlab interpret truth", "alignlab.interpret.world_directions:TruthConfig"),
@@ -69,9 +75,8 @@ def _load(target: str) -> type:
 
 def cli_reference() -> str:
     """The markdown of every command's keys: the other commands, then one section per training method."""
-    from alignlab.registry import get_method, methods
-
     from alignlab.inner.cli import EXPERIMENTS, config_class
+    from alignlab.registry import get_method, methods
 
     inner = [(f"alignlab inner run {name}", f"{cls.__module__}:{cls.__name__}") for name in EXPERIMENTS
              for cls in [config_class(importlib.import_module(f"alignlab.inner.experiments.{name}"))]]
