@@ -10,6 +10,7 @@ from pathlib import Path
 from _common import ROOT, cite, fmt, load, mean_se
 
 INDUCTION = "interpret/toy_induction.json"
+INDUCTION_WORLD = "interpret/toy_induction_world.json"
 SUPERPOSITION = "interpret/toy_superposition.json"
 SOLU = "interpret/toy_solu.json"
 SAE = "interpret/toy_sae.json"
@@ -23,17 +24,17 @@ def _summary_row(name: str, value: dict) -> str:
     return f"| {name} | {shown} |"
 
 
-def induction() -> str:
+def induction(relative: str = INDUCTION) -> str:
     from alignlab.interpret.toy.experiments import induction_summary
 
-    record = load(INDUCTION)
+    record = load(relative)
     threshold = record["config"]["train"]["formation_threshold"]
     summary = induction_summary(record["results"], threshold)  # from the per-seed numbers the file holds
     rows = ["| quantity (mean ± SE over seeds) | value |", "|---|---|"]
     rows += [_summary_row(name, value) for name, value in summary["table"].items()]
     steps = ", ".join(f"{d} layer(s): {v}" for d, v in summary["formation_step"].items())
     return "\n".join(rows) + f"\n\nFormation step per seed — {steps} (None: never reached the threshold " \
-        f"{threshold}).\n\n{cite(INDUCTION)}"
+        f"{threshold}).\n\n{cite(relative)}"
 
 
 def superposition() -> str:
@@ -127,7 +128,8 @@ def _figure(relative: str, name: str, *args):
     return draw
 
 
-BLOCKS = {"interpret-toy-induction": induction, "interpret-toy-superposition": superposition,
+BLOCKS = {"interpret-toy-induction": induction, "interpret-toy-induction-world": lambda: induction(INDUCTION_WORLD),
+          "interpret-toy-superposition": superposition,
           "interpret-toy-solu": solu, "interpret-sae": sae, "interpret-sae-throughput": throughput}
 FIGURES = {
     "docs/interpret/figures/induction.png": _figure(INDUCTION, "induction_figure"),
