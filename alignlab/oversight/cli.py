@@ -13,6 +13,7 @@ before the model has loaded. The protocols themselves are :mod:`alignlab.oversig
 from __future__ import annotations
 
 import argparse
+import importlib
 from dataclasses import dataclass, field
 
 from alignlab.cli import add_config_command, parse_command_config
@@ -118,9 +119,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="flag answers that contradict each other; precision and recall against the truth")
     add_config_command(commands, "self-consistency", _self_consistency,
                        help="majority answer of k samples: accuracy against k")
+    for name in SUBCOMMAND_MODULES:  # the other oversight methods add their own sub-commands
+        importlib.import_module(name).add_commands(commands)
 
 
 FLAGS = ("model", "world", "world_dir", "output", "seed")
+# Modules with ``add_commands(commands)`` that add sub-commands to ``alignlab oversee`` (one line per method area).
+SUBCOMMAND_MODULES: list[str] = []
 
 
 def _consistency(args: argparse.Namespace) -> None:

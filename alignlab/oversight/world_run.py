@@ -1,0 +1,108 @@
+"""What every scalable-oversight experiment on the toy world shares: the oversight world and its base model,
+one fine-tuning call (SFT or DPO on rows a protocol produced), one scoring of a model on the world's held-out
+prompts, and one row format for the oversight table.
+
+The oversight world (size ``oversight``) is the small world plus the skills the protocols need (critique,
+revision, refinement, rating, pairwise verdicts, confidence, multi-step arithmetic: :mod:`alignlab.world.skills`);
+its pretrained base model has all of them, imperfectly and by a known amount, so it is the model every oversight
+method starts from and the one it oversees.
+
+A method's experiment writes, per seed, ``{"rows": [table_row(...), ...]}`` through
+:func:`alignlab.core.provenance.write_result`; the docs' oversight table is rendered from those files.
+
+Example::
+
+    >>> row = table_row("cai-sl", {"true_reward": 2.0, "helpfulness": 0.5, "honesty": 0.9, "harmlessness": 1.0,
+    ...                 "stderr": {"true_reward": 0.1}}, baseline="base", metric="critique_accuracy", value=0.8)
+    >>> row["method"], row["baseline"], row["metric"], row["true_reward_stderr"]
+    ('cai-sl', 'base', 'critique_accuracy', 0.1)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+# What the table shows of every model: the world's ground truth (see alignlab.world.evaluate).
+SCORES = ("true_reward", "helpfulness", "honesty", "harmlessness")
+
+
+def oversight_world(world_dir: str | None = None, seed: int = 0):
+    """(WorldPaths, World, base model directory) of the oversight world ``seed``: built (and its base model
+    pretrained, ~10 CPU-minutes) on first use, cached after."""
+    from alignlab.world.base_model import build_base_model
+    from alignlab.world.build import build_world
+    from alignlab.world.datasets import World
+
+    paths = build_world(world_dir, seed=seed, size="oversight", verbose=False)
+    return paths, World(paths.seed, paths.size), build_base_model(paths)
+
+
+def finetune(kind: str, rows: list[dict[str, Any]], init: str | Path, output: str | Path, *, max_steps: int,
+             lr: float = 1e-4, batch_size: int = 16, seed: int = 0, beta: float = 0.1, max_length: int = 160,
+             extra: list[str] | None = None) -> Path:
+    """Fine-tune ``init`` on ``rows`` with ``kind`` = ``"sft"`` (rows ``{"messages": [...]}``) or ``"dpo"`` (rows
+    ``{"prompt", "chosen", "rejected"}``, TRL's conversational format) through alignlab's one training loop, in
+    fp32 without a progress bar; the rows are written beside the run (``output``-data.jsonl). ``extra`` holds
+    more ``key=value`` overrides of the method's config. Returns the trained model's directory."""
+    from alignlab.core.config import load_config
+    from alignlab.errors import OversightError
+    from alignlab.registry import get_method
+
+    if kind not in ("sft", "dpo"):
+        raise OversightError(f"finetune kind must be 'sft' or 'dpo', got {kind!r}")
+    if not rows:
+        raise OversightError(f"nothing to fine-tune {output} on: the protocol produced no {kind} rows")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    data = output.with_name(output.name + "-data.jsonl")
+    data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    keys = [f"model.name_or_path={init}", f"data.path={data}", f"output={output}", "train.overwrite=true",
+            f"train.max_steps={max_steps}", f"train.batch_size={min(batch_size, len(rows))}", f"train.lr={lr}",
+            f"train.seed={seed}", "train.progress=false", "train.mixed_precision=no", "train.save_total_limit=1",
+            f"data.max_length={max_length}", "train.warmup_steps=0"]
+    if kind == "dpo":
+        keys += [f"beta={beta}", f"reference_cache_dir={output / 'reference-cache'}"]
+    config_cls, train = get_method(kind)
+    train(load_config(config_cls, None, keys + list(extra or [])))
+    return output
+
+
+def world_scores(model: str | Path | Any, paths, *, samples: int = 4, limit: int | None = None, max_tokens: int = 48,
+                 seed: int = 0) -> dict[str, Any]:
+    """The world's ground truth for ``model`` (a directory or an LM of :mod:`alignlab.evaluate.lm`): ``samples``
+    answers per held-out prompt (``limit`` of them, evenly spaced over the families) at temperature 1, graded by the judge, with standard
+    errors clustered by prompt and each prompt's mean true reward (``per_prompt_reward``, for paired gains)."""
+    from alignlab.evaluate.lm import load_lm
+    from alignlab.world.datasets import load_prompts
+    from alignlab.world.evaluate import evaluate_responses
+    from alignlab.world.model_eval import sample_answers
+
+    lm = load_lm(str(model)) if isinstance(model, (str, Path)) else model
+    prompts = load_prompts(paths.datasets["prompts_eval"])
+    if limit is not None and limit < len(prompts):  # every k-th prompt: the file is grouped by family, keep them all
+        prompts = prompts[:: len(prompts) // limit][:limit]
+    sampled = sample_answers(lm, prompts, samples=samples, max_tokens=max_tokens, temperature=1.0, seed=seed)
+    scores = evaluate_responses(sampled.prompts, sampled.answers, per_response=True)
+    n = len(prompts)  # answer k is to prompt k % n
+    per_prompt = [mean(scores["true_rewards"][i::n]) for i in range(n)]
+    return {**{k: scores[k] for k in SCORES}, "stderr": {k: scores["stderr"].get(k) for k in SCORES},
+            "per_prompt_reward": per_prompt, "n": scores["n"]}
+
+
+def table_row(method: str, scores: dict[str, Any], *, baseline: str | None, metric: str | None = None,
+              value: float | None = None, stderr: float | None = None, parse_rate: float | None = None,
+              **extra: Any) -> dict[str, Any]:
+    """One row of the oversight table: a model's ground-truth ``scores`` (from :func:`world_scores`) with their
+    standard errors, the row it is compared against (``baseline``, a method name of the same file, or None for a
+    baseline itself), and the method's own oversight number (``metric`` = ``value`` ± ``stderr``, its judge's or
+    critic's ``parse_rate`` beside it)."""
+    row = {"method": method, "baseline": baseline, "metric": metric, "value": value, "value_stderr": stderr,
+           "parse_rate": parse_rate}
+    for key in SCORES:
+        row[key] = scores.get(key)
+        row[f"{key}_stderr"] = (scores.get("stderr") or {}).get(key)
+    return {**row, **extra}
+
