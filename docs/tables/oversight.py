@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from _common import RESULTS, cite, fmt, load
+from _common import RESULTS, cite, fmt, load, mean_se
+
+SCORES = ("true_reward", "helpfulness", "honesty", "harmlessness")
 
 
 def consistency() -> str:
@@ -30,4 +32,46 @@ def self_consistency() -> str:
             f"\n\n{cite('oversight/self-consistency.json')}")
 
 
-BLOCKS = {"oversight-consistency": consistency, "oversight-self-consistency": self_consistency}
+def _mean_cell(values: list) -> str:
+    values = [v for v in values if v is not None]
+    return fmt(*mean_se(values)) if values else "–"
+
+
+def world_table(pattern: str, caption: str) -> str:
+    """Every oversight method's rows (``alignlab.oversight.world_run.table_row``) from the files matching
+    ``pattern`` under docs/results/oversight/<method>/, mean ± standard error over the files (seeds)."""
+    files = sorted((RESULTS / "oversight").glob(pattern))
+    if not files:
+        return "*No result files yet: run the commands of the method pages.*"
+    grouped: dict[tuple[str, str], list[dict]] = {}
+    sources: dict[str, list[str]] = {}
+    for path in files:
+        relative = str(path.relative_to(RESULTS))
+        sources.setdefault(path.parent.name, []).append(relative)
+        for row in load(relative)["results"]["rows"]:
+            grouped.setdefault((path.parent.name, row["method"]), []).append(row)
+    lines = [f"| experiment | model | baseline | {' | '.join(s.replace('_', ' ') for s in SCORES)} | own metric | "
+             "value | parse rate | runs |", "|---|---|---|" + "---|" * (len(SCORES) + 4)]
+    for (experiment, method), rows in grouped.items():
+        metric = rows[0].get("metric")
+        cells = [experiment, method, rows[0].get("baseline") or "–"]
+        cells += [_mean_cell([r.get(k) for r in rows]) for k in SCORES]
+        cells += [metric or "–", _mean_cell([r.get("value") for r in rows]) if metric else "–",
+                  _mean_cell([r.get("parse_rate") for r in rows]), str(len(rows))]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    cites = [cite(relative) for relatives in sources.values() for relative in relatives[:1]]
+    return "\n".join(lines) + f"\n\n{caption}\n\n" + "\n\n".join(cites)
+
+
+def world_seed0() -> str:
+    return world_table("*/seed*.json", "Mean ± standard error over training seeds (the runs column) on world seed 0; "
+                       "one file of each experiment is cited (the others differ only in seed).")
+
+
+def world_seed1() -> str:
+    return world_table("*/world1-seed*.json", "The same settings on a second world (world seed 1): does each "
+                       "method's effect keep its direction on a world it was not tuned on?")
+
+
+BLOCKS = {"oversight-consistency": consistency, "oversight-self-consistency": self_consistency,
+          "oversight-world": world_seed0, "oversight-world-seed1": world_seed1}
