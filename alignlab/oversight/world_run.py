@@ -73,7 +73,7 @@ def finetune(kind: str, rows: list[dict[str, Any]], init: str | Path, output: st
 def world_scores(model: str | Path | Any, paths, *, samples: int = 4, limit: int | None = None, max_tokens: int = 48,
                  seed: int = 0) -> dict[str, Any]:
     """The world's ground truth for ``model`` (a directory or an LM of :mod:`alignlab.evaluate.lm`): ``samples``
-    answers per held-out prompt (``limit`` of them, evenly spaced over the families) at temperature 1, graded by the judge, with standard
+    answers per held-out prompt (``limit`` of them, the families in turn: :func:`round_robin`) at temperature 1, graded by the judge, with standard
     errors clustered by prompt and each prompt's mean true reward (``per_prompt_reward``, for paired gains)."""
     from alignlab.evaluate.lm import load_lm
     from alignlab.world.datasets import load_prompts
@@ -82,14 +82,39 @@ def world_scores(model: str | Path | Any, paths, *, samples: int = 4, limit: int
 
     lm = load_lm(str(model)) if isinstance(model, (str, Path)) else model
     prompts = load_prompts(paths.datasets["prompts_eval"])
-    if limit is not None and limit < len(prompts):  # every k-th prompt: the file is grouped by family, keep them all
-        prompts = prompts[:: len(prompts) // limit][:limit]
-    sampled = sample_answers(lm, prompts, samples=samples, max_tokens=max_tokens, temperature=1.0, seed=seed)
-    scores = evaluate_responses(sampled.prompts, sampled.answers, per_response=True)
+    if limit is not None and limit < len(prompts):
+        prompts = round_robin(prompts, limit)
+    if hasattr(lm, "complete"):  # a local model: the world's own protocol, through the one generator
+        sampled = sample_answers(lm, prompts, samples=samples, max_tokens=max_tokens, temperature=1.0, seed=seed)
+        asked, answers = sampled.prompts, sampled.answers
+    else:  # any other LM (a server): the same prompts, sampled through the LM interface
+        asked = list(prompts) * samples
+        answers = lm.generate([p.messages for p in asked], max_tokens=max_tokens, temperature=1.0, seed=seed)
+    scores = evaluate_responses(asked, answers, per_response=True)
     n = len(prompts)  # answer k is to prompt k % n
     per_prompt = [mean(scores["true_rewards"][i::n]) for i in range(n)]
     return {**{k: scores[k] for k in SCORES}, "stderr": {k: scores["stderr"].get(k) for k in SCORES},
             "per_prompt_reward": per_prompt, "n": scores["n"]}
+
+
+def round_robin(prompts: list[Any], limit: int) -> list[Any]:
+    """``limit`` prompts taken one family at a time in turn (each family's in file order), so every family is
+    represented however small the limit (down to one prompt per family).
+
+    Example::
+
+        >>> from types import SimpleNamespace as P
+        >>> [p.text for p in round_robin([P(family="a", text="a1"), P(family="a", text="a2"),
+        ...                               P(family="b", text="b1")], 2)]
+        ['a1', 'b1']
+    """
+    by_family: dict[str, list[Any]] = {}
+    for prompt in prompts:
+        by_family.setdefault(prompt.family, []).append(prompt)
+    taken: list[Any] = []
+    for rank in range(max(map(len, by_family.values()), default=0)):
+        taken += [group[rank] for group in by_family.values() if rank < len(group)]
+    return taken[:limit]
 
 
 def table_row(method: str, scores: dict[str, Any], *, baseline: str | None, metric: str | None = None,
