@@ -23,4 +23,20 @@ def ird() -> str:
     return "\n".join(rows) + f"\n\nMean ± standard error over {seeds} seeds.\n\n{cite('outer/ird.json')}"
 
 
-BLOCKS = {"outer-ird": ird}
+RLSF = {"synthetic_label_accuracy": "synthetic labels agree with the true reward",
+        "synthetic_rm_accuracy": "reward model on synthetic pairs: held-out accuracy",
+        "annotated_rm_accuracy": "reward model on as many annotator-labelled pairs: held-out accuracy"}
+
+
+def rlsf() -> str:
+    record = load("outer/rlsf.json")
+    result = record["results"]
+    rows = ["| measure | mean ± standard error |", "|---|---|"]
+    rows += [f"| {label} | {fmt(result['summary'][key]['mean'], result['summary'][key]['se'])} |"
+             for key, label in RLSF.items()]
+    pairs = ", ".join(str(run["pairs"]) for run in result["runs"])
+    return ("\n".join(rows) + f"\n\nOver {len(result['runs'])} seeds (synthetic pairs per seed: {pairs}; "
+            f"{result['eval_pairs']} held-out pairs).\n\n{cite('outer/rlsf.json')}")
+
+
+BLOCKS = {"outer-ird": ird, "outer-rlsf": rlsf}
