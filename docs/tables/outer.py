@@ -3,7 +3,7 @@ each the results.json an `alignlab bench ...` command wrote)."""
 
 from __future__ import annotations
 
-from _common import cite, fmt, load
+from _common import RESULTS, cite, fmt, load, mean_se
 
 PLANNERS = {"proxy": "the proxy reward", "ird": "IRD (risk-averse, posterior 5% quantile)", "true": "the true reward"}
 
@@ -39,4 +39,29 @@ def rlsf() -> str:
             f"{result['eval_pairs']} held-out pairs).\n\n{cite('outer/rlsf.json')}")
 
 
-BLOCKS = {"outer-ird": ird, "outer-rlsf": rlsf}
+def _over_seeds(values: list[float], ses: list[float | None]) -> str:
+    """Mean ± standard error over seeds; for one seed, its own standard error (over answers) where it has one."""
+    if len(values) > 1:
+        return fmt(*mean_se(values))
+    return fmt(values[0], ses[0])
+
+
+def rules() -> str:
+    """Sparrow-style rule reward then GRPO: per-rule accuracy and violation rates, over the seeds' files."""
+    files = sorted(p.relative_to(RESULTS).as_posix() for p in (RESULTS / "outer").glob("rules_seed*.json"))
+    results = [load(f)["results"] for f in files]
+    rows = ["| rule | held-out accuracy of the rule reward | violation rate before GRPO | after |", "|---|---|---|---|"]
+    for rule in results[0]["rule_accuracy"]:
+        cells = [_over_seeds([r["rule_accuracy"][rule] for r in results], [None] * len(results))]
+        for when in ("violations_before", "violations_after"):
+            cells.append(_over_seeds([r[when][rule]["rate"] for r in results], [r[when][rule]["se"] for r in results]))
+        rows.append(f"| {rule} | " + " | ".join(cells) + " |")
+    reward = {when: _over_seeds([r["true_reward"][when] for r in results],
+                                [r["true_reward"][f"{when}_se"] for r in results]) for when in ("before", "after")}
+    spread = (f"mean ± standard error over {len(results)} seeds" if len(results) > 1 else
+              "one seed; ± is the standard error over held-out answers")
+    return ("\n".join(rows) + f"\n\nTrue reward {reward['before']} before, {reward['after']} after ({spread}).\n\n"
+            + "\n\n".join(cite(f) for f in files))
+
+
+BLOCKS = {"outer-ird": ird, "outer-rlsf": rlsf, "outer-rules": rules}
