@@ -64,4 +64,22 @@ def rules() -> str:
             + "\n\n".join(cite(f) for f in files))
 
 
-BLOCKS = {"outer-ird": ird, "outer-rlsf": rlsf, "outer-rules": rules}
+DECODING = ("true_reward", "helpfulness", "honesty", "harmlessness", "toxicity", "bias")
+
+
+def decoding() -> str:
+    """DExperts at several α, anti-expert re-ranking and the expert alone, on the frozen base model."""
+    files = sorted(p.relative_to(RESULTS).as_posix() for p in (RESULTS / "outer").glob("decoding_seed*.json"))
+    record = load(files[0])
+    rows = ["| decoding | " + " | ".join(k.replace("_", " ") for k in DECODING) + " | tokens/s |",
+            "|---|" + "---|" * (len(DECODING) + 1)]
+    for row in record["results"]["rows"]:
+        speed = row.get("tokens_per_s")
+        cells = [fmt(row[k], row["stderr"][k]) for k in DECODING] + ["–" if speed is None else f"{speed:.0f}"]
+        rows.append(f"| {row['rule']} | " + " | ".join(cells) + " |")
+    return ("\n".join(rows) + "\n\nOne seed (± is the standard error over held-out answers, clustered by prompt); "
+            "tokens/s were measured in the same run on a machine shared with other jobs, so compare them within "
+            f"the table only.\n\n{cite(files[0])}")
+
+
+BLOCKS = {"outer-ird": ird, "outer-rlsf": rlsf, "outer-rules": rules, "outer-decoding": decoding}
