@@ -154,6 +154,8 @@ def _blackbox(args: argparse.Namespace) -> None:
     config = bench_config(BlackboxBenchConfig, args, ("warm_start_steps",), lists=("seeds",))
     for method, part in bench_blackbox(config).items():
         for condition, values in part["summary"].items():
+            if "true_reward" not in values:  # the training row
+                continue
             print(f"{method} {condition:<24} true reward {values['true_reward']['mean']:.3f}"
                   + (f" ± {values['true_reward']['se']:.3f}" if values["true_reward"]["se"] is not None else ""))
     print(f"results.json in {config.output}")

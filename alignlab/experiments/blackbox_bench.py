@@ -24,6 +24,8 @@ Example::
 from __future__ import annotations
 
 import math
+import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean, stdev
@@ -79,38 +81,43 @@ def _common(config: BlackboxBenchConfig, seed: int, output: Path) -> list[str]:
             f"frozen_temperature={config.frozen_temperature}", f"data.limit={config.train_prompts}"]
 
 
+def training(run_dir: Path, seconds: float, steps: int = 5) -> dict[str, float]:
+    """The RL stage's mean reward over its first and last ``steps`` steps, and the wall time of both stages."""
+    from alignlab.core.metrics import read_metrics
+
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    return {"reward_first_steps": mean(r["reward"] for r in rows[:steps]),
+            "reward_last_steps": mean(r["reward"] for r in rows[-steps:]), "train_seconds": seconds}
+
+
 def run_dsp(config: BlackboxBenchConfig, seed: int, sft_model: str) -> dict[str, dict[str, float]]:
     from alignlab.evaluate.lm import load_lm
-    from alignlab.outer.blackbox.dsp import answer_with_hints, keywords
+    from alignlab.outer.blackbox.dsp import answer_with_hints, keywords, with_hint
     from alignlab.outer.blackbox.steer import FrozenLM
     from alignlab.registry import train
     from alignlab.world.build import build_world
     from alignlab.world.datasets import World
+    from alignlab.world.persona import aligned_response
 
     base = _base_model(config.world_seed, "small")
     paths = build_world(None, config.world_seed, "small", verbose=False)
     out = Path(config.output) / f"dsp-seed{seed}"
+    clock = time.perf_counter()
     train("dsp", overrides=[*_common(config, seed, out), f"model.name_or_path={base}",
                             f"data.path={paths.datasets['sft_train']}", f"frozen={sft_model}"])
+    rows: dict[str, dict[str, float]] = {"training": training(out, time.perf_counter() - clock)}
     world = World(config.world_seed, "small")
     prompts = world.eval_prompts()
     messages = [p.messages for p in prompts]
-    import random
-
-    from alignlab.world.persona import aligned_response
-
     rng = random.Random(seed)
     oracle = [keywords(aligned_response(p, rng), p.text) for p in prompts]
     policies = {"frozen alone": None, "untrained hints": base,
                 "warm-start hints": str(out / "warm_start"), "DSP hints": str(out)}
-    rows = {}
     for name, policy in policies.items():
         frozen = FrozenLM(load_lm(sft_model), max_tokens=48, temperature=config.frozen_temperature, seed=seed)
         _, answers = answer_with_hints(frozen, policy and load_lm(policy), messages)
         rows[name] = judged(prompts, answers)
     frozen = FrozenLM(load_lm(sft_model), max_tokens=48, temperature=config.frozen_temperature, seed=seed)
-    from alignlab.outer.blackbox.dsp import with_hint
-
     rows["oracle keywords"] = judged(prompts, frozen([with_hint(m, h) for m, h in zip(messages, oracle)]))
     return rows
 
@@ -127,17 +134,22 @@ def run_rl4f(config: BlackboxBenchConfig, seed: int) -> dict[str, dict[str, floa
     base = _base_model(config.world_seed, "oversight")
     paths = build_world(None, config.world_seed, "oversight", verbose=False)
     out = Path(config.output) / f"rl4f-seed{seed}"
+    clock = time.perf_counter()
     train("rl4f", overrides=[*_common(config, seed, out), f"model.name_or_path={base}",
                              f"data.path={paths.datasets['prompts_train']}", f"frozen={base}",
                              f"answer_temperature={config.answer_temperature}"])
+    seconds = time.perf_counter() - clock
     prompts = World(config.world_seed, "oversight").eval_prompts()
-    frozen = FrozenLM(load_lm(base), max_tokens=40, temperature=config.frozen_temperature, seed=seed + 7919)
-    cases = first_answers(frozen, [p.messages for p in prompts], WorldReward(), temperature=config.answer_temperature)
+    frozen_lm = load_lm(base)
+    first_frozen = FrozenLM(frozen_lm, max_tokens=40, temperature=config.frozen_temperature, seed=seed + 7919)
+    cases = first_answers(first_frozen, [p.messages for p in prompts], WorldReward(),
+                          temperature=config.answer_temperature)
     first = judged(prompts, [c.answer for c in cases])
-    rows = {"frozen alone": {**first, "gain": 0.0}}
+    rows = {"training": training(out, seconds), "frozen alone": {**first, "gain": 0.0}}
     critics = {"untrained critic": load_lm(base), "warm-start critic": load_lm(str(out / "warm_start")),
                "RL4F critic": load_lm(str(out)), "world feedback (oracle)": world_feedback}
-    for name, critic in critics.items():
+    for name, critic in critics.items():  # every critic's revisions sampled with the same seeds
+        frozen = FrozenLM(frozen_lm, max_tokens=40, temperature=config.frozen_temperature, seed=seed)
         _, revisions = critique_and_revise(frozen, critic, cases)
         row = judged(prompts, revisions)
         rows[name] = {**row, "gain": row["true_reward"] - first["true_reward"]}
