@@ -120,8 +120,13 @@ def test_a_frozen_lm_must_be_named():
 # ---- training ----------------------------------------------------------------------------------------
 
 
-def _rising(path) -> tuple[float, float]:
-    rows = read_metrics(path / "metrics.jsonl")
+def _learn(method, config_cls, model, data, out, frozen_lm):
+    """Train ``method`` for 40 RL steps from the tiny random model, no warm start, judged by count_e; returns the
+    mean reward of the first and of the last eight steps."""
+    config = load_config(config_cls, None, [f"model.name_or_path={model}", f"data.path={data}", f"output={out}",
+                                            "train.max_steps=40", "train.lr=1e-2", "warm_start_steps=0", "beta=0", *FAST])
+    method(config, frozen=FrozenLM(frozen_lm), judge=count_e)
+    rows = read_metrics(out / "metrics.jsonl")
     first, last = rows[:8], rows[-8:]
     return sum(r["reward"] for r in first) / len(first), sum(r["reward"] for r in last) / len(last)
 
@@ -129,11 +134,7 @@ def _rising(path) -> tuple[float, float]:
 def test_dsp_policy_learns_hints_that_the_frozen_lm_turns_into_rewarded_answers(tiny_model_dir, tmp_path):
     data = write_jsonl(tmp_path / "sft.jsonl", sft_rows(8))
     frozen_lm = EchoLM(lambda m: hint_of(m))  # the frozen LM says what the hint says
-    config = load_config(DSPConfig, None, [f"model.name_or_path={tiny_model_dir}", f"data.path={data}",
-                                           f"output={tmp_path / 'dsp'}", "train.max_steps=40", "train.lr=1e-2",
-                                           "warm_start_steps=0", "beta=0", *FAST])
-    train_dsp(config, frozen=FrozenLM(frozen_lm), judge=count_e)
-    before, after = _rising(tmp_path / "dsp")
+    before, after = _learn(train_dsp, DSPConfig, tiny_model_dir, data, tmp_path / "dsp", frozen_lm)
     assert after > before + 1.0, (before, after)
     assert all(m[0]["role"] == "system" for m in frozen_lm.seen)  # every frozen call carried a hint
 
@@ -147,11 +148,7 @@ def test_rl4f_critic_learns_critiques_whose_revisions_gain(tiny_model_dir, tmp_p
         return text.split("Feedback: ")[1].split("\n")[0] if "Feedback: " in text else "ok"
 
     frozen_lm = EchoLM(reply)
-    config = load_config(RL4FConfig, None, [f"model.name_or_path={tiny_model_dir}", f"data.path={prompts}",
-                                            f"output={tmp_path / 'rl4f'}", "train.max_steps=40", "train.lr=1e-2",
-                                            "warm_start_steps=0", "beta=0", *FAST])
-    train_rl4f(config, frozen=FrozenLM(frozen_lm), judge=count_e)
-    before, after = _rising(tmp_path / "rl4f")
+    before, after = _learn(train_rl4f, RL4FConfig, tiny_model_dir, prompts, tmp_path / "rl4f", frozen_lm)
     assert after > before + 1.0, (before, after)
     first = frozen_lm.seen[:4]  # the first answers: the plain questions, once each, then only revision requests
     assert [m[0]["content"] for m in first] == ["Hi", "Two plus two?", "Reverse cat.", "Hello!"]

@@ -13,8 +13,10 @@ prompts the frozen LM's first answers (sampled at ``answer_temperature``) are ke
 of the untrained critic, the warm start, RL4F, or the world's feedback itself (an oracle critic).
 
 Reported per condition over ``seeds`` (each seed trains its own policies and draws its own answers): the judge's
-true reward, helpfulness, honesty, harmlessness, toxicity and bias rates, and for RL4F the fault rate and the gain
-over the first answers, mean ± standard error in ``results.json``.
+true reward, helpfulness, honesty, harmlessness, toxicity and bias rates, the fault rate (answers showing a fault the
+world names) and the gain in true reward over the frozen LM alone (paired: each condition's answers are sampled with
+the same seeds), mean ± standard error in ``results.json``; and per seed the RL stage's reward over its first and
+last steps and the training wall time.
 
 Example::
 
@@ -119,6 +121,9 @@ def run_dsp(config: BlackboxBenchConfig, seed: int, sft_model: str) -> dict[str,
         rows[name] = judged(prompts, answers)
     frozen = FrozenLM(load_lm(sft_model), max_tokens=48, temperature=config.frozen_temperature, seed=seed)
     rows["oracle keywords"] = judged(prompts, frozen([with_hint(m, h) for m, h in zip(messages, oracle)]))
+    alone = rows["frozen alone"]["true_reward"]
+    for name in [*policies, "oracle keywords"]:  # paired: every condition's answers sampled with the same seeds
+        rows[name]["gain"] = rows[name]["true_reward"] - alone
     return rows
 
 
