@@ -33,8 +33,9 @@ class Method:
 
     target: str
     """``module:ConfigClass:function``"""
-    stage: Literal["sft", "reward", "offline", "online"]
-    """sft, reward (a reward or cost model), offline (a policy from a fixed dataset) or online (from its own samples)"""
+    stage: Literal["sft", "reward", "offline", "online", "steering"]
+    """sft, reward (a reward or cost model), offline (a policy from a fixed dataset), online (from its own samples) or
+    steering (a small policy whose text steers a frozen LM)"""
     data: str
     """the record kind it learns from best (conversation, pair, ranked, unpaired, prompt, safety)"""
     loss: str | None = None
@@ -64,6 +65,8 @@ _BEFORE_PAIRWISE: dict[str, Method] = {
     "raft": Method("alignlab.outer.online.sampling:RAFTConfig:train_raft", "online", "prompt"),
     "rso": Method("alignlab.outer.online.sampling:RSOConfig:train_rso", "online", "prompt"),
     "spin": Method("alignlab.outer.online.sampling:SPINConfig:train_spin", "online", "conversation"),
+    "dsp": Method("alignlab.outer.blackbox.dsp:DSPConfig:train_dsp", "steering", "conversation"),
+    "rl4f": Method("alignlab.outer.blackbox.rl4f:RL4FConfig:train_rl4f", "steering", "prompt"),
 }
 _AFTER_PAIRWISE: dict[str, Method] = {
     "rrhf": Method("alignlab.outer.ranked:RRHFConfig:train_ranked", "offline", "ranked", "rrhf"),

@@ -63,6 +63,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                             "task definitions, against plain SFT")
     add_config_command(bench, "ird", _ird,
                        help="inverse reward design: a proxy blind to one feature, planners on held-out prompts")
+    add_config_command(bench, "blackbox", _blackbox,
+                       help="black-box steering of frozen LMs: DSP hints and RL4F critiques against none")
     add_config_command(bench, "selection", _selection,
                        help="SFT on chosen fractions of the world's demonstrations: selectors against random")
 
@@ -143,4 +145,17 @@ def _ird(args: argparse.Namespace) -> None:
     config = bench_config(IRDBenchConfig, args, lists=("blind_families", "blind_features", "seeds"))
     for planner, values in bench_ird(config)["summary"].items():
         print(f"{planner:<6} " + ", ".join(f"{k} {v['mean']:.3f}" for k, v in values.items()))
+    print(f"results.json in {config.output}")
+
+
+def _blackbox(args: argparse.Namespace) -> None:
+    from alignlab.experiments.blackbox_bench import BlackboxBenchConfig, bench_blackbox
+
+    config = bench_config(BlackboxBenchConfig, args, ("warm_start_steps",), lists=("seeds",))
+    for method, part in bench_blackbox(config).items():
+        for condition, values in part["summary"].items():
+            if "true_reward" not in values:  # the training row
+                continue
+            print(f"{method} {condition:<24} true reward {values['true_reward']['mean']:.3f}"
+                  + (f" ± {values['true_reward']['se']:.3f}" if values["true_reward"]["se"] is not None else ""))
     print(f"results.json in {config.output}")

@@ -177,9 +177,14 @@ class RuleConditionedReward:
         return [min(c) if self.aggregate == "min" else sum(c) / len(c) for c in columns]
 
 
+class MessageReward:
+    """Base of a reward source defined elsewhere that reads the chat messages itself (e.g. one that runs a frozen
+    LM on them): :func:`as_source` passes it through instead of wrapping it as a plain function."""
+
+
 def as_source(reward: RewardSource | Callable) -> RewardSource:
     """A reward source as is; any other callable is taken as a plain ``fn(prompts: list[str], completions)``."""
-    known = (FunctionReward, ModelReward, WorldReward, RuleConditionedReward)
+    known = (FunctionReward, ModelReward, WorldReward, RuleConditionedReward, MessageReward)
     return reward if isinstance(reward, known) else FunctionReward(reward)
 
 
