@@ -107,7 +107,7 @@ def parse_command_config(cls: type[T], args: argparse.Namespace, *, flags: Seque
     for name, (key, _) in list_keys.items():
         if getattr(namespace, name):
             items = [item for text in getattr(namespace, name) for item in text.split(",") if item]
-            overrides.append(f"{key}={json.dumps(items)}")
+            overrides.append(f"{key}={json.dumps(typed_items(cls, key, items, '--' + name.replace('_', '-')))}")
     for name, (key, _) in mapping_keys.items():
         if getattr(namespace, name):
             pairs = named_values(",".join(getattr(namespace, name)), "--" + name.replace("_", "-"))
@@ -122,6 +122,30 @@ def parse_command_config(cls: type[T], args: argparse.Namespace, *, flags: Seque
         flag_of = {key: "--" + name.replace("_", "-") for name, (key, _) in {**flag_keys, **list_keys, **mapping_keys}.items()}
         missing = [flag_of.get(key, key) for key in re.findall(r"'(\w+)'", str(err.__cause__))]
         raise ConfigError(f"{args.config_command} needs {', '.join(missing)}") from err
+
+
+def typed_items(cls: type, key: str, items: list[str], flag: str) -> list[Any]:
+    """A list flag's items as its field's element type (``list[int]``: ``"0"`` → 0); strings stay strings.
+
+    Example::
+
+        >>> from dataclasses import dataclass, field
+        >>> @dataclass
+        ... class Opt:
+        ...     seeds: list[int] = field(default_factory=list)
+        >>> typed_items(Opt, "seeds", ["0", "2"], "--seeds")
+        [0, 2]
+    """
+    import typing
+
+    hint = typing.get_type_hints(cls).get(key) if "." not in key else None
+    element = typing.get_args(hint)[0] if typing.get_args(hint) else str
+    if element not in (int, float):
+        return items
+    try:
+        return [element(item) for item in items]
+    except ValueError as err:
+        raise ConfigError(f"{flag}: expected {element.__name__} items, got {','.join(items)!r}") from err
 
 
 def named_values(text: str, flag: str) -> dict[str, str]:

@@ -127,3 +127,20 @@ def test_a_url_where_a_local_model_is_needed_says_so():
 
     with pytest.raises(ModelError, match="is a URL; this command needs a local model"):
         load_causal_lm("http://127.0.0.1:8000/v1")
+
+
+def test_a_list_flag_of_numbers_gives_numbers_and_a_bad_item_names_the_flag(capsys):
+    import argparse
+
+    from alignlab.cli import parse_command_config
+    from alignlab.errors import ConfigError
+    from alignlab.experiments.selection_bench import SelectionBenchConfig
+
+    def parse(*argv):
+        args = argparse.Namespace(config_command="alignlab bench selection", argv=list(argv))
+        return parse_command_config(SelectionBenchConfig, args, lists=["seeds", "fractions", "selectors"])
+
+    config = parse("--seeds", "0,1", "--seeds", "2", "--fractions", "0.5", "--selectors", "random")
+    assert config.seeds == [0, 1, 2] and config.fractions == [0.5] and config.selectors == ["random"]
+    with pytest.raises(ConfigError, match="--seeds: expected int items"):
+        parse("--seeds", "0,one")
