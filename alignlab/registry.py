@@ -33,8 +33,9 @@ class Method:
 
     target: str
     """``module:ConfigClass:function``"""
-    stage: Literal["sft", "reward", "offline", "online"]
-    """sft, reward (a reward or cost model), offline (a policy from a fixed dataset) or online (from its own samples)"""
+    stage: Literal["sft", "reward", "offline", "online", "decoding"]
+    """sft, reward (a reward or cost model), offline (a policy from a fixed dataset), online (from its own samples) or
+    decoding (heads that steer a frozen model while it generates)"""
     data: str
     """the record kind it learns from best (conversation, pair, ranked, unpaired, prompt, safety)"""
     loss: str | None = None
@@ -64,6 +65,7 @@ _BEFORE_PAIRWISE: dict[str, Method] = {
     "raft": Method("alignlab.outer.online.sampling:RAFTConfig:train_raft", "online", "prompt"),
     "rso": Method("alignlab.outer.online.sampling:RSOConfig:train_rso", "online", "prompt"),
     "spin": Method("alignlab.outer.online.sampling:SPINConfig:train_spin", "online", "conversation"),
+    "sensei": Method("alignlab.outer.sensei:SenseiConfig:train_sensei", "decoding", "prompt"),
 }
 _AFTER_PAIRWISE: dict[str, Method] = {
     "rrhf": Method("alignlab.outer.ranked:RRHFConfig:train_ranked", "offline", "ranked", "rrhf"),
