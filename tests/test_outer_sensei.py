@@ -17,6 +17,7 @@ from alignlab.outer.sensei import (
     distributor_loss,
     load_sensei,
     optimal_actor_logits,
+    top_k_mask,
     train_sensei,
 )
 
@@ -48,6 +49,20 @@ def test_the_actor_loss_is_stationary_at_softmax_z_times_exp_q_over_beta() -> No
     actor_loss(other, z, q, mask, beta).sum().backward()
     assert other.grad.abs().max() > 1e-2
     assert actor_loss(best, z, q, mask, beta) < actor_loss(z, z, q, mask, beta)
+
+
+def test_the_actor_chooses_among_the_lm_top_k_with_finite_gradients() -> None:
+    """Restricted to the LM's k best tokens, the loss ignores the rest (however high their q) and stays finite."""
+    z = torch.tensor([[[3.0, 2.0, 1.0, 0.0]]])
+    q = torch.tensor([[[0.0, 1.0, 0.0, 100.0]]])
+    candidates = top_k_mask(z, 2)
+    assert torch.isinf(candidates[0, 0, 2:]).all() and torch.equal(candidates[0, 0, :2], z[0, 0, :2])
+    delta = torch.zeros_like(z, requires_grad=True)
+    loss = actor_loss(candidates + delta, candidates, q, torch.ones(1, 1), 0.5)
+    loss.sum().backward()
+    assert torch.isfinite(loss).all() and torch.isfinite(delta.grad).all()
+    best = optimal_actor_logits(candidates, q, 0.5)
+    assert int(best.argmax()) == 1  # the 100 outside the candidates is out of reach
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +123,25 @@ def test_greedy_steered_tokens_are_the_argmax_of_z_plus_strength_delta_through_t
         ids = list(prompt_ids)
         for token in completion:
             hidden, z = steered.states(torch.tensor([ids]), keep=1)
-            assert token == int((z[0, -1] + 0.7 * steered.steering(hidden[0, -1])).argmax())
+            assert token == int((top_k_mask(z[0, -1], 10) + 0.7 * steered.steering(hidden[0, -1])).argmax())
             ids.append(token)
 
 
 def test_a_directory_without_heads_is_refused(tmp_path) -> None:
     with pytest.raises(ModelError, match="no SENSEI heads"):
         load_sensei(tmp_path)
+
+
+def test_alignlab_train_sensei_trains_the_heads_from_the_command_line(tmp_path, tiny_model_dir) -> None:
+    from alignlab.cli import main
+
+    write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": p} for p in PROMPTS])
+    code = main(["train", "sensei", "--model", str(tiny_model_dir), "--data", str(tmp_path / "prompts.jsonl"),
+                 "--output", str(tmp_path / "run"), "--set", "reward.source=function",
+                 "--set", "reward.function=test_outer_sensei:count_e", "--set", "samples_per_prompt=2",
+                 "--set", "generation.max_new_tokens=6", "--set", "train.max_steps=3", "--set", "strength=0.5",
+                 "--set", "train.progress=false"])
+    assert code == 0
+    sensei = load_sensei(tmp_path / "run")
+    assert sensei.strength == 0.5 and sensei.top_k == 10
+    assert sensei.critic.bias.abs().sum() > 0 and sensei.actor.proj.weight.abs().sum() > 0

@@ -79,9 +79,20 @@ def actor_loss(actor_logits: torch.Tensor, base_logits: torch.Tensor, q: torch.T
     ``mask``: [batch, T]. The expectation is exact over the vocabulary (no sampled action, no variance)."""
     logp = actor_logits.float().log_softmax(-1)
     base_logp = base_logits.float().log_softmax(-1)
-    p = logp.exp()
+    outside = torch.isinf(base_logp)  # tokens outside the candidate set (−inf logits): p = 0, they add nothing
+    logp, base_logp = logp.masked_fill(outside, 0.0), base_logp.masked_fill(outside, 0.0)
+    p = logp.exp().masked_fill(outside, 0.0)
     per_state = -(p * q.float()).sum(-1) + beta * (p * (logp - base_logp)).sum(-1)  # [batch, T]
     return (per_state * mask).sum(-1)
+
+
+def top_k_mask(logits: torch.Tensor, k: int, fill: float = -float("inf")) -> torch.Tensor:
+    """``logits`` with every token outside the ``k`` most likely set to ``fill`` (k = 0: unchanged): the candidates
+    the actor chooses among."""
+    if not k or k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, fill)
 
 
 def optimal_actor_logits(base_logits: torch.Tensor, q: torch.Tensor, beta: float) -> torch.Tensor:
@@ -116,12 +127,12 @@ class Sensei(nn.Module):
     so :func:`~alignlab.core.generation.generate` decodes it with the LM's own KV cache. Both heads start at zero:
     an untrained Sensei is the LM."""
 
-    def __init__(self, lm: nn.Module, *, strength: float = 1.0):
+    def __init__(self, lm: nn.Module, *, strength: float = 1.0, top_k: int = 0):
         super().__init__()
         self.lm = lm.requires_grad_(False)
         self.critic = TokenHead(lm.config.hidden_size, lm.config.vocab_size)
         self.actor = TokenHead(lm.config.hidden_size, lm.config.vocab_size)
-        self.strength = strength
+        self.strength, self.top_k = strength, top_k
         self.config = lm.config
         self.generation_config = getattr(lm, "generation_config", None)
 
@@ -148,14 +159,18 @@ class Sensei(nn.Module):
         extra = {cache_keyword(self.lm): past_key_values} if past_key_values is not None else {}
         hidden, logits = self.states(input_ids, attention_mask, logits_to_keep, position_ids=position_ids,
                                      use_cache=use_cache, **extra)
-        return SimpleNamespace(logits=logits.float() + self.strength * self.steering(hidden))
+        # a finite fill: never sampled (e^−10⁴ is 0 in float32), yet log-prob code that multiplies masked
+        # positions (padding) by 0 stays finite
+        z = top_k_mask(logits.float(), self.top_k, -1e4) if self.strength else logits.float()
+        return SimpleNamespace(logits=z + self.strength * self.steering(hidden))
 
     def with_strength(self, strength: float) -> Sensei:
         """This model steered with another strength (shares the LM and the heads)."""
         other = Sensei.__new__(Sensei)
         nn.Module.__init__(other)
         other.lm, other.critic, other.actor = self.lm, self.critic, self.actor
-        other.strength, other.config, other.generation_config = strength, self.config, self.generation_config
+        other.strength, other.top_k = strength, self.top_k
+        other.config, other.generation_config = self.config, self.generation_config
         return other
 
     def save(self, path: str | Path, *, beta: float) -> None:
@@ -167,7 +182,7 @@ class Sensei(nn.Module):
         with atomic_replace(Path(path) / HEADS_FILE) as tmp:
             save_file({f"{name}.{k}": v.detach().contiguous() for name in ("critic", "actor")
                        for k, v in getattr(self, name).state_dict().items()}, str(tmp))
-        atomic_write_json(Path(path) / META_FILE, {"strength": self.strength, "beta": beta})
+        atomic_write_json(Path(path) / META_FILE, {"strength": self.strength, "top_k": self.top_k, "beta": beta})
 
 
 def load_sensei(path: str | Path, *, strength: float | None = None) -> Sensei:
@@ -178,7 +193,8 @@ def load_sensei(path: str | Path, *, strength: float | None = None) -> Sensei:
     if not (path / HEADS_FILE).exists():
         raise ModelError(f"{path} holds no SENSEI heads ({HEADS_FILE}); train them with `alignlab train sensei`")
     meta = json.loads((path / META_FILE).read_text())
-    model = Sensei(load_causal_lm(str(path)).eval(), strength=meta["strength"] if strength is None else strength)
+    model = Sensei(load_causal_lm(str(path)).eval(), strength=meta["strength"] if strength is None else strength,
+                   top_k=meta.get("top_k", 0))
     weights = load_file(str(path / HEADS_FILE))
     for name in ("critic", "actor"):
         getattr(model, name).load_state_dict({k.split(".", 1)[1]: v for k, v in weights.items()
@@ -195,6 +211,7 @@ class SenseiObjective:
     answer's tokens, ``reward`` [batch]); one item per answer."""
 
     beta: float
+    top_k: int = 0
 
     def num_items(self, batch: dict[str, torch.Tensor]) -> int:
         return len(batch["reward"])
@@ -207,7 +224,8 @@ class SenseiObjective:
         q = model.step_rewards(hidden).float()  # [batch, T, vocab]: the reward of writing each token here
         taken = q.gather(-1, targets.clamp(min=0)[..., None]).squeeze(-1)
         critic = distributor_loss(taken, mask, batch["reward"])
-        actor = actor_loss(logits + model.steering(hidden).float(), logits, q.detach(), mask, self.beta)
+        candidates = top_k_mask(logits, self.top_k)
+        actor = actor_loss(candidates + model.steering(hidden).float(), candidates, q.detach(), mask, self.beta)
         tokens = mask.sum(-1).clamp(min=1)
         return ObjectiveOutput(loss_sum=(critic + actor / tokens).sum(), metrics={
             "critic_loss": critic.detach(), "actor_loss": (actor / tokens).detach(),
@@ -242,10 +260,13 @@ class SenseiConfig(RunConfig):
     """run directory: the LM (unchanged), sensei_heads.safetensors, sensei.json, the scored answers"""
     samples_per_prompt: int = 4
     """answers sampled per training prompt"""
-    beta: float = 0.1
+    beta: float = 0.5
     """KL strength that holds the actor near the LM (the actor's optimum is softmax(z)·exp(q/β))"""
     strength: float = 1.0
     """how strongly generation follows the actor: logits z + strength·δ (0 = the LM; saved, changeable at load)"""
+    top_k: int = 10
+    """the actor chooses among the LM's k most likely tokens at each step (0: all): it cannot push generation onto
+    tokens the critic never saw written"""
 
     def __post_init__(self) -> None:
         if self.samples_per_prompt < 1:
@@ -290,8 +311,8 @@ def train_sensei(config: SenseiConfig, *, model: nn.Module | None = None, tokeni
         lm = lm.cuda()
     source = as_source(reward) if reward is not None else build_reward(config.reward)
     examples = scored_answers(lm.eval(), tokenizer, [r.prompt for r in records], source, config)
-    sensei = Sensei(lm, strength=config.strength).to(next(lm.parameters()).device)
-    result = train(sensei, SenseiObjective(config.beta), examples, SenseiCollator(tokenizer.pad_token_id),
+    sensei = Sensei(lm, strength=config.strength, top_k=config.top_k).to(next(lm.parameters()).device)
+    result = train(sensei, SenseiObjective(config.beta, config.top_k), examples, SenseiCollator(tokenizer.pad_token_id),
                    config.train, out)
     rewards = [e["reward"] for e in examples]
     finish_run(lm, tokenizer, result, results={"answers": len(examples),
