@@ -75,7 +75,7 @@ def trained(tmp_path_factory):
     runs = {}
     for sign in (1.0, -1.0):
         cfg = SenseiConfig(model=ModelConfig(str(root / "lm")), data=DataConfig(path=str(root / "prompts.jsonl")),
-                           output=str(root / f"sign{sign:+.0f}"), samples_per_prompt=32,
+                           output=str(root / f"sign{sign:+.0f}"), samples_per_prompt=32, beta=0.1,
                            generation=GenerationConfig(max_new_tokens=8, seed=0),
                            train=TrainConfig(lr=2e-2, batch_size=16, max_steps=150, progress=False))
         train_sensei(cfg, reward=lambda ps, cs, s=sign: [s * x for x in count_e(ps, cs)])
