@@ -22,6 +22,7 @@ from typing import Any
 
 from alignlab.experiments.bench import WorldExperimentConfig
 from alignlab.experiments.sensei_bench import RATES, summarise
+from alignlab.outer.uddia import UDDIAConfig
 
 
 @dataclass
@@ -36,20 +37,9 @@ class UDDIABenchConfig(WorldExperimentConfig):
     """sampling seeds"""
     probe_pairs: int = 600
     """training pairs whose two answers fit the attribute probe"""
-    layers: int = 2
-    """decoder layers (the last ones) whose output gets a tuned bias vector"""
-    segment: int = 8
-    """tokens between two checks of the probe"""
-    threshold: float = 0.5
-    """attribute probability above which an answer is optimised and its segment redone"""
-    steps: int = 3
-    """Adam steps per intervention"""
-    lr: float = 0.1
-    """Adam learning rate of the biases"""
-    kl_weight: float = 0.1
-    """weight of the KL to the unchanged model"""
-    max_redo: int = 1
-    """redos per segment"""
+    uddia: UDDIAConfig = field(default_factory=UDDIAConfig)
+    """UDDIA's settings (layers, segment, threshold, steps, lr, kl_weight, max_redo); its generation block is
+    replaced by the bench's (max_new_tokens, temperature 1, the seed)"""
     eval_samples: int = 2
     """answers sampled (temperature 1) per held-out prompt"""
     max_new_tokens: int = 48
@@ -72,12 +62,14 @@ def probe_rows(pairs_path: str, limit: int | None) -> list[dict[str, Any]]:
 
 def bench_uddia(config: UDDIABenchConfig) -> dict[str, Any]:
     """Fit the probe, decode the held-out prompts plainly and with UDDIA per seed; write results.json."""
+    from dataclasses import replace
+
     import torch
 
     from alignlab.core.generation import GenerationConfig, encode_prompts, generate
     from alignlab.core.models import load_causal_lm, load_tokenizer
     from alignlab.core.provenance import write_result
-    from alignlab.outer.uddia import UDDIAConfig, answer_states, fit_attribute_probe, uddia_generate
+    from alignlab.outer.uddia import answer_states, fit_attribute_probe, uddia_generate
     from alignlab.world.base_model import BaseModelConfig, build_base_model
     from alignlab.world.build import build_world
     from alignlab.world.datasets import load_prompts
@@ -105,9 +97,7 @@ def bench_uddia(config: UDDIABenchConfig) -> dict[str, Any]:
     for seed in config.seeds:
         gen = GenerationConfig(max_new_tokens=config.max_new_tokens, temperature=1.0, seed=seed)
         plain = generate(model, tokenizer, messages, gen)
-        steered = uddia_generate(model, tokenizer, messages, probe, UDDIAConfig(
-            generation=gen, layers=config.layers, segment=config.segment, threshold=config.threshold,
-            steps=config.steps, lr=config.lr, kl_weight=config.kl_weight, max_redo=config.max_redo))
+        steered = uddia_generate(model, tokenizer, messages, probe, replace(config.uddia, generation=gen))
         rows = {}
         for name, output in (("plain decoding", plain), ("UDDIA", steered)):
             scores = evaluate_responses(prompts, output.texts)
