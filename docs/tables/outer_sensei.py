@@ -39,4 +39,26 @@ def uddia() -> str:
     return _table("outer/uddia/results.json", (("tokens_per_s", "tokens/s"), ("seconds", "decode s"))) + probe
 
 
-BLOCKS = {"outer-sensei": sensei, "outer-uddia": uddia}
+def dexperts() -> str:
+    """DExperts on the same base model (`alignlab bench decoding`, one result file per seed), mean ± SE over seeds."""
+    from _common import RESULTS, mean_se
+
+    files = sorted(p.relative_to(RESULTS).as_posix() for p in (RESULTS / "outer" / "uddia").glob("dexperts-seed*.json"))
+    if not files:
+        return "*No DExperts run is committed under `docs/results/outer/uddia/` yet.*"
+    records = [load(f) for f in files]
+    names = [row["rule"] for row in records[0]["results"]["rows"]]
+    header = ["", *(r.replace("_", " ") for r in RATES), "tokens/s"]
+    rows = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for name in names:
+        per_seed = [next(r for r in rec["results"]["rows"] if r["rule"] == name) for rec in records]
+        cells = []
+        for key in (*RATES, "tokens_per_s"):
+            mean, se = mean_se([r[key] for r in per_seed])
+            cells.append(fmt(mean, se if len(per_seed) > 1 else None, 1 if key == "tokens_per_s" else 3))
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + f"\n\nMean ± standard error over {len(records)} seed(s).\n\n" + "\n\n".join(
+        cite(f) for f in files)
+
+
+BLOCKS = {"outer-sensei": sensei, "outer-uddia": uddia, "outer-uddia-dexperts": dexperts}
