@@ -179,7 +179,7 @@ def fit_rule_calibration(labelled: dict[str, list[tuple[float, bool]]], *, l2: f
 
 def calibrated_scores(table: list[list[float]], rules: list[str], calibration: RuleCalibration,
                       applicable: list[set[str]] | None = None, *, aggregate: str = "log_all") -> list[float]:
-    """One score per completion from raw per-rule scores ``table`` [rule][completion], counting only the rules
+    """One score per completion from raw per-rule scores ``table[rule][completion]``, counting only the rules
     that apply to its prompt (``applicable[i]``; None: all rules).
 
     ``log_all``: Σ_{r applies} log p_r (the log-probability that every applicable rule is followed; 0 when none
