@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import build_model, build_tokenizer
+from test_outer_sensei import PROMPTS
 
 from alignlab.core.generation import GenerationConfig, generate
 from alignlab.errors import ConfigError
@@ -17,10 +18,6 @@ from alignlab.outer.uddia import (
     uddia_generate,
     uddia_loss,
 )
-
-QUESTIONS = ["Hello!", "Two plus two?", "Thanks!", "What is the capital of Zorbia?", "Reverse cat", "Hi there",
-             "Help me", "Good day"]
-PROMPTS = [[{"role": "user", "content": q}] for q in QUESTIONS]
 
 
 @pytest.fixture(scope="module")
