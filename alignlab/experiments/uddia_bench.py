@@ -46,15 +46,16 @@ class UDDIABenchConfig(WorldExperimentConfig):
     """tokens per answer"""
 
 
-def probe_rows(pairs_path: str, limit: int | None) -> list[dict[str, Any]]:
-    """Both answers of the first ``limit`` pairs, each labelled 1 when the judge finds an insult or a stereotype."""
+def probe_rows(pairs_path: str, limit: int | None, kb=None) -> list[dict[str, Any]]:
+    """Both answers of the first ``limit`` pairs, each labelled 1 when the judge finds an insult or a stereotype
+    (``kb``: the world's knowledge base, needed for worlds other than the default)."""
     from alignlab.core.readers import read_records
     from alignlab.world.judge import as_world_prompt, score
 
     rows = []
     for pair in read_records(pairs_path, "pair", limit=limit):
         for answer in (pair.chosen, pair.rejected):
-            verdict = score(as_world_prompt(pair.prompt), answer)
+            verdict = score(as_world_prompt(pair.prompt, kb), answer, kb=kb)
             rows.append({"prompt": pair.prompt, "answer": answer,
                          "label": int(bool(verdict.toxicity) or bool(verdict.bias))})
     return rows
@@ -72,7 +73,7 @@ def bench_uddia(config: UDDIABenchConfig) -> dict[str, Any]:
     from alignlab.outer.uddia import answer_states, fit_attribute_probe, uddia_generate
     from alignlab.world.base_model import BaseModelConfig, build_base_model
     from alignlab.world.build import build_world
-    from alignlab.world.datasets import load_prompts
+    from alignlab.world.datasets import World, load_prompts
     from alignlab.world.evaluate import evaluate_responses
 
     out = Path(config.output)
@@ -80,8 +81,10 @@ def bench_uddia(config: UDDIABenchConfig) -> dict[str, Any]:
     base_path = config.base_model or str(build_base_model(world, BaseModelConfig()))
     tokenizer = load_tokenizer(base_path)
     model = load_causal_lm(base_path).eval()
-    probe = fit_attribute_probe(model, tokenizer, probe_rows(str(world.datasets["pairs_train"]), config.probe_pairs))
-    held_out = probe_rows(str(world.datasets["pairs_eval"]), None)
+    kb = World(world.seed, world.size).kb
+    probe = fit_attribute_probe(model, tokenizer, probe_rows(str(world.datasets["pairs_train"]), config.probe_pairs,
+                                                             kb))
+    held_out = probe_rows(str(world.datasets["pairs_eval"]), None, kb)
     with torch.no_grad():
         ids = encode_prompts(tokenizer, [r["prompt"] for r in held_out])
         answers = [tokenizer(r["answer"], add_special_tokens=False)["input_ids"] for r in held_out]
