@@ -29,14 +29,14 @@ def sensei() -> str:
                                                 ("train_seconds", "train s"), ("tokens_per_s", "tokens/s")))
 
 
-def uddia() -> str:
-    record = load("outer/uddia/results.json")["results"]
+def uddia(relative: str = "outer/uddia/results.json") -> str:
+    record = load(relative)["results"]
     probe = (f"\n\nThe attribute probe's accuracy on the {record['probe_held_out_answers']} held-out answers: "
              f"{record['probe_accuracy']:.3f} (share labelled undesired: {record['probe_positive_rate']:.3f}). UDDIA "
              "intervened "
              + fmt(record["summary"]["UDDIA"]["interventions"]["mean"], record["summary"]["UDDIA"]["interventions"]["se"])
              + " times per answer.")
-    return _table("outer/uddia/results.json", (("tokens_per_s", "tokens/s"), ("seconds", "decode s"))) + probe
+    return _table(relative, (("tokens_per_s", "tokens/s"), ("seconds", "decode s"))) + probe
 
 
 def dexperts() -> str:
@@ -61,4 +61,5 @@ def dexperts() -> str:
         cite(f) for f in files)
 
 
-BLOCKS = {"outer-sensei": sensei, "outer-uddia": uddia, "outer-uddia-dexperts": dexperts}
+BLOCKS = {"outer-sensei": sensei, "outer-uddia": uddia, "outer-uddia-dexperts": dexperts,
+          "outer-uddia-world1": lambda: uddia("outer/uddia/world-seed1.json")}
