@@ -33,9 +33,10 @@ class Method:
 
     target: str
     """``module:ConfigClass:function``"""
-    stage: Literal["sft", "reward", "offline", "online", "steering"]
-    """sft, reward (a reward or cost model), offline (a policy from a fixed dataset), online (from its own samples) or
-    steering (a small policy whose text steers a frozen LM)"""
+    stage: Literal["sft", "reward", "offline", "online", "steering", "decoding"]
+    """sft, reward (a reward or cost model), offline (a policy from a fixed dataset), online (from its own samples),
+    steering (a small policy whose text steers a frozen LM) or decoding (heads that steer a frozen model while it
+    generates)"""
     data: str
     """the record kind it learns from best (conversation, pair, ranked, unpaired, prompt, safety)"""
     loss: str | None = None
@@ -67,6 +68,7 @@ _BEFORE_PAIRWISE: dict[str, Method] = {
     "spin": Method("alignlab.outer.online.sampling:SPINConfig:train_spin", "online", "conversation"),
     "dsp": Method("alignlab.outer.blackbox.dsp:DSPConfig:train_dsp", "steering", "conversation"),
     "rl4f": Method("alignlab.outer.blackbox.rl4f:RL4FConfig:train_rl4f", "steering", "prompt"),
+    "sensei": Method("alignlab.outer.sensei:SenseiConfig:train_sensei", "decoding", "prompt"),
 }
 _AFTER_PAIRWISE: dict[str, Method] = {
     "rrhf": Method("alignlab.outer.ranked:RRHFConfig:train_ranked", "offline", "ranked", "rrhf"),

@@ -29,6 +29,8 @@ COMMANDS = [
     ("alignlab bench rules", "alignlab.experiments.rules_bench:RulesBenchConfig"),
     ("alignlab bench findings", "alignlab.experiments.findings_bench:FindingsBenchConfig"),
     ("alignlab bench ird", "alignlab.experiments.ird_bench:IRDBenchConfig"),
+    ("alignlab bench sensei", "alignlab.experiments.sensei_bench:SenseiBenchConfig"),
+    ("alignlab bench uddia", "alignlab.experiments.uddia_bench:UDDIABenchConfig"),
     ("alignlab data select", "alignlab.outer.selection:SelectConfig"),
     ("alignlab oversee consistency", "alignlab.oversight.cli:ConsistencyConfig"),
     ("alignlab oversee self-consistency", "alignlab.oversight.cli:SelfConsistencyConfig"),

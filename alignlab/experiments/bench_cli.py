@@ -2,7 +2,8 @@
 the toy world, one table each; ``alignlab bench selection --world``: small-data SFT by data selector;
 ``alignlab bench decoding --world``: decoding-time alignment of the frozen base model; ``alignlab bench rlsf
 --world``: reward models from synthetic feedback; ``alignlab bench rules --world``: a Sparrow-style
-rule-conditioned reward model and RL against it; ``alignlab bench findings --world``: contradicting facts and
+rule-conditioned reward model and RL against it; ``alignlab bench sensei --world`` and ``alignlab bench uddia
+--world``: SENSEI's heads and UDDIA-style decoding; ``alignlab bench findings --world``: contradicting facts and
 simplified or delusive task definitions in SFT; ``alignlab bench ird --world``: inverse reward design.
 
     alignlab bench methods --world [--methods dpo,kto,rrhf] [--sft-model PATH] [--output DIR]
@@ -65,6 +66,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="inverse reward design: a proxy blind to one feature, planners on held-out prompts")
     add_config_command(bench, "blackbox", _blackbox,
                        help="black-box steering of frozen LMs: DSP hints and RL4F critiques against none")
+    add_config_command(bench, "sensei", _sensei,
+                       help="SENSEI's critic and actor heads on the world's SFT model against the SFT model, over seeds")
+    add_config_command(bench, "uddia", _uddia,
+                       help="UDDIA-style adaptive optimisation while decoding the world's base model, against plain "
+                            "decoding, over seeds")
     add_config_command(bench, "selection", _selection,
                        help="SFT on chosen fractions of the world's demonstrations: selectors against random")
 
@@ -158,4 +164,22 @@ def _blackbox(args: argparse.Namespace) -> None:
                 continue
             print(f"{method} {condition:<24} true reward {values['true_reward']['mean']:.3f}"
                   + (f" ± {values['true_reward']['se']:.3f}" if values["true_reward"]["se"] is not None else ""))
+
+
+def _sensei(args: argparse.Namespace) -> None:
+    from alignlab.experiments.sensei_bench import RATES, SenseiBenchConfig, bench_sensei
+
+    config = bench_config(SenseiBenchConfig, args, lists=("seeds", "strengths"))
+    for name, values in bench_sensei(config)["summary"].items():
+        print(f"{name:<26} " + ", ".join(f"{k} {values[k]['mean']:.3f}" for k in (*RATES, "kl_to_sft")))
+    print(f"results.json in {config.output}")
+
+
+def _uddia(args: argparse.Namespace) -> None:
+    from alignlab.experiments.sensei_bench import RATES
+    from alignlab.experiments.uddia_bench import UDDIABenchConfig, bench_uddia
+
+    config = bench_config(UDDIABenchConfig, args, lists=("seeds",))
+    for name, values in bench_uddia(config)["summary"].items():
+        print(f"{name:<16} " + ", ".join(f"{k} {values[k]['mean']:.3f}" for k in (*RATES, "tokens_per_s")))
     print(f"results.json in {config.output}")
