@@ -82,4 +82,24 @@ def decoding() -> str:
             f"the table only.\n\n{cite(files[0])}")
 
 
-BLOCKS = {"outer-ird": ird, "outer-rlsf": rlsf, "outer-rules": rules, "outer-decoding": decoding}
+FINDINGS = ("fact_accuracy", "true_reward", "helpfulness", "honesty", "harmlessness")
+
+
+def findings() -> str:
+    """The two instruction-tuning findings: contradicting facts, and simplified or delusive task definitions."""
+    record = load("outer/findings.json")
+    result = record["results"]
+    header = " | ".join(k.replace("_", " ") for k in FINDINGS)
+    parts = []
+    for title, key, label in (("Contradicting facts", "contradicting_facts", "contradict_fraction"),
+                              ("Task definitions", "task_definitions", "definition")):
+        rows = [f"**{title}**", "", f"| {label.replace('_', ' ')} | {header} |", "|---|" + "---|" * len(FINDINGS)]
+        for row in result[key]:
+            rows.append(f"| {row[label]} | " + " | ".join(fmt(row[k], row[f'{k}_se']) for k in FINDINGS) + " |")
+        parts.append("\n".join(rows))
+    seeds = result["contradicting_facts"][0]["seeds"]
+    return ("\n\n".join(parts) + f"\n\nMean ± standard error over {seeds} seeds; fact accuracy is on held-out "
+            f"questions about other countries.\n\n{cite('outer/findings.json')}")
+
+
+BLOCKS = {"outer-findings": findings, "outer-ird": ird, "outer-rlsf": rlsf, "outer-rules": rules, "outer-decoding": decoding}
