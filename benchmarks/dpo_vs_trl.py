@@ -15,7 +15,9 @@ rejected into two full rows. Both compute the same DPO loss on the same log-prob
 Every run happens in a fresh subprocess, which reports its own wall time and peak RSS
 (``getrusage(RUSAGE_SELF).ru_maxrss``), so imports, model loading and caches of one side never count
 for the other. Rounds alternate the two sides; the printed ratio is the median of per-round ratios.
-Throughput counts the examples' real tokens (prompt + response, both responses of each pair).
+Throughput counts the examples' real tokens (prompt + response, both responses of each pair), per wall second
+and per CPU second of the process (``time.process_time``: the rate a busy shared machine changes least, with
+one thread per side).
 
     python benchmarks/dpo_vs_trl.py [--pairs 128] [--batch-size 8] [--rounds 2] [--threads 1] [--precision auto]
 """
@@ -96,13 +98,14 @@ def run_alignlab(work: Path, config: DPOBench, out: Path) -> dict:
     from alignlab.config import load_config
     from alignlab.outer.preference import PreferenceConfig, train_preference
 
-    loop_seconds = []
+    loop_seconds, loop_cpu = [], []
     loop = preference.train
 
     def timed_loop(*a, **k):  # the training loop alone, as TRL's train_runtime measures it
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = loop(*a, **k)
         loop_seconds.append(time.perf_counter() - start)
+        loop_cpu.append(time.process_time() - cpu)
         return result
 
     preference.train = timed_loop
@@ -113,18 +116,27 @@ def run_alignlab(work: Path, config: DPOBench, out: Path) -> dict:
         f"beta={config.beta}", f"train.lr={config.lr}", f"train.batch_size={config.batch_size}", "train.num_epochs=1",
         f"train.mixed_precision={config.precision}", "train.progress=false", f"reference_cache_dir={out / 'cache'}",
         "reference=precompute", f"train.seed={config.seed}"])
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = train_preference(cfg)
-    return {"seconds": time.perf_counter() - start, "steps": result.steps, "loop_seconds": loop_seconds[0]}
+    return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu, "steps": result.steps,
+            "loop_seconds": loop_seconds[0], "loop_cpu_seconds": loop_cpu[0]}
 
 
 def run_trl(work: Path, config: DPOBench, out: Path) -> dict:
     import datasets
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
+    class LoopCPU(TrainerCallback):  # CPU time of the training loop, the span train_runtime measures
+        def on_train_begin(self, *a, **k):
+            clock["begin"] = time.process_time()
+
+        def on_train_end(self, *a, **k):
+            clock["end"] = time.process_time()
+
+    clock: dict[str, float] = {}
     rows = [json.loads(line) for line in (work / "pairs.jsonl").read_text().splitlines()]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     tok = AutoTokenizer.from_pretrained(work / "model")
     trl_config = DPOConfig(output_dir=str(out), per_device_train_batch_size=config.batch_size, num_train_epochs=1,
                            learning_rate=config.lr, beta=config.beta, max_length=MAX_LENGTH,
@@ -133,11 +145,12 @@ def run_trl(work: Path, config: DPOBench, out: Path) -> dict:
                            save_strategy="no", eval_strategy="no", report_to="none", logging_steps=1000,
                            disable_tqdm=True, use_cpu=True, dataloader_num_workers=0, seed=config.seed)
     trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(work / "model"), args=trl_config,
-                         train_dataset=datasets.Dataset.from_list(rows), processing_class=tok)
+                         train_dataset=datasets.Dataset.from_list(rows), processing_class=tok, callbacks=[LoopCPU()])
     output = trainer.train()
     trainer.save_model(str(out))  # alignlab saves its model at the end too
-    return {"seconds": time.perf_counter() - start, "steps": output.global_step,
-            "loop_seconds": output.metrics["train_runtime"]}
+    return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu,
+            "steps": output.global_step, "loop_seconds": output.metrics["train_runtime"],
+            "loop_cpu_seconds": clock["end"] - clock["begin"]}
 
 
 def child(side: str, work: Path, config: DPOBench, out: Path) -> None:
@@ -189,7 +202,8 @@ def main() -> None:
                 sys.exit(f"{side} round {i} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
             results[side].append(json.loads(line[len("RESULT "):]))
             r = results[side][-1]
-            print(f"  round {i} {side:8s}: {r['seconds']:.1f}s in all, {r['loop_seconds']:.1f}s in the training loop, "
+            print(f"  round {i} {side:8s}: {r['seconds']:.1f}s in all ({r['cpu_seconds']:.1f}s CPU), "
+                  f"{r['loop_seconds']:.1f}s in the training loop ({r['loop_cpu_seconds']:.1f}s CPU), "
                   f"{r['steps']} steps, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     assert all(r["steps"] == steps for side in results.values() for r in side), "the two sides ran different steps"
     ratios = {
@@ -200,6 +214,14 @@ def main() -> None:
         "loop_tokens_per_s": report(
             "DPO tokens/s (training loop only)", [tokens / r["loop_seconds"] for r in results["alignlab"]],
             [tokens / r["loop_seconds"] for r in results["trl"]], "tok/s", "TRL"),
+        # per CPU second of the process: what a busy shared machine changes least (one thread per side)
+        "whole_run_tokens_per_cpu_s": report(
+            "DPO tokens per CPU second (whole run)", [tokens / r["cpu_seconds"] for r in results["alignlab"]],
+            [tokens / r["cpu_seconds"] for r in results["trl"]], "tok/CPU s", "TRL"),
+        "loop_tokens_per_cpu_s": report(
+            "DPO tokens per CPU second (training loop only)",
+            [tokens / r["loop_cpu_seconds"] for r in results["alignlab"]],
+            [tokens / r["loop_cpu_seconds"] for r in results["trl"]], "tok/CPU s", "TRL"),
     }
     rss_ours = statistics.median(r["peak_rss_mb"] for r in results["alignlab"])
     rss_peer = statistics.median(r["peak_rss_mb"] for r in results["trl"])

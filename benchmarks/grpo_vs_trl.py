@@ -17,7 +17,9 @@ Measured per side, over the training loop only (model loading and alignlab's fin
 - generated tokens/s: completion tokens produced ÷ loop wall time, and ÷ generation time alone (TRL: time
   inside ``model.generate``, its padded output counted; alignlab: its ``gen_seconds``, which also covers the
   shared prefill, and the tokens it produced);
-- optimiser steps/s: steps ÷ loop wall time.
+- optimiser steps/s: steps ÷ loop wall time;
+- generated tokens per CPU second: completion tokens ÷ the loop's CPU time (``time.process_time``), the rate a
+  busy shared machine changes least (one thread per side; wall times there swing with other jobs' load).
 
     python benchmarks/grpo_vs_trl.py [--prompts 8] [--group 4] [--max-new-tokens 64] [--steps 4] [--rounds 2]
         [--threads 1] [--precision auto]
@@ -25,6 +27,7 @@ Measured per side, over the training loop only (model loading and alignlab's fin
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import statistics
@@ -81,6 +84,18 @@ class GenerateTimer:
         return out
 
 
+def cpu_timed(method, total: dict[str, float]):
+    """``method`` adding the CPU time of each call to ``total["loop"]``."""
+    @functools.wraps(method)
+    def timed(*args, **kwargs):
+        start = time.process_time()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            total["loop"] += time.process_time() - start
+    return timed
+
+
 def load_prompts(n: int) -> list[list[dict]]:
     out = []
     with gzip.open(HH, "rt") as f:
@@ -106,6 +121,7 @@ def main() -> None:
     from alignlab.config import load_config
     from alignlab.core.io import atomic_write_text
     from alignlab.outer.online.grpo import GRPOConfig, train_grpo
+    from alignlab.outer.online.rollout import OnlineTrainer as trainer_cls
 
     work = Path(tempfile.mkdtemp(prefix="bench-grpo-"))
     tok = build_tokenizer(work / "model")
@@ -125,13 +141,20 @@ def main() -> None:
             "train.scheduler=constant", f"prompts_per_step={args.prompts}", f"group_size={args.group}",
             f"minibatch_size={batch}", "ppo_epochs=1", "beta=0.0", f"generation.max_new_tokens={args.max_new_tokens}",
             "generation.temperature=1.0", f"generation.batch_size={batch}"])
-        result = train_grpo(cfg, model=model, tokenizer=tok, reward=lambda p, c: distinct_reward(c))
+        cpu = {"loop": 0.0}
+        for name in ("collect", "learn"):  # CPU time of each step's rollout and update (the loop, as step_seconds)
+            setattr(trainer_cls, name, cpu_timed(getattr(trainer_cls, name), cpu))
+        try:
+            result = train_grpo(cfg, model=model, tokenizer=tok, reward=lambda p, c: distinct_reward(c))
+        finally:
+            for name in ("collect", "learn"):
+                setattr(trainer_cls, name, getattr(trainer_cls, name).__wrapped__)
         loop = sum(r["step_seconds"] for r in result.history)
         # alignlab's own generation clock (the shared prefill included) and the completion tokens it produced;
         # TRL's count below also includes the padding after a row's EOS, so the comparison is in TRL's favour
         gen = sum(r["gen_seconds"] for r in result.history)
         tokens = round(sum(r["gen_tokens_per_s"] * r["gen_seconds"] for r in result.history))
-        return {"loop": loop, "gen": gen, "tokens": tokens, "steps": result.steps}
+        return {"loop": loop, "gen": gen, "tokens": tokens, "steps": result.steps, "loop_cpu": cpu["loop"]}
 
     def run_trl(i: int) -> dict[str, float]:
         model = AutoModelForCausalLM.from_pretrained(work / "model")
@@ -140,10 +163,10 @@ def main() -> None:
 
         class LoopTimer(TrainerCallback):
             def on_train_begin(self, *a, **k):
-                clock["start"] = time.perf_counter()
+                clock["start"], clock["cpu_start"] = time.perf_counter(), time.process_time()
 
             def on_train_end(self, *a, **k):
-                clock["end"] = time.perf_counter()
+                clock["end"], clock["cpu_end"] = time.perf_counter(), time.process_time()
 
         config = TRLConfig(
             output_dir=str(work / f"trl-{i}"), per_device_train_batch_size=batch, gradient_accumulation_steps=1,
@@ -160,7 +183,7 @@ def main() -> None:
             callbacks=[LoopTimer()])
         trainer.train()
         return {"loop": clock["end"] - clock["start"], "gen": timer.seconds, "tokens": timer.tokens,
-                "steps": args.steps}
+                "steps": args.steps, "loop_cpu": clock["cpu_end"] - clock["cpu_start"]}
 
     rates = {"ours": [], "trl": []}
     runs = {"ours": [], "trl": []}
@@ -169,12 +192,16 @@ def main() -> None:
             r = run(i)
             runs[side].append(r)
             rates[side].append({"tok_s": r["tokens"] / r["loop"], "gen_tok_s": r["tokens"] / r["gen"],
-                                "steps_s": r["steps"] / r["loop"], "gen_share": r["gen"] / r["loop"]})
-            print(f"  round {i} {side}: loop {r['loop']:.1f}s, generate {r['gen']:.1f}s, {r['tokens']} tokens")
+                                "steps_s": r["steps"] / r["loop"], "gen_share": r["gen"] / r["loop"],
+                                "tok_cpu_s": r["tokens"] / r["loop_cpu"]})
+            print(f"  round {i} {side}: loop {r['loop']:.1f}s ({r['loop_cpu']:.1f}s CPU), generate {r['gen']:.1f}s, "
+                  f"{r['tokens']} tokens")
 
     ratios = {}
     for key, label in (("tok_s", "generated tokens/s (whole loop)"), ("gen_tok_s", "generated tokens/s (generate only)"),
-                       ("steps_s", "optimiser steps/s")):
+                       ("steps_s", "optimiser steps/s"),
+                       # per CPU second of the process: what a busy shared machine changes least (one thread)
+                       ("tok_cpu_s", "generated tokens per CPU second (whole loop)")):
         ours = [r[key] for r in rates["ours"]]
         peer = [r[key] for r in rates["trl"]]
         per_round = [a / b for a, b in zip(ours, peer)]

@@ -91,7 +91,7 @@ def headline_table(records: dict[str, dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def benchmarks_tables(records: dict[str, dict[str, Any]]) -> str:
+def benchmarks_tables(records: dict[str, dict[str, Any]], list_missing: bool = True) -> str:
     """The benchmarks page: every ratio of every speed benchmark with its machine and command, then serving."""
     rows = ["| benchmark | peer | ratio (alignlab / peer) | target | precision | machine | commit | command |",
             "|---|---|---|---|---|---|---|---|"]
@@ -103,7 +103,7 @@ def benchmarks_tables(records: dict[str, dict[str, Any]]) -> str:
                         f"{_status(ratio, goal) if goal else '–'} | {record['precision']['both_sides']} | "
                         f"{cell(machine(record, ' per side'))} | `{commit(record)}` | `{cell(command(record))}` |")
     missing = [name for name in SPEED if name not in records]
-    if missing:
+    if missing and list_missing:
         rows.append(f"| {', '.join(f'`{n}.py`' for n in missing)}: no result file yet (`make bench`) "
                     "| | | | | | | |")
     parts = ["\n".join(rows)]
@@ -167,6 +167,8 @@ def stale_files(root: Path = ROOT, results: Path = RESULTS, write: bool = False)
     stale = []
     rendered = render_blocks(load_records(results))
     blocks, figures = area_renderers(root / "docs" / "tables")
+    # the speed benchmarks re-run with both sides in fp32 (--precision no), as on a CPU without native bf16
+    blocks["speed-fp32"] = lambda: benchmarks_tables(load_records(results / "fp32"), list_missing=False)
     pages = [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
     for path in pages:
         relative = str(path.relative_to(root))

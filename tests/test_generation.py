@@ -13,9 +13,11 @@ from alignlab.core.generation import (
     cut_at_stop,
     encode_prompts,
     generate,
+    kv_cache,
     left_pad,
     next_tokens,
 )
+from alignlab.core.logprobs import cache_keyword
 from alignlab.core.models import load_causal_lm, load_tokenizer
 from alignlab.errors import ConfigError, ModelError
 
@@ -58,6 +60,24 @@ def test_greedy_tokens_equal_transformers_generate(lm):
         for mine, ref in zip(ours.completion_ids, theirs):
             assert mine == ref[:len(mine)]  # transformers pads a finished row out to the batch's length
             assert all(t == tok.pad_token_id for t in ref[len(mine):])
+
+
+def test_kv_cache_hands_attention_only_the_written_positions(lm):
+    """The preallocated cache returns views of what was written (no empty tail to attend over, no copy), and the
+    logits of a decoding step over it equal those of one forward over the whole sequence."""
+    model, _ = lm
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    cache = kv_cache(model, capacity=8)
+    with torch.no_grad():
+        model(input_ids=ids[:, :4], use_cache=True, **{cache_keyword(model): cache})
+        step = model(input_ids=ids[:, 4:], use_cache=True, **{cache_keyword(model): cache}).logits[0, -1]
+        whole = model(input_ids=ids).logits[0, -1]
+    layer = cache.layers[0]
+    keys, _ = layer.update(torch.zeros(1, *layer.keys.shape[1:2], 1, layer.keys.shape[-1]),
+                           torch.zeros(1, *layer.values.shape[1:2], 1, layer.values.shape[-1]))
+    assert keys.shape[-2] == 6 and keys.data_ptr() == layer.keys.data_ptr()  # 5 written + this one, a view
+    assert layer.get_mask_sizes(1) == (7, 0)
+    torch.testing.assert_close(step, whole, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("sampling", [{"temperature": 1.0}, {"temperature": 0.5},

@@ -84,6 +84,22 @@ def test_selective_log_softmax_matches_naive(dtype):
     torch.testing.assert_close(selective_log_softmax(logits, index), naive, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_selective_log_softmax_gradient_matches_autograd(dtype):
+    """The hand-written backward (g·(onehot − softmax), block by block) against autograd's, on a sliced view,
+    with rows spanning several blocks and weights of both signs."""
+    torch.manual_seed(0)
+    base = (torch.randn(3, 20, 50) * 5).to(dtype)
+    index = torch.randint(0, 50, (3, 19))
+    weight = torch.randn(3, 19)
+    ours, naive = base.clone().requires_grad_(), base.clone().requires_grad_()
+    (selective_log_softmax(ours[:, :-1], index) * weight).sum().backward()
+    (naive[:, :-1].float().log_softmax(-1).gather(-1, index[..., None]).squeeze(-1) * weight).sum().backward()
+    assert ours.grad.dtype == dtype and not ours.grad[:, -1].any()
+    tol = 1e-6 if dtype == torch.float32 else 1e-2  # bf16: one rounding of each gradient entry
+    torch.testing.assert_close(ours.grad.float(), naive.grad.float(), atol=tol, rtol=tol)
+
+
 def test_token_and_pair_logprobs_match_full_forward(tok):
     model = tiny_llama(len(tok), hidden_size=32, layers=1, heads=2, seed=0, pad_token_id=tok.pad_token_id).eval()
     chosen = encode_completion(tok, [user("Capital of Zorbia?")], "Vell.")

@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -147,13 +148,46 @@ def left_padded_positions(mask: torch.Tensor) -> torch.Tensor:
 
 def kv_cache(model: nn.Module, capacity: int):
     """An empty KV cache preallocated for ``capacity`` positions per row, written in place: a growing cache
-    would copy all of itself at every decoding step. A model that combines several (decoding-time experts)
-    brings its own through ``new_kv_cache(capacity)``."""
+    would copy all of itself at every decoding step. Its full-attention layers hand attention only the
+    positions written so far (:func:`_filled_layer`), where a static layer would make every step attend over
+    its whole capacity, the empty slots masked. A model that combines several (decoding-time experts) brings
+    its own through ``new_kv_cache(capacity)``."""
     if hasattr(model, "new_kv_cache"):
         return model.new_kv_cache(capacity)
     from transformers import StaticCache
+    from transformers.cache_utils import StaticLayer
 
-    return StaticCache(config=model.config, max_cache_len=capacity)
+    cache = StaticCache(config=model.config, max_cache_len=capacity)
+    filled = _filled_layer()
+    cache.layers = [filled(capacity) if type(layer) is StaticLayer else layer for layer in cache.layers]
+    return cache
+
+
+@functools.cache
+def _filled_layer():
+    """transformers' StaticLayer (preallocated, written in place) whose ``update`` returns views of the
+    positions written so far and whose attention masks are sized to them: the same keys, values and mask
+    entries that attention reads, without the empty tail."""
+    from transformers.cache_utils import StaticLayer
+
+    class FilledStaticLayer(StaticLayer):
+        is_compileable = False  # the shapes it returns grow by a step each call
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            start = int(self.cumulative_length)
+            end = start + key_states.shape[-2]
+            self.keys[:, :, start:end] = key_states
+            self.values[:, :, start:end] = value_states
+            self.cumulative_length.fill_(end)
+            return self.keys[:, :, :end], self.values[:, :, :end]
+
+        def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+            return int(self.cumulative_length) + query_length, 0
+
+    return FilledStaticLayer
 
 
 def shared_prefill(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, rows: list[list[int]], capacity: int):

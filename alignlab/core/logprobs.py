@@ -1,8 +1,9 @@
 """Log-probabilities of given tokens, without a materialised full-vocabulary log-softmax copy.
 
 log π(y_t | y_<t) = z_{y_t} − logsumexp(z): gather one logit per position and subtract the row's
-logsumexp. In fp32 that needs no [batch, seq, vocab] copy at all; in bf16 the logsumexp is taken one
-row at a time in fp32 so precision is not lost and peak memory stays at one row.
+logsumexp, taken in fp32 a block of rows at a time. The backward writes the gradient
+∂/∂z_v = g·(1[v = y] − softmax(z)_v) block by block too, so no [batch, seq, vocab] temporary is made
+besides the gradient itself, in any precision.
 
 Example::
 
@@ -18,21 +19,52 @@ from __future__ import annotations
 import inspect
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from alignlab.core.tokenize import IGNORE_INDEX
 
+BLOCK_ROWS = 16
+"""rows of logits per block: 16 rows of a 32k vocabulary in fp32 are 2 MB, about one core's L2 cache"""
+
+
+class _SelectiveLogSoftmax(torch.autograd.Function):
+    """log_softmax(z)[y] over rows [n, vocab] → [n] (fp32), one cache-sized block of rows at a time.
+
+    autograd's own path (gather, logsumexp, their backwards) passes over the whole [n, vocab] tensor several
+    times and allocates temporaries of its size; here each block is read while it sits in cache: the
+    forward keeps only each row's logsumexp, the backward makes the block's gradient −g·exp(z − lse) and adds
+    g at the picked token, in fp32, before writing it in the logits' dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        lse = torch.empty(rows.shape[0], dtype=torch.float32, device=rows.device)
+        for lo in range(0, rows.shape[0], BLOCK_ROWS):
+            lse[lo:lo + BLOCK_ROWS] = torch.logsumexp(rows[lo:lo + BLOCK_ROWS].float(), dim=-1)
+        ctx.save_for_backward(rows, index, lse)
+        return rows.gather(-1, index[:, None]).squeeze(-1).float() - lse
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        rows, index, lse = ctx.saved_tensors
+        out = torch.empty_like(rows, memory_format=torch.contiguous_format)
+        for lo in range(0, rows.shape[0], BLOCK_ROWS):
+            hi = lo + BLOCK_ROWS
+            g = grad[lo:hi, None].float()
+            block = (rows[lo:hi].float() - lse[lo:hi, None]).exp_().mul_(-g)  # −g · softmax(z)
+            out[lo:hi] = block.scatter_add_(-1, index[lo:hi, None], g)  # + g at the picked token
+        return out, None
+
 
 def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """log_softmax(logits)[..., index] for logits [..., vocab] and index [...] → [...] (fp32)."""
-    if logits.dtype in (torch.float32, torch.float64):
-        picked = logits.gather(-1, index.unsqueeze(-1)).squeeze(-1)
-        return picked - torch.logsumexp(logits, dim=-1)
-    rows = [
-        row.float().log_softmax(-1).gather(-1, idx.unsqueeze(-1)).squeeze(-1)
-        for row, idx in zip(logits, index)
-    ]
-    return torch.stack(rows)
+    """log_softmax(logits)[..., index] for logits [..., vocab] and index [...] → [...] (fp32).
+
+    Pass the model's logits unsliced where you can (pad ``index`` and drop the extra outputs instead): a
+    sliced view has to be copied, and its gradient expanded back to the full tensor."""
+    rows = logits.reshape(-1, logits.shape[-1])
+    return _SelectiveLogSoftmax.apply(rows, index.reshape(-1)).view(index.shape)
 
 
 def first_label_position(labels: torch.Tensor) -> int:
@@ -109,10 +141,11 @@ def cache_keyword(model: nn.Module) -> str:
 
 def shared_token_logprobs(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`token_logprobs` for a shared-prefix batch: per-token log-probs and mask, both [n, width − 1]."""
-    logits, _ = shared_prefix_logits(model, batch)
+    logits, _ = shared_prefix_logits(model, batch)  # [n, width, vocab]: the last position predicts nothing
     targets = batch["labels"]
     mask = targets != IGNORE_INDEX
-    logps = selective_log_softmax(logits[:, :-1], targets.masked_fill(~mask, 0))
+    index = F.pad(targets.masked_fill(~mask, 0), (0, 1))  # a dummy target for the last position, dropped below
+    logps = selective_log_softmax(logits, index)[:, :-1]
     return logps * mask, mask
 
 

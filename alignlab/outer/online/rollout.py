@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from alignlab.core.data import DataConfig, load_records
@@ -172,19 +173,22 @@ class ActorCritic(nn.Module):
         self.shared_prefix = shared_prefix
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_len: int,
-                prompt_index: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                prompt_index: torch.Tensor | None = None, *, with_last: bool = False
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``with_last``: the logits also hold the last position, which predicts nothing ([batch, T + 1, vocab]),
+        for a caller that would rather drop outputs computed from it than slice (copy) the logits."""
         if (self.shared_prefix and prompt_index is not None and len(prompt_index.unique()) < len(prompt_index)
                 and int(attention_mask[:, :-completion_len].sum(-1).min()) >= 2):  # the layout repeats the last token
-            return self._forward_shared(input_ids, attention_mask, completion_len, prompt_index)
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                      logits_to_keep=completion_len + 1, output_hidden_states=bool(self.heads), use_cache=False)
-        logits = out.logits[:, :-1]  # position P-1+t predicts completion token t
-        values = {}
-        if self.heads:
-            hidden = out.hidden_states[-1][:, -(completion_len + 1):-1]
-            values = {name: head(hidden).float() for name, head in self.heads.items()}
-        return logits, values
+            logits, values = self._forward_shared(input_ids, attention_mask, completion_len, prompt_index)
+        else:
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+            out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          logits_to_keep=completion_len + 1, output_hidden_states=bool(self.heads), use_cache=False)
+            logits, values = out.logits, {}  # position P-1+t predicts completion token t
+            if self.heads:
+                hidden = out.hidden_states[-1][:, -(completion_len + 1):-1]
+                values = {name: head(hidden).float() for name, head in self.heads.items()}
+        return (logits if with_last else logits[:, :-1]), values
 
     def _forward_shared(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_len: int,
                         prompt_index: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -204,7 +208,7 @@ class ActorCritic(nn.Module):
         batch = {k: v.to(input_ids.device) for k, v in batch.items()}
         logits, hidden = shared_prefix_logits(self.lm, batch, output_hidden_states=bool(self.heads))
         values = {name: head(hidden[:, :-1]).float() for name, head in self.heads.items()}
-        return logits[:, :-1], values  # [n, T, vocab]: position t predicts completion token t
+        return logits, values  # [n, T + 1, vocab]: position t predicts completion token t
 
     def save_pretrained(self, path: str | Path) -> None:
         from safetensors.torch import save_file
@@ -279,10 +283,11 @@ class Algorithm(Protocol):
 def policy_forward(actor: ActorCritic, batch: dict[str, Any], *, with_entropy: bool = True) -> PolicyOutput:
     """Per-token log-probs of the taken completion tokens, entropies and values for a minibatch."""
     completion_len = batch["mask"].shape[1]
-    logits, values = actor(batch["input_ids"], batch["attention_mask"], completion_len, batch.get("prompt_index"))
-    tokens = batch["input_ids"][:, -completion_len:]
-    logps = selective_log_softmax(logits, tokens)
-    entropy = entropy_from_logits(logits.detach()) if with_entropy else torch.zeros_like(logps)
+    logits, values = actor(batch["input_ids"], batch["attention_mask"], completion_len, batch.get("prompt_index"),
+                           with_last=True)  # [n, T + 1, vocab]: unsliced, so neither pass copies them
+    tokens = F.pad(batch["input_ids"][:, -completion_len:], (0, 1))  # a dummy target for the last position
+    logps = selective_log_softmax(logits, tokens)[:, :-1]
+    entropy = entropy_from_logits(logits.detach())[:, :-1] if with_entropy else torch.zeros_like(logps)
     return PolicyOutput(logps=logps, entropy=entropy, values=values)
 
 
