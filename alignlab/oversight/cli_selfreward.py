@@ -115,12 +115,17 @@ def _world(config: WorldMethodConfig, ours: tuple[str, ...]):
     from alignlab.core.rundir import check_results_dir
     from alignlab.errors import ConfigError
     from alignlab.oversight.world_run import oversight_world
+    from alignlab.world.build import build_world
+    from alignlab.world.datasets import World
 
     if not config.world:
         raise ConfigError("alignlab oversee needs --world (the toy world is where the truths are known)")
     check_results_dir(Path(config.output), ours=("results.json", *ours))
-    paths, world, base = oversight_world(config.world_dir, seed=config.world_seed)
-    return paths, world, config.model or str(base)
+    if not config.model:  # the base model (pretrained on first use)
+        paths, world, base = oversight_world(config.world_dir, seed=config.world_seed)
+        return paths, world, str(base)
+    paths = build_world(config.world_dir, seed=config.world_seed, size="oversight", verbose=False)
+    return paths, World(paths.seed, paths.size), config.model
 
 
 def _pick(items: list, n: int) -> list:
