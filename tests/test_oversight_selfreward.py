@@ -196,6 +196,7 @@ def test_best_of_n_selection_by_prm_orm_and_vote() -> None:
     assert acc["orm"] == {1: [0.5], 2: [0.0], 4: [0.0]}
     assert acc["vote"] == {1: [0.5], 2: [0.0], 4: [0.0]}  # a 2-2 tie goes to the first answer seen (11)
     assert acc["pass"] == {1: [0.5], 2: [1.0], 4: [1.0]}
+    assert S.ranking_auc(prm, sols.correct) == 1.0 and S.ranking_auc(orm, sols.correct) == 0.0
     assert S.prm_score(torch.tensor([0.5, 0.8])) == pytest.approx(0.4)
     assert S.prm_score(torch.tensor([0.5, 0.8]), "min") == pytest.approx(0.5)
 

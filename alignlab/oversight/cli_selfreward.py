@@ -96,7 +96,7 @@ class ProcessSupervisionConfig(WorldMethodConfig):
     """training problems whose sampled solutions train the PRM and ORM"""
     train_samples: int = 4
     """solutions sampled per training problem"""
-    eval_problems: int = 100
+    eval_problems: int = 60
     """held-out problems"""
     ns: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     """numbers of samples to select from (the largest is sampled per problem)"""
@@ -226,6 +226,7 @@ def run_process_supervision_command(config: ProcessSupervisionConfig) -> dict[st
                       stderr=curves[key][top]["stderr"], parse_rate=parse_rate)
             for key, name in (("prm", "PRM"), ("orm", "ORM"), ("vote", "vote"))]
     result = {"rows": rows, "curves": curves, "prm_step_labels": S.step_label_accuracy(test, step_probs),
+              "ranking_auc": {"prm": S.ranking_auc(prm_scores, test.correct), "orm": S.ranking_auc(orm_scores, test.correct)},
               "train": {"solutions": len(orm_examples), "step_labels": sum(len(e["labels"]) for e in prm_examples),
                         "invalid_steps": sum(not x for e in prm_examples for x in e["labels"]),
                         "right_answers": sum(e["labels"][0] for e in orm_examples)},

@@ -22,6 +22,8 @@ Example::
 
     >>> step_spans("2 + 3 = 5. 5 * 2 = 10. The answer is 10.")
     [10, 22, 40]
+    >>> ranking_auc([[0.9, 0.2, 0.5]], [[True, False, False]])
+    1.0
     >>> blocks(16, 4)
     [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15]]
 """
@@ -226,6 +228,18 @@ def selection_accuracy(sols: Solutions, prm_scores: list[list[float]], orm_score
             for m in out:
                 out[m][n].append(mean(picks[m]))
     return out
+
+
+def ranking_auc(scores: list[list[float]], correct: list[list[bool]]) -> float | None:
+    """How often a right solution outscores a wrong one of the same problem (ties count half), over every such
+    pair: a verifier's discrimination, apart from how the best-of-N maximum treats its outliers."""
+    wins = pairs = 0.0
+    for s, c in zip(scores, correct):
+        right = [x for x, ok in zip(s, c) if ok]
+        wrong = [x for x, ok in zip(s, c) if not ok]
+        wins += sum((r > w) + 0.5 * (r == w) for r in right for w in wrong)
+        pairs += len(right) * len(wrong)
+    return wins / pairs if pairs else None
 
 
 def step_label_accuracy(sols: Solutions, step_probs: list[list[torch.Tensor]]) -> dict[str, float | None]:
