@@ -85,6 +85,17 @@ def test_a_judge_that_never_parses_gives_no_pairs_and_a_zero_parse_rate() -> Non
     assert judge_stats(judged)["parse_rate"] == 0.0 and judge_stats(judged)["rating_accuracy"] is None
 
 
+def test_an_iteration_whose_judge_never_parses_stops_with_the_parse_rate(tmp_path) -> None:
+    from alignlab.errors import OversightError
+
+    script = judge_script() | {P.rating_prompt(Q.text, a): ["I like it."] for a in (RIGHT, WRONG)}
+    with pytest.raises(OversightError, match="iteration 1: the judge separated no candidates .parse rate 0.0"):
+        run_self_rewarding("base", [[Q]], [Q], tmp_path, SelfRewardSettings(iterations=1, n_candidates=2),
+                           load=lambda p: ScriptedLM(script), train=_fake_train([]),
+                           truth=lambda lm: {"true_reward": 0.0}, progress=lambda s: None)
+    assert (tmp_path / "iter0" / "iteration.json").exists()  # M0's measurement is kept for the re-run
+
+
 def _fake_train(log: list):
     def train(kind, rows, init, output, **kwargs):
         log.append((kind, str(init), str(output), rows))

@@ -14,9 +14,9 @@ def _seeds(method: str) -> list[str]:
     return sorted(f"oversight/{method}/{p.name}" for p in (RESULTS / "oversight" / method).glob("seed*.json"))
 
 
-def _cell(values: list[float | None]) -> str:
+def _cell(values: list[float | None], digits: int = 3) -> str:
     values = [v for v in values if v is not None]
-    return fmt(*mean_se(values)) if values else "–"
+    return fmt(*mean_se(values), digits=digits) if values else "–"
 
 
 def _cites(files: list[str]) -> str:
@@ -44,7 +44,8 @@ def self_rewarding() -> str:
         if not row.get("data"):
             continue
         rows = [r[i]["data"] for r in runs]
-        cells = [_cell([r[k] for r in rows]) for k in ("pairs", "pair_agreement", "pair_true_gap", "pair_tie_rate",
+        cells = [_cell([r["pairs"] for r in rows], digits=1)]
+        cells += [_cell([r[k] for r in rows]) for k in ("pair_agreement", "pair_true_gap", "pair_tie_rate",
                                                         "rating_accuracy", "parse_rate")]
         data.append(f"| {row['method']} | " + " | ".join(cells) + " |")
     return "\n".join(head) + "\n\n" + "\n".join(data) + f"\n\n{len(files)} seeds.\n\n" + _cites(files)
@@ -87,13 +88,13 @@ def process_supervision() -> str:
     rows += [f"| {NAMES[m]} | " + " | ".join(_cell(curves[m][n]) for n in ns) + " |" for m in NAMES]
     results = [load(f)["results"] for f in files]
     labels = " ".join([
-        f"How often a right solution outscores a wrong one of the same problem: PRM",
+        "How often a right solution outscores a wrong one of the same problem: PRM",
         f"{_cell([r['ranking_auc']['prm'] for r in results])}, ORM {_cell([r['ranking_auc']['orm'] for r in results])}.",
         f"PRM on held-out step labels: accuracy {_cell([r['prm_step_labels']['step_accuracy'] for r in results])},",
         f"recall of invalid steps {_cell([r['prm_step_labels']['invalid_step_recall'] for r in results])}.",
-        f"Training data per seed: {_cell([r['train']['solutions'] for r in results])} solutions,",
-        f"{_cell([r['train']['invalid_steps'] for r in results])} invalid of",
-        f"{_cell([r['train']['step_labels'] for r in results])} step labels; solution parse rate",
+        f"Training data per seed: {_cell([r['train']['solutions'] for r in results], 1)} solutions,",
+        f"{_cell([r['train']['invalid_steps'] for r in results], 1)} invalid of",
+        f"{_cell([r['train']['step_labels'] for r in results], 1)} step labels; solution parse rate",
         f"{_cell([r['parse_rate'] for r in results])}."])
     return "\n".join(rows) + f"\n\n{labels} {len(files)} seeds.\n\n" + _cites(files)
 
