@@ -170,7 +170,7 @@ def test_r_tuning_command_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path, c
     # a random model knows nothing: every R-Tuning target is a refusal
     targets = [json.loads(line)["messages"][-1]["content"]
                for line in (out / "r-tuning-data.jsonl").read_text().splitlines()]
-    assert result["known_fraction"] == 0.0 and len(targets) == 8
+    assert result["known_fraction"] == 0.0 and len(targets) == 6  # 8 // 3 questions from each family
     assert all("not sure" in t or "don't know" in t for t in targets)
     assert "r-tuning: honesty" in capsys.readouterr().out
 

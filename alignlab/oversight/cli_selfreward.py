@@ -78,7 +78,7 @@ class RTuningConfig(WorldMethodConfig):
 
     output: str = "runs/r-tuning"
     questions: int = 600
-    """training questions (facts, unknowns, arithmetic of the train split)"""
+    """training questions (facts, unknowns, arithmetic of the train split, a third each)"""
     sft_steps: int = 120
     """SFT steps of both R-Tuning and the plain-SFT baseline"""
     lr: float = 1e-4
@@ -171,7 +171,8 @@ def run_r_tuning_command(config: RTuningConfig) -> dict[str, Any]:
     from alignlab.oversight.world_run import finetune, table_row, world_scores
 
     paths, world, init = _world(config, ("base", "sft", "r-tuning", "sft-data.jsonl", "r-tuning-data.jsonl"))
-    train = _pick([p for f in R.FAMILIES for p in world.splits.train[f]], config.questions)
+    # the same number from each family (the oversight world's train split is mostly unknowns)
+    train = [p for f in R.FAMILIES for p in _pick(list(world.splits.train[f]), config.questions // len(R.FAMILIES))]
     held_out = world.eval_prompts(list(R.FAMILIES))
     base = load_lm(init)
     known, _ = R.split_by_knowledge(base, train, seed=config.seed)  # step 1: D1 (right) and D0 (wrong)
