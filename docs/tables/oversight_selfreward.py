@@ -23,6 +23,18 @@ def _cites(files: list[str]) -> str:
     return "\n\n".join(cite(f) for f in files)
 
 
+def _second_world(method: str, columns: dict[str, callable]) -> str:
+    """A check of the same settings on world seed 1 (one seed), when its result file exists."""
+    relative = f"oversight/{method}/world1-seed0.json"
+    if not (RESULTS / relative).exists():
+        return "\n\n*World seed 1: not run.*"
+    rows = load(relative)["results"]["rows"]
+    table = ["| model (world seed 1, seed 0) | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    table += [f"| {r['method']} | " + " | ".join(fmt(get(r)) if get(r) is not None else "–"
+                                                 for get in columns.values()) + " |" for r in rows]
+    return "\n\n" + "\n".join(table) + "\n\n" + cite(relative)
+
+
 def self_rewarding() -> str:
     files = _seeds("self-rewarding")
     if not files:
@@ -48,7 +60,11 @@ def self_rewarding() -> str:
         cells += [_cell([r[k] for r in rows]) for k in ("pair_agreement", "pair_true_gap", "pair_tie_rate",
                                                         "rating_accuracy", "parse_rate")]
         data.append(f"| {row['method']} | " + " | ".join(cells) + " |")
-    return "\n".join(head) + "\n\n" + "\n".join(data) + f"\n\n{len(files)} seeds.\n\n" + _cites(files)
+    second = _second_world("self-rewarding", {
+        "true reward": lambda r: r["true_reward"], "harmlessness": lambda r: r["harmlessness"],
+        "judged − true": lambda r: r["judge"]["judge_gap"], "best-vs-worst agrees with truth":
+        lambda r: r["judge"]["pair_agreement"], "parse rate": lambda r: r["judge"]["parse_rate"]})
+    return "\n".join(head) + "\n\n" + "\n".join(data) + f"\n\n{len(files)} seeds.\n\n" + _cites(files) + second
 
 
 def r_tuning() -> str:
@@ -66,7 +82,9 @@ def r_tuning() -> str:
         head.append(f"| {row['method']} | " + " | ".join(cells) + " |")
     known = _cell([r["known_fraction"] for r in runs])
     return ("\n".join(head) + f"\n\nThe base model answered {known} of the {runs[0]['train_questions']} training "
-            f"questions right (its own greedy answer). {len(files)} seeds.\n\n" + _cites(files))
+            f"questions right (its own greedy answer). {len(files)} seeds.\n\n" + _cites(files)
+            + _second_world("r-tuning", {k: (lambda r, k=k: r["questions"][k]) for k in (
+                "honesty", "helpfulness", "refusal_rate_answerable", "accuracy_answered")}))
 
 
 NAMES = {"prm": "PRM (product of step probabilities)", "orm": "ORM", "vote": "majority vote",
