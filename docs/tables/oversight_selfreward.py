@@ -134,6 +134,7 @@ def draw_best_of_n(path: Path) -> None:
     ax.set_ylabel("best-of-N accuracy")
     ax.legend(fontsize=7)
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
