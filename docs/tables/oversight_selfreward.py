@@ -83,8 +83,9 @@ def r_tuning() -> str:
     known = _cell([r["known_fraction"] for r in runs])
     return ("\n".join(head) + f"\n\nThe base model answered {known} of the {runs[0]['train_questions']} training "
             f"questions right (its own greedy answer). {len(files)} seeds.\n\n" + _cites(files)
-            + _second_world("r-tuning", {k: (lambda r, k=k: r["questions"][k]) for k in (
-                "honesty", "helpfulness", "refusal_rate_answerable", "accuracy_answered")}))
+            + _second_world("r-tuning", {name: (lambda r, k=k: r["questions"][k]) for name, k in (
+                ("honesty", "honesty"), ("helpfulness", "helpfulness"), ("refuses answerable questions",
+                "refusal_rate_answerable"), ("accuracy on questions answered", "accuracy_answered"))}))
 
 
 NAMES = {"prm": "PRM (product of step probabilities)", "orm": "ORM", "vote": "majority vote",
