@@ -62,6 +62,7 @@ def self_rewarding() -> str:
         data.append(f"| {row['method']} | " + " | ".join(cells) + " |")
     second = _second_world("self-rewarding", {
         "true reward": lambda r: r["true_reward"], "harmlessness": lambda r: r["harmlessness"],
+        "true rating (own samples)": lambda r: r["judge"]["true_rating"],
         "judged − true": lambda r: r["judge"]["judge_gap"], "best-vs-worst agrees with truth":
         lambda r: r["judge"]["pair_agreement"], "parse rate": lambda r: r["judge"]["parse_rate"]})
     return "\n".join(head) + "\n\n" + "\n".join(data) + f"\n\n{len(files)} seeds.\n\n" + _cites(files) + second
