@@ -1,0 +1,146 @@
+"""Tables and figure of self-rewarding, R-Tuning and process supervision (docs/results/oversight/<method>/seed*.json,
+each the results.json an ``alignlab oversee ...`` command wrote, one per seed): mean ± standard error over seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from _common import RESULTS, cite, fmt, load, mean_se
+
+MISSING = "*No result files yet: run the commands above.*"
+
+
+def _seeds(method: str) -> list[str]:
+    return sorted(f"oversight/{method}/{p.name}" for p in (RESULTS / "oversight" / method).glob("seed*.json"))
+
+
+def _cell(values: list[float | None], digits: int = 3) -> str:
+    values = [v for v in values if v is not None]
+    return fmt(*mean_se(values), digits=digits) if values else "–"
+
+
+def _cites(files: list[str]) -> str:
+    return "\n\n".join(cite(f) for f in files)
+
+
+def _second_world(method: str, columns: dict[str, callable]) -> str:
+    """A check of the same settings on world seed 1 (one seed), when its result file exists."""
+    relative = f"oversight/{method}/world1-seed0.json"
+    if not (RESULTS / relative).exists():
+        return "\n\n*World seed 1: not run.*"
+    rows = load(relative)["results"]["rows"]
+    table = ["| model (world seed 1, seed 0) | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    table += [f"| {r['method']} | " + " | ".join(fmt(get(r)) if get(r) is not None else "–"
+                                                 for get in columns.values()) + " |" for r in rows]
+    return "\n\n" + "\n".join(table) + "\n\n" + cite(relative)
+
+
+def self_rewarding() -> str:
+    files = _seeds("self-rewarding")
+    if not files:
+        return MISSING
+    runs = [load(f)["results"]["rows"] for f in files]
+    head = ["| model | true reward | helpfulness | honesty | harmlessness | judged rating (own samples) | true rating "
+            "(same samples) | judged − true | rating accuracy | best-vs-worst agrees with truth | parse rate |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for i, row in enumerate(runs[0]):
+        rows = [r[i] for r in runs]
+        cells = [_cell([r[k] for r in rows]) for k in ("true_reward", "helpfulness", "honesty", "harmlessness")]
+        cells += [_cell([r["judge"][k] for r in rows]) for k in ("judged_rating", "true_rating", "judge_gap",
+                                                                  "rating_accuracy", "pair_agreement", "parse_rate")]
+        head.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+    data = ["| iteration's training data (written and judged by the previous model) | pairs | best-vs-worst agrees "
+            "with truth | true reward gap chosen − rejected | ties in truth | rating accuracy | parse rate |",
+            "|---|---|---|---|---|---|---|"]
+    for i, row in enumerate(runs[0]):
+        if not row.get("data"):
+            continue
+        rows = [r[i]["data"] for r in runs]
+        cells = [_cell([r["pairs"] for r in rows], digits=1)]
+        cells += [_cell([r[k] for r in rows]) for k in ("pair_agreement", "pair_true_gap", "pair_tie_rate",
+                                                        "rating_accuracy", "parse_rate")]
+        data.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+    second = _second_world("self-rewarding", {
+        "true reward": lambda r: r["true_reward"], "harmlessness": lambda r: r["harmlessness"],
+        "true rating (own samples)": lambda r: r["judge"]["true_rating"],
+        "judged − true": lambda r: r["judge"]["judge_gap"], "best-vs-worst agrees with truth":
+        lambda r: r["judge"]["pair_agreement"], "parse rate": lambda r: r["judge"]["parse_rate"]})
+    return "\n".join(head) + "\n\n" + "\n".join(data) + f"\n\n{len(files)} seeds.\n\n" + _cites(files) + second
+
+
+def r_tuning() -> str:
+    files = _seeds("r-tuning")
+    if not files:
+        return MISSING
+    runs = [load(f)["results"] for f in files]
+    head = ["| model | honesty | helpfulness | refuses answerable questions | accuracy on questions answered | "
+            "honesty on unknowns | true reward (all prompts) |", "|---|---|---|---|---|---|---|"]
+    for i, row in enumerate(runs[0]["rows"]):
+        rows = [r["rows"][i] for r in runs]
+        cells = [_cell([r["questions"][k] for r in rows]) for k in ("honesty", "helpfulness", "refusal_rate_answerable",
+                                                                     "accuracy_answered", "honesty_unknowns")]
+        cells.append(_cell([r["true_reward"] for r in rows]))
+        head.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+    known = _cell([r["known_fraction"] for r in runs])
+    return ("\n".join(head) + f"\n\nThe base model answered {known} of the {runs[0]['train_questions']} training "
+            f"questions right (its own greedy answer). {len(files)} seeds.\n\n" + _cites(files)
+            + _second_world("r-tuning", {name: (lambda r, k=k: r["questions"][k]) for name, k in (
+                ("honesty", "honesty"), ("helpfulness", "helpfulness"), ("refuses answerable questions",
+                "refusal_rate_answerable"), ("accuracy on questions answered", "accuracy_answered"))}))
+
+
+NAMES = {"prm": "PRM (product of step probabilities)", "orm": "ORM", "vote": "majority vote",
+         "pass": "pass@N (some sample right: the ceiling)"}
+
+
+def _curves(files: list[str]) -> dict[str, dict[str, list[float]]]:
+    curves = [load(f)["results"]["curves"] for f in files]
+    return {m: {n: [c[m][n]["accuracy"] for c in curves] for n in curves[0][m]} for m in curves[0]}
+
+
+def process_supervision() -> str:
+    files = _seeds("process-supervision")
+    if not files:
+        return MISSING
+    curves = _curves(files)
+    ns = list(curves["prm"])
+    rows = ["| selector | " + " | ".join(f"N={n}" for n in ns) + " |", "|---|" + "---|" * len(ns)]
+    rows += [f"| {NAMES[m]} | " + " | ".join(_cell(curves[m][n]) for n in ns) + " |" for m in NAMES]
+    results = [load(f)["results"] for f in files]
+    labels = " ".join([
+        "How often a right solution outscores a wrong one of the same problem: PRM",
+        f"{_cell([r['ranking_auc']['prm'] for r in results])}, ORM {_cell([r['ranking_auc']['orm'] for r in results])}.",
+        f"PRM on held-out step labels: accuracy {_cell([r['prm_step_labels']['step_accuracy'] for r in results])},",
+        f"recall of invalid steps {_cell([r['prm_step_labels']['invalid_step_recall'] for r in results])}.",
+        f"Training data per seed: {_cell([r['train']['solutions'] for r in results], 1)} solutions,",
+        f"{_cell([r['train']['invalid_steps'] for r in results], 1)} invalid of",
+        f"{_cell([r['train']['step_labels'] for r in results], 1)} step labels; solution parse rate",
+        f"{_cell([r['parse_rate'] for r in results])}."])
+    return "\n".join(rows) + f"\n\n{labels} {len(files)} seeds.\n\n" + _cites(files)
+
+
+def draw_best_of_n(path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = _curves(_seeds("process-supervision"))
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for m, name in NAMES.items():
+        ns = [int(n) for n in curves[m]]
+        stats = [mean_se(curves[m][str(n)]) for n in ns]
+        ax.errorbar(ns, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", capsize=3, label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("solutions per problem (N)")
+    ax.set_ylabel("best-of-N accuracy")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+BLOCKS = {"oversight_selfreward-self-rewarding": self_rewarding, "oversight_selfreward-r-tuning": r_tuning,
+          "oversight_selfreward-process-supervision": process_supervision}
+FIGURES = {"docs/oversight/figures/best-of-n.png": draw_best_of_n} if _seeds("process-supervision") else {}
