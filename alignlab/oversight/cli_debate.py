@@ -73,11 +73,11 @@ class MultiagentDebateConfig(WorldMethodConfig):
     output: str = "runs/multiagent-debate"
     agents: list[int] = field(default_factory=lambda: [1, 3, 5])
     """numbers of agents (each a separate debate)"""
-    rounds: int = 3
+    rounds: int = 2
     """rounds of reading the others' answers"""
     families: list[str] = field(default_factory=lambda: ["multistep", "facts"])
     """question families (multistep: held-out problems of at least min_ops operations)"""
-    per_family: int = 60
+    per_family: int = 40
     """questions per family"""
     min_ops: int = 5
     """shortest multi-step problem asked"""
@@ -142,7 +142,7 @@ class SandwichingConfig(WorldMethodConfig):
     """shortest problem"""
     max_ops: int = 12
     """longest problem"""
-    parts: int = 2
+    parts: int = 3
     """sub-questions of the assistant's decomposition"""
 
 

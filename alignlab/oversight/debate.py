@@ -16,8 +16,8 @@ judge *with* debate and without it for the judge *without*: the same label budge
 
 **Multi-agent debate.** ``n`` agents answer a question (sampled), then for several rounds each reads the others'
 answers and updates; the answer is the agents' majority. The world's model cannot read free text, so reading is
-reduced to what it can act on: an agent whose final answer differs from the others' majority gets the refinement
-skill's feedback (``The arithmetic is wrong.``, ``The capital is wrong.``) and answers again; one that agrees keeps
+reduced to what it can act on: an agent whose final answer differs from the one most of the others agree on gets
+the refinement skill's feedback (``The arithmetic is wrong.``, ``The capital is wrong.``) and answers again; one that agrees keeps
 its answer. Accuracy of the majority is reported by round and by number of agents.
 
 Example::
@@ -163,7 +163,7 @@ def multiagent_debate(lm: LM, questions: Sequence[WorldPrompt], *, agents: int, 
                       extract: Callable[[str], str | None], feedback: Callable[[WorldPrompt], str],
                       temperature: float = 1.0, max_tokens: int = 96, seed: int = 0) -> dict:
     """``agents`` agents answer every question, then ``rounds`` times each reads the others' answers: one whose
-    answer differs from the others' majority answers again with ``feedback(question)`` (the refinement skill);
+    answer differs from an answer more than half of the others agree on answers again with ``feedback(question)`` (the refinement skill);
     the rest keep theirs. Returns, per round (0 = before any debate), the majority's accuracy with its standard
     error, the mean single agent's accuracy, the share of agents that changed their answer, and the parse rate."""
     answers = lm.generate([q.messages for q in questions for _ in range(agents)], max_tokens=max_tokens,
@@ -175,8 +175,8 @@ def multiagent_debate(lm: LM, questions: Sequence[WorldPrompt], *, agents: int, 
         for i, (q, texts) in enumerate(zip(questions, states)):
             parsed = [extract(t) for t in texts]
             for k in range(agents):
-                others, _ = majority_vote(parsed[:k] + parsed[k + 1:])
-                if others is not None and parsed[k] != others:  # the agent disagrees with the others: it updates
+                others, votes = majority_vote(parsed[:k] + parsed[k + 1:])
+                if 2 * votes > agents - 1 and parsed[k] != others:  # most others agree, and not with it: it updates
                     asks.append([user(P.feedback_prompt(q.text, texts[k], feedback(q)))])
                     where.append((i, k))
         updated = lm.generate(asks, max_tokens=max_tokens, temperature=temperature, seed=seed + r) if asks else []
