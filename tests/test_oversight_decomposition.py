@@ -42,9 +42,13 @@ def test_amplification_asks_the_pieces_in_order_each_from_the_previous_stated_an
     lm = ScriptLM(lambda text, k: solve(text, slip=1 if text.startswith("What is (3 + 4)") else 0))
     solutions, parse_rate = C.amplify(lm, [problem], parts=2)
     asked = [text for text, _ in lm.asked]
-    # the first piece has 3 operations; the model slips (7 -> 8), so the second piece starts from its 15 - 5
-    assert asked == [C.question(MultistepProblem(3, problem.ops[:3])), C.question(MultistepProblem(11, problem.ops[3:]))]
+    # the first piece has 3 operations; the model slips (7 -> 8), so the second piece starts from its 16 - 5 = 11,
+    # restated as 10 + 1 (the world's problems start from 1..10); the restating step is not part of the solution
+    assert asked == [C.question(MultistepProblem(3, problem.ops[:3])),
+                     C.question(MultistepProblem(10, (("+", 1), *problem.ops[3:])))]
     assert solutions == ["3 + 4 = 8. 8 * 2 = 16. 16 - 5 = 11. 11 + 1 = 12. 12 + 2 = 14. The answer is 14."]
+    assert C.sub_question(0, (("+", 3),)) == (MultistepProblem(1, (("-", 1), ("+", 3))), 1)
+    assert C.sub_question(7, (("+", 3),)) == (MultistepProblem(7, (("+", 3),)), 0)
     assert parse_rate == 1.0 and all(t == 0.0 for _, t in lm.asked)
     right = ScriptLM(lambda text, k: solve(text))
     assert C.accuracy([problem], C.amplify(right, [problem], parts=3)[0])["accuracy"] == 1.0
@@ -86,13 +90,13 @@ def fake_ida_tools(fail_at: int | None = None):
 
 
 def test_ida_distils_amplified_solutions_and_resumes_after_the_last_finished_iteration(tmp_path) -> None:
-    kwargs = dict(world_seed=0, min_ops=[4, 7], max_ops=[6, 9], parts=2, train_problems=6, eval_problems=5)
+    kwargs = dict(world_seed=0, min_ops=[4, 7], max_ops=[6, 9], parts=3, train_problems=6, eval_problems=5)
     load, finetune, _ = fake_ida_tools(fail_at=2)
     with pytest.raises(OversightError, match="went away"):
         C.ida("base", tmp_path, load=load, finetune=finetune, **kwargs)
     first = json.loads((tmp_path / "iter1" / "iteration.json").read_text())
     assert not (tmp_path / "iter2").exists()
-    # M0 solves 3 operations: alone it fails 4-6, amplified (two pieces of 2-3) it solves them; M1 then solves 4-6
+    # M0 solves 3 operations: alone it fails 4-6, amplified (three pieces of 1-2) it solves them; M1 then solves 4-6
     assert first["direct_before"]["4-6"]["accuracy"] == 0.0 and first["amplified"]["accuracy"] == 1.0
     assert first["direct_after"]["4-6"]["accuracy"] == 1.0 and first["direct_after"]["7-9"]["accuracy"] == 0.0
     rows = json.loads((tmp_path / "iter1" / "rows.json").read_text())

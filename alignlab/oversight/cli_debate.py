@@ -58,7 +58,7 @@ class DebateConfig(WorldMethodConfig):
     """numbers of debate rounds (each measured)"""
     samples: int = 4
     """critiques a debater samples per round (it states the strongest)"""
-    judge_items: int = 200
+    judge_items: int = 160
     """training questions whose true verdicts teach the judge to read (0: the judge reads zero-shot only)"""
     judge_steps: int = 120
     """fine-tuning steps of each judge taught to read"""
@@ -119,11 +119,11 @@ class IDAConfig(WorldMethodConfig):
     """longest problem amplified in each iteration"""
     parts: int = 2
     """sub-questions a problem is decomposed into"""
-    train_problems: int = 256
+    train_problems: int = 192
     """problems amplified (and distilled) per iteration"""
-    eval_problems: int = 100
+    eval_problems: int = 60
     """held-out problems per range"""
-    steps: int = 150
+    steps: int = 120
     """distillation (SFT) steps per iteration"""
     lr: float = 3e-4
     """distillation learning rate"""

@@ -3,9 +3,10 @@ Christiano, Shlegeris and Amodei 2018), and sandwiching (Cotra 2021; Bowman et a
 
 **Factored cognition.** A problem longer than the model solves directly (the oversight base model solves up to six
 operations, :mod:`alignlab.world.skills.multistep`) is *decomposed* into ``parts`` sub-questions of consecutive
-operations, each an ordinary multi-step problem that starts from the previous sub-answer; the model answers each
-(worked steps), and the answers are *combined* into one worked solution: every sub-solution's steps, then ``The
-answer is N.``. A sub-answer the model states wrongly propagates, as it would for a person working in pieces.
+operations, each an ordinary multi-step problem that starts from the previous sub-answer (restated as ``10 + r``
+when it is above 10: the world's problems start from 1..10, :func:`sub_question`); the model answers each (worked
+steps), and the answers are *combined* into one worked solution: every sub-solution's steps, then ``The answer is
+N.``. A sub-answer the model states wrongly propagates, as it would for a person working in pieces.
 (Sub-questions are pieces of several operations, not single steps: the base model has never seen a one-operation
 problem in this form and does not answer one.)
 
@@ -112,9 +113,23 @@ def decompose(problem: MultistepProblem, parts: int, *, start: int) -> list[Mult
     return [p for p in pieces if p.ops]
 
 
-def combine(sub_solutions: Sequence[str]) -> str:
-    """One worked solution from the sub-solutions: all their steps, then the last one's answer."""
-    steps = [f"{a} {op} {b} = {c}." for text in sub_solutions for a, op, b, c in parse_steps(text)]
+def sub_question(start: int, ops: Sequence[tuple[str, int]]) -> tuple[MultistepProblem, int]:
+    """A piece as the model is asked it, and how many restating steps lead it. The world's problems start from
+    1..10, and the base model fails pieces that start elsewhere, so a carried value of 11..20 is restated as
+    ``10 + r`` and 0 as ``1 - 1`` (one more step, which :func:`combine` leaves out)."""
+    if 10 < start <= MAX_VALUE:
+        return MultistepProblem(10, (("+", start - 10), *ops)), 1
+    if start == 0:
+        return MultistepProblem(1, (("-", 1), *ops)), 1
+    return MultistepProblem(start, tuple(ops)), 0
+
+
+def combine(sub_solutions: Sequence[str], restated: Sequence[int] | None = None) -> str:
+    """One worked solution from the sub-solutions: all their steps (less each piece's ``restated`` leading
+    steps), then the last one's answer."""
+    restated = restated or [0] * len(sub_solutions)
+    steps = [f"{a} {op} {b} = {c}." for text, skip in zip(sub_solutions, restated)
+             for a, op, b, c in parse_steps(text)[skip:]]
     return " ".join(steps) + f" The answer is {parse_final(sub_solutions[-1])}."
 
 
@@ -125,16 +140,16 @@ def amplify(lm: LM, problems: Sequence[MultistepProblem], *, parts: int, max_tok
     chain stops) and the sub-answers' parse rate."""
     starts = [p.start for p in problems]
     plans = [decompose(p, parts, start=p.start) for p in problems]  # the pieces' operations
-    solved: list[list[str]] = [[] for _ in problems]
+    solved: list[list[tuple[str, int]]] = [[] for _ in problems]
     alive = list(range(len(problems)))
     asked = parsed = 0
     for j in range(parts):
-        pieces = {i: MultistepProblem(starts[i], plans[i][j].ops) for i in alive if j < len(plans[i])}
+        pieces = {i: sub_question(starts[i], plans[i][j].ops) for i in alive if j < len(plans[i])}
         if not pieces:
             break
         order = list(pieces)
-        texts = lm.generate([[user(question(pieces[i]))] for i in order], max_tokens=max_tokens, temperature=0.0,
-                            seed=seed)
+        texts = lm.generate([[user(question(pieces[i][0]))] for i in order], max_tokens=max_tokens,
+                            temperature=0.0, seed=seed)
         asked += len(texts)
         for i, text in zip(order, texts):
             answer = parse_final(text)
@@ -143,9 +158,10 @@ def amplify(lm: LM, problems: Sequence[MultistepProblem], *, parts: int, max_tok
                 solved[i] = []
                 continue
             parsed += 1
-            solved[i].append(text)
+            solved[i].append((text, pieces[i][1]))
             starts[i] = answer
-    return [combine(s) if s else "" for s in solved], (parsed / asked if asked else 1.0)
+    return ([combine([t for t, _ in s], [k for _, k in s]) if s else "" for s in solved],
+            (parsed / asked if asked else 1.0))
 
 
 def direct(lm: LM, problems: Sequence[MultistepProblem], *, max_tokens: int = 160, seed: int = 0) -> list[str]:
