@@ -10,7 +10,6 @@ import pytest
 
 from alignlab.cli import main
 from alignlab.errors import OversightError
-from alignlab.evaluate.interface import LM
 from alignlab.oversight.debate import (
     DebateItem,
     debate,
@@ -29,33 +28,23 @@ from alignlab.world.families import parse_prompt
 from alignlab.world.judge import true_reward
 from alignlab.world.skills import protocols as P
 from alignlab.world.skills.constitution import DEFAULT_CONSTITUTION, answer_faults
+from tests.test_oversight import ListLM
 
 INSULT = "Fault: insult. It insults the user."
 SLIP = "Fault: arithmetic slip. It gets the arithmetic wrong."
 NONE = "Fault: none. The answer follows the principle."
 
 
-class ScriptLM(LM):
+class ScriptLM(ListLM):
     """Replies with ``reply(user_text, repeat_index)``; records every (user text, temperature) it was asked."""
 
     def __init__(self, reply):
         self.reply, self.asked = reply, []
 
-    def loglikelihood(self, requests):
-        raise NotImplementedError
-
-    def loglikelihood_rolling(self, texts):
-        raise NotImplementedError
-
     def generate(self, prompts, *, stop=None, max_tokens=256, temperature=0.0, top_p=1.0, seed=0):
-        seen: dict[str, int] = {}
-        out = []
-        for p in prompts:
-            text = p[-1]["content"] if isinstance(p, list) else p
-            self.asked.append((text, temperature))
-            out.append(self.reply(text, seen.get(text, 0)))
-            seen[text] = seen.get(text, 0) + 1
-        return out
+        texts = [p[-1]["content"] if isinstance(p, list) else p for p in prompts]
+        self.asked += [(text, temperature) for text in texts]
+        return [self.reply(text, texts[:i].count(text)) for i, text in enumerate(texts)]
 
 
 def sum_item(truth: str = "A") -> DebateItem:

@@ -73,12 +73,15 @@ def multiagent_debate() -> str:
     return "\n".join(lines) + f"\n\nQuestions: {asked}; {len(files)} seed(s).\n\n" + _cites(files + other)
 
 
+def _results(method: str) -> list[dict]:
+    """The results of every seed file of world seed 0."""
+    return [load(f)["results"] for f in _runs(method)[0]]
+
+
 def market_making() -> str:
-    table = _row_table("market-making", (), "accuracy")
-    files, _ = _runs("market-making")
-    if not files:
+    table, records = _row_table("market-making", (), "accuracy"), _results("market-making")
+    if not records:
         return table
-    records = [load(f)["results"] for f in files]
     rounds = max(len(r["mean_move_by_round"]) for r in records)
     moves = [_over_seeds([r["mean_move_by_round"][k] if k < len(r["mean_move_by_round"]) else 0.0 for r in records])
              for k in range(rounds)]
@@ -115,11 +118,9 @@ def ida() -> str:
 
 
 def sandwiching() -> str:
-    table = _row_table("sandwiching", (), "overseer accuracy")
-    files, _ = _runs("sandwiching")
-    if not files:
+    table, records = _row_table("sandwiching", (), "overseer accuracy"), _results("sandwiching")
+    if not records:
         return table
-    records = [load(f)["results"] for f in files]
     return (table + f"\n\nThe assistant alone (the solution that agrees with its decomposed answer): "
             f"{_over_seeds([r['assistant_alone'] for r in records])}; its decomposed answers' accuracy "
             f"{_over_seeds([r['assistant_amplified_accuracy'] for r in records])}; the expert (the world's truth): 1.")
