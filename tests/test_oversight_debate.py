@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+from test_oversight import ListLM
 
 from alignlab.cli import main
 from alignlab.errors import OversightError
@@ -28,7 +29,6 @@ from alignlab.world.families import parse_prompt
 from alignlab.world.judge import true_reward
 from alignlab.world.skills import protocols as P
 from alignlab.world.skills.constitution import DEFAULT_CONSTITUTION, answer_faults
-from tests.test_oversight import ListLM
 
 INSULT = "Fault: insult. It insults the user."
 SLIP = "Fault: arithmetic slip. It gets the arithmetic wrong."

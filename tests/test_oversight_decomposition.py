@@ -8,13 +8,13 @@ import random
 from pathlib import Path
 
 import pytest
+from test_oversight_debate import ScriptLM
 
 from alignlab.cli import main
 from alignlab.errors import OversightError
 from alignlab.oversight import decomposition as C
 from alignlab.oversight.debate import DebateItem
 from alignlab.world.skills.multistep import MultistepProblem, apply, parse_final, worked_solution
-from tests.test_oversight_debate import ScriptLM
 
 
 def solve(text: str, slip: int = 0) -> str:
