@@ -109,7 +109,7 @@ def ida() -> str:
             cells.append(_over_seeds(values))
         if k < len(records[0]):
             cells.append(_over_seeds([its[k]["amplified"]["accuracy"] for its in records]) + f" ({records[0][k]['range']})")
-            cells.append(_over_seeds([its[k]["rows"] for its in records]))
+            cells.append(f"{sum(its[k]['rows'] for its in records) / len(records):.0f}")
         else:
             cells += ["–", "–"]
         lines.append("| " + " | ".join(cells) + " |")
