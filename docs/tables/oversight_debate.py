@@ -60,14 +60,17 @@ def multiagent_debate() -> str:
     if not files:
         return _missing("multiagent-debate")
     curves = [load(f)["results"]["curves"] for f in files]
-    lines = ["| agents | round | majority accuracy | mean agent accuracy | agents that changed | parse rate |",
-             "|---|---|---|---|---|---|"]
+    second = {(c["agents"], r): at["majority_accuracy"] for f in other for c in load(f)["results"]["curves"]
+              for r, at in enumerate(c["rounds"])}
+    lines = ["| agents | round | majority accuracy | mean agent accuracy | agents that changed | parse rate | "
+             "world seed 1 majority |", "|---|---|---|---|---|---|---|"]
     for i, curve in enumerate(curves[0]):
         for r in range(len(curve["rounds"])):
             at = [c[i]["rounds"][r] for c in curves]
+            w1 = fmt(second[(curve["agents"], r)]) if (curve["agents"], r) in second else "–"
             lines.append(f"| {curve['agents']} | {r} | {_over_seeds([a['majority_accuracy'] for a in at])} | "
                          f"{_over_seeds([a['agent_accuracy'] for a in at])} | {_over_seeds([a['changed'] for a in at])} | "
-                         f"{fmt(sum(a['parse_rate'] for a in at) / len(at))} |")
+                         f"{fmt(sum(a['parse_rate'] for a in at) / len(at))} | {w1} |")
     questions = load(files[0])["results"]["questions"]
     asked = ", ".join(f"{n} {family}" for family, n in questions.items())
     return "\n".join(lines) + f"\n\nQuestions: {asked}; {len(files)} seed(s).\n\n" + _cites(files + other)
