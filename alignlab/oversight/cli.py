@@ -127,6 +127,7 @@ FLAGS = ("model", "world", "world_dir", "output", "seed")
 # Modules with ``add_commands(commands)`` that add sub-commands to ``alignlab oversee`` (one line per method area).
 SUBCOMMAND_MODULES: list[str] = [
     "alignlab.oversight.cli_selfreward",
+    "alignlab.oversight.cli_debate",
 ]
 
 
