@@ -125,7 +125,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 FLAGS = ("model", "world", "world_dir", "output", "seed")
 # Modules with ``add_commands(commands)`` that add sub-commands to ``alignlab oversee`` (one line per method area).
-SUBCOMMAND_MODULES: list[str] = []
+SUBCOMMAND_MODULES: list[str] = [
+    "alignlab.oversight.cli_constitutional",
+]
 
 
 def _consistency(args: argparse.Namespace) -> None:
