@@ -58,6 +58,7 @@ from alignlab.oversight.stages import (
     human_sft_rows,
     prepare,
     rate,
+    require_rows,
     run_stage,
     score_models,
     sft_row,
@@ -199,7 +200,7 @@ class ConstitutionalConfig(FeedbackRunConfig):
     each against the same budget of the world's human-style data."""
 
     output: str = "runs/constitutional"
-    prompts: int = 400
+    prompts: int = 300
     """red-team prompts (training questions) for each stage"""
     families: list[str] = field(default_factory=lambda: list(JUDGED_FAMILIES))
     """the prompt families asked (every family whose answers can show a fault the constitution names)"""
@@ -252,7 +253,7 @@ def run_constitutional(config: ConstitutionalConfig) -> dict[str, Any]:
         return {**preference_summary(pairs, rl_prompts), "rows": preference_rows(pairs)}
 
     rl = run_stage(out, "rl-data", rl_data)
-    n_pairs = len(rl["rows"])
+    n_pairs = len(require_rows(rl["rows"], "the feedback model labelled no pair (both orders must agree)", rl))
     human_pairs, human_agreement = human_pair_rows(paths.datasets["pairs_train"], n_pairs, seed, world.kb)
     dpo = {**train, "beta": config.beta}
     run_stage(out, "rlaif", lambda d: {"model": str(finetune("dpo", rl["rows"], sl_model, d / "model", **dpo))})

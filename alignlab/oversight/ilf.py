@@ -100,7 +100,7 @@ class ILFConfig(FeedbackRunConfig):
     by the model's own critique, SFT on it; against SFT on the annotator's chosen answers of the same pairs."""
 
     output: str = "runs/ilf"
-    pairs: int = 400
+    pairs: int = 300
     """annotator-labelled pairs of the world (``pairs_train``) whose faulty answer gets feedback"""
     k: int = 4
     """refinements per answer"""

@@ -43,6 +43,7 @@ from alignlab.oversight.stages import (
     dpo_row,
     prepare,
     rate,
+    require_rows,
     run_stage,
     score_models,
     train_questions,
@@ -150,7 +151,7 @@ class RecursiveRMConfig(FeedbackRunConfig):
     current policy's critiques, DPO on each, and the loop once more with the improved policy."""
 
     output: str = "runs/recursive-rm"
-    prompts: int = 400
+    prompts: int = 300
     """training questions per iteration (two answers each)"""
     iterations: int = 2
     """labelling -> DPO rounds (each assisted by the policy of the round before)"""
@@ -207,7 +208,8 @@ def run_recursive_rm(config: RecursiveRMConfig) -> dict[str, Any]:
                     summary["fault_detection"] = rate([f == t for f, t in zip(flagged, faulty)])
                     # the unassisted judge on the same pairs: what the critiques changed
                     summary["same_pairs_unassisted"] = label_summary(label_pairs(judge, pairs, seed=seed), truth)
-                out_[arm] = {**summary, "rows": label_rows(labelled)}
+                out_[arm] = {**summary, "rows": require_rows(label_rows(labelled), f"the {arm} annotator labelled "
+                                                             f"no pair in round {r}", summary)}
             return out_
 
         lab = run_stage(out, f"labels-{r}", labels)

@@ -41,6 +41,7 @@ from alignlab.oversight.stages import (
     JUDGED_FAMILIES,
     FeedbackRunConfig,
     prepare,
+    require_rows,
     run_stage,
     score_models,
     sft_row,
@@ -161,7 +162,7 @@ def run_self_align(config: SelfAlignConfig) -> dict[str, Any]:
         return {**counts, "prompts": kept}
 
     stats = run_stage(out, "prompts", new_prompts)
-    questions = stats["prompts"]
+    questions = require_rows(stats["prompts"], "the model wrote no new prompt the world can read", stats)
     principles = [p.text for p in DEFAULT_CONSTITUTION.principles]
     demos = read_jsonl(paths.datasets["sft_train"])[: config.exemplars]
     exemplars = [(r["messages"][0]["content"], r["messages"][1]["content"]) for r in demos]

@@ -134,29 +134,36 @@ class FeedbackRunConfig:
     """seed of the sampling, the principles drawn and the fine-tuning"""
     max_tokens: int = 48
     """tokens per answer"""
-    steps: int = 60
+    steps: int = 40
     """optimiser steps of every fine-tuning (the method's and its baseline's alike)"""
     lr: float = 1e-4
     """learning rate of every fine-tuning"""
-    eval_samples: int = 4
+    eval_samples: int = 2
     """answers sampled per held-out prompt for the ground-truth scores"""
-    eval_limit: int | None = None
-    """held-out prompts scored (null: all of them)"""
+    eval_limit: int | None = 140
+    """held-out prompts scored, evenly spaced over the families (null: all of them)"""
 
 
 def prepare(config: FeedbackRunConfig, stages: tuple[str, ...]):
-    """Check the run directory, then load the world and the model: ``(paths, world, lm, train_from)``."""
+    """Check the run directory, then load the world and the model: ``(paths, world, lm, train_from)``. The world's
+    base model is built (pretrained on first use) only when ``model`` or ``train_from`` falls back to it."""
     from alignlab.core.rundir import check_results_dir
     from alignlab.errors import ConfigError
     from alignlab.evaluate.lm import load_lm
     from alignlab.oversight.world_run import oversight_world
+    from alignlab.world.build import build_world
+    from alignlab.world.datasets import World
 
     if not config.world:
         raise ConfigError("alignlab oversee needs --world (the toy world is where the truths are known)")
     check_results_dir(Path(config.output), ours=("results.json", *stages))
-    paths, world, base = oversight_world(config.world_dir, seed=config.world_seed)
-    model = config.model or str(base)
-    train_from = config.train_from or (model if Path(model).is_dir() else str(base))
+    model, train_from = config.model, config.train_from or (config.model if Path(config.model).is_dir() else "")
+    if model and train_from:
+        paths = build_world(config.world_dir, seed=config.world_seed, size="oversight", verbose=False)
+        world = World(paths.seed, paths.size)
+    else:
+        paths, world, base = oversight_world(config.world_dir, seed=config.world_seed)
+        model, train_from = model or str(base), train_from or str(base)
     return paths, world, load_lm(model), train_from
 
 
@@ -171,3 +178,12 @@ def write_results(config: FeedbackRunConfig, results: dict[str, Any]) -> dict[st
 def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
     """Rows as JSON lines (a stage's raw data, kept beside its summary for reading)."""
     Path(path).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def require_rows(rows: list[Any], what: str, stats: dict[str, Any]) -> list[Any]:
+    """``rows``, or an OversightError saying that the model's outputs gave nothing to train on, and why."""
+    if not rows:
+        shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items()
+                          if not isinstance(v, (list, dict)))
+        raise OversightError(f"nothing to train on: {what} ({shown})")
+    return rows
