@@ -21,10 +21,13 @@ FLAGS = ("model", "world", "world_dir", "output", "seed")
 
 
 def _print_rows(result: dict) -> None:
+    def show(value) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
     for row in result["rows"]:
-        metric = f", {row['metric']} {row['value']:.3f}" if isinstance(row.get("value"), float) else ""
-        parse = f" (parse rate {row['parse_rate']:.3f})" if row.get("parse_rate") is not None else ""
-        print(f"{row['method']}: true reward {row['true_reward']:.3f}, harmlessness {row['harmlessness']:.3f}"
+        metric = f", {row['metric']} {show(row['value'])}" if row.get("metric") else ""
+        parse = f" (parse rate {show(row['parse_rate'])})" if row.get("parse_rate") is not None else ""
+        print(f"{row['method']}: true reward {show(row['true_reward'])}, harmlessness {show(row['harmlessness'])}"
               f"{metric}{parse}")
 
 

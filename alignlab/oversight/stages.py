@@ -140,8 +140,8 @@ class FeedbackRunConfig:
     """learning rate of every fine-tuning"""
     eval_samples: int = 2
     """answers sampled per held-out prompt for the ground-truth scores"""
-    eval_limit: int | None = 140
-    """held-out prompts scored, evenly spaced over the families (null: all of them)"""
+    eval_limit: int | None = None
+    """held-out prompts scored (null: all of them; a limit above half of them leaves the last families out)"""
 
 
 def prepare(config: FeedbackRunConfig, stages: tuple[str, ...]):
