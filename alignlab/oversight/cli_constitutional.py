@@ -14,6 +14,8 @@ stage. The result (table rows with the ground truth) goes to ``results.json`` or
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 
 from alignlab.cli import add_config_command, parse_command_config
 
@@ -31,37 +33,31 @@ def _print_rows(result: dict) -> None:
               f"{metric}{parse}")
 
 
-def _constitutional(args: argparse.Namespace) -> None:
-    from alignlab.oversight.constitutional import ConstitutionalConfig, run_constitutional
-
-    _print_rows(run_constitutional(parse_command_config(ConstitutionalConfig, args, flags=FLAGS, lists=["families"])))
-
-
-def _self_align(args: argparse.Namespace) -> None:
-    from alignlab.oversight.self_align import SelfAlignConfig, run_self_align
-
-    _print_rows(run_self_align(parse_command_config(SelfAlignConfig, args, flags=FLAGS)))
-
-
-def _ilf(args: argparse.Namespace) -> None:
-    from alignlab.oversight.ilf import ILFConfig, run_ilf
-
-    _print_rows(run_ilf(parse_command_config(ILFConfig, args, flags=FLAGS)))
+# sub-command -> (module, config class, run function, help); each module holds its method and its world run
+COMMANDS = {
+    "constitutional": ("constitutional", "ConstitutionalConfig", "run_constitutional",
+                       "constitutional AI: critique -> revision -> SFT, then AI preference labels -> DPO"),
+    "self-align": ("self_align", "SelfAlignConfig", "run_self_align",
+                   "SELF-ALIGN: self-instructed prompts, principle-driven answers, principle-engraving SFT"),
+    "ilf": ("ilf", "ILFConfig", "run_ilf",
+            "imitation learning from language feedback: refinements -> pick the best -> SFT"),
+    "recursive-rm": ("recursive_rm", "RecursiveRMConfig", "run_recursive_rm",
+                     "recursive reward modelling, one level: labels assisted by the policy's critiques -> DPO"),
+}
 
 
-def _recursive_rm(args: argparse.Namespace) -> None:
-    from alignlab.oversight.recursive_rm import RecursiveRMConfig, run_recursive_rm
+def _handler(module_name: str, config_name: str, run_name: str):
+    def handle(args: argparse.Namespace) -> None:
+        module = importlib.import_module(f"alignlab.oversight.{module_name}")  # imported only when the command runs
+        config_cls = getattr(module, config_name)
+        lists = [f.name for f in dataclasses.fields(config_cls) if f.name in ("families", "principles")]
+        config = parse_command_config(config_cls, args, flags=FLAGS, lists=lists)
+        _print_rows(getattr(module, run_name)(config))
 
-    _print_rows(run_recursive_rm(parse_command_config(RecursiveRMConfig, args, flags=FLAGS)))
+    return handle
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register the four sub-commands of ``alignlab oversee``."""
-    add_config_command(commands, "constitutional", _constitutional,
-                       help="constitutional AI: critique -> revision -> SFT, then AI preference labels -> DPO")
-    add_config_command(commands, "self-align", _self_align,
-                       help="SELF-ALIGN: self-instructed prompts, principle-driven answers, principle-engraving SFT")
-    add_config_command(commands, "ilf", _ilf,
-                       help="imitation learning from language feedback: refinements -> pick the best -> SFT")
-    add_config_command(commands, "recursive-rm", _recursive_rm,
-                       help="recursive reward modelling, one level: labels assisted by the policy's critiques -> DPO")
+    for name, (module_name, config_name, run_name, help_text) in COMMANDS.items():
+        add_config_command(commands, name, _handler(module_name, config_name, run_name), help=help_text)
