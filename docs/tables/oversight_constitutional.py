@@ -20,6 +20,9 @@ def _ms(values: list[float]) -> str:
     values = [v for v in values if v is not None]
     if not values:
         return "–"
+    if all(isinstance(v, int) for v in values):  # counts (rows, pairs): mean with one decimal
+        mean, se = mean_se(values)
+        return f"{mean:.0f}" if se == 0 else f"{mean:.1f} ± {se:.1f}"
     return fmt(*mean_se(values)) if len(values) > 1 else fmt(values[0])
 
 
