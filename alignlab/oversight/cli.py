@@ -128,6 +128,7 @@ FLAGS = ("model", "world", "world_dir", "output", "seed")
 SUBCOMMAND_MODULES: list[str] = [
     "alignlab.oversight.cli_selfreward",
     "alignlab.oversight.cli_debate",
+    "alignlab.oversight.cli_constitutional",
 ]
 
 
