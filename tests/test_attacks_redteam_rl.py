@@ -123,3 +123,29 @@ def test_redteam_rl_through_the_pipeline(tiny_model_dir, tmp_path):
     assert results["red_team"]["reward_rule"] == "refusal_rule" and len(results["red_team"]["history"]) == 2
     assert results["diversity"]["redteam-rl"]["all"]["n"] == 8
     assert results["summary"]["redteam-rl"]["refusal_rule"]["n"] == 8
+
+
+def test_robustness_trains_ppo_and_safe_ppo_and_red_teams_them(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from alignlab.cli import main
+
+    out = tmp_path / "table.json"
+    assert main(["attack", "robustness", "--models", f"sft={tiny_model_dir}", "--attacks", "redteam-rl",
+                 "--online", "ppo,safe-ppo", "--limit", "2", "--output", str(out), "--work", str(tmp_path / "w"),
+                 "--seed", "1", "--set", "online_steps=1", "--set", "red_model=sft", "--set", "max_new_tokens=3",
+                 "--set", "rl.steps=1", "--set", "rl.samples=1", "--set", "rl.prompt_tokens=3",
+                 "--set", "rl.response_tokens=2"]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert list(results["models"]) == ["sft", "ppo", "safe-ppo"]
+    for method in ("ppo", "safe-ppo"):
+        keys = results["trained"][method]["keys"]
+        assert f"model.name_or_path={tiny_model_dir}" in keys and "train.seed=1" in keys
+        trained = load_file(tmp_path / "w" / f"{method}-seed1" / "model.safetensors")
+        start = load_file(tiny_model_dir / "model.safetensors")
+        assert any(not (trained[k] == start[k]).all() for k in start)  # one PPO step moved the weights
+        run = results["models"][method]["redteam-rl"]
+        assert run["summary"]["redteam-rl"]["world"]["n"] == 2 and run["red_team"]["train_behaviors"] == "world-train"
+        assert run["red_team"]["red_model"] == str(tiny_model_dir)
+    assert "cost.world_dimension=cost" in results["trained"]["safe-ppo"]["keys"]
+    assert "cost.world_dimension=cost" not in results["trained"]["ppo"]["keys"]
