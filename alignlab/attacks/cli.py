@@ -22,7 +22,7 @@ RUN_FLAGS = ("attack", "model", "behaviors", "output", "limit", "offset", "judge
 def run_attack(args: argparse.Namespace) -> None:
     from alignlab.attacks.pipeline import AttackRunConfig, run_attack_pipeline
 
-    config = parse_command_config(AttackRunConfig, args, flags=RUN_FLAGS, lists=["probes"])
+    config = parse_command_config(AttackRunConfig, args, flags=RUN_FLAGS, lists=["probes", "transfer_models"])
     results = run_attack_pipeline(config)
     for name, value in results["summary"].items():
         print(f"{name}: {value}")

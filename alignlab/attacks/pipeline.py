@@ -82,7 +82,11 @@ class AttackRunConfig:
     classifier_epochs: int = 30
     """attack=redteam: epochs of the safety classifier's training on the world's safe and unsafe answers"""
     universal: bool = False
-    """attack=gcg: one suffix optimised on all behaviours together (Zou et al.'s multi-prompt) instead of one each"""
+    """attack=gcg: one suffix optimised on all behaviours together (Zou et al.'s multi-prompt) instead of one each;
+    with --set gcg.progressive=true the behaviours join one at a time as the suffix succeeds"""
+    transfer_models: list[str] = field(default_factory=list)
+    """attack=gcg: more local models, sharing --model's vocabulary, that every suffix is optimised on at the same
+    time (Zou et al.'s transfer attack); the responses judged are --model's"""
     judge: str | None = None
     """judge model (path or URL) for the classifier verdict (null: no judge)"""
     judge_max_tokens: int = 128
@@ -177,20 +181,28 @@ def rate(successes: list[bool | None]) -> dict[str, Any]:
 
 
 def gcg_attempts(lm, behaviors: list[Behavior], config: AttackRunConfig) -> list[dict[str, Any]]:
+    from alignlab.evaluate.lm import load_lm
+
     model, tok = getattr(lm, "model", None), getattr(lm, "tokenizer", None)
     if model is None or tok is None:
         raise AttackError(f"GCG needs gradients, so a local model; '{config.model}' is served over HTTP (give its "
                           "path instead, or use --attack probe against the server)")
     check_chat_template(tok, f"the tokenizer of {config.model}")
     gcg_config = config.gcg if config.gcg.seed is not None else replace(config.gcg, seed=config.seed)
-    attack = lambda prompts: GCG([(model, tok)], gcg_config).run(prompts)  # noqa: E731
+    models = [(model, tok)]
+    for path in config.transfer_models:
+        other = load_lm(path)
+        if getattr(other, "model", None) is None:
+            raise AttackError(f"a transfer model needs gradients, so a local model; '{path}' is served over HTTP")
+        models.append((other.model, other.tokenizer))
+    attack = lambda prompts: GCG(models, gcg_config).run(prompts)  # noqa: E731
     if config.universal:
         result = attack([(b.goal, b.target) for b in behaviors])
         results = [result] * len(behaviors)
     else:
         results = [attack([(b.goal, b.target)]) for b in behaviors]
     return [{"behavior": i, "variant": "gcg", "suffix": r.best_string, "loss": r.best_loss, "losses": r.losses,
-             "messages": [{"role": "user", "content": b.goal + r.best_string}]}
+             "prompts_used": r.prompts_used, "messages": [{"role": "user", "content": b.goal + r.best_string}]}
             for i, (b, r) in enumerate(zip(behaviors, results))]
 
 
