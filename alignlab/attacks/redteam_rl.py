@@ -185,7 +185,7 @@ def train_red_team(target, goals: Sequence[str], harm: HarmFn, config: RLRedTeam
 
 
 def sample_attacks(model, tokenizer, goals: Sequence[str], config: RLRedTeamConfig, *, seed: int = 0) -> list[list[str]]:
-    """``config.samples`` continuations of each goal from the red LM: [goal][sample] texts."""
+    """``config.samples`` continuations of each goal from the red LM: one list of texts per goal."""
     from alignlab.core.generation import GenerationConfig, encode_prompts, generate
 
     prompts = [[{"role": "user", "content": config.instruction.format(goal=g)}] for g in goals for _ in
