@@ -86,7 +86,7 @@ def red_teaming() -> str:
         if any(run is None for run in runs):
             continue
         asr = measure([run["summary"]["redteam-rl"]["world"]["asr"] for run in runs])
-        found = measure([run["red_team"]["found_in_training"] for run in runs])
+        found = _spread([run["red_team"]["found_in_training"] for run in runs], digits=1)
         every = [run["diversity"]["redteam-rl"]["all"] for run in runs]
         good = [run["diversity"]["redteam-rl"]["successful"] for run in runs]
         rows.append(f"| {model} | {asr} | {found} | " + " | ".join(
