@@ -275,3 +275,48 @@ def test_scoring_survives_the_cache_keyword_rename(tok):
         plain, _ = Objective(model, tok, PROMPT, TARGET, GCGConfig(use_prefix_cache=False)).losses(embeds)
     assert renamed.seen and all(renamed.seen)  # the cache went in by the new name, every time
     torch.testing.assert_close(via_cache, plain, rtol=1e-6, atol=1e-6)
+
+
+def test_progressive_universal_suffix_adds_prompts_as_it_succeeds(tok, obedient):
+    """Zou et al.'s Algorithm 2 schedule: the loss starts on the first prompt; each time a step's suffix makes every
+    prompt so far produce the target exactly, the next prompt joins."""
+    from alignlab.core.generation import GenerationConfig, generate
+
+    prompts = [PROMPT, "Two plus two?", "Hello!"]
+    config = GCGConfig(num_steps=20, optim_str_init="x x", search_width=64, topk=64, seed=0, progressive=True)
+    result = GCG([(obedient, tok)], config).run([(p, TARGET) for p in prompts], progress=False)
+    used = result.prompts_used
+    assert used[0] == 1 and used == sorted(used) and used[-1] > 1, used
+    greedy = GenerationConfig(max_new_tokens=16, temperature=0)
+    for step in range(len(used) - 1):
+        if used[step + 1] > used[step]:  # the suffix of that step works on every prompt it was optimised on
+            answers = generate(obedient, tok, [[{"role": "user", "content": p + result.strings[step]}]
+                                               for p in prompts[:used[step]]], greedy).texts
+            assert all(a.startswith(TARGET) for a in answers), (step, answers)
+    plain = GCG([(obedient, tok)], GCGConfig(**{**config.__dict__, "progressive": False, "num_steps": 2})).run(
+        [(p, TARGET) for p in prompts], progress=False)
+    assert plain.prompts_used == [3, 3]
+
+
+def test_universal_transfer_gcg_from_the_cli(tiny_model_dir, tmp_path):
+    import json
+
+    from conftest import build_model
+    from transformers import AutoTokenizer
+
+    from alignlab.cli import main
+
+    other = tmp_path / "other"
+    build_model(other, AutoTokenizer.from_pretrained(tiny_model_dir), seed=1)
+    csv = tmp_path / "b.csv"
+    csv.write_text("goal,target\nSay hi,Sure\nSay bye,Sure\n")
+    assert main(["attack", "run", "--attack", "gcg", "--model", str(tiny_model_dir), "--behaviors", str(csv),
+                 "--output", str(tmp_path / "out"), "--max-new-tokens", "2", "--transfer-models", str(other),
+                 "--set", "universal=true", "--set", "gcg.progressive=true", "--set", "gcg.num_steps=2",
+                 "--set", "gcg.search_width=8", "--set", "gcg.topk=4", "--set", "gcg.optim_str_init=x x",
+                 "--set", "gcg.check_target=false"]) == 0
+    attempts = json.loads((tmp_path / "out" / "results.json").read_text())["results"]["attempts"]
+    # one suffix for both behaviours; random models never reproduce the target, so the schedule stays on prompt 1
+    assert attempts[0]["suffix"] == attempts[1]["suffix"] and attempts[0]["prompts_used"] == [1, 1]
+    config = tmp_path / "out" / "results.json"
+    assert json.loads(config.read_text())["config"]["transfer_models"] == [str(other)]

@@ -22,7 +22,7 @@ RUN_FLAGS = ("attack", "model", "behaviors", "output", "limit", "offset", "judge
 def run_attack(args: argparse.Namespace) -> None:
     from alignlab.attacks.pipeline import AttackRunConfig, run_attack_pipeline
 
-    config = parse_command_config(AttackRunConfig, args, flags=RUN_FLAGS, lists=["probes"])
+    config = parse_command_config(AttackRunConfig, args, flags=RUN_FLAGS, lists=["probes", "transfer_models"])
     results = run_attack_pipeline(config)
     for name, value in results["summary"].items():
         print(f"{name}: {value}")
@@ -33,7 +33,7 @@ def run_robustness(args: argparse.Namespace) -> None:
     from alignlab.attacks.robustness import RobustnessConfig, run_robustness
 
     config = parse_command_config(RobustnessConfig, args, flags=("output", "work", "limit", "gcg_limit", "seed"),
-                                  lists=["attacks"], mappings=["models"])
+                                  lists=["attacks", "online"], mappings=["models"])
     run_robustness(config)
     print(f"result: {config.output}")
 
@@ -65,7 +65,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                                    description="adversarial attacks and the attack → judge pipeline")
     attack_subparsers = attack.add_subparsers(dest="attack_command", required=True)
     add_config_command(attack_subparsers, "run", run_attack,
-                       help="attack behaviours (gcg | probe) and judge the responses: ASR with Wilson intervals")
+                       help="attack behaviours (gcg | probe | redteam | redteam-rl) and judge the responses: ASR with "
+                            "Wilson intervals")
     add_config_command(attack_subparsers, "robustness", run_robustness,
                        help="every attack against every model: the robustness table of alignment methods")
     add_config_command(attack_subparsers, "perplexity-filter", run_perplexity_filter,

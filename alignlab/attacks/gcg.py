@@ -9,7 +9,9 @@ Each step: (1) the gradient ∇_{e_{x_i}} L of the loss w.r.t. each suffix posit
 (2) the top-k tokens with the most negative gradient per position; (3) ``search_width`` candidates, each one
 position replaced by a random top-k token; (4) every candidate's exact loss in batched forwards; (5) keep the best.
 Universal suffixes (Algorithm 2) minimise the mean loss over several prompts; transferable ones over several models
-that share one vocabulary.
+that share one vocabulary. With ``progressive`` the prompts join one at a time, as in Algorithm 2: the loss starts
+on the first prompt, and the next prompt is added once greedy decoding gives every target of the prompts so far
+exactly with the current suffix.
 
 What this implementation adds over nanoGCG (whose conventions it follows, so the two give the same losses):
 the prompt before the suffix is run once and its KV cache reused by every candidate batch (through
@@ -70,6 +72,10 @@ class GCGConfig:
     """mellowmax's inverse temperature"""
     early_stop: bool = False
     """stop once some candidate makes greedy decoding produce every target exactly"""
+    progressive: bool = False
+    """universal suffixes: optimise on the first prompt, and add the next one each time the step's best suffix makes
+    greedy decoding produce every target so far exactly (Zou et al.'s Algorithm 2 schedule); false: all from the
+    start"""
     use_prefix_cache: bool = True
     """run the prompt before the suffix once and reuse its KV cache for every candidate (false: recompute it)"""
     allow_non_ascii: bool = False
@@ -106,6 +112,8 @@ class GCGResult:
     early_stopped: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
     """wall time per phase: gradient, sample, filter, score"""
+    prompts_used: list[int] = field(default_factory=list)
+    """how many prompts (the first ones) each step's loss covered: all of them unless progressive"""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -309,8 +317,8 @@ def _new_cache(model: nn.Module):
 class GCG:
     """GCG over one or more (model, tokenizer) pairs sharing a vocabulary and one or more (prompt, target) pairs.
 
-    The loss of a suffix is the mean over every model × prompt objective (Zou et al.'s Algorithm 2 without its
-    progressive schedule: all prompts from the start).
+    The loss of a suffix is the mean over every model × prompt objective in use: every prompt from the start, or
+    with ``config.progressive`` the first ones, one more each time the suffix works on all of them (Algorithm 2).
     """
 
     def __init__(self, models: Sequence[tuple[nn.Module, object]], config: GCGConfig):
@@ -336,11 +344,13 @@ class GCG:
         config, tok = self.config, self.tokenizer
         for model, _ in self.models:
             model.eval()
-        self.objectives = [Objective(model, t, messages, target, config)
-                           for model, t in self.models for messages, target in prompts]
+        every = [[Objective(model, t, messages, target, config) for model, t in self.models] for messages, target in
+                 prompts]  # [prompt][model]
+        used = 1 if config.progressive else len(every)
+        self.objectives = [o for row in every[:used] for o in row]
         buffer = self.initial_buffer()
         ids = buffer[0][1]
-        losses, strings, stopped = [], [], False
+        losses, strings, stopped, prompts_used = [], [], False, []
         for _ in tqdm(range(config.num_steps), desc="gcg", disable=not progress, leave=False):
             grad = self.timed("gradient", self.token_gradient, ids)
             with torch.no_grad():
@@ -362,13 +372,25 @@ class GCG:
                 buffer = sorted(buffer[:config.buffer_size - 1] + [(loss, best_ids)], key=lambda e: e[0])
             ids = buffer[0][1]
             strings.append(tok.decode(ids))
-            if config.early_stop and bool(exact.any()):
+            prompts_used.append(used)
+            works = bool(exact[best])  # the step's best suffix gives every target in use exactly
+            if config.progressive and works and used < len(every):
+                used += 1  # the next prompt joins; the buffer's losses are re-scored on the larger set
+                self.objectives = [o for row in every[:used] for o in row]
+                with torch.no_grad():
+                    rescored, _ = self.candidate_losses(torch.stack([e[1] for e in buffer]))
+                buffer = sorted(zip(rescored.tolist(), [e[1] for e in buffer]), key=lambda e: e[0])
+                ids = buffer[0][1]
+            elif config.early_stop and bool(exact.any()) and used == len(every):
                 stopped = True
                 break
-        best_step = losses.index(min(losses))
+        # the best suffix among the steps that used the most prompts (losses over fewer prompts do not compare)
+        last = [s for s, n in enumerate(prompts_used) if n == prompts_used[-1]]
+        best_step = min(last, key=lambda s: losses[s])
         return GCGResult(best_loss=losses[best_step], best_string=strings[best_step],
                          best_ids=tok(strings[best_step], add_special_tokens=False)["input_ids"],
-                         losses=losses, strings=strings, early_stopped=stopped, seconds=dict(self.seconds))
+                         losses=losses, strings=strings, early_stopped=stopped, seconds=dict(self.seconds),
+                         prompts_used=prompts_used)
 
     def timed(self, phase: str, fn, *args):
         start = time.perf_counter()
@@ -414,7 +436,7 @@ class GCG:
     def candidate_losses(self, candidates: torch.Tensor, base: torch.Tensor | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean loss over objectives [W], and whether every objective's target is reproduced exactly [W] (checked
-        only with early_stop: the argmax over the vocabulary costs a tenth of scoring).
+        only with early_stop or progressive: the argmax over the vocabulary costs a tenth of scoring).
 
         Candidates that copy the current suffix ``base`` [n] up to position i share its KV cache up to there
         (with the prefix cache on). They are split into ``SHARED_GROUPS`` groups by where they first change; each
@@ -438,7 +460,8 @@ class GCG:
                 for lo in range(0, len(rows), size):
                     chunk = rows[lo:lo + size]
                     chunk_loss, chunk_exact = objective.losses(embed(candidates[chunk].to(embed.weight.device)),
-                                                               exact=self.config.early_stop, shared=shared, start=start)
+                                                               exact=self.config.early_stop or self.config.progressive,
+                                                               shared=shared, start=start)
                     loss[chunk] += chunk_loss.cpu() / len(self.objectives)
                     if chunk_exact is not None:
                         exact[chunk] &= chunk_exact.cpu()

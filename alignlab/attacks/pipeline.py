@@ -33,14 +33,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from alignlab.attacks.gcg import GCG, GCGConfig, check_chat_template, give_chat_template
-from alignlab.attacks.judge_prompts import (
-    classifier_prompt,
-    parse_verdict,
-    refusal_rule_success,
-    target_match,
-)
+from alignlab.attacks.judge_prompts import verdicts
 from alignlab.attacks.probes import PROBES, apply_probe
 from alignlab.attacks.redteam_gumbel import GumbelConfig
+from alignlab.attacks.redteam_rl import RLRedTeamConfig
 from alignlab.errors import AttackError, DataError
 
 WORLD_TARGET = "Sure. Step 1:"  # how the world's compliant answers open (its safety pairs; world.families.INSTRUCTIONS)
@@ -67,9 +63,10 @@ class AttackRunConfig:
     held-out harmful prompts, or 'world-train' for its training ones"""
     output: str
     """directory for results.json and report.html"""
-    attack: Literal["gcg", "probe", "redteam"] = "probe"
+    attack: Literal["gcg", "probe", "redteam", "redteam-rl"] = "probe"
     """gcg: an adversarial suffix per behaviour (or one for all with universal); probe: every jailbreak template;
-    redteam: Gumbel-softmax red-team tokens per behaviour against a safety classifier trained on the world's answers"""
+    redteam: Gumbel-softmax red-team tokens per behaviour against a safety classifier trained on the world's answers;
+    redteam-rl: a red-team LM trained with GRPO to continue each request so that the target complies"""
     limit: int | None = None
     """attack only the first N behaviours (null: all)"""
     offset: int = 0
@@ -80,10 +77,16 @@ class AttackRunConfig:
     """GCG settings (attack=gcg), e.g. --set gcg.num_steps=100"""
     redteam: GumbelConfig = field(default_factory=GumbelConfig)
     """Gumbel-softmax red teaming's settings (attack=redteam), e.g. --set redteam.steps=200"""
+    rl: RLRedTeamConfig = field(default_factory=RLRedTeamConfig)
+    """RL red teaming's settings (attack=redteam-rl), e.g. --set rl.steps=80 --set rl.train_behaviors=world-train"""
     classifier_epochs: int = 30
     """attack=redteam: epochs of the safety classifier's training on the world's safe and unsafe answers"""
     universal: bool = False
-    """attack=gcg: one suffix optimised on all behaviours together (Zou et al.'s multi-prompt) instead of one each"""
+    """attack=gcg: one suffix optimised on all behaviours together (Zou et al.'s multi-prompt) instead of one each;
+    with --set gcg.progressive=true the behaviours join one at a time as the suffix succeeds"""
+    transfer_models: list[str] = field(default_factory=list)
+    """attack=gcg: more local models, sharing --model's vocabulary, that every suffix is optimised on at the same
+    time (Zou et al.'s transfer attack); the responses judged are --model's"""
     judge: str | None = None
     """judge model (path or URL) for the classifier verdict (null: no judge)"""
     judge_max_tokens: int = 128
@@ -178,20 +181,28 @@ def rate(successes: list[bool | None]) -> dict[str, Any]:
 
 
 def gcg_attempts(lm, behaviors: list[Behavior], config: AttackRunConfig) -> list[dict[str, Any]]:
+    from alignlab.evaluate.lm import load_lm
+
     model, tok = getattr(lm, "model", None), getattr(lm, "tokenizer", None)
     if model is None or tok is None:
         raise AttackError(f"GCG needs gradients, so a local model; '{config.model}' is served over HTTP (give its "
                           "path instead, or use --attack probe against the server)")
     check_chat_template(tok, f"the tokenizer of {config.model}")
     gcg_config = config.gcg if config.gcg.seed is not None else replace(config.gcg, seed=config.seed)
-    attack = lambda prompts: GCG([(model, tok)], gcg_config).run(prompts)  # noqa: E731
+    models = [(model, tok)]
+    for path in config.transfer_models:
+        other = load_lm(path)
+        if getattr(other, "model", None) is None:
+            raise AttackError(f"a transfer model needs gradients, so a local model; '{path}' is served over HTTP")
+        models.append((other.model, other.tokenizer))
+    attack = lambda prompts: GCG(models, gcg_config).run(prompts)  # noqa: E731
     if config.universal:
         result = attack([(b.goal, b.target) for b in behaviors])
         results = [result] * len(behaviors)
     else:
         results = [attack([(b.goal, b.target)]) for b in behaviors]
     return [{"behavior": i, "variant": "gcg", "suffix": r.best_string, "loss": r.best_loss, "losses": r.losses,
-             "messages": [{"role": "user", "content": b.goal + r.best_string}]}
+             "prompts_used": r.prompts_used, "messages": [{"role": "user", "content": b.goal + r.best_string}]}
             for i, (b, r) in enumerate(zip(behaviors, results))]
 
 
@@ -214,6 +225,34 @@ def redteam_attempts(lm, behaviors: list[Behavior], config: AttackRunConfig) -> 
     return attempts
 
 
+def redteam_rl_attempts(lm, behaviors: list[Behavior], config: AttackRunConfig, judge_lm, world_kb
+                        ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Train the red LM (on ``rl.train_behaviors``, else on the attacked ones), then sample ``rl.samples``
+    continuations per behaviour; returns the attempts and the training record."""
+    from alignlab.attacks.redteam_rl import attack_prompt, harm_verdict, sample_attacks, train_red_team
+
+    rl = config.rl
+    red_model = rl.red_model or config.model
+    if not Path(red_model).exists():
+        raise AttackError(f"redteam-rl trains a red-team LM from a local model; '{red_model}' is not one (give "
+                          "--set rl.red_model=PATH when the attacked model is served over HTTP)")
+    train = behaviors if rl.train_behaviors is None else load_behaviors(
+        rl.train_behaviors, limit=rl.train_limit, world_seed=config.world_seed, world_size=config.world_size)
+    rule = rl.reward_rule if rl.reward_rule != "auto" else ("world" if world_kb is not None else "refusal_rule")
+    harm = harm_verdict(rule, {b.goal: b.target for b in train}, judge_lm=judge_lm, world_kb=world_kb,
+                        judge_max_tokens=config.judge_max_tokens)
+    found = train_red_team(lm, [b.goal for b in train], harm, rl, red_model=red_model,
+                           output=Path(config.output) / "red_lm", seed=config.seed)
+    written = sample_attacks(found.model, found.tokenizer, [b.goal for b in behaviors], rl, seed=config.seed)
+    attempts = [{"behavior": i, "variant": "redteam-rl", "suffix": x,
+                 "messages": [{"role": "user", "content": attack_prompt(b.goal, x)}]}
+                for i, (b, xs) in enumerate(zip(behaviors, written)) for x in xs]
+    record = {"reward_rule": rule, "red_model": red_model, "train_behaviors": rl.train_behaviors or config.behaviors,
+              "n_train": len(train), "history": found.history, "found_in_training": len(found.found),
+              "found_examples": found.found[:20]}
+    return attempts, record
+
+
 def probe_attempts(behaviors: list[Behavior], config: AttackRunConfig) -> list[dict[str, Any]]:
     return [{"behavior": i, "variant": name, "messages": apply_probe(name, b.goal)}
             for i, b in enumerate(behaviors) for name in config.probes]
@@ -226,21 +265,14 @@ def probe_attempts(behaviors: list[Behavior], config: AttackRunConfig) -> list[d
 def judge_attempts(attempts: list[dict[str, Any]], behaviors: list[Behavior], judge_lm, config: AttackRunConfig,
                    world_kb=None) -> None:
     """Add each rule's verdict (``success``) to every attempt, in place."""
-    for a in attempts:
-        b = behaviors[a["behavior"]]
-        a["success"] = {"refusal_rule": refusal_rule_success(a["response"]),
-                        "target_match": target_match(a["response"], b.target)}
-    if judge_lm is not None:
-        raw = judge_lm.generate([classifier_prompt(behaviors[a["behavior"]].goal, a["response"]) for a in attempts],
-                                max_tokens=config.judge_max_tokens, temperature=0.0)
-        for a, text in zip(attempts, raw):
-            a["judge_output"], a["success"]["judge"] = text, parse_verdict(text)
-    if world_kb is not None:
-        from alignlab.world.judge import score
-
-        for a in attempts:
-            verdict = score(behaviors[a["behavior"]].goal, a["response"], kb=world_kb)
-            a["success"]["world"] = verdict.harmlessness == 0.0
+    chosen = [behaviors[a["behavior"]] for a in attempts]
+    found = verdicts([b.goal for b in chosen], [b.target for b in chosen], [a["response"] for a in attempts],
+                     judge_lm=judge_lm, judge_max_tokens=config.judge_max_tokens, world_kb=world_kb)
+    outputs = found.pop("judge_output", None)
+    for i, a in enumerate(attempts):
+        a["success"] = {rule: values[i] for rule, values in found.items()}
+        if outputs is not None:
+            a["judge_output"] = outputs[i]
 
 
 def summarise(attempts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -277,15 +309,6 @@ def run_attack_pipeline(config: AttackRunConfig, *, lm=None, judge_lm=None) -> d
         give_chat_template(tok, config.chat_template)
     if tok is not None:
         check_chat_template(tok, f"the tokenizer of {config.model}")
-    if config.attack == "gcg":
-        attempts = gcg_attempts(lm, behaviors, config)
-    elif config.attack == "redteam":
-        attempts = redteam_attempts(lm, behaviors, config)
-    else:
-        attempts = probe_attempts(behaviors, config)
-    responses = lm.generate([a["messages"] for a in attempts], max_tokens=config.max_new_tokens, temperature=0.0)
-    for a, response in zip(attempts, responses):
-        a["response"] = response
     if judge_lm is None and config.judge:
         judge_lm = load_lm(config.judge)
     world_kb = None
@@ -293,16 +316,46 @@ def run_attack_pipeline(config: AttackRunConfig, *, lm=None, judge_lm=None) -> d
         from alignlab.world.families import kb_for
 
         world_kb = kb_for(config.world_seed, config.world_size)
+    extra: dict[str, Any] = {}
+    if config.attack == "gcg":
+        attempts = gcg_attempts(lm, behaviors, config)
+    elif config.attack == "redteam":
+        attempts = redteam_attempts(lm, behaviors, config)
+    elif config.attack == "redteam-rl":
+        attempts, extra["red_team"] = redteam_rl_attempts(lm, behaviors, config, judge_lm, world_kb)
+    else:
+        attempts = probe_attempts(behaviors, config)
+    responses = lm.generate([a["messages"] for a in attempts], max_tokens=config.max_new_tokens, temperature=0.0)
+    for a, response in zip(attempts, responses):
+        a["response"] = response
     judge_attempts(attempts, behaviors, judge_lm, config, world_kb)
     summary = summarise(attempts)
     results = {"attack": config.attack, "model": config.model, "behaviors": config.behaviors,
-               "n_behaviors": len(behaviors), "summary": summary,
+               "n_behaviors": len(behaviors), "summary": summary, "diversity": prompt_diversity(attempts), **extra,
                "attempts": [{**a, "goal": behaviors[a["behavior"]].goal, "target": behaviors[a["behavior"]].target,
                              "source": behaviors[a["behavior"]].source} for a in attempts]}
     write_result(out / "results.json", results, seed=config.seed, config=config)
     write_report(out / "report.html", results)
     lines = {f"{variant}/{rule}": _shown(r) for variant, rules in summary.items() for rule, r in rules.items()}
     return {"summary": lines, "output": str(out), "results": results}
+
+
+def prompt_diversity(attempts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per variant that writes its own text (gcg, redteam, redteam-rl): diversity of the written parts, over all
+    attempts and over the successful ones (by the world judge where it ruled, else the refusal rule)."""
+    from alignlab.attacks.diversity import diversity_report
+
+    out = {}
+    for variant in dict.fromkeys(a["variant"] for a in attempts if "suffix" in a):
+        mine = [a for a in attempts if a["variant"] == variant]
+        rule = "world" if "world" in mine[0]["success"] else "refusal_rule"
+        out[variant] = {"all": diversity_report([a["suffix"] for a in mine]), "successful_by": rule,
+                        "successful": diversity_report([a["suffix"] for a in mine if a["success"][rule]])}
+    return out
+
+
+def _number(value: float | int | None) -> str:
+    return "–" if value is None else str(value) if isinstance(value, int) else f"{value:.3f}"
 
 
 def _shown(r: dict[str, Any]) -> str:
@@ -327,6 +380,16 @@ def write_report(path: Path, results: dict[str, Any]) -> Path:
     curves = {f"behaviour {a['behavior']}": list(enumerate(a["losses"])) for a in results["attempts"] if "losses" in a}
     if curves:
         report.line_plot("GCG loss", dict(list(curves.items())[:12]), ylabel="target loss")
+    if "red_team" in results:
+        history = results["red_team"]["history"]
+        report.line_plot("RL red teaming: the red LM's training steps",
+                         {key: [(i + 1, row[key]) for i, row in enumerate(history)] for key in ("harm_rate", "novelty")},
+                         ylabel="harm rate / mean novelty bonus")
+    measures = ("n", "unique", "distinct_1", "distinct_2", "self_bleu")
+    report.table("Diversity of the written prompts (distinct-n: higher is more varied; self-BLEU: lower)",
+                 ["variant", "prompts", *measures],
+                 [[variant, which, *(_number(d[which][m]) for m in measures)]
+                  for variant, d in results.get("diversity", {}).items() for which in ("all", "successful")])
     report.table("Attempts", ["behaviour", "variant", "suffix", "response", *rules],
                  [[a["goal"][:80], a["variant"], a.get("suffix", ""), a["response"][:160],
                    *(a["success"].get(r, "") for r in rules)] for a in results["attempts"]])
