@@ -5,7 +5,8 @@
 - ``lm_eval:<task>`` runs a harness task on an alignlab LM and reports in alignlab's format (BBQ: equal to the
   built-in ``bbq``); unknown names get close suggestions;
 - alignlab's LM registered as the harness model ``alignlab`` gives the harness the same numbers as ``HFLM``,
-  through lm-eval's evaluator and through its command line (``python -m alignlab.evaluate.harness``).
+  through lm-eval's evaluator and through its command line (``python -m alignlab.evaluate.harness``), and the
+  same greedy strings on generation tasks (``generate_until``, stop strings and lengths per request group).
 """
 
 import json
@@ -115,3 +116,39 @@ def test_harness_command_line_runs_the_alignlab_model(models, tmp_path):
     acc = json.loads(result_file.read_text())["results"]["moral_local"]["acc,none"]
     ours_float = HuggingFaceLM(path, batch_size=4, device="cpu")  # the command line's model runs in float32
     assert acc == pytest.approx(get_task("bigbench_moral_permissibility").run(ours_float, limit=6).metrics["acc"])
+
+
+
+def _generation_task(name, docs_file, generation_kwargs):
+    """A local generate_until task built from its config (a task YAML's keys), without indexing lm-eval's tasks."""
+    from lm_eval.api.task import ConfigurableTask
+
+    return ConfigurableTask(config={
+        "task": name, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(docs_file)}},
+        "test_split": "test", "output_type": "generate_until", "doc_to_text": "{{question}}",
+        "doc_to_target": "{{answer}}", "generation_kwargs": generation_kwargs,
+        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}]})
+
+
+def test_alignlab_model_generates_in_the_harness_as_hflm_does(models, tmp_path):
+    """lm-eval's generate_until path: two local generation tasks (different lengths and stop strings, so the
+    requests fall into two groups) give alignlab's model and HFLM the same greedy strings, cut at the same stops."""
+    _, hflm, ours = models
+    docs = [{"question": line[:30], "answer": line[30:40]} for line in CORPUS[:8]]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    free = ours.generate([d["question"] for d in docs], max_tokens=12)
+    # a stop string the model writes inside most of its free continuations (one character after their start)
+    stop = max({t[1:3] for t in free if len(t) > 3}, key=lambda s: sum(s in t[1:] for t in free))
+    tasks = {"gen_free": _generation_task("gen_free", tmp_path / "docs.jsonl",
+                                          {"until": ["\n\n"], "max_gen_toks": 12, "do_sample": False}),
+             "gen_stop": _generation_task("gen_stop", tmp_path / "docs.jsonl",
+                                          {"until": [stop], "max_gen_toks": 10, "temperature": 0.0})}
+    texts = {}
+    for name, lm in (("alignlab", HarnessLM(lm=ours)), ("hflm", hflm)):
+        results = harness_evaluate(lm, {"tasks": tasks}, bootstrap_iters=0, log_samples=True, verbosity="ERROR")
+        texts[name] = {task: [s["resps"][0][0] for s in sorted(results["samples"][task], key=lambda s: s["doc_id"])]
+                       for task in tasks}
+    assert texts["alignlab"] == texts["hflm"]
+    assert texts["alignlab"]["gen_free"] == free  # the harness path adds nothing to alignlab's own generation
+    cut = [t for t, f in zip(texts["alignlab"]["gen_stop"], free) if stop in f[1:]]
+    assert len(cut) >= 2 and all(stop not in t for t in texts["alignlab"]["gen_stop"])
