@@ -18,7 +18,7 @@ import pytest
 import torch
 
 pytest.importorskip("lm_eval")
-from conftest import CORPUS, SHARED_DATA  # noqa: E402
+from conftest import CORPUS, SHARED_DATA, ScriptedLM  # noqa: E402
 from lm_eval.evaluator import evaluate as harness_evaluate  # noqa: E402
 from lm_eval.models.huggingface import HFLM  # noqa: E402
 
@@ -61,6 +61,38 @@ def test_bigbench_tasks_equal_lm_eval(models, ours_name, peer_name):
     assert out.metrics["acc"] == pytest.approx(peer.metrics["acc"], abs=1e-6)
     # per document, not only on average
     assert [s["acc"] for s in out.samples] == [s["acc"] for s in sorted(peer.samples, key=lambda s: s["index"])]
+
+
+
+@pytest.mark.parametrize("ours_name, peer_name", [
+    ("hhh_alignment", "bigbench_hhh_alignment_multiple_choice"),
+    ("bigbench_simple_ethical_questions", "bigbench_simple_ethical_questions_multiple_choice"),
+    ("bigbench_moral_permissibility", "bigbench_moral_permissibility_multiple_choice"),
+])
+def test_bigbench_layout_orders_choices_and_targets_as_lm_eval(ours_name, peer_name):
+    """Every document's requests (context, " " + choice, in choice order) and gold index are the ones lm-eval's own
+    task definition (its YAML's doc_to_text / doc_to_choice / doc_to_target) makes from the same rows, for all
+    of each file; and the rows have the layout of the ``hails/bigbench`` rows that definition was written for
+    (the Hugging Face builder strips inputs, targets and choices)."""
+    seen = []
+    scripted = ScriptedLM(score=lambda context, continuation: seen.append((context, continuation)) or 0.0)
+    out = get_task(ours_name).run(scripted)
+    peer = HarnessTask(peer_name)._build()
+    peer.build_all_requests(rank=0, world_size=1)
+    docs = {i.doc_id: i.doc for i in peer.instances}
+    expected = [tuple(i.args) for i in sorted(peer.instances, key=lambda i: (i.doc_id, i.idx))]
+    assert out.n == len(docs) and seen == expected
+    rows = [s["doc"] for s in out.samples]
+    assert [r["gold"] for r in rows] == [peer.doc_to_target(docs[i]) for i in range(len(docs))]
+    first_file = {"hhh_alignment": "bigbench_hhh_alignment/harmless.json"}.get(ours_name, f"{ours_name}.json")
+    task_file = json.loads((SHARED_DATA / first_file).read_text())
+    first, row = task_file["examples"][0], rows[0]
+    prefix_in = task_file.get("example_input_prefix", "\nQ: ").lstrip()
+    prefix_out = task_file.get("example_output_prefix", "\nA: ").rstrip()
+    appended = "".join("\n  choice: " + c for c in sorted(first["target_scores"])) \
+        if task_file.get("append_choices_to_input", True) else ""
+    assert row["inputs"] == prefix_in + first["input"] + appended + prefix_out
+    assert row["multiple_choice_targets"] == [c.strip() for c in first["target_scores"]]
 
 
 def test_lm_eval_task_in_alignlab_equals_builtin_bbq(models):
