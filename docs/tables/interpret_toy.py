@@ -115,6 +115,19 @@ def throughput() -> str:
                               f"{record['config']['precision']}.*")
 
 
+def times() -> str:
+    """Each experiment's default run (all its seeds): wall and CPU seconds as its results.json recorded them."""
+    rows = ["| experiment | command | seeds | CPU time (min) | wall time (min) | threads |", "|---|---|---|---|---|---|"]
+    for relative in (INDUCTION, INDUCTION_WORLD, SUPERPOSITION, SOLU, SAE):
+        record = load(relative)
+        results = record["results"]
+        cpu, wall = results.get("cpu_seconds"), results.get("wall_seconds")
+        rows.append(f"| `{Path(relative).stem}` | `{' '.join(record['command'][:4])} ...` | {len(record['seeds'])} | "
+                    f"{'–' if cpu is None else f'{cpu / 60:.1f}'} | {'–' if wall is None else f'{wall / 60:.1f}'} | "
+                    f"{record['machine']['threads']} |")
+    return "\n".join(rows) + "\n\n" + "\n\n".join(cite(r) for r in (INDUCTION, INDUCTION_WORLD, SUPERPOSITION, SOLU, SAE))
+
+
 def _figure(relative: str, name: str, *args):
     def draw(path: Path) -> None:
         from alignlab.interpret.toy import plots
@@ -130,7 +143,8 @@ def _figure(relative: str, name: str, *args):
 
 BLOCKS = {"interpret-toy-induction": induction, "interpret-toy-induction-world": lambda: induction(INDUCTION_WORLD),
           "interpret-toy-superposition": superposition,
-          "interpret-toy-solu": solu, "interpret-sae": sae, "interpret-sae-throughput": throughput}
+          "interpret-toy-solu": solu, "interpret-sae": sae, "interpret-sae-throughput": throughput,
+          "interpret-toy-times": times}
 FIGURES = {
     "docs/interpret/figures/induction.png": _figure(INDUCTION, "induction_figure"),
     "docs/interpret/figures/composition.png": _figure(INDUCTION, "composition_figure"),
