@@ -28,6 +28,7 @@ The ``alignlab judge`` command is :func:`run_judge` with a :class:`JudgeConfig`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import Counter
@@ -498,5 +499,5 @@ def run_judge(config: JudgeConfig) -> dict[str, Any]:
     if judgments:
         atomic_write_text(out / "judgments.jsonl", "".join(json.dumps(j) + "\n" for j in judgments))
     # the provenance header (command, commit, machine, time) beside the results, so docs can cite the run
-    atomic_write_json(out / "results.json", {**provenance(seed=None), **results})
+    atomic_write_json(out / "results.json", {**provenance(seed=None), "config": dataclasses.asdict(config), **results})
     return results
