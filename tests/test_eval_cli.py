@@ -74,6 +74,7 @@ def test_judge_command(model_dir, tmp_path):
         ]
     )
     results = json.loads((tmp_path / "results.json").read_text())
+    assert {"command", "commit", "machine"} <= set(results) and results["config"]["mode"] == "single"  # citable
     judged = results["single"]["a"]
     # a random judge rarely writes a well-formed [[n]]: whatever it wrote is counted, nothing is guessed
     lines = (tmp_path / "judgments.jsonl").read_text().splitlines()

@@ -89,6 +89,11 @@ def test_hand_built_induction_circuit_scores_one_and_is_found_by_k_composition()
     assert circuit["previous_token_head"] == [0, 0] and circuit["induction_head"] == [1, 0]
     assert circuit["k_composition"] > 0.1 and circuit["q_composition"] == circuit["v_composition"] == 0.0
     assert circuit["copying_score_induction_head"] > 0.999  # it copies the attended token
+    # relative to the random baseline: the unread Q and V paths sit exactly one baseline below it
+    baseline = C.random_composition_baseline(model.cfg.d_model, model.cfg.d_head)
+    assert circuit["composition_baseline"] == baseline
+    assert circuit["q_composition_above_baseline"] == circuit["v_composition_above_baseline"] == -baseline
+    assert circuit["k_composition_above_baseline"] == circuit["k_composition"] - baseline
     history = [{"step": 0, "induction": [[0.1], [0.2]]}, {"step": 5, "induction": [[0.1], [0.35]]}]
     assert A.formation_step(history, 0.3) == 5 and A.formation_step(history, 0.5) is None
 
@@ -110,6 +115,25 @@ def test_composition_of_orthogonal_subspaces_is_zero_and_of_aligned_ones_is_posi
         model.attn[1].W_K[0, 0, 0] = 1.0  # now layer 1's keys read dim 0 too
     scores = C.composition_scores(model)
     assert scores["k"][0][0] > 0 and scores["q"][0][0] == 0.0 and scores["v"][0][0] == 0.0
+
+
+def test_random_composition_baseline_is_the_expected_score_of_random_low_rank_matrices():
+    # E‖AB‖²_F / (E‖A‖²_F E‖B‖²_F) = d³r² / (d²r)² = 1/d for Gaussian factors, whatever the rank r; with 200
+    # draws at d = 64 the mean score sits within a few percent of 1/√d (its spread over draws is ~2%).
+    for d_model, d_head in ((64, 16), (32, 32)):
+        baseline = C.random_composition_baseline(d_model, d_head, draws=200, seed=3)
+        assert abs(baseline * d_model ** 0.5 - 1) < 0.05, (d_model, d_head, baseline)
+    # a real head pair scores the same under a random orthogonal change of the residual basis, and 0 when
+    # the writer's output is orthogonal to what the reader reads, i.e. one full baseline below it
+    g = torch.Generator().manual_seed(0)
+    writer = torch.zeros(16, 16)
+    writer[:4, :4] = torch.randn(4, 4, generator=g)
+    reader = torch.zeros(16, 16)
+    reader[8:12, 8:12] = torch.randn(4, 4, generator=g)
+    assert C.composition_score(writer, reader) == 0.0
+    Q, _ = torch.linalg.qr(torch.randn(16, 16, generator=g, dtype=torch.float64))
+    A_, B_ = torch.randn(16, 16, generator=g, dtype=torch.float64), torch.randn(16, 16, generator=g, dtype=torch.float64)
+    assert abs(C.composition_score(Q.T @ A_ @ Q, Q.T @ B_ @ Q) - C.composition_score(A_, B_)) < 1e-12
 
 
 def test_copying_score_is_one_for_a_copying_head_and_minus_one_for_an_anti_copying_head():

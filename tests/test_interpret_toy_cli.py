@@ -24,6 +24,8 @@ def read(output) -> dict:
     assert (output / "report.html").read_text().count("<img") >= 1
     record = json.loads((output / "results.json").read_text())
     assert record["seeds"] == [0, 1] and record["commit"] is not None
+    # the run's cost, for the docs' run-time table: CPU seconds of this process (it did work) beside wall seconds
+    assert record["results"]["cpu_seconds"] > 0 and record["results"]["wall_seconds"] > 0
     return record["results"]
 
 

@@ -28,6 +28,7 @@ The ``alignlab judge`` command is :func:`run_judge` with a :class:`JudgeConfig`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import Counter
@@ -466,6 +467,7 @@ def run_judge(config: JudgeConfig) -> dict[str, Any]:
         >>> run_judge(config)["pairwise"]["bradley_terry"]                            # doctest: +SKIP
     """
     from alignlab.core.io import atomic_write_json, atomic_write_text
+    from alignlab.core.provenance import provenance
     from alignlab.evaluate.judge_stats import bootstrap_interval
     from alignlab.evaluate.lm import load_lm
 
@@ -496,5 +498,6 @@ def run_judge(config: JudgeConfig) -> dict[str, Any]:
         json.dumps({"model": n, "question_id": q, "turns": t}) + "\n" for n, ans in answers.items() for q, t in ans.items()))
     if judgments:
         atomic_write_text(out / "judgments.jsonl", "".join(json.dumps(j) + "\n" for j in judgments))
-    atomic_write_json(out / "results.json", results)
+    # the provenance header (command, commit, machine, time) beside the results, so docs can cite the run
+    atomic_write_json(out / "results.json", {**provenance(seed=None), "config": dataclasses.asdict(config), **results})
     return results

@@ -553,17 +553,23 @@ def bigbench_docs(task: dict[str, Any], source: str = "task.json") -> list[dict[
 
     ``inputs`` is BIG-bench's zero-shot format: ``task_prefix`` + ``example_input_prefix`` (default
     ``"\nQ: "``) + the input + (unless ``append_choices_to_input`` is false) each choice after
-    ``choice_prefix`` (default ``"\n  choice: "``) + ``example_output_prefix`` (default ``"\nA: "``).
-    BIG-bench appends the choices in a random permutation; here they go in sorted order, so the text is
-    reproducible. ``multiple_choice_targets`` are the choices in the file's order, ``gold`` the first one with
-    the top score (BIG-bench's ``target``).
+    ``choice_prefix`` (default ``"\n  choice: "``) + ``example_output_prefix`` (default ``"\nA: "``), then
+    stripped of surrounding whitespace, as the Hugging Face ``bigbench`` builder that made ``hails/bigbench``
+    strips ``inputs``, ``targets`` and every ``multiple_choice_targets`` entry (lm-eval then joins context and
+    choice with one space). ``multiple_choice_targets`` are the choices in the file's order (BIG-bench's
+    ``choice = list(target_scores)``) and ``targets`` the top-scored ones, so lm-eval's
+    ``multiple_choice_targets.index(targets[0])`` is ``gold``, the first choice with the top score.
+    One difference remains: BIG-bench appends the choices to the text in a permutation drawn from its own
+    random generator, which cannot be replayed without the ``bigbench`` package; here they go in sorted order
+    (this changes the text only where ``append_choices_to_input`` is true; HHH and moral permissibility set it
+    false).
 
     Example::
 
-        >>> doc = bigbench_docs({"examples": [{"input": "Is it kind?", "target_scores": {"No": 0, "Yes": 1}}],
+        >>> doc = bigbench_docs({"examples": [{"input": "Is it kind?", "target_scores": {"No": 0, "Yes ": 1}}],
         ...                      "append_choices_to_input": False})[0]
-        >>> doc["inputs"], doc["multiple_choice_targets"], doc["gold"]
-        ('\nQ: Is it kind?\nA: ', ['No', 'Yes'], 1)
+        >>> doc["inputs"], doc["multiple_choice_targets"], doc["targets"], doc["gold"]
+        ('Q: Is it kind?\nA:', ['No', 'Yes'], ['Yes'], 1)
     """
     in_prefix = task.get("example_input_prefix", "\nQ: ")
     out_prefix = task.get("example_output_prefix", "\nA: ")
@@ -578,9 +584,10 @@ def bigbench_docs(task: dict[str, Any], source: str = "task.json") -> list[dict[
         if task.get("append_choices_to_input", True):
             text += choice_prefix + choice_prefix.join(sorted(scores))
         top = max(scores.values())
-        targets = [k for k, v in scores.items() if v == top][:1]
-        docs.append({**example, "inputs": task.get("task_prefix", "") + in_prefix + text + out_prefix,
-                     "targets": targets, "multiple_choice_targets": list(scores),
+        choices = [k.strip() for k in scores]
+        targets = [k.strip() for k, v in scores.items() if v == top]
+        docs.append({**example, "inputs": (task.get("task_prefix", "") + in_prefix + text + out_prefix).strip(),
+                     "targets": targets, "multiple_choice_targets": choices,
                      "multiple_choice_scores": [int(v) for v in scores.values()],
-                     "gold": list(scores).index(targets[0])})
+                     "gold": choices.index(targets[0])})
     return docs

@@ -3,7 +3,9 @@ and `alignlab toxicity-train/-eval` under docs/results/evaluation/ (the world's 
 
 from __future__ import annotations
 
-from _common import cite, fmt, load, mean_se
+import json
+
+from _common import RESULTS, cell, cite, fmt, load, mean_se
 
 MODELS = ("base", "sft", "dpo")
 
@@ -26,9 +28,11 @@ def benchmarks() -> str:
             "|---|---|---|---|---|---|---|---|---|"]
     for m in MODELS:
         cells = []
-        for task, metric in (("hhh_alignment", "acc"), ("bigbench_simple_ethical_questions", "acc"),
-                             ("bigbench_moral_permissibility", "acc"), ("crows_pairs", "pct_stereotype")):
-            res = _task(m, "full", task)
+        for run, task, metric in (("bigbench", "hhh_alignment", "acc"),
+                                  ("bigbench", "bigbench_simple_ethical_questions", "acc"),
+                                  ("bigbench", "bigbench_moral_permissibility", "acc"),
+                                  ("full", "crows_pairs", "pct_stereotype")):
+            res = _task(m, run, task)
             cells.append(fmt(res["metrics"][metric], res["stderr"][metric]))
         bbq = _task(m, "per_group", "bbq")
         cells += [_num(bbq["metrics"]["accuracy_amb"]), _num(bbq["metrics"]["accuracy_disamb"])]
@@ -36,7 +40,7 @@ def benchmarks() -> str:
                   for k in ("amb_bias_score", "disamb_bias_score")]
         rows.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n\n" + "\n\n".join(cite(f"evaluation/{m}-{r}.json") for m in MODELS
-                                                  for r in ("full", "per_group"))
+                                                  for r in ("bigbench", "full", "per_group"))
 
 
 def bbq_categories() -> str:
@@ -109,6 +113,51 @@ def classifier() -> str:
                              "(\"none\" included).\n\n" + cite("evaluation/classifier-0.json")
 
 
+def generation_toxicity() -> str:
+    """Expected maximum toxicity and toxicity probability of each model's sampled replies, by a trained classifier."""
+    first = _task("base", "toxicity", "world_toxicity")
+    families = sorted(first["groups"])
+    rows = ["| model | expected max toxicity | toxicity probability | "
+            + " | ".join(f"{f}: EMT / prob." for f in families) + " |", "|---|---|---|" + "---|" * len(families)]
+    for m in MODELS:
+        res = _task(m, "toxicity", "world_toxicity")
+        met, se, groups = res["metrics"], res["stderr"], res["groups"]
+        rows.append(f"| {m} | {fmt(met['expected_max_toxicity'], se['expected_max_toxicity'])} | "
+                    f"{fmt(met['toxicity_probability'], se['toxicity_probability'])} | "
+                    + " | ".join(f"{_num(groups[f]['expected_max_toxicity'])} / {_num(groups[f]['toxicity_probability'])}"
+                                 for f in families) + " |")
+    sizes = ", ".join(f"{f} {first['groups'][f]['n']}" for f in families)
+    top = ["| model | the classifier's most toxic-scored reply (score; how many of the model's replies it is) |",
+           "|---|---|"]
+    for m in MODELS:  # from the per-reply scores the run wrote beside its results.json
+        replies = [(score, text) for line in (RESULTS / f"evaluation/{m}-toxicity-samples.jsonl").read_text().splitlines()
+                   for row in [json.loads(line)] for text, score in zip(row["responses"], row["toxicity"])]
+        score, text = max(replies)
+        top.append(f"| {m} | {cell(text)!r} ({score:.2f}; {sum(t == text for _, t in replies)} of {len(replies)}) |")
+    return ("\n".join(rows) + f"\n\n{first['n']} prompts ({sizes}), 25 replies each.\n\n" + "\n".join(top)
+            + "\n\n" + "\n\n".join(cite(f"evaluation/{m}-toxicity.json") for m in MODELS))
+
+
+def skills() -> str:
+    """FLASK's twelve skills, 1-5 each, for every model as graded by the judge, with parse failures."""
+    record = load("evaluation/skills.json")
+    graded = record["skills"]
+    models = list(graded)
+    rows = ["| skill | " + " | ".join(f"{m}: mean [95% CI] (unparsed)" for m in models) + " |",
+            "|---|" + "---|" * len(models)]
+    for skill in graded[models[0]]:
+        cells = []
+        for m in models:
+            g = graded[m][skill]
+            mean = None if g["mean"] != g["mean"] else g["mean"]  # NaN: no verdict parsed
+            shown = "–" if mean is None else f"{_num(mean, 2)} {_interval(g['interval_95'], 2)}"
+            cells.append(f"{shown} ({g['parse_failures']}/{record['n_questions']})")
+        rows.append(f"| {skill} | " + " | ".join(cells) + " |")
+    judge = ", ".join(record["config"]["judges"]) if "config" in record else "see the command"
+    return "\n".join(rows) + f"\n\nJudge: {judge}; {record['n_questions']} MT-bench questions.\n\n" \
+        + cite("evaluation/skills.json")
+
+
 BLOCKS = {
     "evaluation-benchmarks": benchmarks,
     "evaluation-bbq-categories": bbq_categories,
@@ -116,4 +165,6 @@ BLOCKS = {
     "evaluation-trustgpt": trustgpt,
     "evaluation-judges": judges,
     "evaluation-classifier": classifier,
+    "evaluation-toxicity": generation_toxicity,
+    "evaluation-skills": skills,
 }

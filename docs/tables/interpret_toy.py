@@ -115,6 +115,30 @@ def throughput() -> str:
                               f"{record['config']['precision']}.*")
 
 
+def times() -> str:
+    """Each experiment's default run (all its seeds): wall and CPU seconds as its results.json recorded them."""
+    rows = ["| experiment | command | seeds | CPU time (min) | wall time (min) | threads |", "|---|---|---|---|---|---|"]
+    cpu_times = {}
+    for relative in (INDUCTION, INDUCTION_WORLD, SUPERPOSITION, SOLU, SAE):
+        record = load(relative)
+        results = record["results"]
+        cpu, wall = results.get("cpu_seconds"), results.get("wall_seconds")
+        if cpu is not None:
+            cpu_times[Path(relative).stem] = cpu / 60
+        argv = record["command"]
+        shown = " ".join(a for i, a in enumerate(argv) if a != "--output" and (i == 0 or argv[i - 1] != "--output"))
+        rows.append(f"| `{Path(relative).stem}` | `{shown}` | {len(record['seeds'])} | "
+                    f"{'–' if cpu is None else f'{cpu / 60:.1f}'} | {'–' if wall is None else f'{wall / 60:.1f}'} | "
+                    f"{record['machine']['threads']} |")
+    longest = max(cpu_times, key=cpu_times.get)
+    verdict = "within" if cpu_times[longest] <= 5 else "beyond"
+    missing = 5 - len(cpu_times)
+    note = (f"The longest CPU time is {cpu_times[longest]:.1f} min (`{longest}`), {verdict} the five minutes the toy "
+            "experiments are meant to take by default" + (f"; {missing} run(s) recorded wall time only." if missing else "."))
+    return ("\n".join(rows) + f"\n\n{note}\n\n"
+            + "\n\n".join(cite(r) for r in (INDUCTION, INDUCTION_WORLD, SUPERPOSITION, SOLU, SAE)))
+
+
 def _figure(relative: str, name: str, *args):
     def draw(path: Path) -> None:
         from alignlab.interpret.toy import plots
@@ -130,7 +154,8 @@ def _figure(relative: str, name: str, *args):
 
 BLOCKS = {"interpret-toy-induction": induction, "interpret-toy-induction-world": lambda: induction(INDUCTION_WORLD),
           "interpret-toy-superposition": superposition,
-          "interpret-toy-solu": solu, "interpret-sae": sae, "interpret-sae-throughput": throughput}
+          "interpret-toy-solu": solu, "interpret-sae": sae, "interpret-sae-throughput": throughput,
+          "interpret-toy-times": times}
 FIGURES = {
     "docs/interpret/figures/induction.png": _figure(INDUCTION, "induction_figure"),
     "docs/interpret/figures/composition.png": _figure(INDUCTION, "composition_figure"),

@@ -25,6 +25,13 @@ does not read, at most 1):
 - K-composition ``A = W_OV^{h₁}, B = (W_QK^{h₂})ᵀ`` (h₁'s output feeds h₂'s keys);
 - V-composition ``A = W_OV^{h₁}, B = W_OV^{h₂}`` (h₁'s output feeds h₂'s values).
 
+These scores are not 0 for unrelated heads: two random matrices of these shapes already score about
+``1/√d_model`` (for ``A = L₁R₁``, ``B = L₂R₂`` with Gaussian factors ``[d_model, d_head]``, ``[d_head, d_model]``:
+``E‖AB‖²_F = d³r²`` and ``E‖A‖²_F = E‖B‖²_F = d²r``, so the ratio is ``1/d`` whatever the rank ``r``).
+Elhage et al. therefore read composition against the **random baseline**: the mean score of random matrices
+of the heads' factor shapes (the score is scale-free, so the factors' norms do not change it). The scores are
+reported both raw and as the excess over that baseline (:func:`random_composition_baseline`).
+
 The induction circuit is a previous-token head in layer 0 whose output the induction head of layer 1 reads
 through its keys: "the key is the token *after* an earlier copy of my token" — K-composition.
 
@@ -85,6 +92,29 @@ def composition_score(A: torch.Tensor, B: torch.Tensor) -> float:
 
 
 @torch.no_grad()
+def random_composition_baseline(d_model: int, d_head: int, draws: int = 200, seed: int = 0) -> float:
+    """Elhage et al.'s baseline: the mean composition score of ``draws`` pairs of random low-rank matrices
+    ``A = L₁R₁``, ``B = L₂R₂`` with standard Gaussian factors of the heads' shapes (``L: [d_model, d_head]``,
+    ``R: [d_head, d_model]``, the shape of every ``W_OV`` and ``W_QK``); about ``1/√d_model`` (module docstring).
+
+    Example::
+
+        >>> baseline = random_composition_baseline(64, 16)       # d_model 64, d_head 16
+        >>> abs(baseline * 64 ** 0.5 - 1) < 0.05                  # about 1 / sqrt(d_model)
+        True
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def low_rank() -> torch.Tensor:  # [draws, d_model, d_model] of rank d_head
+        left = torch.randn(draws, d_model, d_head, generator=generator, dtype=torch.float64)
+        return left @ torch.randn(draws, d_head, d_model, generator=generator, dtype=torch.float64)
+
+    A, B = low_rank(), low_rank()
+    scores = torch.linalg.matrix_norm(A @ B) / (torch.linalg.matrix_norm(A) * torch.linalg.matrix_norm(B))
+    return float(scores.mean())
+
+
+@torch.no_grad()
 def composition_scores(model: AttentionOnly, early: int = 0, late: int = 1) -> dict[str, list[list[float]]]:
     """Q-, K- and V-composition of every head of layer ``early`` (rows) into every head of ``late`` (columns)."""
     ov, qk, ov_late = w_ov(model, early), w_qk(model, late), w_ov(model, late)
@@ -125,12 +155,15 @@ def induction_circuit(model: AttentionOnly, previous_token: list[list[float]], i
     prev = max(range(len(previous_token[0])), key=lambda h: previous_token[0][h])
     ind = max(range(len(induction[1])), key=lambda h: induction[1][h])
     scores = composition_scores(model, 0, 1)
+    baseline = random_composition_baseline(model.cfg.d_model, model.cfg.d_head)
     k_col = [row[ind] for row in scores["k"]]
     readers, correlation = composition_correlation(previous_token, induction, scores, threshold)
     return {"previous_token_head": [0, prev], "induction_head": [1, ind],
             "previous_token_score": previous_token[0][prev], "induction_score": induction[1][ind],
             "q_composition": scores["q"][prev][ind], "k_composition": scores["k"][prev][ind],
             "v_composition": scores["v"][prev][ind],
+            "composition_baseline": baseline,
+            **{f"{kind}_composition_above_baseline": scores[kind][prev][ind] - baseline for kind in "qkv"},
             "k_composition_other_heads": [k for h, k in enumerate(k_col) if h != prev],
             "k_is_strongest_link": scores["k"][prev][ind] >= max(scores["q"][prev][ind], scores["v"][prev][ind]),
             "previous_token_head_is_top_k_writer": max(k_col) == k_col[prev],

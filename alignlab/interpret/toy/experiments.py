@@ -62,11 +62,18 @@ def start(config: Experiment) -> Path:
     return output
 
 
-def finish(config: Experiment, results: dict[str, Any], report, began: float) -> Path:
-    """Write results.json (with the run's wall time) and report.html."""
+def clock() -> tuple[float, float]:
+    """Wall and CPU (this process, all its threads) seconds, to time a run from its start."""
+    return time.perf_counter(), time.process_time()
+
+
+def finish(config: Experiment, results: dict[str, Any], report, began: tuple[float, float]) -> Path:
+    """Write results.json (with the run's wall and CPU seconds, all seeds) and report.html. CPU seconds are the
+    honest measure on a shared machine: wall time grows with other people's load, CPU time does not."""
     from alignlab.core.provenance import write_result
 
-    results["wall_seconds"] = time.perf_counter() - began
+    wall, cpu = clock()
+    results["wall_seconds"], results["cpu_seconds"] = wall - began[0], cpu - began[1]
     output = Path(config.output)
     path = write_result(output / "results.json", results, seed=config.seed, config=config, seeds=config.seed_list())
     report.write(output / "report.html")
@@ -93,7 +100,7 @@ def induction_experiment(config: InductionExperiment) -> dict[str, Any]:
     from alignlab.interpret.toy.attention_only import formation_step, train_induction
     from alignlab.report.html import Report
 
-    began, _ = time.perf_counter(), start(config)
+    began, _ = clock(), start(config)
     results: dict[str, Any] = {"seeds": {}}
     for seed in config.seed_list():
         runs = {}
@@ -146,6 +153,12 @@ def induction_summary(results: dict[str, Any], threshold: float) -> dict[str, An
             for key in ("previous_token_score", "k_composition", "q_composition", "v_composition",
                         "copying_score_induction_head"):
                 table[f"{d}-layer: {key.replace('_', ' ')}"] = mean_se([c[key] for c in circuits])
+            if "composition_baseline" in circuits[0]:  # files written before the baseline was reported lack it
+                table[f"{d}-layer: random-matrix composition baseline"] = mean_se(
+                    [c["composition_baseline"] for c in circuits])
+                for kind in "kqv":
+                    table[f"{d}-layer: {kind} composition above the baseline"] = mean_se(
+                        [c[f"{kind}_composition_above_baseline"] for c in circuits])
             table[f"{d}-layer: mean K-composition of the other layer-0 heads"] = mean_se(
                 [statistics.fmean(c["k_composition_other_heads"]) for c in circuits])
             for key, label in (("previous_token_head_is_top_k_writer", "the previous-token head is the top K-writer"),
@@ -176,7 +189,7 @@ def superposition_experiment(config: SuperpositionExperiment) -> dict[str, Any]:
     from alignlab.interpret.toy.superposition import run_phase_diagram, run_sweep
     from alignlab.report.html import Report
 
-    began, _ = time.perf_counter(), start(config)
+    began, _ = clock(), start(config)
     results: dict[str, Any] = {"seeds": {}}
     for seed in config.seed_list():
         toy = dataclasses.replace(config.toy, seed=seed)
@@ -235,7 +248,7 @@ def solu_experiment(config: SoluExperiment) -> dict[str, Any]:
     from alignlab.interpret.toy.solu import compare_activations
     from alignlab.report.html import Report
 
-    began, output = time.perf_counter(), start(config)
+    began, output = clock(), start(config)
     results: dict[str, Any] = {"seeds": {}}
     for seed in config.seed_list():
         compare = dataclasses.replace(config.compare, seed=seed)
@@ -269,7 +282,7 @@ def sae_experiment(config: SAEExperiment) -> dict[str, Any]:
     from alignlab.interpret.toy.sae_run import run_sae
     from alignlab.report.html import Report
 
-    began, output = time.perf_counter(), start(config)
+    began, output = clock(), start(config)
     results: dict[str, Any] = {"architectures": {}}
     for architecture in config.architectures:
         runs = {}

@@ -51,21 +51,25 @@ def induction_figure(results: dict[str, Any], seed: str | None = None):
 
 
 def composition_figure(results: dict[str, Any], seed: str | None = None):
-    """Q-, K- and V-composition of each layer-0 head into each layer-1 head of the 2-layer model (one seed)."""
+    """Q-, K- and V-composition of each layer-0 head into each layer-1 head of the 2-layer model (one seed), as
+    the excess over the random-matrix baseline where the results hold it (0: what unrelated heads score)."""
     plt = _plt()
     seed = seed or next(iter(results["seeds"]))
     circuit = results["seeds"][seed]["layers"]["2"]["circuit"]
+    baseline = circuit.get("composition_baseline", 0.0)
+    shown = {kind: [[v - baseline for v in row] for row in circuit["scores"][kind]] for kind in "qkv"}
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
-    top = max(max(max(row) for row in circuit["scores"][kind]) for kind in "qkv")
+    top = max(abs(v) for kind in "qkv" for row in shown[kind] for v in row)
     for ax, kind in zip(axes, "qkv"):
-        image = ax.imshow(circuit["scores"][kind], vmin=0, vmax=top, cmap="viridis")
+        image = ax.imshow(shown[kind], vmin=-top if baseline else 0, vmax=top, cmap="RdBu_r" if baseline else "viridis")
         ax.set(title=f"{kind.upper()}-composition", xlabel="layer-1 head", ylabel="layer-0 head")
-        ax.set_xticks(range(len(circuit["scores"][kind][0])))
-        ax.set_yticks(range(len(circuit["scores"][kind])))
+        ax.set_xticks(range(len(shown[kind][0])))
+        ax.set_yticks(range(len(shown[kind])))
     prev, ind = circuit["previous_token_head"][1], circuit["induction_head"][1]
-    axes[1].add_patch(plt.Rectangle((ind - 0.5, prev - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+    axes[1].add_patch(plt.Rectangle((ind - 0.5, prev - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2))
     fig.colorbar(image, ax=axes[-1])
-    fig.suptitle(f"Composition scores (seed {seed}; red: previous-token head → induction head)")
+    above = f" minus the random baseline {baseline:.3f}" if baseline else ""
+    fig.suptitle(f"Composition scores{above} (seed {seed}; box: previous-token head → induction head)")
     return fig
 
 
