@@ -39,10 +39,13 @@ def sensei_gain() -> str:
     rows = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for name, values in results["summary"].items():
         if values.get("true_reward_gain", {"mean": None})["mean"] is not None:
-            rows.append(f"| {name} | " + " | ".join(fmt(values[f"{r}_gain"]["mean"], values[f"{r}_gain"]["se"], 3)
-                                                     for r in RATES) + " |")
-    return ("\n".join(rows) + f"\n\nAgainst `{results['control']}`, per seed; mean ± standard error over "
-            f"{len(results['runs'])} seeds.\n\n{cite('outer/sensei/results.json')}")
+            per_seed = [[run["rows"][name][f"{r}_gain"] for run in results["runs"]] for r in RATES]
+            rows.append(f"| {name} | " + " | ".join(
+                fmt(values[f"{r}_gain"]["mean"], values[f"{r}_gain"]["se"], 3)
+                + f" ({sum(g > 0 for g in gains)}/{len(gains)})" for r, gains in zip(RATES, per_seed)) + " |")
+    return ("\n".join(rows) + f"\n\nAgainst `{results['control']}`, paired per seed; mean ± standard error over "
+            f"{len(results['runs'])} seeds, (k/n): seeds where the gain is positive.\n\n"
+            f"{cite('outer/sensei/results.json')}")
 
 
 def uddia(relative: str = "outer/uddia/results.json") -> str:
