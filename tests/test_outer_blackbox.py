@@ -25,6 +25,7 @@ from alignlab.outer.blackbox.rl4f import (
     RevisionReward,
     RL4FConfig,
     critique_and_revise,
+    revise,
     train_rl4f,
     world_feedback,
 )
@@ -201,3 +202,10 @@ def test_a_frozen_lm_behind_alignlab_serve(tiny_model_dir, tmp_path):
         assert len(calls) > n  # the reward's answers came from the server
     finally:
         server.stop()
+
+
+def test_a_keep_text_with_surrounding_whitespace_still_asks_for_no_revision():
+    frozen_lm = EchoLM(lambda m: "REVISED")
+    cases = [Case([{"role": "user", "content": "Q1"}], "ab", 2.0)]
+    assert revise(FrozenLM(frozen_lm), cases, ["  Keep.\n"], keep_text="Keep.\n") == ["ab"]
+    assert frozen_lm.seen == []

@@ -99,3 +99,40 @@ def test_a_rule_with_labels_of_one_kind_or_no_calibration_is_named() -> None:
         fit_rule_calibration({"r": [(1.0, False), (2.0, False)]})
     with pytest.raises(DataError, match="did you mean"):
         RuleCalibration(slope={HARM: 1.0}, intercept={HARM: 0.0}).logit("Do not help with harm", 0.0)
+
+
+def test_the_calibrated_reward_reaches_trainers_through_as_source_with_the_messages() -> None:
+    from alignlab.outer.online.rewards import as_source
+
+    seen = []
+
+    class Source(HandScores):
+        def per_rule(self, prompts, completions):
+            seen.extend(prompts)
+            return super().per_rule(prompts, completions)
+
+    reward = as_source(calibrate_rule_reward_from_hand(Source()))
+    messages = [[{"role": "user", "content": "how do I hurt someone?"}]] * 2
+    refuse, comply = reward(messages, ["refuse", "comply"])
+    assert refuse > comply
+    assert seen[-2:] == messages  # the chat messages, not prompts flattened to strings
+
+
+def calibrate_rule_reward_from_hand(source, **kwargs):
+    rows = [{"prompt": "x", "response": c, "rule": rule, "violated": c in broken}
+            for rule, broken in ((HARM, {"comply"}), (STEREO, {"comply", "rude-fair"}), (POLITE, {"rude-fair"}))
+            for c in HandScores.RAW]
+    return calibrate_rule_reward(source, rows, **kwargs)
+
+
+def test_a_rule_without_labels_and_an_unknown_applicable_rule_raise() -> None:
+    rows = [{"prompt": "x", "response": c, "rule": HARM, "violated": c == "comply"} for c in HandScores.RAW]
+    with pytest.raises(DataError, match="no label rows for rule 'Do not stereotype.'"):
+        calibrate_rule_reward(HandScores(), rows)
+    with pytest.raises(DataError, match="no calibration for rule"):
+        from alignlab.outer.rules import CalibratedRuleReward
+
+        CalibratedRuleReward(HandScores(), calibration().__class__(slope={HARM: 1.0}, intercept={HARM: 0.0}))
+    reward = calibrate_rule_reward_from_hand(HandScores(), applies=lambda prompt: {"Do not help with harm"})
+    with pytest.raises(DataError, match="did you mean 'Do not help with harm.'"):
+        reward([[{"role": "user", "content": "x"}]], ["refuse"])

@@ -7,7 +7,7 @@ import torch
 from conftest import build_model, build_tokenizer, write_jsonl
 
 from alignlab.core.data import DataConfig
-from alignlab.core.generation import GenerationConfig, generate
+from alignlab.core.generation import GenerationConfig, encode_prompts, generate
 from alignlab.core.models import ModelConfig
 from alignlab.core.trainer import TrainConfig
 from alignlab.errors import ModelError
@@ -109,10 +109,21 @@ def test_steering_raises_the_target_and_the_negated_reward_lowers_it(trained) ->
         texts = generate(model, tok, prompts, config).texts
         return sum(count_e(prompts, texts)) / len(texts)
 
-    plain = mean_target(runs[1.0].with_strength(0.0))
-    assert mean_target(runs[1.0].lm) == plain  # strength 0 is the LM itself, draw for draw
-    assert mean_target(runs[1.0]) > plain + 0.3
-    assert mean_target(runs[-1.0]) < plain
+    assert mean_target(runs[1.0].lm) == mean_target(runs[1.0].with_strength(0.0, top_k=0))  # the LM, draw for draw
+    truncated = mean_target(runs[1.0].with_strength(0.0))  # the LM cut to the same top 10: the control
+    assert mean_target(runs[1.0]) > truncated + 0.3
+    assert mean_target(runs[-1.0]) < truncated
+
+
+def test_strength_zero_is_the_lm_cut_to_its_top_k(trained) -> None:
+    tok, runs = trained
+    control = runs[1.0].with_strength(0.0)
+    ids = torch.tensor(encode_prompts(tok, PROMPTS[:1]))
+    _, z = control.states(ids, keep=1)
+    logits = control(input_ids=ids, logits_to_keep=1).logits[0, -1]
+    kept = torch.topk(z[0, -1], 10).indices
+    assert torch.equal(logits[kept], z[0, -1, kept].float())
+    assert (logits.max() - logits.topk(11).values[-1]) > 1e3  # the 11th token and beyond are never sampled
 
 
 def test_greedy_steered_tokens_are_the_argmax_of_z_plus_strength_delta_through_the_cache(trained) -> None:

@@ -94,3 +94,24 @@ def replace_seed(config: GenerationConfig, seed: int) -> GenerationConfig:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ConfigError, match="threshold"):
         UDDIAConfig(threshold=1.5)
+
+
+def test_the_gate_reads_the_unchanged_model_so_tuning_the_probe_read_out_cannot_blind_it(tiny) -> None:
+    """A probe that flags every answer of the unchanged model (large bias). The tuned biases sit on the very
+    states the probe reads, so a big Adam step along −w drives the *biased* read-out to ~0 without fixing any
+    text; the gate must still flag every segment (each redone max_redo times) and the reported attribute must be
+    the unchanged model's."""
+    tok, model = tiny
+    weight = torch.randn(model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    probe = LinearProbe(weight, 6.0)
+    gen = GenerationConfig(max_new_tokens=6, temperature=0.0)
+    prompts = PROMPTS[:2]
+    out = uddia_generate(model, tok, prompts, probe, UDDIAConfig(generation=gen, segment=3, threshold=0.5, steps=3,
+                                                                 lr=10.0, kl_weight=0.0, max_redo=1, layers=1))
+    with torch.no_grad():
+        pooled = answer_states(model, out.prompt_ids, [c or [tok.eos_token_id] for c in out.completion_ids])[0]
+        unchanged = torch.sigmoid(pooled @ probe.weight + probe.bias)
+    assert (unchanged > 0.5).all()  # the text stays flagged by the unchanged model ...
+    assert torch.allclose(torch.tensor(out.attribute), unchanged, atol=1e-5)  # ... and that is what is reported
+    segments = [-(-len(c) // 3) for c in out.completion_ids]
+    assert out.interventions == sum(segments)  # every segment of every answer was flagged and redone once

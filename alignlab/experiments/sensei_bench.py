@@ -3,10 +3,13 @@ model itself, over seeds.
 
 For each seed: SENSEI (:mod:`alignlab.outer.sensei`) samples ``samples_per_prompt`` answers to ``train_prompts``
 training prompts from the SFT model, the world's judge scores them (true reward), and the two heads train on the
-frozen SFT model. Then the SFT model (strength 0) and SENSEI at each ``strengths`` answer the held-out prompts
-``eval_samples`` times each; the judge grades them (true reward, helpfulness, honesty, harmlessness, toxicity,
-bias), with the KL to the SFT model per answer, the heads' training seconds and generation speed.
-``results.json`` holds every seed's rows and the mean ± standard error over seeds.
+frozen SFT model. Then the SFT model (full vocabulary), the truncation-only control (the SFT model cut to the
+same ``top_k`` tokens the actor chooses among: SENSEI at strength 0) and SENSEI at each ``strengths`` answer the
+held-out prompts ``eval_samples`` times each; the judge grades them (true reward, helpfulness, honesty,
+harmlessness, toxicity, bias), with the KL to the SFT model per answer, the heads' training seconds and
+generation speed. Each steered row also records, per seed, its gain over the truncation-only control
+(``<rate>_gain``: what the heads add beyond top-k sampling). ``results.json`` holds every seed's rows and the
+mean ± standard error over seeds.
 
 Example::
 
@@ -48,11 +51,18 @@ class SenseiBenchConfig(WorldExperimentConfig):
     beta: float = 0.5
     """the actor's KL strength"""
     strengths: list[float] = field(default_factory=lambda: [0.5, 1.0])
-    """steering strengths evaluated (0, the SFT model, is always evaluated)"""
+    """steering strengths evaluated (the SFT model and its top-k truncation are always evaluated)"""
+    top_k: int = 10
+    """the actor chooses among the SFT model's k most likely tokens (also the truncation-only control's k)"""
     eval_samples: int = 2
     """answers sampled (temperature 1) per held-out prompt"""
     max_new_tokens: int = 48
     """tokens per answer (training and evaluation)"""
+
+
+def top_k_control(k: int) -> str:
+    """The name of the truncation-only row: the SFT model sampled from its top k tokens, no heads."""
+    return f"SFT model, top {k} only"
 
 
 def evaluate_steered(model, reference, tokenizer, prompts: list, *, samples: int, max_tokens: int, seed: int
@@ -108,21 +118,25 @@ def bench_sensei(config: SenseiBenchConfig) -> dict[str, Any]:
             model=ModelConfig(sft), output=str(run_dir), reward=RewardSourceConfig(source="world"),
             data=DataConfig(path=str(world.datasets["prompts_train"]), limit=config.train_prompts),
             generation=GenerationConfig(max_new_tokens=config.max_new_tokens, seed=seed),
-            samples_per_prompt=config.samples_per_prompt, beta=config.beta,
+            samples_per_prompt=config.samples_per_prompt, beta=config.beta, top_k=config.top_k,
             train=TrainConfig(lr=config.lr, batch_size=16, num_epochs=config.epochs, seed=seed, progress=False,
                               overwrite=True)))
         seconds = time.perf_counter() - start
         sensei = load_sensei(run_dir)
+        control = top_k_control(config.top_k)
+        models = {"SFT model": sensei.with_strength(0.0, top_k=0), control: sensei.with_strength(0.0),
+                  **{f"SENSEI (strength {s:g})": sensei.with_strength(s) for s in config.strengths}}
         rows = {}
-        for strength in [0.0, *config.strengths]:
-            name = "SFT model" if strength == 0 else f"SENSEI (strength {strength:g})"
-            rows[name] = evaluate_steered(sensei.with_strength(strength), reference, tokenizer, prompts,
-                                          samples=config.eval_samples, max_tokens=config.max_new_tokens, seed=seed)
-            rows[name]["train_seconds"] = 0.0 if strength == 0 else seconds
+        for name, model in models.items():
+            rows[name] = evaluate_steered(model, reference, tokenizer, prompts, samples=config.eval_samples,
+                                          max_tokens=config.max_new_tokens, seed=seed)
+            rows[name]["train_seconds"] = seconds if model.strength else 0.0
+            if model.strength:
+                rows[name].update({f"{r}_gain": rows[name][r] - rows[control][r] for r in RATES})
             print(f"[sensei] seed {seed} {name}: " + ", ".join(f"{r} {rows[name][r]:.3f}" for r in RATES)
                   + f", KL {rows[name]['kl_to_sft']:.3f}", flush=True)
         runs.append({"seed": seed, "rows": rows})
-    result = {"summary": summarise(runs, (*RATES, "kl_to_sft", "train_seconds", "tokens_per_s")), "runs": runs,
-              "sft_model": sft}
+    keys = (*RATES, "kl_to_sft", "train_seconds", "tokens_per_s", *(f"{r}_gain" for r in RATES))
+    result = {"summary": summarise(runs, keys), "runs": runs, "sft_model": sft, "control": control}
     write_result(out / "results.json", result, seed=config.seeds, config=config)
     return result

@@ -5,8 +5,11 @@ The attribute model is a linear probe on the base model's mean answer state (:mo
 fitted on answers of the world's training pairs labelled by the judge: 1 when the answer insults (toxicity) or
 stereotypes a group (bias). Its accuracy is measured on the held-out pairs' answers. Then, per seed, the base
 model answers the held-out prompts ``eval_samples`` times with plain sampling and with UDDIA (same sampling
-settings); the judge grades both (true reward, helpfulness, honesty, harmlessness, toxicity, bias), and the
-generation speed (tokens/s) of each is measured in the same run. The base model is never updated.
+settings) and, as a control, with UDDIA at ``lr=0`` (same gate and redos, biases never move: a redo is a plain
+resample), which separates rejection-and-resampling from the bias tuning; the judge grades each (true reward,
+helpfulness, honesty, harmlessness, toxicity, bias), and the generation speed (tokens/s) of each is measured in
+the same run. The speeds are not like for like: plain decoding runs the generator's defaults (batches of 64,
+shared prefill), UDDIA decodes every row in one batch segment by segment. The base model is never updated.
 
 Example::
 
@@ -44,6 +47,25 @@ class UDDIABenchConfig(WorldExperimentConfig):
     """answers sampled (temperature 1) per held-out prompt"""
     max_new_tokens: int = 48
     """tokens per answer"""
+    resample_control: bool = True
+    """also decode with UDDIA at lr=0 (the gate and redos without tuning: rejection-and-resampling alone)"""
+
+
+RESAMPLE = "UDDIA at lr 0 (redo without tuning)"
+
+
+def mean_attribute(model, probe, output, empty_id: int) -> float:
+    """The probe's mean probability of 'undesired' over ``output``'s answers (an empty one read as ``empty_id``),
+    under the unchanged model."""
+    import torch
+
+    from alignlab.outer.uddia import answer_states, attribute_logits
+
+    with torch.no_grad():
+        scores = [torch.sigmoid(attribute_logits(probe, answer_states(
+            model, output.prompt_ids[lo:lo + 64], [c or [empty_id] for c in output.completion_ids[lo:lo + 64]])[0]))
+            for lo in range(0, len(output.prompt_ids), 64)]
+    return float(torch.cat(scores).mean())
 
 
 def probe_rows(pairs_path: str, limit: int | None, kb=None) -> list[dict[str, Any]]:
@@ -100,17 +122,24 @@ def bench_uddia(config: UDDIABenchConfig) -> dict[str, Any]:
     for seed in config.seeds:
         gen = GenerationConfig(max_new_tokens=config.max_new_tokens, temperature=1.0, seed=seed)
         plain = generate(model, tokenizer, messages, gen)
-        steered = uddia_generate(model, tokenizer, messages, probe, replace(config.uddia, generation=gen))
+        decoded = {"plain decoding": plain,
+                   "UDDIA": uddia_generate(model, tokenizer, messages, probe, replace(config.uddia, generation=gen))}
+        if config.resample_control:
+            decoded[RESAMPLE] = uddia_generate(model, tokenizer, messages, probe,
+                                               replace(config.uddia, generation=gen, lr=0.0))
         rows = {}
-        for name, output in (("plain decoding", plain), ("UDDIA", steered)):
+        for name, output in decoded.items():
             scores = evaluate_responses(prompts, output.texts)
             rows[name] = {**{r: scores[r] for r in RATES}, "stderr": {r: scores["stderr"].get(r) for r in RATES},
                           "tokens_per_s": output.num_tokens / max(output.seconds, 1e-9), "seconds": output.seconds}
             print(f"[uddia] seed {seed} {name}: " + ", ".join(f"{r} {rows[name][r]:.3f}" for r in RATES)
                   + f", {rows[name]['tokens_per_s']:.0f} tokens/s", flush=True)
-        rows["UDDIA"].update(interventions=steered.interventions / len(prompts), redos=steered.redos / len(prompts))
+            if name != "plain decoding":
+                rows[name].update(interventions=output.interventions / len(prompts), redos=output.redos / len(prompts),
+                                  attribute=sum(output.attribute) / len(output.attribute))
+        rows["plain decoding"]["attribute"] = mean_attribute(model, probe, plain, tokenizer.eos_token_id)
         runs.append({"seed": seed, "rows": rows})
-    result = {"summary": summarise(runs, (*RATES, "tokens_per_s", "seconds", "interventions", "redos")), "runs": runs,
+    result = {"summary": summarise(runs, (*RATES, "attribute", "tokens_per_s", "seconds", "interventions", "redos")), "runs": runs,
               "probe_accuracy": probe_accuracy, "probe_held_out_answers": len(held_out),
               "probe_positive_rate": float(labels.mean()), "base_model": base_path}
     write_result(out / "results.json", result, seed=config.seeds, config=config)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.errors import DataError
-from alignlab.outer.online.rewards import rule_prompt
+from alignlab.outer.online.rewards import MessageReward, rule_prompt
 from alignlab.outer.reward import RewardModelConfig, train_reward
 
 REQUIRED = ("prompt", "response", "rule", "violated")
@@ -107,6 +107,10 @@ def train_rule_reward(config: RuleRewardConfig, **kwargs: Any):
 # the answer follows the rule, p_r(s) = σ(a_r s + c_r), fitted per rule by logistic regression (BCE) on the
 # rule-violation labels (Platt scaling); answers are then compared by log P(every applicable rule followed) =
 # Σ_{r applies} log p_r(s_r) (rules taken as independent), or by the least-followed applicable rule.
+#
+# Fit the calibration on labels the reward model was NOT trained on: on its own training labels the raw scores
+# separate followed from broken better than they will on new answers, and Platt scaling then comes out
+# overconfident (slopes too steep).
 
 
 @dataclass
@@ -199,23 +203,41 @@ def calibrated_scores(table: list[list[float]], rules: list[str], calibration: R
     return out
 
 
-class CalibratedRuleReward:
+class CalibratedRuleReward(MessageReward):
     """A rule-conditioned reward model (:class:`~alignlab.outer.online.rewards.RuleConditionedReward`) whose
-    per-rule scores are calibrated and aggregated over the rules that apply to each prompt; a reward source.
+    per-rule scores are calibrated and aggregated over the rules that apply to each prompt; a reward source that
+    reads the chat messages (so :func:`~alignlab.outer.online.rewards.as_source` passes it to trainers as is).
 
-    ``applies(prompt) -> set of rule texts`` says which rules bind a prompt (default: every rule)."""
+    ``applies(prompt) -> set of rule texts`` says which rules bind a prompt (default: every rule); a text that is
+    not one of the source's rules raises. Every rule of the source needs a calibration."""
 
     def __init__(self, source, calibration: RuleCalibration, *, applies=None, aggregate: str = "log_all"):
         self.source, self.calibration, self.applies, self.aggregate = source, calibration, applies, aggregate
         self.rules = list(source.rules)
+        missing = [r for r in self.rules if r not in calibration.slope]
+        if missing:
+            raise DataError(f"no calibration for rule(s) {missing}: every rule of the reward model needs labelled "
+                            "rows (or build the reward model with only the calibrated rules)", field="rule")
 
     def per_rule(self, prompts: list, completions: list[str]) -> list[list[float]]:
         return self.source.per_rule(prompts, completions)
 
     def __call__(self, prompts: list, completions: list[str]) -> list[float]:
-        applicable = [set(self.applies(p)) for p in prompts] if self.applies is not None else None
+        applicable = [self._applicable(p) for p in prompts] if self.applies is not None else None
         return calibrated_scores(self.per_rule(prompts, completions), self.rules, self.calibration, applicable,
                                  aggregate=self.aggregate)
+
+    def _applicable(self, prompt) -> set[str]:
+        rules = set(self.applies(prompt))
+        unknown = rules - set(self.rules)
+        if unknown:
+            import difflib
+
+            name = sorted(unknown)[0]
+            close = difflib.get_close_matches(name, self.rules, n=1)
+            raise DataError(f"applies() named rule '{name}', which the reward model does not score"
+                            + (f"; did you mean '{close[0]}'?" if close else ""), field="rule")
+        return rules
 
 
 def calibrate_rule_reward(source, labels: list[dict[str, Any]], **kwargs: Any) -> CalibratedRuleReward:
@@ -225,7 +247,8 @@ def calibrate_rule_reward(source, labels: list[dict[str, Any]], **kwargs: Any) -
     for rule in source.rules:
         rows = [r for r in labels if r["rule"] == rule]
         if not rows:
-            continue
+            raise DataError(f"no label rows for rule '{rule}': every rule of the reward model needs labelled "
+                            "followed and broken answers to be calibrated", field="rule")
         scores = source.per_rule([_messages(r["prompt"]) for r in rows], [r["response"] for r in rows])
         labelled[rule] = list(zip(scores[list(source.rules).index(rule)], [r["violated"] for r in rows]))
     return CalibratedRuleReward(source, fit_rule_calibration(labelled), **kwargs)

@@ -21,9 +21,18 @@ whose minimiser at each state is π ∝ softmax(z_t) · exp(q(h_t) / β) (:func:
 train together in one pass of the one training loop (:func:`alignlab.core.trainer.train`); the LM never changes.
 The answers are the LM's own samples of the training prompts, scored once by the reward source.
 
+The critic's target is the raw judgement R, not R minus a baseline (not implemented here): with positive
+rewards, fitting the sums pushes the step rewards of *written* tokens up together, while tokens never written at
+a state keep whatever the head extrapolates. The actor compares tokens within one state (a constant added to
+every q_a leaves its optimum unchanged), so that common offset acts only as a preference for written over
+unwritten tokens; restricting the actor to the LM's top_k tokens limits it.
+
 Generation: :class:`Sensei` is a causal LM whose logits are ``z + strength · δ(h)`` and runs through the one
-generator (:func:`alignlab.core.generation.generate`) with its KV cache; ``strength=0`` is the shared LM itself,
-``strength`` is the generation option (saved in ``sensei.json``, changed with :meth:`Sensei.with_strength`).
+generator (:func:`alignlab.core.generation.generate`) with its KV cache; ``z`` is cut to the LM's ``top_k`` most
+likely tokens (our choice, not the paper's: the actor cannot push generation onto tokens the critic never saw
+written), so ``strength=0`` with ``top_k`` set is truncated sampling from the shared LM (the control every
+steered row is compared with) and ``strength=0, top_k=0`` is the LM itself; ``strength`` is the generation option
+(saved in ``sensei.json``, changed with :meth:`Sensei.with_strength`).
 
 Example::
 
@@ -117,15 +126,17 @@ class TokenHead(nn.Module):
         nn.init.zeros_(self.proj.weight)
 
     def forward(self, hidden: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:  # [..., hidden] -> [..., vocab]
-        return nn.functional.linear(self.proj(hidden.to(self.proj.weight.dtype)), embedding) + self.bias
+        dtype = self.proj.weight.dtype  # the heads train in float32 whatever the LM's dtype
+        return nn.functional.linear(self.proj(hidden.to(dtype)), embedding.to(dtype)) + self.bias
 
 
 class Sensei(nn.Module):
     """A frozen causal LM with SENSEI's critic (``q``) and actor (``delta``) heads on its last hidden state.
 
     ``forward`` takes what the generator passes a transformers model and returns logits ``z + strength · δ(h)``,
-    so :func:`~alignlab.core.generation.generate` decodes it with the LM's own KV cache. Both heads start at zero:
-    an untrained Sensei is the LM."""
+    with ``z`` cut to the LM's ``top_k`` most likely tokens when ``top_k > 0`` (at every strength, so strength 0 is
+    the truncation-only control), and :func:`~alignlab.core.generation.generate` decodes it with the LM's own KV
+    cache. Both heads start at zero: an untrained Sensei with ``top_k=0`` is the LM."""
 
     def __init__(self, lm: nn.Module, *, strength: float = 1.0, top_k: int = 0):
         super().__init__()
@@ -161,15 +172,16 @@ class Sensei(nn.Module):
                                      use_cache=use_cache, **extra)
         # a finite fill: never sampled (e^−10⁴ is 0 in float32), yet log-prob code that multiplies masked
         # positions (padding) by 0 stays finite
-        z = top_k_mask(logits.float(), self.top_k, -1e4) if self.strength else logits.float()
-        return SimpleNamespace(logits=z + self.strength * self.steering(hidden))
+        z = top_k_mask(logits.float(), self.top_k, -1e4)
+        return SimpleNamespace(logits=z + self.strength * self.steering(hidden) if self.strength else z)
 
-    def with_strength(self, strength: float) -> Sensei:
-        """This model steered with another strength (shares the LM and the heads)."""
+    def with_strength(self, strength: float, top_k: int | None = None) -> Sensei:
+        """This model steered with another strength (and ``top_k``, default its own; shares the LM and the heads).
+        ``with_strength(0.0, top_k=0)`` is the LM itself; ``with_strength(0.0)`` the LM cut to its top_k."""
         other = Sensei.__new__(Sensei)
         nn.Module.__init__(other)
         other.lm, other.critic, other.actor = self.lm, self.critic, self.actor
-        other.strength, other.top_k = strength, self.top_k
+        other.strength, other.top_k = strength, self.top_k if top_k is None else top_k
         other.config, other.generation_config = self.config, self.generation_config
         return other
 
@@ -263,7 +275,8 @@ class SenseiConfig(RunConfig):
     beta: float = 0.5
     """KL strength that holds the actor near the LM (the actor's optimum is softmax(z)·exp(q/β))"""
     strength: float = 1.0
-    """how strongly generation follows the actor: logits z + strength·δ (0 = the LM; saved, changeable at load)"""
+    """how strongly generation follows the actor: logits z + strength·δ (0 = the LM cut to top_k; saved,
+    changeable at load)"""
     top_k: int = 10
     """the actor chooses among the LM's k most likely tokens at each step (0: all): it cannot push generation onto
     tokens the critic never saw written"""

@@ -11,14 +11,23 @@ The pieces, as in the paper, at toy scale:
   ``layers`` decoder layers. UDDIA tunes the model's bias terms; a Llama has none, so these are they. Every answer
   in the batch has its own and starts at zero (the unchanged model).
 - **When**: decoding runs in segments of ``segment`` tokens through the one generator. After a segment, the
-  probe scores each answer so far; only answers above ``threshold`` are touched (UDDIA's adaptive intervention:
-  clean text costs nothing extra). For those, ``steps`` Adam steps on
+  probe scores each answer so far *under the unchanged model* (zero biases); only answers above ``threshold``
+  are touched (UDDIA's adaptive intervention: clean text costs nothing extra). The gate must not read the tuned
+  model: the biases are added to exactly the states the probe reads, so the optimisation below can lower the
+  probe's read-out by moving the biases along the probe's weight without changing a token, and a gate that
+  read the biased states would then pass text the unchanged model's probe still flags. The biases serve only
+  decoding and the gradient. For flagged answers, ``steps`` Adam steps on
 
       L(b) = −log(1 − p(undesired | x, y_≤t; b)) + λ · mean_t KL(π_b(· | x, y_<t) ‖ π_0(· | x, y_<t))
 
   (the fluency term keeps the tuned model near the original on the answer so far), then the segment is rolled
   back and **redone** with the new biases, at most ``max_redo`` times per segment. The biases carry over to the
-  rest of the answer.
+  rest of the answer. (``lr=0`` keeps the biases at zero: a redo is then a plain resample, the control that
+  separates rejection-and-resampling from the tuning.)
+
+Where this differs from the paper: UDDIA's debiasing term equalises the model's behaviour across demographic
+groups; here bias is one more positive label of the same classifier (``undesired`` = toxic or stereotyping),
+and the tuned layers are fixed (the last ``layers``), not chosen adaptively per step as UDDIA does.
 
 Example::
 
@@ -176,7 +185,7 @@ class UDDIAOutput(GenerationOutput):
     redos: int = 0
     """segments rolled back and regenerated"""
     attribute: list[float] = field(default_factory=list)
-    """each answer's final attribute probability (under its final biases)"""
+    """each answer's final attribute probability under the unchanged model (zero biases)"""
 
 
 def _optimise(model: nn.Module, probe: LinearProbe, biases: torch.Tensor, prompts: list[list[int]],
@@ -195,9 +204,10 @@ def _optimise(model: nn.Module, probe: LinearProbe, biases: torch.Tensor, prompt
     return tuned.detach()
 
 
-def _scores(model: nn.Module, probe: LinearProbe, biases: torch.Tensor, prompts: list[list[int]],
-            answers: list[list[int]]) -> list[float]:
-    with torch.no_grad(), residual_biases(model, biases):
+def _scores(model: nn.Module, probe: LinearProbe, prompts: list[list[int]], answers: list[list[int]]
+            ) -> list[float]:
+    """The probe's probability of 'undesired' for each answer, read from the unchanged model (no biases hooked)."""
+    with torch.no_grad():
         return torch.sigmoid(attribute_logits(probe, answer_states(model, prompts, answers)[0])).tolist()
 
 
@@ -236,7 +246,7 @@ def uddia_generate(model: nn.Module, tokenizer, prompts: list, probe: LinearProb
                 drafts = {i: answers[i] + c[:gen.max_new_tokens - len(answers[i])]
                           for i, c in zip(rows, out.completion_ids)}
                 ended = {i: bool(drafts[i]) and drafts[i][-1] in eos for i in rows}
-                scores = _scores(model, probe, biases[rows], [prompt_ids[i] for i in rows], [drafts[i] for i in rows])
+                scores = _scores(model, probe, [prompt_ids[i] for i in rows], [drafts[i] for i in rows])
                 flagged = [i for i, s in zip(rows, scores) if s > config.threshold and redo_left[i] > 0
                            and config.steps > 0]
                 for i in rows:
@@ -251,7 +261,7 @@ def uddia_generate(model: nn.Module, tokenizer, prompts: list, probe: LinearProb
                     for i in flagged:
                         redo_left[i] -= 1
                 rows = flagged  # roll back: the flagged answers redo this segment with their new biases
-        attribute = _scores(model, probe, biases, prompt_ids, [a or [min(eos)] for a in answers])
+        attribute = _scores(model, probe, prompt_ids, [a or [min(eos)] for a in answers])
     finally:
         model.train(was_training)
     seconds = time.perf_counter() - start

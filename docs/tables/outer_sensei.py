@@ -29,14 +29,35 @@ def sensei() -> str:
                                                 ("train_seconds", "train s"), ("tokens_per_s", "tokens/s")))
 
 
+def sensei_gain() -> str:
+    """Each steered row minus the truncation-only control, paired per seed (what the heads add beyond top-k)."""
+    record = load("outer/sensei/results.json")
+    results = record["results"]
+    if "control" not in results:
+        return "*The committed result file predates the truncation-only control; re-run the bench.*"
+    header = ["", *(f"{r.replace('_', ' ')} gain" for r in RATES)]
+    rows = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for name, values in results["summary"].items():
+        if values.get("true_reward_gain", {"mean": None})["mean"] is not None:
+            per_seed = [[run["rows"][name][f"{r}_gain"] for run in results["runs"]] for r in RATES]
+            rows.append(f"| {name} | " + " | ".join(
+                fmt(values[f"{r}_gain"]["mean"], values[f"{r}_gain"]["se"], 3)
+                + f" ({sum(g > 0 for g in gains)}/{len(gains)})" for r, gains in zip(RATES, per_seed)) + " |")
+    return ("\n".join(rows) + f"\n\nAgainst `{results['control']}`, paired per seed; mean ± standard error over "
+            f"{len(results['runs'])} seeds, (k/n): seeds where the gain is positive.\n\n"
+            f"{cite('outer/sensei/results.json')}")
+
+
 def uddia(relative: str = "outer/uddia/results.json") -> str:
     record = load(relative)["results"]
     probe = (f"\n\nThe attribute probe's accuracy on the {record['probe_held_out_answers']} held-out answers: "
-             f"{record['probe_accuracy']:.3f} (share labelled undesired: {record['probe_positive_rate']:.3f}). UDDIA "
-             "intervened "
-             + fmt(record["summary"]["UDDIA"]["interventions"]["mean"], record["summary"]["UDDIA"]["interventions"]["se"])
-             + " times per answer.")
-    return _table(relative, (("tokens_per_s", "tokens/s"), ("seconds", "decode s"))) + probe
+             f"{record['probe_accuracy']:.3f} (share labelled undesired: {record['probe_positive_rate']:.3f}). "
+             "Interventions per answer: " + "; ".join(
+                 f"{name} " + fmt(values["interventions"]["mean"], values["interventions"]["se"])
+                 for name, values in record["summary"].items() if values["interventions"]["mean"] is not None)
+             + ". *probe p* is the attribute probe's mean probability of 'undesired' for the final answers, read "
+             "from the unchanged model.")
+    return _table(relative, (("attribute", "probe p"), ("tokens_per_s", "tokens/s"), ("seconds", "decode s"))) + probe
 
 
 def dexperts() -> str:
@@ -61,5 +82,5 @@ def dexperts() -> str:
         cite(f) for f in files)
 
 
-BLOCKS = {"outer-sensei": sensei, "outer-uddia": uddia, "outer-uddia-dexperts": dexperts,
+BLOCKS = {"outer-sensei": sensei, "outer-sensei-gain": sensei_gain, "outer-uddia": uddia, "outer-uddia-dexperts": dexperts,
           "outer-uddia-world1": lambda: uddia("outer/uddia/world-seed1.json")}

@@ -127,7 +127,7 @@ class RevisionReward(MessageReward):
 def revise(frozen: FrozenLM, cases: list[Case], critiques: list[str], *, keep_text: str = "The answer is fine.",
            template: str = REVISE_TEMPLATE) -> list[str]:
     """The frozen LM's revision of each case's answer given its critique (the answer itself for ``keep_text``)."""
-    asked = [i for i, c in enumerate(critiques) if c.strip() != keep_text]
+    asked = [i for i, c in enumerate(critiques) if c.strip() != keep_text.strip()]
     prompts = [[{"role": "user", "content": template.format(question=cases[i].question, answer=cases[i].answer,
                                                             critique=critiques[i].strip())}] for i in asked]
     revisions = [c.answer for c in cases]
