@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from _common import ROOT, cell, cite, commit, fmt, load, machine, mean_se
+from _common import RESULTS, ROOT, cell, cite, commit, fmt, load, machine, mean_se
 
 # one file per seed (alignlab attack robustness --seed N): the tables average over those present
 ROBUSTNESS_SEEDS = sorted(f"attacks/{p.name}" for p in (ROOT / "docs" / "results" / "attacks").glob("world_robustness_seed*.json"))
@@ -131,6 +131,25 @@ def adversarial_training() -> str:
             "world preference pairs.\n\n" + "\n".join(rows) + "\n\n" + cite(ADVERSARIAL))
 
 
+def adversarial_training_base() -> str:
+    """GCG's world-judge success before and after adversarial training of the base model, per seed and pooled."""
+    files = sorted(p.relative_to(RESULTS).as_posix()
+                   for p in (RESULTS / "attacks").glob("adversarial_training_base_seed*.json"))
+    records = [load(f) for f in files]
+    rows = ["| seed | " + " | ".join(f"{when} (world judge)" for when in ("before", "after")) + " |", "|---|---|---|"]
+    pooled = {"before": [0, 0], "after": [0, 0]}
+    for record in records:
+        cells = []
+        for when in ("before", "after"):
+            verdict = record["results"][when]["gcg"]["world"]
+            pooled[when][0] += verdict["k"]
+            pooled[when][1] += verdict["n"]
+            cells.append(_asr(verdict))
+        rows.append(f"| {record['seed']} | " + " | ".join(cells) + " |")
+    rows.append("| pooled | " + " | ".join(f"{k}/{n}" for k, n in pooled.values()) + " |")
+    return "\n".join(rows) + "\n\n" + "\n\n".join(cite(f) for f in files)
+
+
 def gcg_speed() -> str:
     if not SPEED.exists():
         raise SystemExit("gen_results: benchmarks/results/gcg_vs_nanogcg.json is missing: run benchmarks/gcg_vs_nanogcg.py")
@@ -149,4 +168,5 @@ def gcg_speed() -> str:
 
 
 BLOCKS = {"attacks-gcg-speed": gcg_speed, "attacks-robustness": robustness, "attacks-red-teaming": red_teaming,
-          "attacks-perplexity-filter": perplexity_filter, "attacks-adversarial-training": adversarial_training}
+          "attacks-perplexity-filter": perplexity_filter, "attacks-adversarial-training": adversarial_training,
+          "attacks-adversarial-training-base": adversarial_training_base}
