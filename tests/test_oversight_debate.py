@@ -150,8 +150,20 @@ def test_market_making_shows_the_argument_that_moves_the_market_most_until_it_se
     assert out["judge_parse_rate"] < 1.0 and 0.0 < out["adversary_parse_rate"] <= 1.0
 
 
+class TurnTemplate:
+    """A tokenizer's chat template, reduced to what the market reads: the user turn, then the answer's start."""
+
+    chat_template = "user turn, then the answer"
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+        return messages[-1]["content"] + "\nAnswer: "
+
+
 class VerdictScorer(ScriptLM):
-    """Scores ``Verdict: A.``/``Verdict: B.`` by whether a slip is claimed against answer B (no chat template)."""
+    """Scores ``Verdict: A.``/``Verdict: B.`` by whether a slip is claimed against answer B, reading the prompt
+    through its chat template (as a local model does)."""
+
+    tokenizer = TurnTemplate()
 
     def loglikelihood(self, requests):
         out = []
@@ -170,6 +182,9 @@ def test_the_likelihood_market_prices_the_judge_from_its_verdict_likelihoods() -
     chat_only.supports_loglikelihood = False
     with pytest.raises(OversightError, match="sample"):
         Market(chat_only)
+    server = ScriptLM(None)  # scores text but does not expose its chat template: its verdicts would be misread
+    with pytest.raises(OversightError, match="chat template"):
+        Market(server, mode="likelihood")
 
 
 def test_debate_commands_run_on_the_world_with_a_tiny_model(tiny_model_dir, tmp_path) -> None:

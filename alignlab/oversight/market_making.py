@@ -57,6 +57,11 @@ class Market:
             raise OversightError(f"market mode must be 'likelihood' or 'sample', got {mode!r}")
         if mode == "likelihood" and not judge.supports_loglikelihood:
             raise OversightError("this judge cannot score text (a chat-only server): use the market mode 'sample'")
+        if mode == "likelihood" and not getattr(getattr(judge, "tokenizer", None), "chat_template", None):
+            # a server scores raw text: without the judge's chat template the verdict would be read off a prompt
+            # the judge was never asked in, and its mass on the two verdicts collapses
+            raise OversightError("the market reads verdict likelihoods through the judge's chat template, which this "
+                                 "judge (a server) does not expose: use the market mode 'sample'")
         self.judge, self.mode, self.samples, self.seed = judge, mode, samples, seed
         self.mass: list[float] = []
 
@@ -67,9 +72,7 @@ class Market:
     def predict(self, items: Sequence[DebateItem], transcripts: Sequence[Sequence[Turn]]) -> list[float]:
         chats = [[user(judge_prompt(item, t))] for item, t in zip(items, transcripts)]
         if self.mode == "likelihood":
-            tokenizer = getattr(self.judge, "tokenizer", None)
-            contexts = [render_prompt(tokenizer, chat) if getattr(tokenizer, "chat_template", None)
-                        else chat[-1]["content"] + "\n" for chat in chats]
+            contexts = [render_prompt(self.judge.tokenizer, chat) for chat in chats]
             lls = [ll for ll, _ in self.judge.loglikelihood([(c, P.write_verdict(v)) for c in contexts for v in "AB"])]
             out = []
             for la, lb in zip(lls[0::2], lls[1::2]):
