@@ -73,5 +73,21 @@ def world_seed1() -> str:
                        "method's effect keep its direction on a world it was not tuned on?")
 
 
-BLOCKS = {"oversight-consistency": consistency, "oversight-self-consistency": self_consistency,
+def served() -> str:
+    """The protocols that need no fine-tuning, run against the oversight base model behind `alignlab serve`."""
+    files = sorted(p.relative_to(RESULTS).as_posix() for p in (RESULTS / "oversight" / "served").glob("*.json"))
+    if not files:
+        return "*No result files yet.*"
+    lines = ["| protocol | row | own metric | value | parse rate |", "|---|---|---|---|---|"]
+    for relative in files:
+        for row in load(relative)["results"]["rows"]:
+            value = "–" if row.get("value") is None else fmt(row["value"], row.get("value_stderr"))
+            parse = "–" if row.get("parse_rate") is None else fmt(row["parse_rate"])
+            lines.append(f"| {relative.split('/')[-1][:-5]} | {row['method']} | {row.get('metric') or '–'} | {value} | "
+                         f"{parse} |")
+    return "\n".join(lines) + "\n\nOne seed each, at small budgets (± is the standard error over questions).\n\n" \
+        + "\n\n".join(cite(f) for f in files)
+
+
+BLOCKS = {"oversight-served": served, "oversight-consistency": consistency, "oversight-self-consistency": self_consistency,
           "oversight-world": world_seed0, "oversight-world-seed1": world_seed1}
