@@ -303,7 +303,7 @@ def test_constitutional_self_align_and_ilf_commands_train_the_tiny_model(tiny_mo
                         + ["gibberish"])
     assert main(["oversee", "self-align", *base, "--output", str(tmp_path / "sa")]) == 0
     sa = json.loads((tmp_path / "sa" / "results.json").read_text())["results"]
-    assert sa["prompts"] == {"generated": 6, "unreadable": 1, "kept": 5, "repeats": 0}
+    assert sa["prompts"] == {"generated": 6, "unreadable": 1, "held_out": 0, "kept": 5, "repeats": 0}
     rows = (tmp_path / "sa" / "self-align" / "model-data.jsonl").read_text()
     assert "system" not in rows and questions[0] in rows  # engraved without the principles
 
