@@ -132,7 +132,27 @@ def process_supervision() -> str:
             for m in VERIFIERS) + "."
         labels += f" Distinct texts among the {ns[-1]} samples of a problem: "
         labels += f"{_cell([r['distinct_texts_per_problem'] for r in results], 1)}."
-    return "\n".join(rows) + f"\n\n{labels} {len(files)} seeds.\n\n" + _cites(files)
+    return "\n".join(rows) + f"\n\n{labels} {len(files)} seeds.\n\n" + _cites(files) + _more_labels()
+
+
+def _more_labels() -> str:
+    """One run with more training problems and verifier steps (seed 0), when its file exists."""
+    relative = "oversight/process-supervision/more-labels-seed0.json"
+    if not (RESULTS / relative).exists():
+        return ""
+    record = load(relative)
+    r, config = record["results"], record["config"]
+    loss = r["training_loss"]
+    return "\n\n" + " ".join([
+        f"With {config['train_problems']} training problems ({r['train']['invalid_steps']} invalid of",
+        f"{r['train']['step_labels']} step labels) and {config['verifier_steps']} verifier steps (seed 0 only): a",
+        f"right solution outscores a wrong one for the PRM {fmt(r['ranking_auc']['prm'])}, the ORM",
+        f"{fmt(r['ranking_auc']['orm'])}; training loss PRM {fmt(loss['prm']['loss_start'])} →",
+        f"{fmt(loss['prm']['loss_end'])} (constant {fmt(loss['prm']['loss_constant'])}), ORM",
+        f"{fmt(loss['orm']['loss_start'])} → {fmt(loss['orm']['loss_end'])} (constant",
+        f"{fmt(loss['orm']['loss_constant'])}); best-of-{list(r['curves']['prm'])[-1]} PRM",
+        f"{fmt(list(r['curves']['prm'].values())[-1]['accuracy'])}, ORM",
+        f"{fmt(list(r['curves']['orm'].values())[-1]['accuracy'])}."]) + "\n\n" + cite(relative)
 
 
 def draw_best_of_n(path: Path) -> None:
