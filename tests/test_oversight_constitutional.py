@@ -122,7 +122,10 @@ def test_self_instruct_opens_user_turns_with_seed_topics_and_keeps_new_readable_
     assert extract(harmful + "Sure. Step 1.") == harmful and extract(raw[0]) is None  # not this world's
     assert raw == ["How do I steal the moon?Sure. Step 1: ..."] * 3
     kept, counts = filter_prompts([harmful + "I can't.", harmful + "No.", "nonsense", SUM + "7."], [SUM], extract)
-    assert kept == [harmful] and counts == {"generated": 4, "unreadable": 1, "kept": 1, "repeats": 2}
+    assert kept == [harmful] and counts == {"generated": 4, "unreadable": 1, "held_out": 0, "kept": 1, "repeats": 2}
+    # an evaluation prompt the model happens to write is never trained on
+    kept, counts = filter_prompts([harmful + "I can't.", SUM + "7."], [], extract, held_out=[harmful])
+    assert kept == [SUM] and counts == {"generated": 2, "unreadable": 0, "held_out": 1, "kept": 1, "repeats": 0}
 
 
 def test_principle_driven_prompt_holds_principles_and_exemplars_and_engraving_drops_them() -> None:
@@ -150,6 +153,10 @@ def test_ilf_refines_with_feedback_and_picks_the_first_refinement_the_critique_c
     # refinement 0 is cleared but unchanged; 2 is the first changed one the critique clears
     assert chosen == [2] and parsed == [True] * 4
     assert critic.seen[1] == P.critique_prompt(principle, SUM, "3 plus 4 is 9.")
+    # a changed refinement the critique faults still beats the unchanged answer the critique clears
+    harsh = ScriptedLM(lambda text, seed: "Fault: none. Fine." if "is 8." in text
+                       else "Fault: arithmetic slip. It gets the arithmetic wrong.")
+    assert select_refinements(harsh, [item], refinements, [principle])[0] == [1]
     rater = ScriptedLM(lambda text, seed: {"3 plus 4 is 9.": "Rating: 4.", "3 plus 4 is 7!": "Rating: 5."}.get(
         text.split("\n")[1][len("Answer: "):], "five"))
     chosen, parsed = select_refinements(rater, [item], refinements, [principle], select="rating")
@@ -296,7 +303,7 @@ def test_constitutional_self_align_and_ilf_commands_train_the_tiny_model(tiny_mo
                         + ["gibberish"])
     assert main(["oversee", "self-align", *base, "--output", str(tmp_path / "sa")]) == 0
     sa = json.loads((tmp_path / "sa" / "results.json").read_text())["results"]
-    assert sa["prompts"] == {"generated": 6, "unreadable": 1, "kept": 5, "repeats": 0}
+    assert sa["prompts"] == {"generated": 6, "unreadable": 1, "held_out": 0, "kept": 5, "repeats": 0}
     rows = (tmp_path / "sa" / "self-align" / "model-data.jsonl").read_text()
     assert "system" not in rows and questions[0] in rows  # engraved without the principles
 

@@ -5,6 +5,7 @@ tiny model."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -202,8 +203,10 @@ def test_best_of_n_selection_by_prm_orm_and_vote() -> None:
     sols = S.Solutions([p], [texts], [[{}] * 4], [[False, True, False, True]], [[11, 10, 11, 10]])
     prm = [[0.1, 0.9, 0.2, 0.8]]  # prefers the right ones
     orm = [[0.9, 0.1, 0.8, 0.2]]  # prefers the wrong ones
-    acc = S.selection_accuracy(sols, prm, orm, [1, 2, 4])
+    acc = S.selection_accuracy(sols, {"prm": prm, "orm": orm}, [1, 2, 4])
     assert acc["prm"] == {1: [0.5], 2: [1.0], 4: [1.0]}
+    # two distinct texts per block of 2 or 4, one right: an uninformed pick among them is right half the time
+    assert acc["distinct"] == {1: [0.5], 2: [0.5], 4: [0.5]}
     assert acc["orm"] == {1: [0.5], 2: [0.0], 4: [0.0]}
     assert acc["vote"] == {1: [0.5], 2: [0.0], 4: [0.0]}  # a 2-2 tie goes to the first answer seen (11)
     assert acc["pass"] == {1: [0.5], 2: [1.0], 4: [1.0]}
@@ -228,3 +231,45 @@ def test_verifier_objective_is_weighted_cross_entropy_at_the_labelled_positions(
         torch.tensor(0.2), torch.tensor(1.0))
     assert float(out.loss_sum) == pytest.approx(float(expected), rel=1e-5)
     assert S.VerifierObjective().num_items(batch) == 3
+
+
+def test_constant_loss_is_the_weighted_base_rate_level() -> None:
+    # balanced weights (3 right, 1 wrong weighted 3): the best constant is 1/2, ln 2 per unit weight
+    assert S.constant_loss([True, True, True, False], pos_weight=3.0) == pytest.approx(6 * math.log(2) / 4)
+    assert S.constant_loss([True, False], pos_weight=1.0) == pytest.approx(math.log(2))
+
+
+class _CharLM:
+    """A fake local LM: one token per character, a one-token prompt; log-likelihood = minus the length."""
+
+    class tokenizer:  # noqa: N801
+        @staticmethod
+        def encode(text: str, add_special_tokens: bool = False) -> list[int]:
+            return [ord(c) for c in text]
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[list[int], list[int]]] = []
+
+    def encode_prompt(self, messages) -> list[int]:
+        return [0]
+
+    def loglikelihood_tokens(self, requests):
+        self.requests += requests
+        return [(-float(len(cont)), False) for _, cont in requests]
+
+
+def test_base_model_verifier_scores_each_stated_result_given_what_precedes_it() -> None:
+    p = _ms_prompt()
+    texts = ["2 + 3 = 5. 5 * 2 = 10. The answer is 10.", "2 + 3 = 5. 5 * 2 = 10."]
+    lm = _CharLM()
+    tokens = [[{"input_ids": [0] + lm.tokenizer.encode(t)} for t in texts]]
+    sols = S.Solutions([p], [texts], tokens, [[True, False]], [[10, None]])
+    logprobs = S.step_result_logprobs(lm, sols)
+    decode = "".join
+    assert [(decode(map(chr, ctx[1:])), decode(map(chr, cont))) for ctx, cont in lm.requests[:2]] == [
+        ("2 + 3 =", " 5"), ("2 + 3 = 5. 5 * 2 =", " 10")]
+    assert logprobs[0][0].tolist() == [-2.0, -3.0]
+    assert S.base_score(logprobs[0][0], True) == -5.0 and S.base_score(logprobs[0][1], False) == -math.inf
+    short = S.Solutions([p], [[texts[0], "2 + 3 = 5. The answer is 5."]], tokens, [[True, False]], [[10, 5]])
+    assert S.too_few_steps(short, {"first": [[1.0, 0.0]], "second": [[0.0, 1.0]]}) == {
+        "all": 0.5, "first": 0.0, "second": 1.0}

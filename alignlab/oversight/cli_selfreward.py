@@ -196,6 +196,8 @@ def run_r_tuning_command(config: RTuningConfig) -> dict[str, Any]:
 
 def run_process_supervision_command(config: ProcessSupervisionConfig) -> dict[str, Any]:
     """PRM vs ORM vs majority vote for best-of-N on multi-step arithmetic; writes and returns the results."""
+    from statistics import mean
+
     from alignlab.core.provenance import write_result
     from alignlab.errors import ConfigError
     from alignlab.evaluate.lm import load_lm
@@ -212,22 +214,29 @@ def run_process_supervision_command(config: ProcessSupervisionConfig) -> dict[st
                                config.train_samples, max_tokens=config.max_tokens, seed=config.seed)
     prm_examples, orm_examples = S.training_examples(train)
     out = Path(config.output)
-    prm = S.train_verifier(init, prm_examples, str(out / "prm"), seed=config.seed, steps=config.verifier_steps,
-                           lr=config.verifier_lr)
-    orm = S.train_verifier(init, orm_examples, str(out / "orm"), seed=config.seed, steps=config.verifier_steps,
-                           lr=config.verifier_lr)
+    prm, prm_loss = S.train_verifier(init, prm_examples, str(out / "prm"), seed=config.seed,
+                                     steps=config.verifier_steps, lr=config.verifier_lr)
+    orm, orm_loss = S.train_verifier(init, orm_examples, str(out / "orm"), seed=config.seed,
+                                     steps=config.verifier_steps, lr=config.verifier_lr)
     test = S.sample_solutions(lm, problems[:min(config.eval_problems, EVAL_PROBLEMS)], max(config.ns),
                               max_tokens=config.max_tokens, seed=config.seed + 1)
     prm_scores, orm_scores, step_probs = S.verifier_scores(test, prm, orm, prm_reduce=config.prm_reduce)
-    curves = S.summarize_curves(S.selection_accuracy(test, prm_scores, orm_scores, config.ns))
+    closes = [[f is not None for f in fs] for fs in test.finals]
+    base_scores = [[S.base_score(lp, c) for lp, c in zip(row, cs)]
+                   for row, cs in zip(S.step_result_logprobs(lm, test), closes)]
+    scores = {"prm": prm_scores, "orm": orm_scores, "base": base_scores}
+    curves = S.summarize_curves(S.selection_accuracy(test, scores, config.ns))
     parse_rate = sum(f is not None for fs in test.finals for f in fs) / sum(len(fs) for fs in test.finals)
     top = str(max(config.ns))
     rows = [table_row(f"best-of-{top} {name}", {}, baseline=None if name == "vote" else "vote",
                       metric=f"best_of_{top}_accuracy", value=curves[key][top]["accuracy"],
                       stderr=curves[key][top]["stderr"], parse_rate=parse_rate)
-            for key, name in (("prm", "PRM"), ("orm", "ORM"), ("vote", "vote"))]
+            for key, name in (("prm", "PRM"), ("orm", "ORM"), ("base", "base-model step log-prob"), ("vote", "vote"))]
     result = {"rows": rows, "curves": curves, "prm_step_labels": S.step_label_accuracy(test, step_probs),
-              "ranking_auc": {"prm": S.ranking_auc(prm_scores, test.correct), "orm": S.ranking_auc(orm_scores, test.correct)},
+              "ranking_auc": {m: S.ranking_auc(s, test.correct) for m, s in scores.items()},
+              "training_loss": {"prm": prm_loss, "orm": orm_loss},
+              "too_few_steps": S.too_few_steps(test, scores),
+              "distinct_texts_per_problem": mean(len(set(ts)) for ts in test.texts),
               "train": {"solutions": len(orm_examples), "step_labels": sum(len(e["labels"]) for e in prm_examples),
                         "invalid_steps": sum(not x for e in prm_examples for x in e["labels"]),
                         "right_answers": sum(e["labels"][0] for e in orm_examples)},

@@ -75,16 +75,17 @@ def select_refinements(lm: LM, items: Sequence[tuple[str, str, str]], refinement
     says ``Fault: none.`` (else the first that differs, else the first). ``rating``: the highest rating (an
     unparseable rating counts as 0; ties: the first)."""
     flat = [(i, j, r) for i, rs in enumerate(refinements) for j, r in enumerate(rs)]
+    score: dict[tuple[int, int], tuple[float, ...]]  # compared as tuples: the first entry counts most
     if select == "critique":
         outputs = lm.generate([[user(P.critique_prompt(principles[i], items[i][0], r))] for i, _, r in flat],
                               max_tokens=CRITIQUE_TOKENS, temperature=0.0, seed=seed)
         parsed = [P.parse_critique(o) for o in outputs]
-        score = {(i, j): 2.0 * (v == P.NONE) + (r != items[i][1]) for (i, j, r), v in zip(flat, parsed)}
+        score = {(i, j): (r != items[i][1], v == P.NONE) for (i, j, r), v in zip(flat, parsed)}
     elif select == "rating":
         outputs = lm.generate([[user(P.rating_prompt(items[i][0], r))] for i, _, r in flat],
                               max_tokens=CRITIQUE_TOKENS, temperature=0.0, seed=seed)
         parsed = [P.parse_rating(o) for o in outputs]
-        score = {(i, j): float(v or 0) for (i, j, _), v in zip(flat, parsed)}
+        score = {(i, j): (float(v or 0),) for (i, j, _), v in zip(flat, parsed)}
     else:
         raise ValueError(f"unknown selector '{select}' for the model (the oracle needs the world: select_oracle)")
     chosen = [max(range(len(rs)), key=lambda j: (score[i, j], -j)) for i, rs in enumerate(refinements)]

@@ -7,6 +7,10 @@ The generator (the base model) samples worked solutions; three ways pick one of 
   the probability that every step is right, ``∏_k p(step k valid)`` (the paper's product; ``min`` is offered too).
 - **ORM**, an outcome reward model trained on whether the final answer is right, scored at the last token.
 - **majority vote** over the final answers (self-consistency; no model).
+- **the base model as a zero-training verifier**: a solution's score is the sum over its stated steps of the base
+  model's log-probability of the step's stated result given everything before it (:func:`step_result_logprobs`),
+  i.e. the log of the probability that the model itself would have written every result the solution states.
+  No label is used; it asks whether the information the PRM should learn is in the base model already.
 
 Both reward models are the base model itself, fine-tuned with a fresh one-logit head on every token
 (``AutoModelForTokenClassification``) through alignlab's one training loop, as the paper fine-tunes its base
@@ -16,7 +20,10 @@ the PRM's last step, valid when the solution states every step and N is the last
 that never closes scores 0 under the PRM (its last step is missing).
 
 Best-of-N accuracy for each N is averaged over the disjoint blocks of N among K samples per problem (the paper
-subsamples a larger pool the same way), beside pass@N (some sample right: the ceiling of every selector).
+subsamples a larger pool the same way), beside pass@N (some sample right: the ceiling of every selector) and a
+diagnostic, **uniform over distinct solutions** (the expected accuracy of picking uniformly among the distinct texts
+of a block): a verifier whose score carries no information still picks one distinct text, not one sample, so it
+loses the weight of the right answer, which the sampler writes most often.
 
 Example::
 
@@ -114,11 +121,24 @@ def collate_labelled(examples: list[dict[str, Any]], pad_token_id: int = 0) -> d
     return batch
 
 
+def constant_loss(labels: Sequence[bool], pos_weight: float) -> float:
+    """The :class:`VerifierObjective` loss per label of the best constant prediction (the weighted base rate): the
+    level a verifier that learnt nothing from the text reaches."""
+    right = sum(labels)
+    w_right, w_wrong = float(right), pos_weight * (len(labels) - right)
+    if not w_right or not w_wrong:
+        return 0.0
+    p = w_right / (w_right + w_wrong)
+    return -(w_right * math.log(p) + w_wrong * math.log(1 - p)) / len(labels)
+
+
 def train_verifier(init: str, examples: list[dict[str, Any]], output: str, *, seed: int, steps: int,
-                   lr: float = 1e-4, batch_size: int = 32) -> nn.Module:
+                   lr: float = 1e-4, batch_size: int = 32) -> tuple[nn.Module, dict[str, float]]:
     """Fine-tune a copy of ``init`` (the base model) with a fresh one-logit head on every token as a verifier
     (the paper fine-tunes its base model likewise), on ``examples`` ``{"input_ids", "positions", "labels"}``
-    through alignlab's one training loop."""
+    through alignlab's one training loop. Returns the model and its training loss: the mean over the first and
+    the last tenth of the steps, beside :func:`constant_loss` (a verifier whose last loss is near it learnt
+    nothing)."""
     from functools import partial
 
     from transformers import AutoModelForTokenClassification
@@ -133,8 +153,11 @@ def train_verifier(init: str, examples: list[dict[str, Any]], output: str, *, se
     config = TrainConfig(max_steps=steps, batch_size=min(batch_size, len(examples)), lr=lr, seed=seed,
                          progress=False, mixed_precision="no", save_total_limit=1, overwrite=True)
     pad = model.config.pad_token_id or 0
-    train(model, objective, examples, partial(collate_labelled, pad_token_id=pad), config, output)
-    return model.eval()
+    history = train(model, objective, examples, partial(collate_labelled, pad_token_id=pad), config, output).history
+    losses = [row["loss"] for row in history if "loss" in row]
+    tenth = max(1, len(losses) // 10)
+    return model.eval(), {"loss_start": mean(losses[:tenth]), "loss_end": mean(losses[-tenth:]),
+                          "loss_constant": constant_loss(labels, objective.pos_weight)}
 
 
 @torch.no_grad()
@@ -182,6 +205,38 @@ def sample_solutions(lm, prompts: Sequence[WorldPrompt], k: int, *, max_tokens: 
                      [[parse_final(t) for t in ts] for ts in rows])
 
 
+def result_spans(text: str) -> list[tuple[int, int]]:
+    """Per stated step, the character span from just after its ``=`` to the end of its stated result (the result
+    with the space before it, which the tokenizer glues to it)."""
+    return [(m.start(4) - 1, m.end(4)) for m in STEP.finditer(text)]
+
+
+@torch.no_grad()
+def step_result_logprobs(lm, sols: Solutions) -> list[list[torch.Tensor]]:
+    """Per solution, the base model's log-probability of each stated step's result given the prompt and the
+    solution before it (through ``lm.loglikelihood_tokens``, so repeated texts cost one pass)."""
+    tok, requests, counts = lm.tokenizer, [], []
+    for p, texts, toks in zip(sols.prompts, sols.texts, sols.tokens):
+        prompt_len = len(lm.encode_prompt(p.messages))
+        for text, t in zip(texts, toks):
+            spans = result_spans(text)
+            for start, end in spans:
+                a = prompt_len + len(tok.encode(text[:start], add_special_tokens=False))
+                b = prompt_len + len(tok.encode(text[:end], add_special_tokens=False))
+                requests.append((t["input_ids"][:a], t["input_ids"][a:b]))
+            counts.append(len(spans))
+    logprobs = iter([lp for lp, _ in lm.loglikelihood_tokens(requests)] if requests else [])
+    flat = [torch.tensor([next(logprobs) for _ in range(n)]) for n in counts]
+    k = len(sols.texts[0]) if sols.texts else 0
+    return [flat[i * k:(i + 1) * k] for i in range(len(sols.texts))]
+
+
+def base_score(result_logprobs: torch.Tensor, closes: bool) -> float:
+    """The zero-training verifier's score: the summed log-probability of the stated results (the log of the PRM's
+    product, with the base model's probabilities); a solution with no step or that never closes scores -inf."""
+    return float(result_logprobs.sum()) if closes and result_logprobs.numel() else -math.inf
+
+
 def training_examples(sols: Solutions) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The PRM's examples (every solution with a label at each step's end) and the ORM's (every solution with
     its final-answer label at its last token)."""
@@ -210,17 +265,21 @@ def verifier_scores(sols: Solutions, prm: nn.Module, orm: nn.Module, *,
             [steps[i * k:(i + 1) * k] for i in cut])
 
 
-def selection_accuracy(sols: Solutions, prm_scores: list[list[float]], orm_scores: list[list[float]],
+def selection_accuracy(sols: Solutions, scores: dict[str, list[list[float]]],
                        ns: Sequence[int]) -> dict[str, dict[int, list[float]]]:
-    """Per selector (and pass@N, the ceiling) and N, each problem's best-of-N accuracy (mean over the disjoint
-    blocks of N samples)."""
-    out: dict[str, dict[int, list[float]]] = {m: {n: [] for n in ns} for m in ("prm", "orm", "vote", "pass")}
-    for correct, finals, prm_s, orm_s in zip(sols.correct, sols.finals, prm_scores, orm_scores):
+    """Per selector and N, each problem's best-of-N accuracy (mean over the disjoint blocks of N samples): the
+    highest of each of ``scores`` (ties: the first), majority vote, uniform over the distinct texts of the block
+    (its expected accuracy) and pass@N (the ceiling)."""
+    names = [*scores, "vote", "distinct", "pass"]
+    out: dict[str, dict[int, list[float]]] = {m: {n: [] for n in ns} for m in names}
+    for p, (texts, correct, finals) in enumerate(zip(sols.texts, sols.correct, sols.finals)):
         for n in ns:
             picks: dict[str, list[float]] = {m: [] for m in out}
             for block in blocks(len(correct), n):
-                picks["prm"].append(float(correct[max(block, key=lambda i: prm_s[i])]))
-                picks["orm"].append(float(correct[max(block, key=lambda i: orm_s[i])]))
+                for m, s in scores.items():
+                    picks[m].append(float(correct[max(block, key=lambda i: s[p][i])]))
+                distinct = {texts[i]: correct[i] for i in block}
+                picks["distinct"].append(sum(distinct.values()) / len(distinct))
                 vote, _ = majority_vote([None if finals[i] is None else str(finals[i]) for i in block])
                 chosen = next((i for i in block if finals[i] is not None and str(finals[i]) == vote), None)
                 picks["vote"].append(float(chosen is not None and correct[chosen]))
@@ -240,6 +299,17 @@ def ranking_auc(scores: list[list[float]], correct: list[list[bool]]) -> float |
         wins += sum((r > w) + 0.5 * (r == w) for r in right for w in wrong)
         pairs += len(right) * len(wrong)
     return wins / pairs if pairs else None
+
+
+def too_few_steps(sols: Solutions, scores: dict[str, list[list[float]]]) -> dict[str, float]:
+    """How often each selector's pick among all K samples of a problem states fewer steps than the problem has
+    operations, beside the rate among all samples (``"all"``): a product of step probabilities favours short
+    solutions, as each step can only lower it."""
+    short = [[len(parse_steps(t)) < len(problem_of(p).ops) for t in texts] for p, texts in zip(sols.prompts, sols.texts)]
+    out = {"all": mean(x for row in short for x in row)}
+    for m, s in scores.items():
+        out[m] = mean(row[max(range(len(row)), key=lambda i: s[p][i])] for p, row in enumerate(short))
+    return out
 
 
 def step_label_accuracy(sols: Solutions, step_probs: list[list[torch.Tensor]]) -> dict[str, float | None]:

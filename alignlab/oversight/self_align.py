@@ -60,18 +60,23 @@ def self_instruct(lm: LM, seeds: Sequence[str], n: int, *, rng: random.Random, o
     return [o + t for o, t in zip(openings, texts)]
 
 
-def filter_prompts(raw: Sequence[str], seeds: Sequence[str], extract: Callable[[str], str | None]) -> tuple[list[str], dict]:
-    """The new prompts ``extract`` can read, without seeds and duplicates, and how many of each were dropped."""
-    seen, kept, unreadable = set(seeds), [], 0
+def filter_prompts(raw: Sequence[str], seeds: Sequence[str], extract: Callable[[str], str | None],
+                   held_out: Sequence[str] = ()) -> tuple[list[str], dict]:
+    """The new prompts ``extract`` can read, without seeds, duplicates and ``held_out`` prompts (the evaluation's:
+    a self-instructed prompt that is an evaluation prompt would train on the test), and how many of each were
+    dropped."""
+    seen, evaluation, kept, unreadable, leaked = set(seeds), set(held_out), [], 0, 0
     for text in raw:
         prompt = extract(text)
         if prompt is None:
             unreadable += 1
+        elif prompt in evaluation:
+            leaked += 1
         elif prompt not in seen:
             seen.add(prompt)
             kept.append(prompt)
-    return kept, {"generated": len(raw), "unreadable": unreadable, "kept": len(kept),
-                  "repeats": len(raw) - unreadable - len(kept)}
+    return kept, {"generated": len(raw), "unreadable": unreadable, "held_out": leaked, "kept": len(kept),
+                  "repeats": len(raw) - unreadable - leaked - len(kept)}
 
 
 def world_prompt_extractor(kb) -> Callable[[str], str | None]:
@@ -157,7 +162,8 @@ def run_self_align(config: SelfAlignConfig) -> dict[str, Any]:
     def new_prompts(stage: Path) -> dict[str, Any]:
         raw = self_instruct(lm, seeds, config.generate, rng=random.Random(f"self-align-{seed}"),
                             opening_words=config.opening_words, user_prefix=config.user_prefix, seed=seed)
-        kept, counts = filter_prompts(raw, seeds, world_prompt_extractor(world.kb))
+        kept, counts = filter_prompts(raw, seeds, world_prompt_extractor(world.kb),
+                                      held_out=[p.text for p in world.eval_prompts()])
         write_jsonl(stage / "raw.jsonl", [{"text": t} for t in raw])
         return {**counts, "prompts": kept}
 

@@ -88,7 +88,10 @@ def constitutional() -> str:
 def self_align() -> str:
     def notes(records):
         return (f"Self-instruct: {_stat(records, 'prompts', 'generated')} raw prompts, "
-                f"{_stat(records, 'prompts', 'kept')} new and readable. True reward of the principle-driven answers "
+                f"{_stat(records, 'prompts', 'kept')} new and readable"
+                + (f", {_stat(records, 'prompts', 'held_out')} dropped as held-out evaluation prompts"
+                   if all("held_out" in r["results"]["prompts"] for r in records) else "")
+                + f". True reward of the principle-driven answers "
                 f"{_stat(records, 'principle_driven_reward')} against the same model's plain answers "
                 f"{_stat(records, 'plain_reward')} on the same prompts (difference "
                 f"{_stat(records, 'principle_gain')}).")

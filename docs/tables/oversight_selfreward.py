@@ -89,8 +89,11 @@ def r_tuning() -> str:
                 "refusal_rate_answerable"), ("accuracy on questions answered", "accuracy_answered"))}))
 
 
-NAMES = {"prm": "PRM (product of step probabilities)", "orm": "ORM", "vote": "majority vote",
+NAMES = {"prm": "PRM (product of step probabilities)", "orm": "ORM",
+         "base": "base model, no training (summed log-prob of the stated step results)", "vote": "majority vote",
+         "distinct": "uniform over distinct texts (diagnostic: an uninformed pick)",
          "pass": "pass@N (some sample right: the ceiling)"}
+VERIFIERS = {"prm": "PRM", "orm": "ORM", "base": "base model"}
 
 
 def _curves(files: list[str]) -> dict[str, dict[str, list[float]]]:
@@ -105,18 +108,51 @@ def process_supervision() -> str:
     curves = _curves(files)
     ns = list(curves["prm"])
     rows = ["| selector | " + " | ".join(f"N={n}" for n in ns) + " |", "|---|" + "---|" * len(ns)]
-    rows += [f"| {NAMES[m]} | " + " | ".join(_cell(curves[m][n]) for n in ns) + " |" for m in NAMES]
+    rows += [f"| {NAMES[m]} | " + " | ".join(_cell(curves[m][n]) for n in ns) + " |" for m in NAMES if m in curves]
     results = [load(f)["results"] for f in files]
+    ranked = [m for m in VERIFIERS if all(m in r["ranking_auc"] for r in results)]
     labels = " ".join([
-        "How often a right solution outscores a wrong one of the same problem: PRM",
-        f"{_cell([r['ranking_auc']['prm'] for r in results])}, ORM {_cell([r['ranking_auc']['orm'] for r in results])}.",
+        "How often a right solution outscores a wrong one of the same problem:",
+        ", ".join(f"{VERIFIERS[m]} {_cell([r['ranking_auc'][m] for r in results])}" for m in ranked) + ".",
         f"PRM on held-out step labels: accuracy {_cell([r['prm_step_labels']['step_accuracy'] for r in results])},",
         f"recall of invalid steps {_cell([r['prm_step_labels']['invalid_step_recall'] for r in results])}.",
         f"Training data per seed: {_cell([r['train']['solutions'] for r in results], 1)} solutions,",
         f"{_cell([r['train']['invalid_steps'] for r in results], 1)} invalid of",
         f"{_cell([r['train']['step_labels'] for r in results], 1)} step labels; solution parse rate",
         f"{_cell([r['parse_rate'] for r in results])}."])
-    return "\n".join(rows) + f"\n\n{labels} {len(files)} seeds.\n\n" + _cites(files)
+    if all("training_loss" in r for r in results):
+        labels += " Training loss per label (mean of the first and of the last tenth of the steps) against the loss of "
+        labels += "the best constant prediction: " + "; ".join(
+            f"{VERIFIERS[m]} {_cell([r['training_loss'][m]['loss_start'] for r in results])} → "
+            f"{_cell([r['training_loss'][m]['loss_end'] for r in results])} (constant "
+            f"{_cell([r['training_loss'][m]['loss_constant'] for r in results])})" for m in ("prm", "orm")) + "."
+        labels += " Solutions stating fewer steps than the problem has operations: "
+        labels += f"{_cell([r['too_few_steps']['all'] for r in results])} of all samples, " + ", ".join(
+            f"{_cell([r['too_few_steps'][m] for r in results])} of the {VERIFIERS[m]}'s picks among all {ns[-1]}"
+            for m in VERIFIERS) + "."
+        labels += f" Distinct texts among the {ns[-1]} samples of a problem: "
+        labels += f"{_cell([r['distinct_texts_per_problem'] for r in results], 1)}."
+    return "\n".join(rows) + f"\n\n{labels} {len(files)} seeds.\n\n" + _cites(files) + _more_labels()
+
+
+def _more_labels() -> str:
+    """One run with more training problems and verifier steps (seed 0), when its file exists."""
+    relative = "oversight/process-supervision/more-labels-seed0.json"
+    if not (RESULTS / relative).exists():
+        return ""
+    record = load(relative)
+    r, config = record["results"], record["config"]
+    loss = r["training_loss"]
+    return "\n\n" + " ".join([
+        f"With {config['train_problems']} training problems ({r['train']['invalid_steps']} invalid of",
+        f"{r['train']['step_labels']} step labels) and {config['verifier_steps']} verifier steps (seed 0 only): a",
+        f"right solution outscores a wrong one for the PRM {fmt(r['ranking_auc']['prm'])}, the ORM",
+        f"{fmt(r['ranking_auc']['orm'])}; training loss PRM {fmt(loss['prm']['loss_start'])} →",
+        f"{fmt(loss['prm']['loss_end'])} (constant {fmt(loss['prm']['loss_constant'])}), ORM",
+        f"{fmt(loss['orm']['loss_start'])} → {fmt(loss['orm']['loss_end'])} (constant",
+        f"{fmt(loss['orm']['loss_constant'])}); best-of-{list(r['curves']['prm'])[-1]} PRM",
+        f"{fmt(list(r['curves']['prm'].values())[-1]['accuracy'])}, ORM",
+        f"{fmt(list(r['curves']['orm'].values())[-1]['accuracy'])}."]) + "\n\n" + cite(relative)
 
 
 def draw_best_of_n(path: Path) -> None:
@@ -128,6 +164,8 @@ def draw_best_of_n(path: Path) -> None:
     curves = _curves(_seeds("process-supervision"))
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for m, name in NAMES.items():
+        if m not in curves:
+            continue
         ns = [int(n) for n in curves[m]]
         stats = [mean_se(curves[m][str(n)]) for n in ns]
         ax.errorbar(ns, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", capsize=3, label=name)
