@@ -21,26 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.cli import add_config_command, parse_command_config
+from alignlab.oversight.world_run import OversightRunConfig
 
 
 @dataclass
-class WorldMethodConfig:
+class WorldMethodConfig(OversightRunConfig):
     """A model on the oversight world."""
 
-    model: str = ""
-    """model directory or server URL (default: the oversight world's base model)"""
-    world: bool = False
-    """run on the oversight world (required: the world knows the truths)"""
-    world_dir: str | None = None
-    """a built oversight world (default: the user cache)"""
-    world_seed: int = 0
-    """the oversight world's seed"""
-    output: str = "runs/oversee"
-    """directory for results.json (and any model the method trains)"""
     record: str = ""
     """also write the results to this JSON file (e.g. docs/results/oversight/debate/seed0.json)"""
-    seed: int = 0
-    """sampling and training seed"""
     score_limit: int = 40
     """held-out world prompts for each model's ground-truth scores (the table's reward columns)"""
 

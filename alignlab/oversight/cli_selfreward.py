@@ -19,24 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.cli import add_config_command, parse_command_config
+from alignlab.oversight.world_run import OversightRunConfig
 
 
 @dataclass
-class WorldMethodConfig:
+class WorldMethodConfig(OversightRunConfig):
     """A method run on the oversight world."""
 
-    model: str = ""
-    """model to start from and oversee (default: the oversight world's base model)"""
-    world: bool = False
-    """run on the oversight world (required: the world knows the truths)"""
-    world_dir: str | None = None
-    """a built oversight world (default: the user cache)"""
-    world_seed: int = 0
-    """the oversight world's seed"""
-    output: str = "runs/oversee"
-    """directory for results.json (and the method's models)"""
-    seed: int = 0
-    """seed of sampling and training"""
     score_samples: int = 4
     """answers per held-out prompt for the world's true scores"""
     score_limit: int = 72

@@ -29,6 +29,7 @@ from typing import Any
 
 from alignlab.core.records import assistant, user
 from alignlab.errors import OversightError
+from alignlab.oversight.world_run import OversightRunConfig
 from alignlab.world.families import WorldPrompt, parse_prompt
 from alignlab.world.judge import true_reward
 
@@ -113,25 +114,15 @@ def rate(values: list[bool]) -> float | None:
 
 
 @dataclass
-class FeedbackRunConfig:
+class FeedbackRunConfig(OversightRunConfig):
     """A feedback-driven oversight method on the toy world (the fields every such command shares)."""
 
-    model: str = ""
-    """the model the protocol talks to: a model directory or a server URL (default: the oversight world's base model)"""
     train_from: str = ""
     """local weights fine-tuning starts from (default: --model when it is a directory, else the world's base model)"""
-    world: bool = False
-    """run on the toy world (required: the world knows the truths)"""
-    world_dir: str | None = None
-    """a built oversight world (default: the user cache)"""
-    world_seed: int = 0
-    """seed of the oversight world (its base model must be pretrained: ~10 CPU-minutes on first use)"""
     output: str = "runs/oversee"
     """run directory: one sub-directory per stage (a re-run resumes after the last finished stage) and results.json"""
     result_file: str | None = None
     """where to write the result JSON (default: OUTPUT/results.json)"""
-    seed: int = 0
-    """seed of the sampling, the principles drawn and the fine-tuning"""
     max_tokens: int = 48
     """tokens per answer"""
     steps: int = 40
@@ -141,7 +132,7 @@ class FeedbackRunConfig:
     eval_samples: int = 2
     """answers sampled per held-out prompt for the ground-truth scores"""
     eval_limit: int | None = None
-    """held-out prompts scored (null: all of them; a limit above half of them leaves the last families out)"""
+    """held-out prompts scored (null: all of them; a limit takes the families in turn, so none is left out)"""
 
 
 def prepare(config: FeedbackRunConfig, stages: tuple[str, ...]):

@@ -21,12 +21,31 @@ Example::
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
 # What the table shows of every model: the world's ground truth (see alignlab.world.evaluate).
 SCORES = ("true_reward", "helpfulness", "honesty", "harmlessness")
+
+
+@dataclass
+class OversightRunConfig:
+    """What every oversight method's command shares: the model, the oversight world, where it writes, the seed."""
+
+    model: str = ""
+    """model directory or server URL the protocol talks to (default: the oversight world's base model)"""
+    world: bool = False
+    """run on the oversight world (required: the world knows the truths)"""
+    world_dir: str | None = None
+    """a built oversight world (default: the user cache)"""
+    world_seed: int = 0
+    """the oversight world's seed (its base model is pretrained on first use: ~10 CPU-minutes)"""
+    output: str = "runs/oversee"
+    """run directory: results.json and any model the method trains"""
+    seed: int = 0
+    """seed of sampling and training"""
 
 
 def oversight_world(world_dir: str | None = None, seed: int = 0):
