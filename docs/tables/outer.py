@@ -68,18 +68,21 @@ DECODING = ("true_reward", "helpfulness", "honesty", "harmlessness", "toxicity",
 
 
 def decoding() -> str:
-    """DExperts at several α, anti-expert re-ranking and the expert alone, on the frozen base model."""
+    """DExperts at several α, anti-expert re-ranking and the expert alone, on the frozen base model, over the seeds."""
     files = sorted(p.relative_to(RESULTS).as_posix() for p in (RESULTS / "outer").glob("decoding_seed*.json"))
-    record = load(files[0])
+    runs = [load(f)["results"]["rows"] for f in files]
     rows = ["| decoding | " + " | ".join(k.replace("_", " ") for k in DECODING) + " | tokens/s |",
             "|---|" + "---|" * (len(DECODING) + 1)]
-    for row in record["results"]["rows"]:
-        speed = row.get("tokens_per_s")
-        cells = [fmt(row[k], row["stderr"][k]) for k in DECODING] + ["–" if speed is None else f"{speed:.0f}"]
+    for i, row in enumerate(runs[0]):
+        same = [run[i] for run in runs]
+        cells = [_over_seeds([r[k] for r in same], [r["stderr"][k] for r in same]) for k in DECODING]
+        speeds = [r["tokens_per_s"] for r in same if r.get("tokens_per_s") is not None]
+        cells.append(f"{sum(speeds) / len(speeds):.0f}" if speeds else "–")
         rows.append(f"| {row['rule']} | " + " | ".join(cells) + " |")
-    return ("\n".join(rows) + "\n\nOne seed (± is the standard error over held-out answers, clustered by prompt); "
-            "tokens/s were measured in the same run on a machine shared with other jobs, so compare them within "
-            f"the table only.\n\n{cite(files[0])}")
+    spread = (f"Mean ± standard error over {len(runs)} seeds" if len(runs) > 1 else
+              "One seed (± is the standard error over held-out answers, clustered by prompt)")
+    return ("\n".join(rows) + f"\n\n{spread}; tokens/s (mean) were measured in the same runs on a machine shared "
+            "with other jobs, so compare them within the table only.\n\n" + "\n\n".join(cite(f) for f in files))
 
 
 FINDINGS = ("fact_accuracy", "true_reward", "helpfulness", "honesty", "harmlessness")
