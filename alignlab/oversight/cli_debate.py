@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.cli import add_config_command, parse_command_config
-from alignlab.oversight.world_run import OversightRunConfig
+from alignlab.oversight.world_run import OversightRunConfig, prepare_world
 
 
 @dataclass
@@ -135,25 +135,6 @@ class SandwichingConfig(WorldMethodConfig):
     """sub-questions of the assistant's decomposition"""
 
 
-def _world(config: WorldMethodConfig, ours: tuple[str, ...] = ("results.json",)):
-    """(world paths, World, the model to use); checks the output directory before anything loads. The world's
-    base model is built (or read from the cache) only when no ``--model`` is given."""
-    from alignlab.core.rundir import check_results_dir
-    from alignlab.errors import ConfigError
-    from alignlab.oversight.world_run import oversight_world
-    from alignlab.world.build import build_world
-    from alignlab.world.datasets import World
-
-    if not config.world:
-        raise ConfigError("alignlab oversee needs --world (the toy world is where the truths are known)")
-    check_results_dir(Path(config.output), ours=ours)
-    if config.model:
-        paths = build_world(config.world_dir, seed=config.world_seed, size="oversight", verbose=False)
-        return paths, World(paths.seed, paths.size), config.model
-    paths, world, base = oversight_world(config.world_dir, seed=config.world_seed)
-    return paths, world, str(base)
-
-
 def scores_of(paths, config: WorldMethodConfig, model: str) -> dict[str, Any]:
     """The world's ground truth for ``model`` (``score_limit`` held-out prompts, 2 samples each), computed once
     per process: every row of a run that shows the same model shares it."""
@@ -186,7 +167,7 @@ def run_debate(config: DebateConfig) -> dict[str, Any]:
     from alignlab.oversight import debate as D
     from alignlab.oversight.world_run import finetune, table_row
 
-    paths, world, model = _world(config, ours=("results.json", "judge-plain", "judge-debate",
+    paths, world, model = prepare_world(config, ours=("judge-plain", "judge-debate",
                                                "judge-plain-data.jsonl", "judge-debate-data.jsonl"))
     debater, judge_path = load_lm(model), config.judge or model
     items = D.debate_items(world.splits.eval, config.items, seed=config.seed)
@@ -227,7 +208,7 @@ def run_multiagent_debate(config: MultiagentDebateConfig) -> dict[str, Any]:
     from alignlab.oversight.world_run import table_row
     from alignlab.world.skills.multistep import EVAL_PROBLEMS, PROBLEMS, multistep_prompts
 
-    paths, world, model = _world(config)
+    paths, world, model = prepare_world(config)
     lm = load_lm(model)
     questions = []
     for family in config.families:
@@ -262,7 +243,7 @@ def run_market_making(config: MarketMakingConfig) -> dict[str, Any]:
     from alignlab.oversight.market_making import Market, market_making
     from alignlab.oversight.world_run import table_row
 
-    paths, world, model = _world(config)
+    paths, world, model = prepare_world(config)
     adversary, judge_path = load_lm(model), config.judge or model
     items = debate_items(world.splits.eval, config.items, seed=config.seed)
     market = Market(load_lm(judge_path), mode=config.mode, samples=config.samples, seed=config.seed)
@@ -286,7 +267,7 @@ def run_ida(config: IDAConfig) -> dict[str, Any]:
     from alignlab.oversight.world_run import table_row
 
     iterations = tuple(f"iter{k + 1}" for k in range(len(config.min_ops)))
-    paths, world, model = _world(config, ours=("results.json", *iterations, *(f"{i}-data.jsonl" for i in iterations)))
+    paths, world, model = prepare_world(config, ours=(*iterations, *(f"{i}-data.jsonl" for i in iterations)))
     records = ida(model, config.output, world_seed=world.seed, min_ops=config.min_ops, max_ops=config.max_ops,
                   parts=config.parts, train_problems=config.train_problems, eval_problems=config.eval_problems,
                   max_steps=config.steps, lr=config.lr, seed=config.seed)
@@ -310,7 +291,7 @@ def run_sandwiching(config: SandwichingConfig) -> dict[str, Any]:
     from alignlab.oversight.debate import judge
     from alignlab.oversight.world_run import table_row
 
-    paths, world, model = _world(config)
+    paths, world, model = prepare_world(config)
     assistant, overseer_path = load_lm(model), config.overseer or model
     overseer = load_lm(overseer_path)
     problems = C.long_problems(world.seed, "eval", config.problems, config.min_ops, config.max_ops)

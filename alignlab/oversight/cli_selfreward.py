@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.cli import add_config_command, parse_command_config
-from alignlab.oversight.world_run import OversightRunConfig
+from alignlab.oversight.world_run import OversightRunConfig, prepare_world
 
 
 @dataclass
@@ -99,24 +99,6 @@ class ProcessSupervisionConfig(WorldMethodConfig):
     """tokens per solution"""
 
 
-def _world(config: WorldMethodConfig, ours: tuple[str, ...]):
-    """(world paths, World, model to start from); checks the output directory before anything is written."""
-    from alignlab.core.rundir import check_results_dir
-    from alignlab.errors import ConfigError
-    from alignlab.oversight.world_run import oversight_world
-    from alignlab.world.build import build_world
-    from alignlab.world.datasets import World
-
-    if not config.world:
-        raise ConfigError("alignlab oversee needs --world (the toy world is where the truths are known)")
-    check_results_dir(Path(config.output), ours=("results.json", *ours))
-    if not config.model:  # the base model (pretrained on first use)
-        paths, world, base = oversight_world(config.world_dir, seed=config.world_seed)
-        return paths, world, str(base)
-    paths = build_world(config.world_dir, seed=config.world_seed, size="oversight", verbose=False)
-    return paths, World(paths.seed, paths.size), config.model
-
-
 def _pick(items: list, n: int) -> list:
     """``n`` items evenly spaced over ``items`` (files are grouped by family: keep them all)."""
     return items if n >= len(items) else items[:: len(items) // n][:n]
@@ -131,7 +113,7 @@ def run_self_rewarding_command(config: SelfRewardingConfig) -> dict[str, Any]:
     from alignlab.oversight.self_rewarding import SelfRewardSettings, run_self_rewarding
     from alignlab.oversight.world_run import finetune, table_row, world_scores
 
-    paths, world, init = _world(config, tuple(f"iter{t}" for t in range(config.iterations + 1)))
+    paths, world, init = prepare_world(config, tuple(f"iter{t}" for t in range(config.iterations + 1)))
     rng = random.Random(f"self-rewarding-{config.seed}")
     train = [world.sample_prompts(config.prompts, rng, families=config.families) for _ in range(config.iterations)]
     eval_prompts = _pick(world.eval_prompts(config.families), config.eval_prompts)
@@ -159,7 +141,7 @@ def run_r_tuning_command(config: RTuningConfig) -> dict[str, Any]:
     from alignlab.oversight import r_tuning as R
     from alignlab.oversight.world_run import finetune, table_row, world_scores
 
-    paths, world, init = _world(config, ("base", "sft", "r-tuning", "sft-data.jsonl", "r-tuning-data.jsonl"))
+    paths, world, init = prepare_world(config, ("base", "sft", "r-tuning", "sft-data.jsonl", "r-tuning-data.jsonl"))
     # the same number from each family (the oversight world's train split is mostly unknowns)
     train = [p for f in R.FAMILIES for p in _pick(list(world.splits.train[f]), config.questions // len(R.FAMILIES))]
     held_out = world.eval_prompts(list(R.FAMILIES))
@@ -196,7 +178,7 @@ def run_process_supervision_command(config: ProcessSupervisionConfig) -> dict[st
 
     if config.prm_reduce not in ("product", "min"):
         raise ConfigError(f"prm_reduce must be 'product' or 'min', got {config.prm_reduce!r}")
-    paths, world, init = _world(config, ("prm", "orm"))
+    paths, world, init = prepare_world(config, ("prm", "orm"))
     problems = multistep_prompts(world.seed, world.size, PROBLEMS)
     lm = load_lm(init)
     train = S.sample_solutions(lm, problems[EVAL_PROBLEMS:EVAL_PROBLEMS + config.train_problems],

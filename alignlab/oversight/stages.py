@@ -138,23 +138,13 @@ class FeedbackRunConfig(OversightRunConfig):
 def prepare(config: FeedbackRunConfig, stages: tuple[str, ...]):
     """Check the run directory, then load the world and the model: ``(paths, world, lm, train_from)``. The world's
     base model is built (pretrained on first use) only when ``model`` or ``train_from`` falls back to it."""
-    from alignlab.core.rundir import check_results_dir
-    from alignlab.errors import ConfigError
     from alignlab.evaluate.lm import load_lm
-    from alignlab.oversight.world_run import oversight_world
-    from alignlab.world.build import build_world
-    from alignlab.world.datasets import World
+    from alignlab.oversight.world_run import prepare_world
 
-    if not config.world:
-        raise ConfigError("alignlab oversee needs --world (the toy world is where the truths are known)")
-    check_results_dir(Path(config.output), ours=("results.json", *stages))
     model, train_from = config.model, config.train_from or (config.model if Path(config.model).is_dir() else "")
-    if model and train_from:
-        paths = build_world(config.world_dir, seed=config.world_seed, size="oversight", verbose=False)
-        world = World(paths.seed, paths.size)
-    else:
-        paths, world, base = oversight_world(config.world_dir, seed=config.world_seed)
-        model, train_from = model or str(base), train_from or str(base)
+    # the base model is built only when one of the two falls back to it
+    paths, world, found = prepare_world(config, stages, model=model if model and train_from else "")
+    model, train_from = model or found, train_from or found
     return paths, world, load_lm(model), train_from
 
 

@@ -59,6 +59,26 @@ def oversight_world(world_dir: str | None = None, seed: int = 0):
     return paths, World(paths.seed, paths.size), build_base_model(paths)
 
 
+def prepare_world(config: OversightRunConfig, ours: tuple[str, ...] = (), *, model: str | None = None):
+    """Check the run directory (``results.json`` and ``ours`` may be overwritten there; anything else alignlab did
+    not write stops the run), then ``(paths, World, model)``: ``model`` (default ``config.model``) or, when it is
+    empty, the oversight world's base model, which is built (pretrained on first use) only then."""
+    from alignlab.core.rundir import check_results_dir
+    from alignlab.errors import ConfigError
+    from alignlab.world.build import build_world
+    from alignlab.world.datasets import World
+
+    if not config.world:
+        raise ConfigError("alignlab oversee needs --world (the toy world is where the truths are known)")
+    check_results_dir(Path(config.output), ours=("results.json", *ours))
+    model = config.model if model is None else model
+    if model:
+        paths = build_world(config.world_dir, seed=config.world_seed, size="oversight", verbose=False)
+        return paths, World(paths.seed, paths.size), model
+    paths, world, base = oversight_world(config.world_dir, seed=config.world_seed)
+    return paths, world, str(base)
+
+
 def finetune(kind: str, rows: list[dict[str, Any]], init: str | Path, output: str | Path, *, max_steps: int,
              lr: float = 1e-4, batch_size: int = 16, seed: int = 0, beta: float = 0.1, max_length: int = 160,
              extra: list[str] | None = None) -> Path:
