@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from _common import RESULTS, cell, cite, fmt, load, mean_se
+from _common import RESULTS, ROOT, cell, cite, command, commit, fmt, load, machine, mean_se
 
 MODELS = ("base", "sft", "dpo")
 
@@ -170,6 +170,26 @@ def skills_world() -> str:
     return _skills_table("evaluation/skills-world.json", "held-out prompts of the toy world (seed 0, small)")
 
 
+POSITIONS = ROOT / "benchmarks" / "results" / "loglik_token_positions.json"
+
+
+def speed_ceiling() -> str:
+    """The exact-computation ceilings of the log-likelihood benchmark, from benchmarks/loglik_token_positions.py."""
+    if not POSITIONS.exists():
+        raise SystemExit("gen_results: benchmarks/results/loglik_token_positions.json is missing: "
+                         "run benchmarks/loglik_token_positions.py")
+    record = json.loads(POSITIONS.read_text())
+    rows = ["| workload | requests | token positions HFLM runs | best prefix trie | ceiling at equal speed per position |",
+            "|---|---|---|---|---|"]
+    for name, label in (("crows_pairs", "CrowS-Pairs"), ("bbq", "BBQ")):
+        if name in record["positions"]:
+            c = record["positions"][name]
+            rows.append(f"| {label} | {c['requests']} | {c['hflm_positions']} | {c['trie_positions']} | "
+                        f"{c['ceiling']:.2f}× |")
+    return ("\n".join(rows) + f"\n\n*From `benchmarks/results/loglik_token_positions.json`: "
+            f"`{cell(command(record))}` at commit `{commit(record)}` on {cell(machine(record))}.*")
+
+
 BLOCKS = {
     "evaluation-benchmarks": benchmarks,
     "evaluation-bbq-categories": bbq_categories,
@@ -180,4 +200,5 @@ BLOCKS = {
     "evaluation-toxicity": generation_toxicity,
     "evaluation-skills": skills,
     "evaluation-skills-world": skills_world,
+    "evaluation-speed-ceiling": speed_ceiling,
 }
