@@ -443,11 +443,13 @@ class JudgeConfig:
 
     judges: list[str]
     """judge models (paths or URLs); a single grade is their mean, a pairwise verdict their majority; 'world'
-    (or world:SEED[:SIZE]) in skills mode: the toy world's ground truth mapped onto FLASK's skills, not a model"""
+    (or world:SEED[:SIZE]) in skills mode: the toy world's ground truth mapped onto FLASK's skills, not a model (a
+    model folder named world: ./world)"""
     models: dict[str, str]
     """the models to judge, {NAME: PATH_OR_URL}"""
     questions: str
-    """questions JSONL (MT-bench format), or 'world' (world:SEED[:SIZE]): the toy world's held-out evaluation prompts"""
+    """questions JSONL (MT-bench format), or 'world' (world:SEED[:SIZE]): the toy world's held-out evaluation prompts
+    (a file named world: ./world)"""
     output: str
     """directory for answers.jsonl, judgments.jsonl and results.json"""
     mode: Literal["single", "pairwise", "skills"] = "single"
