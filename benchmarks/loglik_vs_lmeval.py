@@ -17,9 +17,10 @@ How each side lays out the same work: HFLM sorts the requests by length and runs
 the longest, projecting every position onto the vocabulary. alignlab also puts at most 32 requests in a
 forward, but as token tries (requests sharing a prefix share its columns, each token attending to its
 ancestors), after one extra forward for the tokens every request starts with (their keys/values are reused
-by all rows), and it projects only the positions it needs. On CrowS-Pairs that is ~32k token positions
-against HFLM's ~45k (the ideal trie, 31.5k, bounds the ratio near 1.43x at equal matmul speed); on BBQ a
-context is computed once for its three answers instead of three times. Under bf16 autocast HFLM also pays
+by all rows), and it projects only the positions it needs. On CrowS-Pairs the ideal trie's token positions
+against the positions HFLM runs bound the ratio at equal matmul speed (counted by loglik_token_positions.py,
+written to loglik_token_positions.json); on BBQ a context is computed once for its three answers instead of
+three times. Under bf16 autocast HFLM also pays
 autocast's cast of every linear weight on every call, which alignlab avoids by holding those weights in bf16
 (the same products): that is why the bf16 ratio can pass the token-count bound. Under bf16 autocast the two
 sides' log-likelihoods drift apart from their fp32 values by different amounts, so the agreement is checked in
@@ -67,6 +68,17 @@ def bbq_requests(every: int) -> tuple[list[tuple[str, str]], int]:
 
     rows = [r for i, r in enumerate(load_bbq(BBQ)) if i % every == 0]
     return [(PROMPT.format(**r), " " + r[f"ans{k}"]) for r in rows for k in range(3)], len(rows)
+
+
+def workloads(args: LoglikBench) -> tuple[list[tuple[str, str]], list[tuple[str, str]], int, list[str]]:
+    """CrowS-Pairs requests, BBQ requests and question count, and the texts the benchmark's tokenizer is trained
+    on (loglik_token_positions.py rebuilds the same tokenizer from them)."""
+    with open(args.data or CSV, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))[: args.rows]
+    crows = [("", r[k]) for r in rows for k in ("sent_more", "sent_less")]
+    bbq, n_questions = bbq_requests(args.bbq_every) if args.bbq_every else ([], 0)
+    texts = [x for _, x in crows] + sorted({c for c, _ in bbq}) + [x for _, x in bbq]
+    return crows, bbq, n_questions, texts
 
 
 def compare(name: str, requests: list[tuple[str, str]], group: int, harness, ours, ours_fp32, rounds: int) -> dict:
@@ -136,13 +148,9 @@ def main() -> None:
     from alignlab.evaluate.fixtures import build_tiny_lm
     from alignlab.evaluate.lm import HuggingFaceLM
 
-    with open(args.data or CSV, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))[: args.rows]
-    crows = [("", r[k]) for r in rows for k in ("sent_more", "sent_less")]
-    bbq, n_questions = bbq_requests(args.bbq_every) if args.bbq_every else ([], 0)
+    crows, bbq, n_questions, texts = workloads(args)
 
     with tempfile.TemporaryDirectory() as tmp:
-        texts = [x for _, x in crows] + sorted({c for c, _ in bbq}) + [x for _, x in bbq]
         path = build_tiny_lm(
             tmp, texts, vocab_size=args.vocab, hidden_size=512, layers=6, heads=8, max_positions=1024
         )

@@ -1,13 +1,16 @@
 """lm-evaluation-harness (0.4.13) in both directions.
 
-**alignlab's LM inside the harness.** Importing this module registers :class:`HarnessLM` in lm-eval's model
-registry as ``alignlab``: harness users get alignlab's log-likelihoods (shared-prefix tries, see
-:mod:`alignlab.evaluate.lm`) and its HTTP backends (``pretrained=http://host:port/v1#model``). lm-eval 0.4.13
-discovers models only through its own table and ``register_model`` (it reads no entry points), so the harness
-CLI must run with this module imported; ``python -m alignlab.evaluate.harness`` is lm-eval's CLI with it::
+**alignlab's LM inside the harness.** :class:`HarnessLM` is lm-eval's model ``alignlab``: harness users get
+alignlab's log-likelihoods (shared-prefix tries, see :mod:`alignlab.evaluate.lm`) and its HTTP backends
+(``pretrained=http://host:port/v1#model``). Installing alignlab (wheel or ``pip install -e``) puts an import hook
+in site-packages (``alignlab_lm_eval_hook``) that adds the lazy registry entry
+``alignlab -> alignlab.evaluate.harness:HarnessLM`` when lm-eval loads its model table, so lm-eval's own command
+line finds the model and nothing is imported in processes that do not use lm-eval::
 
-    python -m alignlab.evaluate.harness run --model alignlab --model_args pretrained=runs/sft,batch_size=32 \\
-        --tasks bbq --limit 100
+    lm_eval --model alignlab --model_args pretrained=runs/sft --batch_size 32 --tasks bbq --limit 100
+
+Importing this module registers the class directly, so ``python -m alignlab.evaluate.harness run ...`` (lm-eval's
+command line with this module imported) works from a checkout that is not installed.
 
 **Any harness task inside alignlab.** ``alignlab eval --tasks lm_eval:<task>`` builds the harness's task (its
 prompts, filters, metrics and aggregation) and runs it through lm-eval's evaluator on alignlab's LM; the
@@ -219,7 +222,7 @@ def harness_task(name: str, data_path: str | None = None) -> HarnessTask:
     return HarnessTask(name, data_path)
 
 
-if __name__ == "__main__":  # lm-eval's own command line, with the ``alignlab`` model registered above
+if __name__ == "__main__":  # lm-eval's own command line with ``alignlab`` registered above (no install needed)
     from lm_eval.__main__ import cli_evaluate
 
     cli_evaluate()

@@ -98,6 +98,13 @@ def load_questions(path: str | Path) -> list[Question]:
     return questions
 
 
+def world_questions(seed: int = 0, size: str = "small") -> list[Question]:
+    """The toy world's held-out evaluation prompts as one-turn questions (category: the prompt family)."""
+    from alignlab.evaluate.flask_world import world_prompts
+
+    return [Question(i, family, [text]) for i, (family, text) in enumerate(world_prompts(seed, size))]
+
+
 def answer_questions(lm: LM, questions: Sequence[Question], *, max_tokens: int = 256) -> Answers:
     """Each model answer per turn; turn k sees the questions and its own answers to turns < k."""
     answers: Answers = {q.question_id: [] for q in questions}
@@ -217,7 +224,8 @@ FLASK_SKILLS = {
 SKILL = (
     "Score the assistant's reply to the final user message below on one skill only.\n"
     "Skill: {skill}: {rubric}.\nScale: 1 (the skill is absent) to 5 (fully shown).\n\n{conversation}\n\n"
-    "End your answer with the score in double square brackets, for example: Score: [[3]]"
+    "End your answer with the score in double square brackets, for example: Score: [[3]]; if the skill does not "
+    "apply to this reply, end with [[N/A]] instead."
 )
 
 
@@ -233,8 +241,11 @@ def grade_skills(
     """FLASK-style fine-grained grading: every answer scored 1-5 on each skill by every judge.
 
     Returns per skill the mean over questions (each question's score the mean over judges that parsed), the
-    per-question scores, and the parse failures (never guessed).
+    per-question scores, the verdicts that the skill does not apply (a lone ``[[N/A]]``, as FLASK lets a judge
+    say) and the parse failures (never guessed); ``judged`` is the number of judgments asked for.
     """
+    from alignlab.evaluate.flask_world import NOT_APPLICABLE
+
     skills = skills or FLASK_SKILLS
     asked = [q for q in questions if turn < len(q.turns)]
     report = {}
@@ -242,16 +253,20 @@ def grade_skills(
         prompts = [SKILL.format(skill=skill, rubric=rubric, conversation=_transcript(q, answers[q.question_id], turn))
                    for q in asked]
         per_question: dict[Any, list[int]] = {q.question_id: [] for q in asked}
-        failures = 0
+        failures = not_applicable = 0
         for judge in judges:
             for q, raw in zip(asked, _ask(judge, prompts, max_tokens)):
                 score = parse_score(raw, high=5)
-                failures += score is None
                 if score is not None:
                     per_question[q.question_id].append(score)
+                elif NOT_APPLICABLE in raw and not SCORE_RE.search(raw):
+                    not_applicable += 1
+                else:
+                    failures += 1
         scores = {qid: sum(v) / len(v) for qid, v in per_question.items() if v}
         report[skill] = {"mean": sum(scores.values()) / len(scores) if scores else float("nan"),
-                         "scores": scores, "parse_failures": failures}
+                         "scores": scores, "parse_failures": failures, "not_applicable": not_applicable,
+                         "judged": len(asked) * len(judges)}
     return report
 
 
@@ -427,11 +442,14 @@ class JudgeConfig:
     """Answer MT-bench-style questions with each model, then grade (single) or compare and rank them (pairwise)."""
 
     judges: list[str]
-    """judge models (paths or URLs); a single grade is their mean, a pairwise verdict their majority"""
+    """judge models (paths or URLs); a single grade is their mean, a pairwise verdict their majority; 'world'
+    (or world:SEED[:SIZE]) in skills mode: the toy world's ground truth mapped onto FLASK's skills, not a model (a
+    model folder named world: ./world)"""
     models: dict[str, str]
     """the models to judge, {NAME: PATH_OR_URL}"""
     questions: str
-    """questions JSONL (MT-bench format)"""
+    """questions JSONL (MT-bench format), or 'world' (world:SEED[:SIZE]): the toy world's held-out evaluation prompts
+    (a file named world: ./world)"""
     output: str
     """directory for answers.jsonl, judgments.jsonl and results.json"""
     mode: Literal["single", "pairwise", "skills"] = "single"
@@ -455,6 +473,10 @@ class JudgeConfig:
             raise ValueError("pairwise judging needs at least two models")
         if self.turn not in (0, 1):
             raise ValueError(f"turn must be 0 or 1, got {self.turn}")
+        from alignlab.evaluate.flask_world import WORLD_JUDGE, parse_world_spec
+
+        if self.mode != "skills" and any(parse_world_spec(j, WORLD_JUDGE) for j in self.judges):
+            raise ValueError("the world judge writes FLASK skill scores only: use it with mode skills")
 
 
 def run_judge(config: JudgeConfig) -> dict[str, Any]:
@@ -468,11 +490,14 @@ def run_judge(config: JudgeConfig) -> dict[str, Any]:
     """
     from alignlab.core.io import atomic_write_json, atomic_write_text
     from alignlab.core.provenance import provenance
+    from alignlab.evaluate.flask_world import WORLD_JUDGE, WORLD_QUESTIONS, WorldSkillJudge, parse_world_spec
     from alignlab.evaluate.judge_stats import bootstrap_interval
     from alignlab.evaluate.lm import load_lm
 
-    judges = [load_lm(spec, http=config.http) for spec in config.judges]
-    questions = load_questions(config.questions)[: config.limit]
+    judges = [WorldSkillJudge(*world) if (world := parse_world_spec(spec, WORLD_JUDGE)) else
+              load_lm(spec, http=config.http) for spec in config.judges]
+    world = parse_world_spec(config.questions, WORLD_QUESTIONS)
+    questions = (world_questions(*world) if world else load_questions(config.questions))[: config.limit]
     answers = {name: answer_questions(load_lm(spec, http=config.http), questions, max_tokens=config.max_tokens)
                for name, spec in config.models.items()}
     results: dict[str, Any] = {"questions": config.questions, "n_questions": len(questions), "turn": config.turn}
@@ -489,6 +514,7 @@ def run_judge(config: JudgeConfig) -> dict[str, Any]:
             graded_skills = grade_skills(judges, questions, ans, turn=config.turn)
             results["skills"][name] = {
                 skill: {"mean": g["mean"], "parse_failures": g["parse_failures"],
+                        "not_applicable": g["not_applicable"], "judged": g["judged"],
                         "interval_95": list(bootstrap_interval(list(g["scores"].values()), _mean))}
                 for skill, g in graded_skills.items()}
     else:

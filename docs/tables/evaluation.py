@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from _common import RESULTS, cell, cite, fmt, load, mean_se
+from _common import RESULTS, ROOT, cell, cite, command, commit, fmt, load, machine, mean_se
 
 MODELS = ("base", "sft", "dpo")
 
@@ -138,24 +138,56 @@ def generation_toxicity() -> str:
             + "\n\n" + "\n\n".join(cite(f"evaluation/{m}-toxicity.json") for m in MODELS))
 
 
-def skills() -> str:
-    """FLASK's twelve skills, 1-5 each, for every model as graded by the judge, with parse failures."""
-    record = load("evaluation/skills.json")
+def _skills_table(relative: str, questions: str) -> str:
+    """FLASK's twelve skills, 1-5 each, per model: mean [95% CI] and the parse rate of the verdicts that were
+    not "does not apply" (parsed / judged − N/A), with the N/A count."""
+    record = load(relative)
     graded = record["skills"]
     models = list(graded)
-    rows = ["| skill | " + " | ".join(f"{m}: mean [95% CI] (unparsed)" for m in models) + " |",
+    rows = ["| skill | " + " | ".join(f"{m}: mean [95% CI] (parsed; N/A)" for m in models) + " |",
             "|---|" + "---|" * len(models)]
     for skill in graded[models[0]]:
         cells = []
         for m in models:
             g = graded[m][skill]
             mean = None if g["mean"] != g["mean"] else g["mean"]  # NaN: no verdict parsed
+            judged = g.get("judged", record["n_questions"])
+            scorable = judged - g.get("not_applicable", 0)
             shown = "–" if mean is None else f"{_num(mean, 2)} {_interval(g['interval_95'], 2)}"
-            cells.append(f"{shown} ({g['parse_failures']}/{record['n_questions']})")
+            cells.append(f"{shown} ({scorable - g['parse_failures']}/{scorable}; {g.get('not_applicable', 0)})")
         rows.append(f"| {skill} | " + " | ".join(cells) + " |")
     judge = ", ".join(record["config"]["judges"]) if "config" in record else "see the command"
-    return "\n".join(rows) + f"\n\nJudge: {judge}; {record['n_questions']} MT-bench questions.\n\n" \
-        + cite("evaluation/skills.json")
+    return "\n".join(rows) + f"\n\nJudge: {judge}; {record['n_questions']} {questions}.\n\n" + cite(relative)
+
+
+def skills() -> str:
+    """FLASK on MT-bench questions, judged by the world's SFT model."""
+    return _skills_table("evaluation/skills.json", "MT-bench questions")
+
+
+def skills_world() -> str:
+    """FLASK on the world's held-out prompts, judged by the world's ground truth."""
+    return _skills_table("evaluation/skills-world.json", "held-out prompts of the toy world (seed 0, small)")
+
+
+POSITIONS = ROOT / "benchmarks" / "results" / "loglik_token_positions.json"
+
+
+def speed_ceiling() -> str:
+    """The exact-computation ceilings of the log-likelihood benchmark, from benchmarks/loglik_token_positions.py."""
+    if not POSITIONS.exists():
+        raise SystemExit("gen_results: benchmarks/results/loglik_token_positions.json is missing: "
+                         "run benchmarks/loglik_token_positions.py")
+    record = json.loads(POSITIONS.read_text())
+    rows = ["| workload | requests | token positions HFLM runs | best prefix trie | ceiling at equal speed per position |",
+            "|---|---|---|---|---|"]
+    for name, label in (("crows_pairs", "CrowS-Pairs"), ("bbq", "BBQ")):
+        if name in record["positions"]:
+            c = record["positions"][name]
+            rows.append(f"| {label} | {c['requests']} | {c['hflm_positions']} | {c['trie_positions']} | "
+                        f"{c['ceiling']:.2f}× |")
+    return ("\n".join(rows) + f"\n\n*From `benchmarks/results/loglik_token_positions.json`: "
+            f"`{cell(command(record))}` at commit `{commit(record)}` on {cell(machine(record))}.*")
 
 
 BLOCKS = {
@@ -167,4 +199,6 @@ BLOCKS = {
     "evaluation-classifier": classifier,
     "evaluation-toxicity": generation_toxicity,
     "evaluation-skills": skills,
+    "evaluation-skills-world": skills_world,
+    "evaluation-speed-ceiling": speed_ceiling,
 }
