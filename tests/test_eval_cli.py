@@ -69,6 +69,8 @@ def test_judge_command(model_dir, tmp_path):
             "2",
             "--max-tokens",
             "4",
+            "--set",
+            "judge_max_tokens=8",
             "--output",
             str(tmp_path),
         ]

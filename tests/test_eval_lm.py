@@ -88,6 +88,12 @@ def test_errors_are_eval_errors(lm, tmp_path):
         lm.loglikelihood([("context", "")])
     with pytest.raises(EvalError, match="run directory"):
         load_lm(str(tmp_path))
+    # asking for the whole context window leaves no room for the prompt (a [-0:] cut would keep all of it)
+    with pytest.raises(EvalError, match="no room for a prompt"):
+        lm.generate(["The cat"], max_tokens=lm.max_length)
+    prompt = lm.encode_prompt("The cat sat on the mat and then")
+    [kept] = lm.complete([prompt], max_tokens=lm.max_length - 3).prompt_ids
+    assert list(kept) == list(prompt)[-3:]  # cut on the left to the room left
     (tmp_path / "final").mkdir()
     lm.model.save_pretrained(tmp_path / "final")
     lm.tokenizer.save_pretrained(tmp_path / "final")

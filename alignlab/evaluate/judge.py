@@ -461,6 +461,9 @@ class JudgeConfig:
     """use only the first N questions (null: all)"""
     max_tokens: int = 256
     """answer length cap"""
+    judge_max_tokens: int = 512
+    """length cap of each verdict a judge writes (its reasons, then the rating); must be below the judge's context
+    window"""
     http: HTTPOptions = field(default_factory=HTTPOptions)
     """timeout, retries and concurrency for judges and models given as URLs"""
 
@@ -503,7 +506,7 @@ def run_judge(config: JudgeConfig) -> dict[str, Any]:
     results: dict[str, Any] = {"questions": config.questions, "n_questions": len(questions), "turn": config.turn}
     judgments: list[dict[str, Any]] = []
     if config.mode == "single":
-        graded = {name: grade_single(judges, questions, ans, turn=config.turn) for name, ans in answers.items()}
+        graded = {name: grade_single(judges, questions, ans, turn=config.turn, max_tokens=config.judge_max_tokens) for name, ans in answers.items()}
         results["single"] = {n: {"mean": g.mean, "parse_failures": g.parse_failures,
                                  "interval_95": list(bootstrap_interval(list(g.scores.values()), _mean))}
                              for n, g in graded.items()}
@@ -511,14 +514,14 @@ def run_judge(config: JudgeConfig) -> dict[str, Any]:
     elif config.mode == "skills":
         results["skills"] = {}
         for name, ans in answers.items():
-            graded_skills = grade_skills(judges, questions, ans, turn=config.turn)
+            graded_skills = grade_skills(judges, questions, ans, turn=config.turn, max_tokens=config.judge_max_tokens)
             results["skills"][name] = {
                 skill: {"mean": g["mean"], "parse_failures": g["parse_failures"],
                         "not_applicable": g["not_applicable"], "judged": g["judged"],
                         "interval_95": list(bootstrap_interval(list(g["scores"].values()), _mean))}
                 for skill, g in graded_skills.items()}
     else:
-        results["pairwise"] = rank_models(judges, questions, answers, turn=config.turn)
+        results["pairwise"] = rank_models(judges, questions, answers, turn=config.turn, max_tokens=config.judge_max_tokens)
     out = Path(config.output)
     atomic_write_text(out / "answers.jsonl", "".join(
         json.dumps({"model": n, "question_id": q, "turns": t}) + "\n" for n, ans in answers.items() for q, t in ans.items()))

@@ -491,7 +491,11 @@ class HuggingFaceLM(LM):
         """
         if not encoded:
             raise EvalError("no prompts to generate from")
-        encoded = [list(e)[-(self.max_length - max_tokens) :] for e in encoded]
+        room = self.max_length - max_tokens
+        if room < 1:  # a slice [-0:] would keep the whole prompt and run past the trained positions
+            raise EvalError(f"max_tokens {max_tokens} leaves no room for a prompt in the model's context window of "
+                            f"{self.max_length} positions; ask for fewer than {self.max_length} tokens")
+        encoded = [list(e)[-room:] for e in encoded]
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         config = GenerationConfig(
             backend="vllm" if self.engine is not None else "hf",
