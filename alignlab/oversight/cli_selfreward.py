@@ -171,7 +171,7 @@ def run_process_supervision_command(config: ProcessSupervisionConfig) -> dict[st
     from statistics import mean
 
     from alignlab.core.provenance import write_result
-    from alignlab.errors import ConfigError
+    from alignlab.errors import ConfigError, OversightError
     from alignlab.evaluate.lm import load_lm
     from alignlab.oversight import process_supervision as S
     from alignlab.oversight.world_run import table_row
@@ -188,6 +188,10 @@ def run_process_supervision_command(config: ProcessSupervisionConfig) -> dict[st
     train = S.sample_solutions(lm, problems[EVAL_PROBLEMS:EVAL_PROBLEMS + config.train_problems],
                                config.train_samples, max_tokens=config.max_tokens, seed=config.seed, reader=local)
     prm_examples, orm_examples = S.training_examples(train)
+    if not prm_examples:
+        raise OversightError(f"nothing to train the PRM on: none of the {len(orm_examples)} sampled training solutions "
+                             f"states a step (parse rate of their final answers "
+                             f"{sum(f is not None for fs in train.finals for f in fs) / max(1, len(orm_examples)):.3f})")
     out = Path(config.output)
     prm, prm_loss = S.train_verifier(init, prm_examples, str(out / "prm"), seed=config.seed,
                                      steps=config.verifier_steps, lr=config.verifier_lr)
