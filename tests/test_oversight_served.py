@@ -214,3 +214,90 @@ def test_process_supervision_through_a_server_stops_clearly_when_no_solution_sta
     assert sum(srv.app.state.logic.batcher.batches) == 4  # the random model's 2 x 2 solutions came from the server
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
         "alignlab: error: nothing to train the PRM on: none of the 4 sampled training solutions states a step")
+
+
+# ---- pushing trained weights back to the server (alignlab serve --set allow_weight_reload=true) ----------
+
+
+def test_with_push_every_iteration_samples_through_the_server_loaded_with_the_current_copy(tmp_path,
+                                                                                         monkeypatch) -> None:
+    from alignlab.oversight import world_run
+
+    pushed: list[str] = []
+    monkeypatch.setattr(world_run, "push_weights", lambda url, weights: pushed.append(f"{url} <- {weights}"))
+    loads: list[str] = []
+
+    def load(path):
+        loads.append(str(path))
+        return ScriptedLM(judge_script())
+
+    log: list = []
+    models = Models(URL, "local", push=True)
+    entries = run_self_rewarding(models, [[Q], [Q]], [Q], tmp_path, SelfRewardSettings(iterations=2, n_candidates=2),
+                                 load=load, train=_fake_train(log), truth=lambda lm: {"true_reward": 1.0},
+                                 progress=lambda s: None)
+    m1, m2 = str(tmp_path / "iter1" / "model"), str(tmp_path / "iter2" / "model")
+    # M0 judges, then writes iteration 1's data, through the server holding the local weights; then M1, then M2
+    assert pushed == [f"{URL} <- {w}" for w in ("local", "local", m1, m1, m2)]
+    assert loads == [URL, "local", URL, URL, m1, URL, URL, m2]  # samples from the server, truth from the local copy
+    assert [init for _, init, _, _ in log] == ["local", m1]
+    assert entries[2]["data_from"] == f"{URL} serving {m1}"
+    assert models.summary()["later_iterations"].startswith("sample through the server")
+
+
+def test_push_weights_needs_a_server_url(tiny_model_dir, tmp_path, capsys) -> None:
+    assert main(["oversee", "ida", "--model", str(tiny_model_dir), "--world", "--output", str(tmp_path / "o"),
+                 "--set", "push_weights=true"]) == 2
+    assert capsys.readouterr().err.startswith("alignlab: error: push_weights needs --model to be the URL of an "
+                                              "alignlab serve started with allow_weight_reload=true")
+
+
+def test_a_server_that_allows_reloads_loads_checked_weights_and_refuses_the_rest(tiny_model_dir, tmp_path,
+                                                                               monkeypatch) -> None:
+    from conftest import build_model
+
+    from alignlab.core.models import load_tokenizer
+    from alignlab.errors import EvalError, OversightError
+    from alignlab.oversight.world_run import push_weights
+
+    torch.set_num_threads(1)
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    other, wider = tmp_path / "other", tmp_path / "wider"
+    for path, kw in ((other, {"seed": 1}), (wider, {"hidden": 64})):
+        tokenizer.save_pretrained(path)
+        build_model(path, tokenizer, **kw)
+    lm = HuggingFaceLM(str(tiny_model_dir), device="cpu")
+    with pytest.raises(EvalError, match="allow_weight_reload needs an api_key"):
+        make_server(lm, ServeConfig(model=str(tiny_model_dir), port=0, allow_weight_reload=True))
+    srv = make_server(lm, ServeConfig(model=str(tiny_model_dir), port=0, allow_weight_reload=True, api_key="k"))
+    url = srv.start()
+    try:
+        prompts = [[{"role": "user", "content": "What is 3 plus 4?"}], [{"role": "user", "content": "Hello!"}]]
+
+        def greedy(model):
+            return model.generate(prompts, max_tokens=6)
+
+        monkeypatch.setenv("ALIGNLAB_API_KEY", "k")
+        from alignlab.evaluate.http_lm import open_url
+
+        served = open_url(url)
+        before, local_other = greedy(served), greedy(HuggingFaceLM(str(other), device="cpu"))
+        assert before == greedy(HuggingFaceLM(str(tiny_model_dir), device="cpu")) != local_other
+        push_weights(url, other)
+        assert greedy(served) == local_other  # the server now samples the pushed copy
+        with pytest.raises(OversightError, match="not the served model's: 'model.embed_tokens.weight' has shape"):
+            push_weights(url, wider)
+        with pytest.raises(OversightError, match="not a directory holding"):
+            push_weights(url, tmp_path / "missing")
+        assert greedy(served) == local_other  # a refused push changes nothing
+        monkeypatch.setenv("ALIGNLAB_API_KEY", "wrong")
+        with pytest.raises(OversightError, match="HTTP 401"):
+            push_weights(url, tiny_model_dir)
+    finally:
+        srv.stop()
+    plain = make_server(lm, ServeConfig(model=str(tiny_model_dir), port=0))
+    try:
+        with pytest.raises(OversightError, match="HTTP 404.*allow_weight_reload=true"):
+            push_weights(plain.start(), tiny_model_dir)
+    finally:
+        plain.stop()

@@ -23,6 +23,7 @@ from typing import Any
 from alignlab.cli import add_config_command, parse_command_config
 from alignlab.oversight.world_run import (
     OversightRunConfig,
+    PushesWeights,
     TrainsLocally,
     is_url,
     prepare_training,
@@ -104,7 +105,7 @@ class MarketMakingConfig(WorldMethodConfig):
 
 
 @dataclass
-class IDAConfig(TrainsLocally, WorldMethodConfig):
+class IDAConfig(PushesWeights, TrainsLocally, WorldMethodConfig):
     """Iterated amplification and distillation on long multi-step arithmetic."""
 
     output: str = "runs/ida"

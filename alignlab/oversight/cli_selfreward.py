@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.cli import add_config_command, parse_command_config
-from alignlab.oversight.world_run import OversightRunConfig, TrainsLocally, prepare_training
+from alignlab.oversight.world_run import OversightRunConfig, PushesWeights, TrainsLocally, prepare_training
 
 
 @dataclass
@@ -33,7 +33,7 @@ class WorldMethodConfig(OversightRunConfig):
 
 
 @dataclass
-class SelfRewardingConfig(TrainsLocally, WorldMethodConfig):
+class SelfRewardingConfig(PushesWeights, TrainsLocally, WorldMethodConfig):
     """Self-rewarding: the model judges its own candidates (1-5 rating, averaged), best vs worst -> DPO, iterated."""
 
     output: str = "runs/self-rewarding"

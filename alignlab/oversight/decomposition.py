@@ -190,7 +190,8 @@ def ida(base: str | Path | Models, output: str | Path, *, world_seed: int, min_o
     iteration: the amplified accuracy of M_k on that range and the direct accuracy of M_k and M_{k+1} on every
     range (``eval_problems`` held-out problems each). ``base`` is a model path, or
     :class:`~alignlab.oversight.world_run.Models` whose ``sample`` (perhaps a server) amplifies in iteration 1
-    while its local ``weights`` are distilled; later iterations amplify with the distilled local copy. ``load``
+    while its local ``weights`` are distilled; later iterations amplify with the distilled local copy (with
+    ``Models.push``, through the server loaded with it). ``load``
     (path or URL -> LM) and ``finetune`` default to :func:`alignlab.evaluate.lm.load_lm` and
     :func:`alignlab.oversight.world_run.finetune`."""
     from alignlab.errors import OversightError
@@ -210,7 +211,7 @@ def ida(base: str | Path | Models, output: str | Path, *, world_seed: int, min_o
         if done.exists():  # finished on an earlier run: resume after it
             record = json.loads(done.read_text())
         else:
-            lm = load(models.sample)  # M_k: --model (perhaps a server) in iteration 1, then the distilled local copy
+            lm = load(models.sampler())  # M_k: --model (perhaps a server), then the distilled copy (or the server holding it)
             before = {r: accuracy(ps, direct(lm, ps, seed=seed)) for r, ps in evals.items()}
             train = long_problems(world_seed, "train", train_problems, lo, hi)
             amplified_train, _ = amplify(lm, train, parts=parts, seed=seed)             # amplification: Amp(M_k)
@@ -221,12 +222,12 @@ def ida(base: str | Path | Models, output: str | Path, *, world_seed: int, min_o
             after_lm = load(str(trained))
             after = {r: accuracy(ps, direct(after_lm, ps, seed=seed)) for r, ps in evals.items()}
             record = {"iteration": k, "range": ranges[k], "model": str(trained), "rows": len(rows),
-                      "samples_from": models.sample, "trained_from": models.weights,
+                      "samples_from": models.source, "trained_from": models.weights,
                       "amplified_train_accuracy": accuracy(train, amplified_train)["accuracy"],
                       "amplified": {**accuracy(evals[ranges[k]], amplified_eval), "sub_parse_rate": sub_parse},
                       "direct_before": before, "direct_after": after}
             done.write_text(json.dumps(record, indent=1))
-        models.note(f"iter{k + 1}", samples_from=record.get("samples_from", models.sample),
+        models.note(f"iter{k + 1}", samples_from=record.get("samples_from", models.source),
                     trained_from=record.get("trained_from", models.weights), trained=record["model"])
         records.append(record)
         models = models.then(record["model"])

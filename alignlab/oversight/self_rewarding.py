@@ -153,7 +153,8 @@ def run_self_rewarding(init: str | Path | Models, train_prompts: Sequence[Sequen
     M_0..M_T (its world ``truth`` scores, its judge statistics on ``eval_prompts``, and for t ≥ 1 those of the
     data it was trained on). ``init`` is a model path, or :class:`~alignlab.oversight.world_run.Models` whose
     ``sample`` (perhaps a server) writes and judges iteration 1's data and M_0's judge statistics while its
-    local ``weights`` are trained (and scored as M_0); later iterations sample from the trained local copy.
+    local ``weights`` are trained (and scored as M_0); later iterations sample from the trained local copy (with
+    ``Models.push``, through the server loaded with it).
     ``load`` turns a model path or URL into an LM, ``train(kind, rows, init, output, ...)`` is
     :func:`alignlab.oversight.world_run.finetune`'s signature, ``truth(lm)`` the world's scores. Finished
     iterations are read back, not redone."""
@@ -188,7 +189,7 @@ def _iteration(t: int, models: Models, train_prompts: Sequence[Sequence[WorldPro
     then M_t judges its own samples on the held-out prompts and is scored against the truth."""
     entry: dict[str, Any] = {"iteration": t, "data": None}
     if t > 0:
-        lm = load(models.sample)
+        lm = load(models.sampler())
         judged = judge_candidates(lm, train_prompts[t - 1], n_candidates=s.n_candidates, judge_samples=s.judge_samples,
                                   max_tokens=s.max_tokens, temperature=s.temperature, seed=s.seed + 1000 * t)
         rows, entry["data"] = preference_pairs(judged), judge_stats(judged)
@@ -197,10 +198,10 @@ def _iteration(t: int, models: Models, train_prompts: Sequence[Sequence[WorldPro
                                  f"{entry['data']['parse_rate']}); nothing to train on")
         trained = str(train("dpo", rows, models.weights, output / f"iter{t}" / "model", max_steps=s.dpo_steps,
                             lr=s.dpo_lr, beta=s.beta, seed=s.seed))
-        entry.update(data_from=models.sample, trained_from=models.weights)
+        entry.update(data_from=models.source, trained_from=models.weights)
         models = models.then(trained)
-    lm = load(models.sample)
+    lm = load(models.sampler())
     own = judge_stats(judge_candidates(lm, eval_prompts, n_candidates=s.n_candidates, judge_samples=s.judge_samples,
                                        max_tokens=s.max_tokens, temperature=s.temperature, seed=s.seed + 7))
     scored = lm if models.weights == models.sample else load(models.weights)  # M_0's truth: the weights trained
-    return {**entry, "model": models.weights, "judged_by": models.sample, "scores": truth(scored), "judge": own}
+    return {**entry, "model": models.weights, "judged_by": models.source, "scores": truth(scored), "judge": own}

@@ -96,14 +96,24 @@ class TrainsLocally:
 
 
 @dataclass
+class PushesWeights:
+    """The field an iterated method's config adds when every iteration may sample through the server."""
+
+    push_weights: bool = False
+    """load each local copy into the --model server before sampling from it (alignlab serve --set allow_weight_reload=true, an API key in ALIGNLAB_API_KEY), so every iteration samples through the server"""
+
+
+@dataclass
 class Models:
     """What a fine-tuning method samples from and what it trains.
 
     ``sample`` is the model the protocol talks to (``--model``: a directory or a server URL), ``weights`` the local
     copy fine-tuning starts from (``train_from``). An iterated method's first iteration samples from ``sample``;
-    once it has trained a local copy, later iterations sample from that copy and train it further (:meth:`then`):
-    the trained weights are not sent back to a server. Every stage notes where its samples came from and which
-    weights it trained (:meth:`note`); :meth:`summary` is the run result's ``sources``.
+    once it has trained a local copy, later iterations sample from that copy and train it further (:meth:`then`).
+    With ``push`` (``sample`` an ``alignlab serve`` URL that allows weight reloads) every iteration samples through
+    the server instead: :meth:`sampler` first loads the current local ``weights`` into it (:func:`push_weights`).
+    Every stage notes where its samples came from (:attr:`source`) and which weights it trained (:meth:`note`);
+    :meth:`summary` is the run result's ``sources``.
 
     Example::
 
@@ -121,14 +131,29 @@ class Models:
     """every stage's note, shared with the Models :meth:`then` derives"""
     origin: tuple[str, str] | None = None
     """the run's first (sample, weights); set from them when None"""
+    push: bool = False
+    """load ``weights`` into the ``sample`` server before every sampling (:meth:`sampler`)"""
 
     def __post_init__(self) -> None:
         self.sample, self.weights = str(self.sample), str(self.weights)
         self.origin = self.origin or (self.sample, self.weights)
 
     def then(self, trained: str | Path) -> Models:
-        """The next iteration's models: it samples from and trains the local copy ``trained``."""
-        return Models(str(trained), str(trained), self.stages, self.origin)
+        """The next iteration's models: it trains the local copy ``trained`` and samples from it (with ``push``:
+        through the server, loaded with it)."""
+        return Models(self.sample if self.push else str(trained), str(trained), self.stages, self.origin, self.push)
+
+    def sampler(self) -> str:
+        """The model to sample from now: ``sample``, and with ``push`` the server is first loaded with
+        ``weights`` (every time: another client may have loaded other weights since)."""
+        if self.push:
+            push_weights(self.sample, self.weights)
+        return self.sample
+
+    @property
+    def source(self) -> str:
+        """Where samples come from, as the results record it."""
+        return f"{self.sample} serving {self.weights}" if self.push else self.sample
 
     def note(self, stage: str, *, samples_from: str | Path | dict[str, Any] | None = None,
              trained_from: str | Path | None = None, trained: str | Path | None = None) -> None:
@@ -145,8 +170,36 @@ class Models:
     def summary(self) -> dict[str, Any]:
         """Where the run's samples came from and which weights it trained: the result's ``sources``."""
         model, weights = self.origin
+        later = ("sample through the server, loaded with each trained local copy first" if self.push else
+                 "sample from the trained local copy (its weights are not sent to the server)")
         return {"model": model, "server": is_url(model), "train_from": weights, "stages": list(self.stages),
-                "later_iterations": "sample from the trained local copy (its weights are not sent to the server)"}
+                "later_iterations": later}
+
+
+def push_weights(url: str, weights: str | Path, *, timeout_s: float = 300.0) -> None:
+    """Load the local model directory ``weights`` into the ``alignlab serve`` at ``url`` (started with
+    ``allow_weight_reload=true``; the bearer token is read as :func:`alignlab.evaluate.http_lm.open_url` reads it).
+    The server reads the directory itself, so it must run on this machine (or see the same path)."""
+    import urllib.error
+    import urllib.request
+
+    from alignlab.errors import OversightError
+    from alignlab.evaluate.http_lm import open_url
+
+    server = open_url(url)
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {server.api_key}"}
+                                                       if server.api_key else {})
+    body = json.dumps({"path": str(Path(weights).resolve())}).encode()
+    request = urllib.request.Request(server.base_url + "/alignlab/weights", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            response.read()
+    except urllib.error.HTTPError as err:
+        detail = err.read().decode(errors="replace")[:300]
+        hint = " (start it with alignlab serve --set allow_weight_reload=true)" if err.code == 404 else ""
+        raise OversightError(f"the server at {url} did not load {weights}: HTTP {err.code} {detail}{hint}") from err
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+        raise OversightError(f"cannot reach the server at {url} to load {weights}: {err}") from err
 
 
 def prepare_training(config: OversightRunConfig, ours: tuple[str, ...] = (), *, model: str | None = None):
@@ -163,9 +216,13 @@ def prepare_training(config: OversightRunConfig, ours: tuple[str, ...] = (), *, 
                           f"server's cannot be changed), got '{train_from}'")
     if train_from and not Path(train_from).expanduser().is_dir():
         raise ConfigError(f"train_from '{train_from}' is not a local model directory")
+    push = getattr(config, "push_weights", False)
+    if push and not is_url(model):
+        raise ConfigError("push_weights needs --model to be the URL of an alignlab serve started with "
+                          f"allow_weight_reload=true, got '{model or 'the world base model'}'")
     train_from = train_from or (model if model and not is_url(model) else "")
     paths, world, found = prepare_world(config, ours, model=model if model and train_from else "")
-    return paths, world, Models(model or found, train_from or found)
+    return paths, world, Models(model or found, train_from or found, push=push)
 
 
 def finetune(kind: str, rows: list[dict[str, Any]], init: str | Path, output: str | Path, *, max_steps: int,
