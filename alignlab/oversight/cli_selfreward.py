@@ -4,8 +4,9 @@
     alignlab oversee r-tuning --world --output runs/r-tuning                      # against plain SFT
     alignlab oversee process-supervision --world --output runs/prm                # PRM vs ORM vs vote over N
 
-``--model`` defaults to the oversight world's base model (a model directory or a server URL for the sampling and
-judging steps; fine-tuning and the world's scores need a local model). Each writes ``results.json`` (with command,
+``--model`` defaults to the oversight world's base model; it may be a server URL (``alignlab serve``): sampling and
+judging go to it while fine-tuning trains a local copy (``--set train_from=DIR``, default ``--model`` when it is a
+directory, else the world's base model; :class:`alignlab.oversight.world_run.Models`). Each writes ``results.json`` (with command,
 commit, seed and machine) into ``--output``, with ``rows`` for the oversight table. The protocols:
 :mod:`alignlab.oversight.self_rewarding`, :mod:`alignlab.oversight.r_tuning`,
 :mod:`alignlab.oversight.process_supervision`.

@@ -1,6 +1,7 @@
 """What every scalable-oversight experiment on the toy world shares: the oversight world and its base model,
-one fine-tuning call (SFT or DPO on rows a protocol produced), one scoring of a model on the world's held-out
-prompts, and one row format for the oversight table.
+what a method samples from and what it trains (:class:`Models`: the model may be a server URL while fine-tuning
+trains a local copy), one fine-tuning call (SFT or DPO on rows a protocol produced), one scoring of a model on the
+world's held-out prompts, and one row format for the oversight table.
 
 The oversight world (size ``oversight``) is the small world plus the skills the protocols need (critique,
 revision, refinement, rating, pairwise verdicts, confidence, multi-step arithmetic: :mod:`alignlab.world.skills`);

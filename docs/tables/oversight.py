@@ -73,20 +73,51 @@ def world_seed1() -> str:
                        "method's effect keep its direction on a world it was not tuned on?")
 
 
+def _row_cell(row: dict, key: str) -> str:
+    return "–" if row.get(key) is None else fmt(row[key], row.get(f"{key}_stderr"))
+
+
+def _served_stages(sources: dict) -> tuple[str, str]:
+    """The stages that sampled through the server, and the fine-tunings (from → to), of a result's ``sources``."""
+    server = sources["model"]
+
+    def through_server(sampled) -> bool:
+        values = sampled.values() if isinstance(sampled, dict) else [sampled]
+        return any(str(v).startswith(server) for v in values)
+
+    sampled = [s["stage"] for s in sources["stages"] if through_server(s.get("samples_from", ""))]
+    trained = [f"{s['stage']} ({s['trained_from'].rstrip('/').split('/')[-1]})" for s in sources["stages"]
+               if "trained" in s]
+    return ", ".join(sampled) or "–", ", ".join(trained) or "–"
+
+
 def served() -> str:
-    """The protocols that need no fine-tuning, run against the oversight base model behind `alignlab serve`."""
+    """Every oversight method run against the oversight base model behind `alignlab serve`: the rows with their
+    ground truth and parse rates, then where each run's samples came from and what it trained."""
     files = sorted(p.relative_to(RESULTS).as_posix() for p in (RESULTS / "oversight" / "served").glob("*.json"))
     if not files:
         return "*No result files yet.*"
-    lines = ["| protocol | row | own metric | value | parse rate |", "|---|---|---|---|---|"]
+    lines = [f"| method | model | baseline | {' | '.join(s.replace('_', ' ') for s in SCORES)} | own metric | value | "
+             "parse rate |", "|---|---|---|" + "---|" * (len(SCORES) + 3)]
+    where = ["| method | stages that sampled through the server | fine-tunings (from local weights) | later "
+             "iterations |", "|---|---|---|---|"]
     for relative in files:
-        for row in load(relative)["results"]["rows"]:
-            value = "–" if row.get("value") is None else fmt(row["value"], row.get("value_stderr"))
-            parse = "–" if row.get("parse_rate") is None else fmt(row["parse_rate"])
-            lines.append(f"| {relative.split('/')[-1][:-5]} | {row['method']} | {row.get('metric') or '–'} | {value} | "
-                         f"{parse} |")
-    return "\n".join(lines) + "\n\nOne seed each, at small budgets (± is the standard error over questions).\n\n" \
-        + "\n\n".join(cite(f) for f in files)
+        name, result = relative.split("/")[-1][:-5], load(relative)["results"]
+        for row in result["rows"]:
+            cells = [name, row["method"], row.get("baseline") or "–", *(_row_cell(row, k) for k in SCORES),
+                     row.get("metric") or "–", _row_cell(row, "value") if row.get("metric") else "–",
+                     _row_cell(row, "parse_rate")]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        if "sources" in result:
+            sampled, trained = _served_stages(result["sources"])
+            where.append(f"| {name} | {sampled} | {trained} | {result['sources']['later_iterations']} |")
+        else:
+            where.append(f"| {name} | every stage (samples and judges only) | – | – |")
+    return ("\n".join(lines) + "\n\nOne seed each (seed 0, world seed 0), at small budgets; ± is the standard error "
+            "within the run (over held-out prompts or questions). A method that fine-tunes scores every row on local "
+            "weights (its base row: the local copy of the served model, which its fine-tunings start from); the "
+            "sampling-only protocols score the served model through the server.\n\n" + "\n".join(where) + "\n\n"
+            + "\n\n".join(cite(f) for f in files))
 
 
 BLOCKS = {"oversight-served": served, "oversight-consistency": consistency, "oversight-self-consistency": self_consistency,
