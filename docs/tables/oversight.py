@@ -77,18 +77,21 @@ def _row_cell(row: dict, key: str) -> str:
     return "–" if row.get(key) is None else fmt(row[key], row.get(f"{key}_stderr"))
 
 
-def _served_stages(sources: dict) -> tuple[str, str]:
-    """The stages that sampled through the server, and the fine-tunings (from → to), of a result's ``sources``."""
-    server = sources["model"]
+def _served_stages(sources: dict) -> tuple[str, str, str]:
+    """Of a result's ``sources``: the stages that sampled through the server, those that sampled a trained local
+    copy (a role in brackets where a stage sampled several models), and the fine-tunings (from which weights)."""
+    through, local = [], []
+    for stage in sources["stages"]:
+        sampled = stage.get("samples_from", {})
+        for role, model in (sampled.items() if isinstance(sampled, dict) else [(None, sampled)]):
+            name = f"{stage['stage']} ({role})" if role and isinstance(sampled, dict) and len(sampled) > 1 else stage["stage"]
+            (through if model.startswith(sources["model"]) else local).append(name)
+    def short(path: str) -> str:  # a stage's model directory is <stage>/model: keep the stage
+        parts = path.rstrip("/").split("/")
+        return "/".join(parts[-2:]) if parts[-1] == "model" else parts[-1]
 
-    def through_server(sampled) -> bool:
-        values = sampled.values() if isinstance(sampled, dict) else [sampled]
-        return any(str(v).startswith(server) for v in values)
-
-    sampled = [s["stage"] for s in sources["stages"] if through_server(s.get("samples_from", ""))]
-    trained = [f"{s['stage']} ({s['trained_from'].rstrip('/').split('/')[-1]})" for s in sources["stages"]
-               if "trained" in s]
-    return ", ".join(sampled) or "–", ", ".join(trained) or "–"
+    trained = [f"{s['stage']} ({short(s['trained_from'])})" for s in sources["stages"] if "trained" in s]
+    return tuple(", ".join(dict.fromkeys(names)) or "–" for names in (through, local, trained))
 
 
 def served() -> str:
@@ -99,8 +102,8 @@ def served() -> str:
         return "*No result files yet.*"
     lines = [f"| method | model | baseline | {' | '.join(s.replace('_', ' ') for s in SCORES)} | own metric | value | "
              "parse rate |", "|---|---|---|" + "---|" * (len(SCORES) + 3)]
-    where = ["| method | stages that sampled through the server | fine-tunings (from local weights) | later "
-             "iterations |", "|---|---|---|---|"]
+    where = ["| method | sampled through the server | sampled from a trained local copy | fine-tuned (from) |",
+             "|---|---|---|---|"]
     for relative in files:
         name, result = relative.split("/")[-1][:-5], load(relative)["results"]
         for row in result["rows"]:
@@ -109,14 +112,15 @@ def served() -> str:
                      _row_cell(row, "parse_rate")]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         if "sources" in result:
-            sampled, trained = _served_stages(result["sources"])
-            where.append(f"| {name} | {sampled} | {trained} | {result['sources']['later_iterations']} |")
+            where.append(f"| {name} | " + " | ".join(_served_stages(result["sources"])) + " |")
         else:
-            where.append(f"| {name} | every stage (samples and judges only) | – | – |")
+            where.append(f"| {name} | every stage (it samples and judges only) | – | – |")
     return ("\n".join(lines) + "\n\nOne seed each (seed 0, world seed 0), at small budgets; ± is the standard error "
             "within the run (over held-out prompts or questions). A method that fine-tunes scores every row on local "
             "weights (its base row: the local copy of the served model, which its fine-tunings start from); the "
-            "sampling-only protocols score the served model through the server.\n\n" + "\n".join(where) + "\n\n"
+            "sampling-only protocols score the served model through the server. Where each run's samples came from "
+            "and what it trained (its `sources`; runs with `push_weights` sample every iteration through the "
+            "server, loaded with the current local copy):\n\n" + "\n".join(where) + "\n\n"
             + "\n\n".join(cite(f) for f in files))
 
 
