@@ -49,6 +49,17 @@ def test_self_rewarding_samples_iteration_one_from_the_server_and_trains_the_loc
         (None, URL, "local"), (URL, m1, m1), (m1, m2, m2)]
     sources = models.summary()
     assert sources["server"] and sources["model"] == URL and sources["train_from"] == "local"
+    for t in (1, 2):  # an iteration written before sources were recorded still resumes
+        done = tmp_path / f"iter{t}" / "iteration.json"
+        old = json.loads(done.read_text())
+        done.write_text(json.dumps({k: v for k, v in old.items() if k not in ("data_from", "trained_from",
+                                                                               "judged_by")}))
+    again = Models(URL, "local")
+    run_self_rewarding(again, [[Q], [Q]], [Q], tmp_path, SelfRewardSettings(iterations=2, n_candidates=2),
+                       load=load, train=_fake_train(log), truth=lambda lm: {"true_reward": 1.0},
+                       progress=lambda s: None)
+    assert len(log) == 2 and again.summary()["stages"][3] == {"stage": "iter2", "samples_from": m1,
+                                                              "trained_from": m1, "trained": m2}
     assert [s["stage"] for s in sources["stages"]] == ["iter0-judge", "iter1", "iter1-judge", "iter2", "iter2-judge"]
     assert sources["stages"][1] == {"stage": "iter1", "samples_from": URL, "trained_from": "local", "trained": m1}
 

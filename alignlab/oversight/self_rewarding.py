@@ -173,9 +173,9 @@ def run_self_rewarding(init: str | Path | Models, train_prompts: Sequence[Sequen
             own = entry["judge"]
             progress(f"iteration {t}: true reward {entry['scores']['true_reward']:.3f}, judged rating "
                      f"{own['judged_rating']}, true rating {own['true_rating']}, rating accuracy {own['rating_accuracy']}")
-        if t > 0:
-            models.note(f"iter{t}", samples_from=entry["data_from"], trained_from=entry["trained_from"],
-                        trained=entry["model"])
+        if t > 0:  # (an iteration written before sources were recorded: M_{t-1} sampled and was trained)
+            models.note(f"iter{t}", samples_from=entry.get("data_from", models.source),
+                        trained_from=entry.get("trained_from", models.weights), trained=entry["model"])
             models = models.then(entry["model"])
         models.note(f"iter{t}-judge", samples_from=entry.get("judged_by", entry["model"]))
         entries.append(entry)
