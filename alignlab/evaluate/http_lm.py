@@ -14,7 +14,7 @@ Three endpoint kinds:
 Every request is retried on connection errors, timeouts, HTTP 429/5xx and unparseable bodies with
 exponential backoff (``backoff * 2**attempt`` seconds); at most ``max_concurrency`` run at once; with
 ``cache_dir`` each response is stored on disk under a hash of (endpoint, body), so a rerun costs
-nothing. Sampled requests differ in their ``seed``, so k samples per prompt are k cache entries.
+nothing. Sampled requests differ in their ``seed`` (:func:`request_seeds`), so k samples per prompt are k cache entries.
 
 With ``tokenizer`` (the served model's), log-likelihood prompts are sent as token ids, tokenised
 exactly as :class:`~alignlab.evaluate.lm.HuggingFaceLM` does, so local and served numbers match.
@@ -244,13 +244,14 @@ class OpenAILM(LM):
         top_p: float = 1.0,
         seed: int = 0,
     ) -> list[str]:
-        def one(prompt: Prompt) -> str:
+        def one(prompt_seed: tuple[Prompt, int]) -> str:
+            prompt, request_seed = prompt_seed
             body: dict[str, Any] = {
                 "model": self.model,
                 "max_tokens": max_tokens,
                 "temperature": temperature,
                 "top_p": top_p,
-                "seed": seed,
+                "seed": request_seed,
             }
             if stop:
                 body["stop"] = list(stop)
@@ -270,7 +271,31 @@ class OpenAILM(LM):
                 text = _field(self.request("/completions", body), ("choices", 0, "text"), self.base_url)
             return cut_at_stop(text, stop)  # servers may include the stop string or ignore `stop`
 
-        return self._map(one, prompts)
+        return self._map(one, list(zip(prompts, request_seeds(prompts, seed, temperature))))
+
+
+def request_seeds(prompts: Sequence[Prompt], seed: int, temperature: float) -> list[int]:
+    """The seed sent with each request: ``seed``, except that the k-th repeat (k >= 1) of a prompt in one sampled
+    call gets a seed of its own, so k copies of a prompt are k samples, as in one local batch (a seeded server
+    answers the same request with the same text).
+
+    Example::
+
+        >>> request_seeds(["a", "b", "a", "a"], 5, 1.0)[:2], len(set(request_seeds(["a", "a", "a"], 5, 1.0)))
+        ([5, 5], 3)
+        >>> request_seeds(["a", "a"], 5, 0.0)
+        [5, 5]
+    """
+    if temperature == 0:
+        return [seed] * len(prompts)
+    seen: dict[str, int] = {}
+    seeds = []
+    for prompt in prompts:
+        key = json.dumps(prompt)
+        repeat = seen[key] = seen.get(key, -1) + 1
+        digest = hashlib.sha256(f"{seed}/{repeat}".encode()).digest()
+        seeds.append(seed if repeat == 0 else int.from_bytes(digest[:7], "big"))
+    return seeds
 
 
 def _field(payload: dict[str, Any], path: tuple, where: str) -> str:

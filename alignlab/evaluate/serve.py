@@ -23,6 +23,10 @@ What the server guarantees (each is a test in ``tests/test_serve.py``):
   needs ``Authorization: Bearer KEY`` (401 otherwise). ``Host`` headers outside ``allowed_hosts`` get 400
   (DNS-rebinding protection for a loopback server).
 - **Address**: loopback only unless ``allow_public=true``.
+- **Weights**: only with ``allow_weight_reload=true`` and an API key, ``POST /v1/alignlab/weights`` with
+  ``{"path": DIR}`` loads a fine-tuned copy of the served model from a directory on the server's machine
+  (safetensors; every tensor's name and shape must match the served model's, else 400 and nothing changes), between
+  generations, so an online method's next iteration samples its new weights through the same server.
 
 Greedy generation requests that wait while the model is busy are run as one batch (up to
 ``max_batch_size``); sampled ones run alone, so a seed gives the same text whatever else is waiting.
@@ -102,6 +106,8 @@ class ServeConfig:
     """seconds a new connection may take to send its first request"""
     keep_alive_timeout_s: int = 5
     """seconds an idle keep-alive connection stays open"""
+    allow_weight_reload: bool = False
+    """accept POST /v1/alignlab/weights {"path": DIR}: load a fine-tuned copy of the served model (same tensors, safetensors) from this machine; needs an api_key"""
 
     def __post_init__(self) -> None:
         for key in ("max_tokens_cap", "max_body_bytes", "max_connections", "max_batch_size"):
@@ -158,6 +164,12 @@ class ChatMessage(BaseModel):
 
 class ChatRequest(_Sampling):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
+
+
+class WeightsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: Annotated[StrictStr, Field(min_length=1)]
 
 
 class BadRequest(Exception):
@@ -323,6 +335,20 @@ class ModelServer:
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
         return self._wrap("chat.completion", choice, len(ids), len(new))
 
+    async def load_weights(self, req: WeightsRequest) -> dict[str, Any]:
+        """Read, check and copy in the weights of ``req.path`` on the model thread, between generations."""
+        assert self.batcher is not None
+        count = await self.batcher.run_on_model(self._replace_weights, req.path)
+        return {"object": "weights", "path": req.path, "tensors": count}
+
+    @torch.no_grad()
+    def _replace_weights(self, path: str) -> int:
+        params = dict(self.lm.model.named_parameters())
+        tensors = read_weights(path, params)  # every check passes before any parameter changes
+        for name, tensor in tensors.items():
+            params[name].copy_(tensor)
+        return len(tensors)
+
     def _wrap(self, kind: str, choice: dict[str, Any], n_prompt: int, n_new: int) -> dict[str, Any]:
         return {
             "id": f"alignlab-{time.time_ns()}",
@@ -332,6 +358,33 @@ class ModelServer:
             "choices": [choice],
             "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_new, "total_tokens": n_prompt + n_new},
         }
+
+
+def read_weights(path: str, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The safetensors tensors of directory ``path`` that replace ``params`` (the served model's named
+    parameters): every parameter must be there with its shape; a file tensor that is no parameter is an error
+    (another architecture), as is a missing directory or one without ``*.safetensors``."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    root = Path(path)
+    files = sorted(root.glob("*.safetensors")) if root.is_dir() else []
+    if not files:
+        raise BadRequest(f"'{path}' is not a directory holding *.safetensors weights on the server's machine")
+    tensors: dict[str, torch.Tensor] = {}
+    for file in files:
+        tensors.update(load_file(str(file)))
+    unknown = sorted(set(tensors) - set(params))
+    missing = sorted(set(params) - set(tensors))
+    if unknown or missing:
+        raise BadRequest(f"the weights in '{path}' are not the served model's: "
+                         + (f"unknown tensor '{unknown[0]}'" if unknown else f"no tensor '{missing[0]}'"))
+    for name, param in params.items():
+        if tensors[name].shape != param.shape:
+            raise BadRequest(f"the weights in '{path}' are not the served model's: '{name}' has shape "
+                             f"{list(tensors[name].shape)}, the served model {list(param.shape)}")
+    return {name: tensor.to(params[name].dtype) for name, tensor in tensors.items()}
 
 
 # ---- HTTP --------------------------------------------------------------------------------------------
@@ -431,9 +484,13 @@ def build_app(lm: HuggingFaceLM, config: ServeConfig) -> FastAPI:
         worker.cancel()
         logic.batcher.model_thread.shutdown(wait=False, cancel_futures=True)
 
+    api_key = config.api_key or os.environ.get(API_KEY_ENV) or None
+    if config.allow_weight_reload and api_key is None:
+        raise EvalError("allow_weight_reload needs an api_key (or the ALIGNLAB_API_KEY environment variable): "
+                        "without one, anyone who reaches the server could replace its weights")
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.logic = logic
-    app.add_middleware(Guard, config=config, api_key=config.api_key or os.environ.get(API_KEY_ENV) or None)
+    app.add_middleware(Guard, config=config, api_key=api_key)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -467,6 +524,12 @@ def build_app(lm: HuggingFaceLM, config: ServeConfig) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat(req: ChatRequest) -> JSONResponse:
         return await answer(logic.chat(req))
+
+    if config.allow_weight_reload:  # otherwise the route does not exist (404)
+
+        @app.post("/v1/alignlab/weights")
+        async def weights(req: WeightsRequest) -> JSONResponse:
+            return await answer(logic.load_weights(req))
 
     return app
 

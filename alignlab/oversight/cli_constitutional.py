@@ -1,6 +1,7 @@
 """``alignlab oversee constitutional|self-align|ilf|recursive-rm``: the feedback-driven oversight methods on the
 toy world, over any model the LM interface loads (a model directory or a server URL from ``alignlab serve``);
-fine-tuning starts from local weights (``--set train_from=DIR``, default the world's base model).
+fine-tuning trains a local copy (``--set train_from=DIR``, default ``--model`` when it is a directory, else the
+world's base model; :class:`alignlab.oversight.world_run.Models`).
 
     alignlab oversee constitutional --world --output runs/cai
     alignlab oversee self-align --world --output runs/self-align

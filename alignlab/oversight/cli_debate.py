@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.cli import add_config_command, parse_command_config
-from alignlab.oversight.world_run import OversightRunConfig, prepare_world
+from alignlab.oversight.world_run import (
+    OversightRunConfig,
+    PushesWeights,
+    TrainsLocally,
+    is_url,
+    prepare_training,
+    prepare_world,
+)
 
 
 @dataclass
@@ -35,7 +42,7 @@ class WorldMethodConfig(OversightRunConfig):
 
 
 @dataclass
-class DebateConfig(WorldMethodConfig):
+class DebateConfig(TrainsLocally, WorldMethodConfig):
     """Debate before a weaker judge: judge accuracy with and without the transcript."""
 
     output: str = "runs/debate"
@@ -98,7 +105,7 @@ class MarketMakingConfig(WorldMethodConfig):
 
 
 @dataclass
-class IDAConfig(WorldMethodConfig):
+class IDAConfig(PushesWeights, TrainsLocally, WorldMethodConfig):
     """Iterated amplification and distillation on long multi-step arithmetic."""
 
     output: str = "runs/ida"
@@ -167,9 +174,11 @@ def run_debate(config: DebateConfig) -> dict[str, Any]:
     from alignlab.oversight import debate as D
     from alignlab.oversight.world_run import finetune, table_row
 
-    paths, world, model = prepare_world(config, ours=("judge-plain", "judge-debate",
-                                               "judge-plain-data.jsonl", "judge-debate-data.jsonl"))
-    debater, judge_path = load_lm(model), config.judge or model
+    paths, world, models = prepare_training(config, ours=("judge-plain", "judge-debate",
+                                                   "judge-plain-data.jsonl", "judge-debate-data.jsonl"))
+    debater, judge_path = load_lm(models.sample), config.judge or models.sample
+    # the judges taught to read start from train_from, else the judge's own weights when local, else --model's
+    judge_weights = config.train_from or (config.judge if config.judge and not is_url(config.judge) else models.weights)
     items = D.debate_items(world.splits.eval, config.items, seed=config.seed)
     full, debater_parse = D.debate(debater, items, rounds=max(config.rounds), samples=config.samples, seed=config.seed)
     transcripts = {r: [t[:2 * r] for t in full] for r in config.rounds}  # round r's turns are the same in any debate
@@ -178,10 +187,13 @@ def run_debate(config: DebateConfig) -> dict[str, Any]:
         train = D.debate_items(world.splits.train, config.judge_items, seed=config.seed)
         train_transcripts, _ = D.debate(debater, train, rounds=max(config.rounds), samples=config.samples,
                                         seed=config.seed)
-        trained = [str(finetune("sft", D.judge_rows(train, t), judge_path, Path(config.output) / f"judge-{name}",
+        trained = [str(finetune("sft", D.judge_rows(train, t), judge_weights, Path(config.output) / f"judge-{name}",
                                 max_steps=config.judge_steps, lr=config.judge_lr, seed=config.seed))
                    for name, t in (("plain", None), ("debate", train_transcripts))]
         pairs["-trained"] = (trained[0], trained[1])
+        for path in trained:
+            models.note(Path(path).name, trained_from=judge_weights, trained=path)
+    models.note("debates", samples_from={"debaters": models.sample, "judge": judge_path})
     rows = []
     for suffix, (alone_path, debate_path) in pairs.items():
         alone = D.judge(load_lm(alone_path), items, seed=config.seed)
@@ -197,7 +209,7 @@ def run_debate(config: DebateConfig) -> dict[str, Any]:
                                   debater_parse_rate=debater_parse))
     examples = [{"question": it.prompt.text, "A": it.answer_a, "B": it.answer_b, "truth": it.truth,
                  "transcript": full[i]} for i, it in enumerate(items[:3])]
-    return _write(config, {"rows": rows, "examples": examples})
+    return _write(config, {"rows": rows, "examples": examples, "sources": models.summary()})
 
 
 def run_multiagent_debate(config: MultiagentDebateConfig) -> dict[str, Any]:
@@ -267,12 +279,12 @@ def run_ida(config: IDAConfig) -> dict[str, Any]:
     from alignlab.oversight.world_run import table_row
 
     iterations = tuple(f"iter{k + 1}" for k in range(len(config.min_ops)))
-    paths, world, model = prepare_world(config, ours=(*iterations, *(f"{i}-data.jsonl" for i in iterations)))
-    records = ida(model, config.output, world_seed=world.seed, min_ops=config.min_ops, max_ops=config.max_ops,
+    paths, world, models = prepare_training(config, ours=(*iterations, *(f"{i}-data.jsonl" for i in iterations)))
+    records = ida(models, config.output, world_seed=world.seed, min_ops=config.min_ops, max_ops=config.max_ops,
                   parts=config.parts, train_problems=config.train_problems, eval_problems=config.eval_problems,
                   max_steps=config.steps, lr=config.lr, seed=config.seed)
     longest = records[-1]["range"]
-    rows = [table_row("base", scores_of(paths, config, model), baseline=None, metric=f"direct_accuracy_{longest}",
+    rows = [table_row("base", scores_of(paths, config, models.weights), baseline=None, metric=f"direct_accuracy_{longest}",
                       value=records[0]["direct_before"][longest]["accuracy"],
                       stderr=records[0]["direct_before"][longest]["stderr"],
                       parse_rate=records[0]["direct_before"][longest]["parse_rate"], iteration=0)]
@@ -281,7 +293,8 @@ def run_ida(config: IDAConfig) -> dict[str, Any]:
         rows.append(table_row(f"ida-M{k + 1}", scores_of(paths, config, record["model"]), baseline="base",
                               metric=f"direct_accuracy_{longest}", value=after["accuracy"], stderr=after["stderr"],
                               parse_rate=after["parse_rate"], iteration=k + 1))
-    return _write(config, {"rows": rows, "iterations": [{k: v for k, v in r.items() if k != "model"} for r in records]})
+    return _write(config, {"rows": rows, "iterations": [{k: v for k, v in r.items() if k != "model"} for r in records],
+                           "sources": models.summary()})
 
 
 def run_sandwiching(config: SandwichingConfig) -> dict[str, Any]:

@@ -4,8 +4,9 @@
     alignlab oversee r-tuning --world --output runs/r-tuning                      # against plain SFT
     alignlab oversee process-supervision --world --output runs/prm                # PRM vs ORM vs vote over N
 
-``--model`` defaults to the oversight world's base model (a model directory or a server URL for the sampling and
-judging steps; fine-tuning and the world's scores need a local model). Each writes ``results.json`` (with command,
+``--model`` defaults to the oversight world's base model; it may be a server URL (``alignlab serve``): sampling and
+judging go to it while fine-tuning trains a local copy (``--set train_from=DIR``, default ``--model`` when it is a
+directory, else the world's base model; :class:`alignlab.oversight.world_run.Models`). Each writes ``results.json`` (with command,
 commit, seed and machine) into ``--output``, with ``rows`` for the oversight table. The protocols:
 :mod:`alignlab.oversight.self_rewarding`, :mod:`alignlab.oversight.r_tuning`,
 :mod:`alignlab.oversight.process_supervision`.
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.cli import add_config_command, parse_command_config
-from alignlab.oversight.world_run import OversightRunConfig, prepare_world
+from alignlab.oversight.world_run import OversightRunConfig, PushesWeights, TrainsLocally, prepare_training
 
 
 @dataclass
@@ -33,7 +34,7 @@ class WorldMethodConfig(OversightRunConfig):
 
 
 @dataclass
-class SelfRewardingConfig(WorldMethodConfig):
+class SelfRewardingConfig(PushesWeights, TrainsLocally, WorldMethodConfig):
     """Self-rewarding: the model judges its own candidates (1-5 rating, averaged), best vs worst -> DPO, iterated."""
 
     output: str = "runs/self-rewarding"
@@ -62,7 +63,7 @@ class SelfRewardingConfig(WorldMethodConfig):
 
 
 @dataclass
-class RTuningConfig(WorldMethodConfig):
+class RTuningConfig(TrainsLocally, WorldMethodConfig):
     """R-Tuning: refusals where the model's own answer is wrong, true answers where it is right; vs plain SFT."""
 
     output: str = "runs/r-tuning"
@@ -77,7 +78,7 @@ class RTuningConfig(WorldMethodConfig):
 
 
 @dataclass
-class ProcessSupervisionConfig(WorldMethodConfig):
+class ProcessSupervisionConfig(TrainsLocally, WorldMethodConfig):
     """Process supervision: best-of-N by a PRM (step labels), an ORM (final answers) and majority vote, over N."""
 
     output: str = "runs/process-supervision"
@@ -113,13 +114,13 @@ def run_self_rewarding_command(config: SelfRewardingConfig) -> dict[str, Any]:
     from alignlab.oversight.self_rewarding import SelfRewardSettings, run_self_rewarding
     from alignlab.oversight.world_run import finetune, table_row, world_scores
 
-    paths, world, init = prepare_world(config, tuple(f"iter{t}" for t in range(config.iterations + 1)))
+    paths, world, models = prepare_training(config, tuple(f"iter{t}" for t in range(config.iterations + 1)))
     rng = random.Random(f"self-rewarding-{config.seed}")
     train = [world.sample_prompts(config.prompts, rng, families=config.families) for _ in range(config.iterations)]
     eval_prompts = _pick(world.eval_prompts(config.families), config.eval_prompts)
     settings = SelfRewardSettings(**{k: getattr(config, k) for k in asdict(SelfRewardSettings())})
     entries = run_self_rewarding(
-        init, train, eval_prompts, config.output, settings, load=load_lm, train=finetune,
+        models, train, eval_prompts, config.output, settings, load=load_lm, train=finetune,
         truth=lambda lm: world_scores(lm, paths, samples=config.score_samples, limit=config.score_limit,
                                       seed=config.seed))
     rows = []
@@ -129,7 +130,7 @@ def run_self_rewarding_command(config: SelfRewardingConfig) -> dict[str, Any]:
                               baseline=None if e["iteration"] == 0 else "base", metric="rating_accuracy",
                               value=judge["rating_accuracy"], parse_rate=judge["parse_rate"],
                               iteration=e["iteration"], judge=judge, data=data or None))
-    result = {"rows": rows, "world_seed": config.world_seed}
+    result = {"rows": rows, "world_seed": config.world_seed, "sources": models.summary()}
     write_result(Path(config.output) / "results.json", result, seed=config.seed, config=config)
     return result
 
@@ -141,26 +142,27 @@ def run_r_tuning_command(config: RTuningConfig) -> dict[str, Any]:
     from alignlab.oversight import r_tuning as R
     from alignlab.oversight.world_run import finetune, table_row, world_scores
 
-    paths, world, init = prepare_world(config, ("base", "sft", "r-tuning", "sft-data.jsonl", "r-tuning-data.jsonl"))
+    paths, world, models = prepare_training(config, ("base", "sft", "r-tuning", "sft-data.jsonl", "r-tuning-data.jsonl"))
     # the same number from each family (the oversight world's train split is mostly unknowns)
     train = [p for f in R.FAMILIES for p in _pick(list(world.splits.train[f]), config.questions // len(R.FAMILIES))]
     held_out = world.eval_prompts(list(R.FAMILIES))
-    base = load_lm(init)
-    known, _ = R.split_by_knowledge(base, train, seed=config.seed)  # step 1: D1 (right) and D0 (wrong)
+    known, _ = R.split_by_knowledge(load_lm(models.sample), train, seed=config.seed)  # step 1: D1 (right), D0 (wrong)
+    models.note("split", samples_from=models.sample)
     out = Path(config.output)
-    models = {"base": init}
+    scored = {"base": models.weights}  # the weights both tunings start from, scored as the others are: locally
     for name, rows in (("sft", R.plain_rows(train)), ("r-tuning", R.r_tuning_rows(train, known))):
-        models[name] = str(finetune("sft", rows, init, out / name, max_steps=config.sft_steps, lr=config.lr,
+        scored[name] = str(finetune("sft", rows, models.weights, out / name, max_steps=config.sft_steps, lr=config.lr,
                                     seed=config.seed))
+        models.note(name, trained_from=models.weights, trained=scored[name])
     rows = []
-    for name, path in models.items():
+    for name, path in scored.items():
         lm = load_lm(path)
         metrics = R.honesty_metrics(lm, held_out, samples=config.eval_samples, seed=config.seed)
         scores = world_scores(lm, paths, samples=config.score_samples, limit=config.score_limit, seed=config.seed)
         rows.append(table_row(name, scores, baseline={"base": None, "sft": "base", "r-tuning": "sft"}[name],
                               metric="accuracy_answered", value=metrics["accuracy_answered"], questions=metrics))
     result = {"rows": rows, "known_fraction": sum(known) / len(known), "train_questions": len(train),
-              "world_seed": config.world_seed}
+              "world_seed": config.world_seed, "sources": models.summary()}
     write_result(out / "results.json", result, seed=config.seed, config=config)
     return result
 
@@ -170,7 +172,7 @@ def run_process_supervision_command(config: ProcessSupervisionConfig) -> dict[st
     from statistics import mean
 
     from alignlab.core.provenance import write_result
-    from alignlab.errors import ConfigError
+    from alignlab.errors import ConfigError, OversightError
     from alignlab.evaluate.lm import load_lm
     from alignlab.oversight import process_supervision as S
     from alignlab.oversight.world_run import table_row
@@ -178,23 +180,33 @@ def run_process_supervision_command(config: ProcessSupervisionConfig) -> dict[st
 
     if config.prm_reduce not in ("product", "min"):
         raise ConfigError(f"prm_reduce must be 'product' or 'min', got {config.prm_reduce!r}")
-    paths, world, init = prepare_world(config, ("prm", "orm"))
+    paths, world, models = prepare_training(config, ("prm", "orm"))
     problems = multistep_prompts(world.seed, world.size, PROBLEMS)
-    lm = load_lm(init)
+    # the generator may be a server; the verifiers (and the base model's step log-probs) read the local weights
+    lm = load_lm(models.sample)
+    local = lm if models.sample == models.weights else load_lm(models.weights)
+    init = models.weights
     train = S.sample_solutions(lm, problems[EVAL_PROBLEMS:EVAL_PROBLEMS + config.train_problems],
-                               config.train_samples, max_tokens=config.max_tokens, seed=config.seed)
+                               config.train_samples, max_tokens=config.max_tokens, seed=config.seed, reader=local)
     prm_examples, orm_examples = S.training_examples(train)
+    if not prm_examples:
+        raise OversightError(f"nothing to train the PRM on: none of the {len(orm_examples)} sampled training solutions "
+                             f"states a step (parse rate of their final answers "
+                             f"{sum(f is not None for fs in train.finals for f in fs) / max(1, len(orm_examples)):.3f})")
     out = Path(config.output)
     prm, prm_loss = S.train_verifier(init, prm_examples, str(out / "prm"), seed=config.seed,
                                      steps=config.verifier_steps, lr=config.verifier_lr)
     orm, orm_loss = S.train_verifier(init, orm_examples, str(out / "orm"), seed=config.seed,
                                      steps=config.verifier_steps, lr=config.verifier_lr)
     test = S.sample_solutions(lm, problems[:min(config.eval_problems, EVAL_PROBLEMS)], max(config.ns),
-                              max_tokens=config.max_tokens, seed=config.seed + 1)
+                              max_tokens=config.max_tokens, seed=config.seed + 1, reader=local)
+    models.note("solutions", samples_from=models.sample)
+    for name in ("prm", "orm"):
+        models.note(name, trained_from=init, trained=out / name)
     prm_scores, orm_scores, step_probs = S.verifier_scores(test, prm, orm, prm_reduce=config.prm_reduce)
     closes = [[f is not None for f in fs] for fs in test.finals]
     base_scores = [[S.base_score(lp, c) for lp, c in zip(row, cs)]
-                   for row, cs in zip(S.step_result_logprobs(lm, test), closes)]
+                   for row, cs in zip(S.step_result_logprobs(local, test), closes)]
     scores = {"prm": prm_scores, "orm": orm_scores, "base": base_scores}
     curves = S.summarize_curves(S.selection_accuracy(test, scores, config.ns))
     parse_rate = sum(f is not None for fs in test.finals for f in fs) / sum(len(fs) for fs in test.finals)
@@ -211,7 +223,7 @@ def run_process_supervision_command(config: ProcessSupervisionConfig) -> dict[st
               "train": {"solutions": len(orm_examples), "step_labels": sum(len(e["labels"]) for e in prm_examples),
                         "invalid_steps": sum(not x for e in prm_examples for x in e["labels"]),
                         "right_answers": sum(e["labels"][0] for e in orm_examples)},
-              "parse_rate": parse_rate, "world_seed": config.world_seed}
+              "parse_rate": parse_rate, "world_seed": config.world_seed, "sources": models.summary()}
     write_result(out / "results.json", result, seed=config.seed, config=config)
     return result
 

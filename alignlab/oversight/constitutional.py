@@ -224,7 +224,8 @@ def run_constitutional(config: ConstitutionalConfig) -> dict[str, Any]:
     from alignlab.oversight.world_run import finetune, table_row
     from alignlab.world.skills.constitution import DEFAULT_CONSTITUTION, load_constitution
 
-    paths, world, lm, train_from = prepare(config, STAGES)
+    paths, world, lm, models = prepare(config, STAGES)
+    train_from = models.weights
     constitution = load_constitution(config.constitution) if config.constitution else DEFAULT_CONSTITUTION
     out, seed = Path(config.output), config.seed
     train = {"max_steps": config.steps, "lr": config.lr, "seed": seed}
@@ -239,11 +240,14 @@ def run_constitutional(config: ConstitutionalConfig) -> dict[str, Any]:
         return {**grade_revisions(traces, prompts, constitution), "rows": [sft_row(t["question"], t["final"]) for t in traces]}
 
     sl = run_stage(out, "sl-data", sl_data)
+    models.note("sl-data", samples_from=models.sample)
     n_sft = len(sl["rows"])
     run_stage(out, "sl-cai", lambda d: {"model": str(finetune("sft", sl["rows"], train_from, d / "model", **train))})
     run_stage(out, "sft-human", lambda d: {"model": str(finetune(
         "sft", human_sft_rows(paths.datasets["sft_train"], n_sft, seed), train_from, d / "model", **train))})
     sl_model = str(out / "sl-cai" / "model")
+    for name in ("sl-cai", "sft-human"):
+        models.note(name, trained_from=train_from, trained=out / name / "model")
 
     def rl_data(stage: Path) -> dict[str, Any]:
         rl_prompts = train_questions(world, config.prompts, config.families, seed + 1000)  # fresh questions
@@ -253,15 +257,18 @@ def run_constitutional(config: ConstitutionalConfig) -> dict[str, Any]:
         return {**preference_summary(pairs, rl_prompts), "rows": preference_rows(pairs)}
 
     rl = run_stage(out, "rl-data", rl_data)
+    models.note("rl-data", samples_from={"policy": sl_model, "feedback": models.sample})
     n_pairs = len(require_rows(rl["rows"], "the feedback model labelled no pair (both orders must agree)", rl))
     human_pairs, human_agreement = human_pair_rows(paths.datasets["pairs_train"], n_pairs, seed, world.kb)
     dpo = {**train, "beta": config.beta}
     run_stage(out, "rlaif", lambda d: {"model": str(finetune("dpo", rl["rows"], sl_model, d / "model", **dpo))})
     run_stage(out, "dpo-human", lambda d: {"model": str(finetune("dpo", human_pairs, sl_model, d / "model", **dpo))})
 
-    models = {"base": train_from, "sft-human": out / "sft-human" / "model", "sl-cai": sl_model,
+    for name in ("rlaif", "dpo-human"):
+        models.note(name, trained_from=sl_model, trained=out / name / "model")
+    scored = {"base": train_from, "sft-human": out / "sft-human" / "model", "sl-cai": sl_model,
               "dpo-human": out / "dpo-human" / "model", "rlaif": out / "rlaif" / "model"}
-    scores = run_stage(out, "scores", lambda d: score_models(models, paths, samples=config.eval_samples,
+    scores = run_stage(out, "scores", lambda d: score_models(scored, paths, samples=config.eval_samples,
                                                              limit=config.eval_limit, seed=seed))
     sl_stats = {k: v for k, v in sl.items() if k != "rows"}
     rl_stats = {k: v for k, v in rl.items() if k != "rows"}
@@ -274,5 +281,5 @@ def run_constitutional(config: ConstitutionalConfig) -> dict[str, Any]:
             table_row("rlaif", scores["rlaif"], baseline="dpo-human", metric="label_agreement",
                       value=rl["label_agreement"], parse_rate=rl["verdict_parse_rate"], pairs=n_pairs)]
     return write_results(config, {"rows": rows, "sl_stage": sl_stats, "rl_stage": rl_stats,
-                                  "human_label_agreement": human_agreement,
+                                  "human_label_agreement": human_agreement, "sources": models.summary(),
                                   "per_prompt_reward": {k: v["per_prompt_reward"] for k, v in scores.items()}})

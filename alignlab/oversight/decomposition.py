@@ -42,6 +42,7 @@ from pathlib import Path
 from alignlab.core.records import assistant, user
 from alignlab.evaluate.interface import LM
 from alignlab.oversight.debate import DebateItem, proportion
+from alignlab.oversight.world_run import Models
 from alignlab.world.families import WorldPrompt
 from alignlab.world.skills import protocols as P
 from alignlab.world.skills.multistep import (
@@ -181,14 +182,18 @@ def distillation_rows(problems: Sequence[MultistepProblem], solutions: Sequence[
     return [{"messages": [user(question(p)), assistant(s)]} for p, s in zip(problems, solutions) if s]
 
 
-def ida(base: str | Path, output: str | Path, *, world_seed: int, min_ops: Sequence[int], max_ops: Sequence[int],
+def ida(base: str | Path | Models, output: str | Path, *, world_seed: int, min_ops: Sequence[int], max_ops: Sequence[int],
         parts: int = 2, train_problems: int = 256, eval_problems: int = 100, max_steps: int = 150, lr: float = 3e-4,
         batch_size: int = 16, seed: int = 0, load=None, finetune=None) -> list[dict]:
     """Iterated amplification and distillation from model ``base``; iteration k amplifies problems of
     ``min_ops[k]..max_ops[k]`` operations and distils them into ``output/iter{k+1}``. Returns one record per
     iteration: the amplified accuracy of M_k on that range and the direct accuracy of M_k and M_{k+1} on every
-    range (``eval_problems`` held-out problems each). ``load`` (path -> LM) and ``finetune`` default to
-    :func:`alignlab.evaluate.lm.load_lm` and :func:`alignlab.oversight.world_run.finetune`."""
+    range (``eval_problems`` held-out problems each). ``base`` is a model path, or
+    :class:`~alignlab.oversight.world_run.Models` whose ``sample`` (perhaps a server) amplifies in iteration 1
+    while its local ``weights`` are distilled; later iterations amplify with the distilled local copy (with
+    ``Models.push``, through the server loaded with it). ``load``
+    (path or URL -> LM) and ``finetune`` default to :func:`alignlab.evaluate.lm.load_lm` and
+    :func:`alignlab.oversight.world_run.finetune`."""
     from alignlab.errors import OversightError
 
     if load is None:
@@ -200,30 +205,32 @@ def ida(base: str | Path, output: str | Path, *, world_seed: int, min_ops: Seque
     output = Path(output)
     ranges = [f"{lo}-{hi}" for lo, hi in zip(min_ops, max_ops)]
     evals = {r: long_problems(world_seed, "eval", eval_problems, lo, hi) for r, lo, hi in zip(ranges, min_ops, max_ops)}
-    model, records = str(base), []
+    models, records = base if isinstance(base, Models) else Models(str(base), str(base)), []
     for k, (lo, hi) in enumerate(zip(min_ops, max_ops)):
         done = output / f"iter{k + 1}" / "iteration.json"
         if done.exists():  # finished on an earlier run: resume after it
-            records.append(json.loads(done.read_text()))
-            model = str(done.parent)
-            continue
-        lm = load(model)
-        before = {r: accuracy(ps, direct(lm, ps, seed=seed)) for r, ps in evals.items()}
-        train = long_problems(world_seed, "train", train_problems, lo, hi)
-        amplified_train, _ = amplify(lm, train, parts=parts, seed=seed)             # amplification: Amp(M_k)
-        amplified_eval, sub_parse = amplify(lm, evals[ranges[k]], parts=parts, seed=seed)
-        rows = distillation_rows(train, amplified_train)
-        trained = finetune("sft", rows, model, done.parent, max_steps=max_steps, lr=lr,   # distillation: M_{k+1}
-                           batch_size=batch_size, seed=seed)
-        after_lm = load(str(trained))
-        after = {r: accuracy(ps, direct(after_lm, ps, seed=seed)) for r, ps in evals.items()}
-        record = {"iteration": k, "range": ranges[k], "model": str(trained), "rows": len(rows),
-                  "amplified_train_accuracy": accuracy(train, amplified_train)["accuracy"],
-                  "amplified": {**accuracy(evals[ranges[k]], amplified_eval), "sub_parse_rate": sub_parse},
-                  "direct_before": before, "direct_after": after}
-        done.write_text(json.dumps(record, indent=1))
+            record = json.loads(done.read_text())
+        else:
+            lm = load(models.sampler())  # M_k: --model (perhaps a server), then the distilled copy (or the server holding it)
+            before = {r: accuracy(ps, direct(lm, ps, seed=seed)) for r, ps in evals.items()}
+            train = long_problems(world_seed, "train", train_problems, lo, hi)
+            amplified_train, _ = amplify(lm, train, parts=parts, seed=seed)             # amplification: Amp(M_k)
+            amplified_eval, sub_parse = amplify(lm, evals[ranges[k]], parts=parts, seed=seed)
+            rows = distillation_rows(train, amplified_train)
+            trained = finetune("sft", rows, models.weights, done.parent, max_steps=max_steps, lr=lr,  # distillation
+                               batch_size=batch_size, seed=seed)
+            after_lm = load(str(trained))
+            after = {r: accuracy(ps, direct(after_lm, ps, seed=seed)) for r, ps in evals.items()}
+            record = {"iteration": k, "range": ranges[k], "model": str(trained), "rows": len(rows),
+                      "samples_from": models.source, "trained_from": models.weights,
+                      "amplified_train_accuracy": accuracy(train, amplified_train)["accuracy"],
+                      "amplified": {**accuracy(evals[ranges[k]], amplified_eval), "sub_parse_rate": sub_parse},
+                      "direct_before": before, "direct_after": after}
+            done.write_text(json.dumps(record, indent=1))
+        models.note(f"iter{k + 1}", samples_from=record.get("samples_from", models.source),
+                    trained_from=record.get("trained_from", models.weights), trained=record["model"])
         records.append(record)
-        model = str(trained)
+        models = models.then(record["model"])
     return records
 
 

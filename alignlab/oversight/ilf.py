@@ -146,7 +146,8 @@ def run_ilf(config: ILFConfig) -> dict[str, Any]:
     from alignlab.oversight.world_run import finetune, table_row
     from alignlab.world.skills.constitution import DEFAULT_CONSTITUTION
 
-    paths, world, lm, train_from = prepare(config, STAGES)
+    paths, world, lm, models = prepare(config, STAGES)
+    train_from = models.weights
     out, seed = Path(config.output), config.seed
     rows, _ = human_pair_rows(paths.datasets["pairs_train"], config.pairs, seed, world.kb)
     items = feedback_items(world, rows)
@@ -170,17 +171,20 @@ def run_ilf(config: ILFConfig) -> dict[str, Any]:
                 "rows": [sft_row(q, rs[c]) for (q, _, _), rs, c in zip(triples, candidates, chosen)]}
 
     ref = run_stage(out, "refinements", refinements)
+    models.note("refinements", samples_from=models.sample)
     train = {"max_steps": config.steps, "lr": config.lr, "seed": seed}
     run_stage(out, "ilf", lambda d: {"model": str(finetune("sft", ref["rows"], train_from, d / "model", **train))})
     baseline_rows = [sft_row(it["question"], it["chosen"]) for it in items]
     run_stage(out, "sft-chosen", lambda d: {"model": str(finetune("sft", baseline_rows, train_from, d / "model", **train))})
-    models = {"base": train_from, "sft-chosen": out / "sft-chosen" / "model", "ilf": out / "ilf" / "model"}
-    scores = run_stage(out, "scores", lambda d: score_models(models, paths, samples=config.eval_samples,
+    for name in ("ilf", "sft-chosen"):
+        models.note(name, trained_from=train_from, trained=out / name / "model")
+    scored = {"base": train_from, "sft-chosen": out / "sft-chosen" / "model", "ilf": out / "ilf" / "model"}
+    scores = run_stage(out, "scores", lambda d: score_models(scored, paths, samples=config.eval_samples,
                                                              limit=config.eval_limit, seed=seed))
     stats = {k: v for k, v in ref.items() if k != "rows"}
     table = [table_row("base", scores["base"], baseline=None),
              table_row("sft-chosen", scores["sft-chosen"], baseline="base", metric="sft_rows", value=len(items)),
              table_row("ilf", scores["ilf"], baseline="sft-chosen", metric="chosen_success",
                        value=stats["chosen_success"], parse_rate=stats["parse_rate"], select=config.select)]
-    return write_results(config, {"rows": table, "refinement_stage": stats,
+    return write_results(config, {"rows": table, "refinement_stage": stats, "sources": models.summary(),
                                   "per_prompt_reward": {k: v["per_prompt_reward"] for k, v in scores.items()}})

@@ -192,13 +192,14 @@ class Solutions:
 
 
 def sample_solutions(lm, prompts: Sequence[WorldPrompt], k: int, *, max_tokens: int, seed: int,
-                     temperature: float = 1.0) -> Solutions:
-    """``k`` solutions per problem from the generator (``lm``, a local model: the verifiers read its tokens),
-    with their tokens and final-answer grades."""
+                     temperature: float = 1.0, reader=None) -> Solutions:
+    """``k`` solutions per problem from the generator ``lm`` (a local model or a server), with their tokens as
+    the verifiers read them (``reader``'s tokenizer: a local model, default ``lm``) and their final-answer grades."""
     texts = lm.generate([p.messages for p in prompts for _ in range(k)], max_tokens=max_tokens,
                         temperature=temperature, seed=seed)
     rows = [texts[i * k:(i + 1) * k] for i in range(len(prompts))]
-    tokens = [[dict(zip(("input_ids", "positions"), solution_tokens(lm, p, t))) for t in ts]
+    reader = lm if reader is None else reader
+    tokens = [[dict(zip(("input_ids", "positions"), solution_tokens(reader, p, t))) for t in ts]
               for p, ts in zip(prompts, rows)]
     return Solutions(list(prompts), rows, tokens,
                      [[grade_solution(problem_of(p), t).final_correct for t in ts] for p, ts in zip(prompts, rows)],

@@ -177,22 +177,23 @@ def run_recursive_rm(config: RecursiveRMConfig) -> dict[str, Any]:
     from alignlab.world.skills.constitution import DEFAULT_CONSTITUTION, answer_faults
 
     stages = tuple(f"{kind}-{r}" for r in range(1, config.iterations + 1) for kind in ("labels", "assisted", "unassisted"))
-    paths, world, judge, train_from = prepare(config, (*stages, "scores"))
+    paths, world, judge, models = prepare(config, (*stages, "scores"))
     out, seed = Path(config.output), config.seed
     principles = [DEFAULT_CONSTITUTION.principle(name) for name in config.principles]
     dpo = {"max_steps": config.steps, "lr": config.lr, "seed": seed, "beta": config.beta}
-    models: dict[str, str] = {"base": train_from}
+    scored: dict[str, str] = {"base": models.weights}
     rounds = []
-    assisted_policy = unassisted_policy = train_from
+    # each arm's policy: round 1 samples from --model and trains train_from; later rounds, the arm's trained copy
+    policies = {"assisted": models, "unassisted": models}
     for r in range(1, config.iterations + 1):
         prompts = train_questions(world, config.prompts, JUDGED_FAMILIES, seed + 1000 * r)  # fresh questions per round
         by_text = {p.text: p for p in prompts}
 
-        def labels(stage: Path, r=r, by_text=by_text, assisted_policy=assisted_policy, unassisted_policy=unassisted_policy):
+        def labels(stage: Path, r=r, by_text=by_text):  # run at once by run_stage: policies are this round's
             # each arm labels its own policy's answers; only the assisted arm's annotator sees that policy's critiques
             out_ = {}
-            for arm, policy_dir in (("assisted", assisted_policy), ("unassisted", unassisted_policy)):
-                policy = load_lm(policy_dir)
+            for arm in ("assisted", "unassisted"):
+                policy = load_lm(policies[arm].sample)
                 pairs = sample_pairs(policy, list(by_text), max_tokens=config.max_tokens, seed=seed + r)
                 truth = [by_text[p["question"]] for p in pairs]
                 critiques = assistant_critiques(policy, pairs, principles, seed=seed) if arm == "assisted" else None
@@ -213,13 +214,17 @@ def run_recursive_rm(config: RecursiveRMConfig) -> dict[str, Any]:
             return out_
 
         lab = run_stage(out, f"labels-{r}", labels)
-        for arm, init in (("assisted", assisted_policy), ("unassisted", unassisted_policy)):
+        models.note(f"labels-{r}", samples_from={f"{arm} policy": policies[arm].sample for arm in policies}
+                    | {"annotator": models.sample})
+        for arm in ("assisted", "unassisted"):
+            init = policies[arm].weights
             run_stage(out, f"{arm}-{r}", lambda d, rows=lab[arm]["rows"], init=init: {"model": str(finetune(
                 "dpo", rows, init, d / "model", **dpo))})
-        assisted_policy, unassisted_policy = str(out / f"assisted-{r}" / "model"), str(out / f"unassisted-{r}" / "model")
-        models[f"unassisted-{r}"], models[f"rrm-{r}"] = unassisted_policy, assisted_policy
+            models.note(f"{arm}-{r}", trained_from=init, trained=out / f"{arm}-{r}" / "model")
+            policies[arm] = policies[arm].then(out / f"{arm}-{r}" / "model")
+        scored[f"unassisted-{r}"], scored[f"rrm-{r}"] = policies["unassisted"].weights, policies["assisted"].weights
         rounds.append({arm: {k: v for k, v in lab[arm].items() if k != "rows"} for arm in ("assisted", "unassisted")})
-    scores = run_stage(out, "scores", lambda d: score_models(models, paths, samples=config.eval_samples,
+    scores = run_stage(out, "scores", lambda d: score_models(scored, paths, samples=config.eval_samples,
                                                              limit=config.eval_limit, seed=seed))
     rows = [table_row("base", scores["base"], baseline=None)]
     for r, stats in enumerate(rounds, start=1):
@@ -233,5 +238,5 @@ def run_recursive_rm(config: RecursiveRMConfig) -> dict[str, Any]:
                               parse_rate=stats["assisted"]["verdict_parse_rate"], iteration=r,
                               pairs=stats["assisted"]["labelled"], fault_detection=stats["assisted"]["fault_detection"],
                               critique_parse_rate=stats["assisted"]["critique_parse_rate"]))
-    return write_results(config, {"rows": rows, "rounds": rounds, "assist": config.assist,
+    return write_results(config, {"rows": rows, "rounds": rounds, "assist": config.assist, "sources": models.summary(),
                                   "per_prompt_reward": {k: v["per_prompt_reward"] for k, v in scores.items()}})

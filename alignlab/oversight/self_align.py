@@ -155,7 +155,8 @@ def run_self_align(config: SelfAlignConfig) -> dict[str, Any]:
     from alignlab.world.judge import true_reward
     from alignlab.world.skills.constitution import DEFAULT_CONSTITUTION
 
-    paths, world, lm, train_from = prepare(config, STAGES)
+    paths, world, lm, models = prepare(config, STAGES)
+    train_from = models.weights
     out, seed = Path(config.output), config.seed
     seeds = [p.text for p in train_questions(world, config.seeds, JUDGED_FAMILIES, seed)]
 
@@ -184,13 +185,17 @@ def run_self_align(config: SelfAlignConfig) -> dict[str, Any]:
                 "plain_reward": mean(true_reward(p, a) for p, a in zip(prompts, plain))}
 
     ans = run_stage(out, "answers", answers)
+    for name in ("prompts", "answers"):
+        models.note(name, samples_from=models.sample)
     train = {"max_steps": config.steps, "lr": config.lr, "seed": seed}
     run_stage(out, "self-align", lambda d: {"model": str(finetune(
         "sft", engraving_rows(questions, ans["principle_driven"]), train_from, d / "model", **train))})
     run_stage(out, "sft-plain", lambda d: {"model": str(finetune(
         "sft", engraving_rows(questions, ans["plain"]), train_from, d / "model", **train))})
-    models = {"base": train_from, "sft-plain": out / "sft-plain" / "model", "self-align": out / "self-align" / "model"}
-    scores = run_stage(out, "scores", lambda d: score_models(models, paths, samples=config.eval_samples,
+    for name in ("self-align", "sft-plain"):
+        models.note(name, trained_from=train_from, trained=out / name / "model")
+    scored = {"base": train_from, "sft-plain": out / "sft-plain" / "model", "self-align": out / "self-align" / "model"}
+    scores = run_stage(out, "scores", lambda d: score_models(scored, paths, samples=config.eval_samples,
                                                              limit=config.eval_limit, seed=seed))
     gain = ans["principle_driven_reward"] - ans["plain_reward"]
     rows = [table_row("base", scores["base"], baseline=None),
@@ -200,4 +205,5 @@ def run_self_align(config: SelfAlignConfig) -> dict[str, Any]:
     return write_results(config, {"rows": rows, "prompts": {k: v for k, v in stats.items() if k != "prompts"},
                                   "principle_driven_reward": ans["principle_driven_reward"],
                                   "plain_reward": ans["plain_reward"], "principle_gain": gain,
+                                  "sources": models.summary(),
                                   "per_prompt_reward": {k: v["per_prompt_reward"] for k, v in scores.items()}})

@@ -39,6 +39,7 @@ from typing import Any
 from alignlab.core.records import assistant, user
 from alignlab.errors import OversightError
 from alignlab.evaluate.interface import LM
+from alignlab.oversight.world_run import Models
 from alignlab.world.families import WorldPrompt
 from alignlab.world.judge import true_reward
 from alignlab.world.skills import protocols as P
@@ -144,42 +145,63 @@ class SelfRewardSettings:
     seed: int = 0
 
 
-def run_self_rewarding(init: str | Path, train_prompts: Sequence[Sequence[WorldPrompt]], eval_prompts: Sequence[WorldPrompt],
-                       output: str | Path, settings: SelfRewardSettings, *, load: Callable[[str], LM],
-                       train: Callable[..., Path], truth: Callable[[LM], dict[str, Any]],
+def run_self_rewarding(init: str | Path | Models, train_prompts: Sequence[Sequence[WorldPrompt]],
+                       eval_prompts: Sequence[WorldPrompt], output: str | Path, settings: SelfRewardSettings, *,
+                       load: Callable[[str], LM], train: Callable[..., Path], truth: Callable[[LM], dict[str, Any]],
                        progress: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Iterate self-rewarding from ``init`` (``train_prompts[t - 1]``: iteration t's prompts): one entry per model M_0..M_T (its world ``truth`` scores, its judge
-    statistics on ``eval_prompts``, and for t ≥ 1 those of the data it was trained on). ``load`` turns a model
-    path into an LM, ``train(kind, rows, init, output, ...)`` is :func:`alignlab.oversight.world_run.finetune`'s
-    signature, ``truth(lm)`` the world's scores. Finished iterations are read back, not redone."""
+    """Iterate self-rewarding from ``init`` (``train_prompts[t - 1]``: iteration t's prompts): one entry per model
+    M_0..M_T (its world ``truth`` scores, its judge statistics on ``eval_prompts``, and for t ≥ 1 those of the
+    data it was trained on). ``init`` is a model path, or :class:`~alignlab.oversight.world_run.Models` whose
+    ``sample`` (perhaps a server) writes and judges iteration 1's data and M_0's judge statistics while its
+    local ``weights`` are trained (and scored as M_0); later iterations sample from the trained local copy (with
+    ``Models.push``, through the server loaded with it).
+    ``load`` turns a model path or URL into an LM, ``train(kind, rows, init, output, ...)`` is
+    :func:`alignlab.oversight.world_run.finetune`'s signature, ``truth(lm)`` the world's scores. Finished
+    iterations are read back, not redone."""
     output, s = Path(output), settings
-    model, entries = str(init), []
+    models = init if isinstance(init, Models) else Models(str(init), str(init))
+    entries = []
     for t in range(s.iterations + 1):
         done = output / f"iter{t}" / "iteration.json"
         if done.exists():  # finished before: resume from its model
             entry = json.loads(done.read_text(encoding="utf-8"))
-            entries.append(entry)
-            model = entry["model"]
-            progress(f"iteration {t}: done before, resuming from {model}")
-            continue
-        data_stats = None
-        if t > 0:  # M_t = DPO(M_{t-1}) on the pairs M_{t-1} wrote and judged
-            lm = load(model)
-            judged = judge_candidates(lm, train_prompts[t - 1], n_candidates=s.n_candidates, judge_samples=s.judge_samples,
-                                      max_tokens=s.max_tokens, temperature=s.temperature, seed=s.seed + 1000 * t)
-            rows, data_stats = preference_pairs(judged), judge_stats(judged)
-            if not rows:
-                raise OversightError(f"iteration {t}: the judge separated no candidates (parse rate "
-                                     f"{data_stats['parse_rate']}); nothing to train on")
-            model = str(train("dpo", rows, model, output / f"iter{t}" / "model", max_steps=s.dpo_steps, lr=s.dpo_lr,
-                              beta=s.beta, seed=s.seed))
-        lm = load(model)
-        own = judge_stats(judge_candidates(lm, eval_prompts, n_candidates=s.n_candidates, judge_samples=s.judge_samples,
-                                           max_tokens=s.max_tokens, temperature=s.temperature, seed=s.seed + 7))
-        entry = {"iteration": t, "model": model, "scores": truth(lm), "judge": own, "data": data_stats}
-        done.parent.mkdir(parents=True, exist_ok=True)
-        done.write_text(json.dumps(entry, indent=1), encoding="utf-8")
-        progress(f"iteration {t}: true reward {entry['scores']['true_reward']:.3f}, judged rating "
-                 f"{own['judged_rating']}, true rating {own['true_rating']}, rating accuracy {own['rating_accuracy']}")
+            progress(f"iteration {t}: done before, resuming from {entry['model']}")
+        else:
+            entry = _iteration(t, models, train_prompts, eval_prompts, output, s, load=load, train=train, truth=truth)
+            done.parent.mkdir(parents=True, exist_ok=True)
+            done.write_text(json.dumps(entry, indent=1), encoding="utf-8")
+            own = entry["judge"]
+            progress(f"iteration {t}: true reward {entry['scores']['true_reward']:.3f}, judged rating "
+                     f"{own['judged_rating']}, true rating {own['true_rating']}, rating accuracy {own['rating_accuracy']}")
+        if t > 0:  # (an iteration written before sources were recorded: M_{t-1} sampled and was trained)
+            models.note(f"iter{t}", samples_from=entry.get("data_from", models.source),
+                        trained_from=entry.get("trained_from", models.weights), trained=entry["model"])
+            models = models.then(entry["model"])
+        models.note(f"iter{t}-judge", samples_from=entry.get("judged_by", entry["model"]))
         entries.append(entry)
     return entries
+
+
+def _iteration(t: int, models: Models, train_prompts: Sequence[Sequence[WorldPrompt]],
+               eval_prompts: Sequence[WorldPrompt], output: Path, s: SelfRewardSettings, *, load: Callable[[str], LM],
+               train: Callable[..., Path], truth: Callable[[LM], dict[str, Any]]) -> dict[str, Any]:
+    """Iteration ``t``: for t ≥ 1, M_t = DPO(M_{t-1}) on the pairs M_{t-1} wrote and judged (``models``: M_{t-1});
+    then M_t judges its own samples on the held-out prompts and is scored against the truth."""
+    entry: dict[str, Any] = {"iteration": t, "data": None}
+    if t > 0:
+        lm = load(models.sampler())
+        judged = judge_candidates(lm, train_prompts[t - 1], n_candidates=s.n_candidates, judge_samples=s.judge_samples,
+                                  max_tokens=s.max_tokens, temperature=s.temperature, seed=s.seed + 1000 * t)
+        rows, entry["data"] = preference_pairs(judged), judge_stats(judged)
+        if not rows:
+            raise OversightError(f"iteration {t}: the judge separated no candidates (parse rate "
+                                 f"{entry['data']['parse_rate']}); nothing to train on")
+        trained = str(train("dpo", rows, models.weights, output / f"iter{t}" / "model", max_steps=s.dpo_steps,
+                            lr=s.dpo_lr, beta=s.beta, seed=s.seed))
+        entry.update(data_from=models.source, trained_from=models.weights)
+        models = models.then(trained)
+    lm = load(models.sampler())
+    own = judge_stats(judge_candidates(lm, eval_prompts, n_candidates=s.n_candidates, judge_samples=s.judge_samples,
+                                       max_tokens=s.max_tokens, temperature=s.temperature, seed=s.seed + 7))
+    scored = lm if models.weights == models.sample else load(models.weights)  # M_0's truth: the weights trained
+    return {**entry, "model": models.weights, "judged_by": models.source, "scores": truth(scored), "judge": own}

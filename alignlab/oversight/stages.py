@@ -29,7 +29,7 @@ from typing import Any
 
 from alignlab.core.records import assistant, user
 from alignlab.errors import OversightError
-from alignlab.oversight.world_run import OversightRunConfig
+from alignlab.oversight.world_run import OversightRunConfig, TrainsLocally
 from alignlab.world.families import WorldPrompt, parse_prompt
 from alignlab.world.judge import true_reward
 
@@ -114,11 +114,9 @@ def rate(values: list[bool]) -> float | None:
 
 
 @dataclass
-class FeedbackRunConfig(OversightRunConfig):
+class FeedbackRunConfig(TrainsLocally, OversightRunConfig):
     """A feedback-driven oversight method on the toy world (the fields every such command shares)."""
 
-    train_from: str = ""
-    """local weights fine-tuning starts from (default: --model when it is a directory, else the world's base model)"""
     output: str = "runs/oversee"
     """run directory: one sub-directory per stage (a re-run resumes after the last finished stage) and results.json"""
     result_file: str | None = None
@@ -136,16 +134,14 @@ class FeedbackRunConfig(OversightRunConfig):
 
 
 def prepare(config: FeedbackRunConfig, stages: tuple[str, ...]):
-    """Check the run directory, then load the world and the model: ``(paths, world, lm, train_from)``. The world's
-    base model is built (pretrained on first use) only when ``model`` or ``train_from`` falls back to it."""
+    """Check the run directory, then load the world and the model: ``(paths, world, lm, models)``, where ``lm``
+    is the model the protocol talks to and ``models`` says what is sampled and trained
+    (:func:`alignlab.oversight.world_run.prepare_training`)."""
     from alignlab.evaluate.lm import load_lm
-    from alignlab.oversight.world_run import prepare_world
+    from alignlab.oversight.world_run import prepare_training
 
-    model, train_from = config.model, config.train_from or (config.model if Path(config.model).is_dir() else "")
-    # the base model is built only when one of the two falls back to it
-    paths, world, found = prepare_world(config, stages, model=model if model and train_from else "")
-    model, train_from = model or found, train_from or found
-    return paths, world, load_lm(model), train_from
+    paths, world, models = prepare_training(config, stages)
+    return paths, world, load_lm(models.sample), models
 
 
 def write_results(config: FeedbackRunConfig, results: dict[str, Any]) -> dict[str, Any]:

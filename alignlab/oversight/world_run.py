@@ -1,6 +1,7 @@
 """What every scalable-oversight experiment on the toy world shares: the oversight world and its base model,
-one fine-tuning call (SFT or DPO on rows a protocol produced), one scoring of a model on the world's held-out
-prompts, and one row format for the oversight table.
+what a method samples from and what it trains (:class:`Models`: the model may be a server URL while fine-tuning
+trains a local copy), one fine-tuning call (SFT or DPO on rows a protocol produced), one scoring of a model on the
+world's held-out prompts, and one row format for the oversight table.
 
 The oversight world (size ``oversight``) is the small world plus the skills the protocols need (critique,
 revision, refinement, rating, pairwise verdicts, confidence, multi-step arithmetic: :mod:`alignlab.world.skills`);
@@ -21,7 +22,7 @@ Example::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -77,6 +78,152 @@ def prepare_world(config: OversightRunConfig, ours: tuple[str, ...] = (), *, mod
         return paths, World(paths.seed, paths.size), model
     paths, world, base = oversight_world(config.world_dir, seed=config.world_seed)
     return paths, world, str(base)
+
+
+# ---- sampling from one model (perhaps a server) while training a local copy --------------------------
+
+
+def is_url(model: str | Path) -> bool:
+    """Whether ``model`` is a server URL (``http[s][+chat|+completions]://...``) rather than local weights."""
+    return "://" in str(model)
+
+
+@dataclass
+class TrainsLocally:
+    """The field a fine-tuning method's config adds to :class:`OversightRunConfig`."""
+
+    train_from: str = ""
+    """local model directory fine-tuning starts from (default: --model when it is local, else the world's base model); --model may be a server URL"""
+
+
+@dataclass
+class PushesWeights:
+    """The field an iterated method's config adds when every iteration may sample through the server."""
+
+    push_weights: bool = False
+    """load each local copy into the --model server before sampling from it (alignlab serve --set allow_weight_reload=true, an API key in ALIGNLAB_API_KEY), so every iteration samples through the server"""
+
+
+@dataclass
+class Models:
+    """What a fine-tuning method samples from and what it trains.
+
+    ``sample`` is the model the protocol talks to (``--model``: a directory or a server URL), ``weights`` the local
+    copy fine-tuning starts from (``train_from``). An iterated method's first iteration samples from ``sample``;
+    once it has trained a local copy, later iterations sample from that copy and train it further (:meth:`then`).
+    With ``push`` (``sample`` an ``alignlab serve`` URL that allows weight reloads) every iteration samples through
+    the server instead: :meth:`sampler` first loads the current local ``weights`` into it (:func:`push_weights`).
+    Every stage notes where its samples came from (:attr:`source`) and which weights it trained (:meth:`note`);
+    :meth:`summary` is the run result's ``sources``.
+
+    Example::
+
+        >>> m = Models("http://127.0.0.1:8000/v1", "base")
+        >>> m.note("data", samples_from=m.sample)
+        >>> m.note("sft", trained_from=m.weights, trained="run/sft")
+        >>> later = m.then("run/sft")
+        >>> later.sample, later.weights, later.summary()["server"], [s["stage"] for s in later.summary()["stages"]]
+        ('run/sft', 'run/sft', True, ['data', 'sft'])
+    """
+
+    sample: str
+    weights: str
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    """every stage's note, shared with the Models :meth:`then` derives"""
+    origin: tuple[str, str] | None = None
+    """the run's first (sample, weights); set from them when None"""
+    push: bool = False
+    """load ``weights`` into the ``sample`` server before every sampling (:meth:`sampler`)"""
+
+    def __post_init__(self) -> None:
+        self.sample, self.weights = str(self.sample), str(self.weights)
+        self.origin = self.origin or (self.sample, self.weights)
+
+    def then(self, trained: str | Path) -> Models:
+        """The next iteration's models: it trains the local copy ``trained`` and samples from it (with ``push``:
+        through the server, loaded with it)."""
+        return Models(self.sample if self.push else str(trained), str(trained), self.stages, self.origin, self.push)
+
+    def sampler(self) -> str:
+        """The model to sample from now: ``sample``, and with ``push`` the server is first loaded with
+        ``weights`` (every time: another client may have loaded other weights since)."""
+        if self.push:
+            push_weights(self.sample, self.weights)
+        return self.sample
+
+    @property
+    def source(self) -> str:
+        """Where samples come from, as the results record it."""
+        return f"{self.sample} serving {self.weights}" if self.push else self.sample
+
+    def note(self, stage: str, *, samples_from: str | Path | dict[str, Any] | None = None,
+             trained_from: str | Path | None = None, trained: str | Path | None = None) -> None:
+        """Record that ``stage`` sampled from ``samples_from`` (a model, or role -> model) and/or fine-tuned the
+        local weights ``trained_from`` into ``trained`` (a stage noted again replaces its note)."""
+        entry: dict[str, Any] = {"stage": stage}
+        if samples_from is not None:
+            entry["samples_from"] = ({k: str(v) for k, v in samples_from.items()} if isinstance(samples_from, dict)
+                                     else str(samples_from))
+        if trained is not None:
+            entry["trained_from"], entry["trained"] = str(trained_from), str(trained)
+        self.stages[:] = [s for s in self.stages if s["stage"] != stage] + [entry]
+
+    def summary(self) -> dict[str, Any]:
+        """Where the run's samples came from and which weights it trained: the result's ``sources``."""
+        model, weights = self.origin
+        later = ("sample through the server, loaded with each trained local copy first" if self.push else
+                 "sample from the trained local copy (its weights are not sent to the server)")
+        return {"model": model, "server": is_url(model), "train_from": weights, "stages": list(self.stages),
+                "later_iterations": later}
+
+
+def push_weights(url: str, weights: str | Path, *, timeout_s: float = 300.0) -> None:
+    """Load the local model directory ``weights`` into the ``alignlab serve`` at ``url`` (started with
+    ``allow_weight_reload=true``; the bearer token is read as :func:`alignlab.evaluate.http_lm.open_url` reads it).
+    The server reads the directory itself, so it must run on this machine (or see the same path)."""
+    import urllib.error
+    import urllib.request
+
+    from alignlab.errors import OversightError
+    from alignlab.evaluate.http_lm import open_url
+
+    server = open_url(url)
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {server.api_key}"}
+                                                       if server.api_key else {})
+    body = json.dumps({"path": str(Path(weights).resolve())}).encode()
+    request = urllib.request.Request(server.base_url + "/alignlab/weights", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            response.read()
+    except urllib.error.HTTPError as err:
+        detail = err.read().decode(errors="replace")[:300]
+        hint = " (start it with alignlab serve --set allow_weight_reload=true)" if err.code == 404 else ""
+        raise OversightError(f"the server at {url} did not load {weights}: HTTP {err.code} {detail}{hint}") from err
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+        raise OversightError(f"cannot reach the server at {url} to load {weights}: {err}") from err
+
+
+def prepare_training(config: OversightRunConfig, ours: tuple[str, ...] = (), *, model: str | None = None):
+    """:func:`prepare_world` for a method that fine-tunes: ``(paths, World, Models)``. The protocol samples from
+    ``model`` (default ``config.model``; a directory or a server URL); fine-tuning starts from ``config.train_from``,
+    else from ``model`` when it is local, else from the world's base model (built only when something falls back
+    to it). ``train_from`` must be local weights: a URL or a missing path stops the run before anything runs."""
+    from alignlab.errors import ConfigError
+
+    model = config.model if model is None else model
+    train_from = getattr(config, "train_from", "")
+    if train_from and is_url(train_from):
+        raise ConfigError(f"train_from must be a local model directory (fine-tuning trains local weights; a "
+                          f"server's cannot be changed), got '{train_from}'")
+    if train_from and not Path(train_from).expanduser().is_dir():
+        raise ConfigError(f"train_from '{train_from}' is not a local model directory")
+    push = getattr(config, "push_weights", False)
+    if push and not is_url(model):
+        raise ConfigError("push_weights needs --model to be the URL of an alignlab serve started with "
+                          f"allow_weight_reload=true, got '{model or 'the world base model'}'")
+    train_from = train_from or (model if model and not is_url(model) else "")
+    paths, world, found = prepare_world(config, ours, model=model if model and train_from else "")
+    return paths, world, Models(model or found, train_from or found, push=push)
 
 
 def finetune(kind: str, rows: list[dict[str, Any]], init: str | Path, output: str | Path, *, max_steps: int,

@@ -73,20 +73,55 @@ def world_seed1() -> str:
                        "method's effect keep its direction on a world it was not tuned on?")
 
 
+def _row_cell(row: dict, key: str) -> str:
+    return "–" if row.get(key) is None else fmt(row[key], row.get(f"{key}_stderr"))
+
+
+def _served_stages(sources: dict) -> tuple[str, str, str]:
+    """Of a result's ``sources``: the stages that sampled through the server, those that sampled a trained local
+    copy (a role in brackets where a stage sampled several models), and the fine-tunings (from which weights)."""
+    through, local = [], []
+    for stage in sources["stages"]:
+        sampled = stage.get("samples_from", {})
+        for role, model in (sampled.items() if isinstance(sampled, dict) else [(None, sampled)]):
+            name = f"{stage['stage']} ({role})" if role and isinstance(sampled, dict) and len(sampled) > 1 else stage["stage"]
+            (through if model.startswith(sources["model"]) else local).append(name)
+    def short(path: str) -> str:  # a stage's model directory is <stage>/model: keep the stage
+        parts = path.rstrip("/").split("/")
+        return "/".join(parts[-2:]) if parts[-1] == "model" else parts[-1]
+
+    trained = [f"{s['stage']} ({short(s['trained_from'])})" for s in sources["stages"] if "trained" in s]
+    return tuple(", ".join(dict.fromkeys(names)) or "–" for names in (through, local, trained))
+
+
 def served() -> str:
-    """The protocols that need no fine-tuning, run against the oversight base model behind `alignlab serve`."""
+    """Every oversight method run against the oversight base model behind `alignlab serve`: the rows with their
+    ground truth and parse rates, then where each run's samples came from and what it trained."""
     files = sorted(p.relative_to(RESULTS).as_posix() for p in (RESULTS / "oversight" / "served").glob("*.json"))
     if not files:
         return "*No result files yet.*"
-    lines = ["| protocol | row | own metric | value | parse rate |", "|---|---|---|---|---|"]
+    lines = [f"| method | model | baseline | {' | '.join(s.replace('_', ' ') for s in SCORES)} | own metric | value | "
+             "parse rate |", "|---|---|---|" + "---|" * (len(SCORES) + 3)]
+    where = ["| method | sampled through the server | sampled from a trained local copy | fine-tuned (from) |",
+             "|---|---|---|---|"]
     for relative in files:
-        for row in load(relative)["results"]["rows"]:
-            value = "–" if row.get("value") is None else fmt(row["value"], row.get("value_stderr"))
-            parse = "–" if row.get("parse_rate") is None else fmt(row["parse_rate"])
-            lines.append(f"| {relative.split('/')[-1][:-5]} | {row['method']} | {row.get('metric') or '–'} | {value} | "
-                         f"{parse} |")
-    return "\n".join(lines) + "\n\nOne seed each, at small budgets (± is the standard error over questions).\n\n" \
-        + "\n\n".join(cite(f) for f in files)
+        name, result = relative.split("/")[-1][:-5], load(relative)["results"]
+        for row in result["rows"]:
+            cells = [name, row["method"], row.get("baseline") or "–", *(_row_cell(row, k) for k in SCORES),
+                     row.get("metric") or "–", _row_cell(row, "value") if row.get("metric") else "–",
+                     _row_cell(row, "parse_rate")]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        if "sources" in result:
+            where.append(f"| {name} | " + " | ".join(_served_stages(result["sources"])) + " |")
+        else:
+            where.append(f"| {name} | every stage (it samples and judges only) | – | – |")
+    return ("\n".join(lines) + "\n\nOne seed each (seed 0, world seed 0), at small budgets; ± is the standard error "
+            "within the run (over held-out prompts or questions). A method that fine-tunes scores every row on local "
+            "weights (its base row: the local copy of the served model, which its fine-tunings start from); the "
+            "sampling-only protocols score the served model through the server. Where each run's samples came from "
+            "and what it trained (its `sources`; runs with `push_weights` sample every iteration through the "
+            "server, loaded with the current local copy):\n\n" + "\n".join(where) + "\n\n"
+            + "\n\n".join(cite(f) for f in files))
 
 
 BLOCKS = {"oversight-served": served, "oversight-consistency": consistency, "oversight-self-consistency": self_consistency,
