@@ -1,5 +1,5 @@
 """Tables of constitutional AI, SELF-ALIGN, ILF and recursive reward modelling on the oversight world
-(docs/results/oversight/<method>/seed{0,1,2}.json and world1-seed0.json, each written by `alignlab oversee <method>`
+(docs/results/oversight/<method>/seed{0,1,2}.json and world1-seed{0,1,2}.json, each written by `alignlab oversee <method>`
 with ``result_file``): every model's ground truth as mean ± standard error over seeds, its change against the
 row it is compared with (paired by seed), and the method's own number with the parse rate of its judge or critic."""
 
@@ -12,7 +12,7 @@ SEEDS = (0, 1, 2)
 
 
 def _records(method: str) -> list[tuple[str, dict]]:
-    names = [f"oversight/{method}/seed{s}.json" for s in SEEDS] + [f"oversight/{method}/world1-seed0.json"]
+    names = [f"oversight/{method}/{world}seed{s}.json" for world in ("", "world1-") for s in SEEDS]
     return [(name, load(name)) for name in names if (RESULTS / name).exists()]
 
 
@@ -55,7 +55,8 @@ def _render(method: str, notes) -> str:
         out += [f"**World seed 0**, {len(world0)} seed(s) (mean ± standard error over seeds):", "",
                 *_table([r for _, r in world0]), "", notes([r for _, r in world0]), ""]
     if world1:
-        out += ["**World seed 1**, one run (the settings tuned on world 0, unchanged):", "",
+        out += [f"**World seed 1**, {len(world1)} seed(s), the settings tuned on world 0 unchanged (mean ± standard "
+                "error over seeds):", "",
                 *_table([r for _, r in world1]), "", notes([r for _, r in world1]), ""]
     out += [cite(name) for name, _ in found]
     return "\n".join(out)

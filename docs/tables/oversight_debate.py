@@ -1,6 +1,6 @@
 """Tables of debate, multi-agent debate, market making, IDA and sandwiching on the oversight world
 (docs/results/oversight/<method>/seed{S}.json, each written by ``alignlab oversee <method> --record ...``): the mean
-± standard error over the seeds of world seed 0, and world seed 1's run (``world1-seed0.json``) beside it."""
+± standard error over the seeds of world seed 0, and world seed 1's runs (``world1-seed{S}.json``) beside it."""
 
 from __future__ import annotations
 
@@ -39,16 +39,20 @@ def _row_table(method: str, key: tuple[str, ...], metric_label: str) -> str:
     for f in files:
         for row in load(f)["results"]["rows"]:
             grouped.setdefault((row["method"], *(row.get(k) for k in key)), []).append(row)
-    second = {(r["method"], *(r.get(k) for k in key)): r for f in other for r in load(f)["results"]["rows"]}
+    second: dict[tuple, list[float]] = {}
+    for f in other:
+        for r in load(f)["results"]["rows"]:
+            second.setdefault((r["method"], *(r.get(k) for k in key)), []).append(r["value"])
     head = ["row", *key, "baseline", metric_label, "parse rate", *SCORES, "world seed 1"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for group, rows in grouped.items():
         cells = [f"`{group[0]}`", *(str(v) for v in group[1:]), rows[0]["baseline"] or "–",
                  _over_seeds([r["value"] for r in rows]), fmt(sum(r["parse_rate"] for r in rows) / len(rows))]
         cells += [_over_seeds([r[s] for r in rows]) for s in SCORES]
-        cells.append(fmt(second[group]["value"]) if group in second else "–")
+        cells.append(_over_seeds(second[group]) if group in second else "–")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\n{len(files)} seed(s) of world seed 0.\n\n" + _cites(files + other)
+    return ("\n".join(lines) + f"\n\n{len(files)} seed(s) of world seed 0, {len(other)} of world seed 1.\n\n"
+            + _cites(files + other))
 
 
 def debate() -> str:
@@ -60,20 +64,24 @@ def multiagent_debate() -> str:
     if not files:
         return _missing("multiagent-debate")
     curves = [load(f)["results"]["curves"] for f in files]
-    second = {(c["agents"], r): at["majority_accuracy"] for f in other for c in load(f)["results"]["curves"]
-              for r, at in enumerate(c["rounds"])}
+    second: dict[tuple[int, int], list[float]] = {}
+    for f in other:
+        for c in load(f)["results"]["curves"]:
+            for r, at in enumerate(c["rounds"]):
+                second.setdefault((c["agents"], r), []).append(at["majority_accuracy"])
     lines = ["| agents | round | majority accuracy | mean agent accuracy | agents that changed | parse rate | "
              "world seed 1 majority |", "|---|---|---|---|---|---|---|"]
     for i, curve in enumerate(curves[0]):
         for r in range(len(curve["rounds"])):
             at = [c[i]["rounds"][r] for c in curves]
-            w1 = fmt(second[(curve["agents"], r)]) if (curve["agents"], r) in second else "–"
+            w1 = _over_seeds(second[(curve["agents"], r)]) if (curve["agents"], r) in second else "–"
             lines.append(f"| {curve['agents']} | {r} | {_over_seeds([a['majority_accuracy'] for a in at])} | "
                          f"{_over_seeds([a['agent_accuracy'] for a in at])} | {_over_seeds([a['changed'] for a in at])} | "
                          f"{fmt(sum(a['parse_rate'] for a in at) / len(at))} | {w1} |")
     questions = load(files[0])["results"]["questions"]
     asked = ", ".join(f"{n} {family}" for family, n in questions.items())
-    return "\n".join(lines) + f"\n\nQuestions: {asked}; {len(files)} seed(s).\n\n" + _cites(files + other)
+    return ("\n".join(lines) + f"\n\nQuestions: {asked}; {len(files)} seed(s) of world seed 0, {len(other)} of world "
+            "seed 1.\n\n" + _cites(files + other))
 
 
 def _results(method: str) -> list[dict]:

@@ -24,15 +24,17 @@ def _cites(files: list[str]) -> str:
 
 
 def _second_world(method: str, columns: dict[str, callable]) -> str:
-    """A check of the same settings on world seed 1 (one seed), when its result file exists."""
-    relative = f"oversight/{method}/world1-seed0.json"
-    if not (RESULTS / relative).exists():
+    """A check of the same settings on world seed 1 (mean ± standard error over its seeds), when its result
+    files exist."""
+    files = sorted(f"oversight/{method}/{p.name}" for p in (RESULTS / "oversight" / method).glob("world1-seed*.json"))
+    if not files:
         return "\n\n*World seed 1: not run.*"
-    rows = load(relative)["results"]["rows"]
-    table = ["| model (world seed 1, seed 0) | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    table += [f"| {r['method']} | " + " | ".join(fmt(get(r)) if get(r) is not None else "–"
-                                                 for get in columns.values()) + " |" for r in rows]
-    return "\n\n" + "\n".join(table) + "\n\n" + cite(relative)
+    runs = [load(f)["results"]["rows"] for f in files]
+    table = [f"| model (world seed 1, {len(files)} seed(s)) | " + " | ".join(columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    table += [f"| {row['method']} | " + " | ".join(_cell([get(r[i]) for r in runs]) for get in columns.values()) + " |"
+              for i, row in enumerate(runs[0])]
+    return "\n\n" + "\n".join(table) + "\n\n" + _cites(files)
 
 
 def self_rewarding() -> str:
