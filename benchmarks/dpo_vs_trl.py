@@ -14,7 +14,9 @@ rejected into two full rows. Both compute the same DPO loss on the same log-prob
 
 Every run happens in a fresh subprocess, which reports its own wall time and peak RSS
 (``getrusage(RUSAGE_SELF).ru_maxrss``), so imports, model loading and caches of one side never count
-for the other. Rounds alternate the two sides; the printed ratio is the median of per-round ratios.
+for the other. A side's whole run starts before it imports its training library (alignlab imports most of
+transformers lazily, inside its run; TRL imports it with ``trl``), so both count the same work. Rounds
+alternate the two sides; the printed ratio is the median of per-round ratios.
 Throughput counts the examples' real tokens (prompt + response, both responses of each pair), per wall second
 and per CPU second of the process (``time.process_time``: the rate a busy shared machine changes least, with
 one thread per side).
@@ -94,6 +96,7 @@ def make_pairs(tok, n: int) -> list[dict]:
 
 
 def run_alignlab(work: Path, config: DPOBench, out: Path) -> dict:
+    start, cpu = time.perf_counter(), time.process_time()  # the library's import counts, on both sides
     import alignlab.outer.preference as preference
     from alignlab.config import load_config
     from alignlab.outer.preference import PreferenceConfig, train_preference
@@ -116,13 +119,13 @@ def run_alignlab(work: Path, config: DPOBench, out: Path) -> dict:
         f"beta={config.beta}", f"train.lr={config.lr}", f"train.batch_size={config.batch_size}", "train.num_epochs=1",
         f"train.mixed_precision={config.precision}", "train.progress=false", f"reference_cache_dir={out / 'cache'}",
         "reference=precompute", f"train.seed={config.seed}"])
-    start, cpu = time.perf_counter(), time.process_time()
     result = train_preference(cfg)
     return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu, "steps": result.steps,
             "loop_seconds": loop_seconds[0], "loop_cpu_seconds": loop_cpu[0]}
 
 
 def run_trl(work: Path, config: DPOBench, out: Path) -> dict:
+    start, cpu = time.perf_counter(), time.process_time()  # the library's import counts, on both sides
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import DPOConfig, DPOTrainer
@@ -136,7 +139,6 @@ def run_trl(work: Path, config: DPOBench, out: Path) -> dict:
 
     clock: dict[str, float] = {}
     rows = [json.loads(line) for line in (work / "pairs.jsonl").read_text().splitlines()]
-    start, cpu = time.perf_counter(), time.process_time()
     tok = AutoTokenizer.from_pretrained(work / "model")
     trl_config = DPOConfig(output_dir=str(out), per_device_train_batch_size=config.batch_size, num_train_epochs=1,
                            learning_rate=config.lr, beta=config.beta, max_length=MAX_LENGTH,
@@ -208,7 +210,7 @@ def main() -> None:
     assert all(r["steps"] == steps for side in results.values() for r in side), "the two sides ran different steps"
     ratios = {
         "whole_run_tokens_per_s": report(
-            "DPO tokens/s (whole run: load, tokenise, precompute reference, train, save)",
+            "DPO tokens/s (whole run: import, load, tokenise, precompute reference, train, save)",
             [tokens / r["seconds"] for r in results["alignlab"]], [tokens / r["seconds"] for r in results["trl"]],
             "tok/s", "TRL"),
         "loop_tokens_per_s": report(

@@ -16,7 +16,7 @@ from alignlab.core.data import DataConfig
 from alignlab.core.io import atomic_write_json
 from alignlab.core.models import ModelConfig, save_pretrained_atomic
 from alignlab.core.rundir import announce_config, check_run_dir, write_run_files
-from alignlab.core.trainer import TrainConfig, TrainResult
+from alignlab.core.trainer import TrainConfig, TrainResult, keep_freed_memory
 
 log = logging.getLogger("alignlab")
 
@@ -56,9 +56,12 @@ def start_run(config: Any, output_dir: str | Path) -> Path:
     (:func:`alignlab.core.rundir.check_run_dir`). ``config.yaml`` is written when the training loop starts (or
     at :func:`finish_run`), so a command that fails on its data or model leaves the directory as it was.
     Seeding here, before the method builds its models, makes what is drawn at build time (a LoRA adapter's or
-    a value head's initial weights) the same in every run."""
+    a value head's initial weights) the same in every run. From here on the process keeps freed memory for
+    reuse (:func:`~alignlab.core.trainer.keep_freed_memory`): work before the loop (a reference's log-probs)
+    gains too."""
     from accelerate.utils import set_seed
 
+    keep_freed_memory()
     if (train := getattr(config, "train", None)) is not None:
         set_seed(train.seed)
     output_dir = Path(output_dir)
