@@ -40,18 +40,25 @@ def _messages(prompt: Any) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
 
+def check_label(row: Any, source: str, index: int) -> None:
+    """Raise a DataError naming ``source``, the row and the field unless ``row`` is a rule-violation label."""
+    if not isinstance(row, dict):
+        raise DataError("a rule-violation label must be a JSON object", source=source, row=index)
+    missing = [k for k in REQUIRED if k not in row]
+    if missing:
+        raise DataError(f"a rule-violation label needs {', '.join(REQUIRED)}", source=source, row=index,
+                        field=missing[0])
+    if not isinstance(row["violated"], bool):
+        raise DataError(f"'violated' must be true or false, got {row['violated']!r}", source=source, row=index,
+                        field="violated")
+
+
 def rule_violation_pairs(rows: list[dict[str, Any]], *, source: str = "labels") -> list[dict[str, Any]]:
     """Pairs (rule followed ≻ rule broken) for every prompt and rule that has answers of both kinds; the prompt
     carries the rule. Every followed answer is paired with every broken one of the same prompt and rule."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for i, row in enumerate(rows):
-        missing = [k for k in REQUIRED if k not in row]
-        if missing:
-            raise DataError(f"a rule-violation label needs {', '.join(REQUIRED)}", source=source, row=i,
-                            field=missing[0])
-        if not isinstance(row["violated"], bool):
-            raise DataError(f"'violated' must be true or false, got {row['violated']!r}", source=source, row=i,
-                            field="violated")
+        check_label(row, source, i)
         messages = _messages(row["prompt"])
         group = groups.setdefault((json.dumps(messages), row["rule"]), {"messages": messages, "followed": [],
                                                                          "broken": []})
@@ -252,3 +259,57 @@ def calibrate_rule_reward(source, labels: list[dict[str, Any]], **kwargs: Any) -
         scores = source.per_rule([_messages(r["prompt"]) for r in rows], [r["response"] for r in rows])
         labelled[rule] = list(zip(scores[list(source.rules).index(rule)], [r["violated"] for r in rows]))
     return CalibratedRuleReward(source, fit_rule_calibration(labelled), **kwargs)
+
+
+def load_rule_calibration(path: str | Path, source) -> RuleCalibration:
+    """The calibration a config names (``reward.rule_calibration``): a JSON file as :meth:`RuleCalibration.save`
+    writes it, or a JSONL file of held-out rule-violation labels ({prompt, response, rule, violated} rows) that
+    ``source`` (a RuleConditionedReward) scores and the calibration is fitted on. A missing file, unreadable
+    JSON, a missing or non-numeric field, or a rule of ``source`` without a calibration raises a DataError
+    naming the file (and the row or field).
+
+    Example::
+
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "calibration.json"
+        >>> RuleCalibration(slope={"r": 2.0}, intercept={"r": -1.0}).save(path)
+        >>> class Scorer: rules = ["r"]
+        >>> load_rule_calibration(path, Scorer()).slope
+        {'r': 2.0}
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("no such calibration file (a calibration JSON or a JSONL file of rule-violation labels)",
+                        source=str(path), field="reward.rule_calibration")
+    text = path.read_text()
+    if path.suffix == ".jsonl":
+        rows = []
+        for i, line in enumerate(text.splitlines()):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(f"not JSON ({e.msg})", source=str(path), row=i) from None
+            check_label(rows[-1], str(path), i)
+        try:
+            calibration = calibrate_rule_reward(source, rows).calibration
+        except DataError as e:
+            raise DataError(str(e), source=str(path)) from None
+        return calibration
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"not JSON ({e.msg}); a calibration file holds {{\"slope\": {{rule: a}}, \"intercept\": "
+                        "{rule: c}} (or use a .jsonl file of labels to fit one)", source=str(path)) from None
+    for key in ("slope", "intercept"):
+        values = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(values, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   for v in values.values()):
+            raise DataError("must map every rule text to a number", source=str(path), field=key)
+    missing = [r for r in source.rules if r not in data["slope"] or r not in data["intercept"]]
+    if missing:
+        raise DataError(f"no calibration for rule '{missing[0]}' (every rule in reward.rules needs one)",
+                        source=str(path), field="slope")
+    return RuleCalibration(slope={k: float(v) for k, v in data["slope"].items()},
+                           intercept={k: float(v) for k, v in data["intercept"].items()})

@@ -59,8 +59,15 @@ class RewardSourceConfig:
     """reward model directory (source=model or rules)"""
     rules: list[str] = field(default_factory=list)
     """rule texts (source=rules), each scored by the rule-conditioned model"""
-    rule_aggregate: Literal["min", "mean"] = "min"
-    """how the rules' scores combine (source=rules): min (the worst-followed rule decides) or mean"""
+    rule_aggregate: Literal["min", "mean", "log_all"] = "min"
+    """how the rules' scores combine (source=rules): min (the worst-followed rule decides) or mean of the raw
+    scores; with rule_calibration, min (the smallest probability that a rule is followed) or log_all (the
+    log-probability that every rule is followed, rules taken as independent)"""
+    rule_calibration: str = ""
+    """(source=rules) calibrate each rule's raw score to the probability that the answer follows the rule
+    (Platt scaling, alignlab.outer.rules): a calibration JSON file ({"slope": {rule: a}, "intercept": {rule: c}},
+    as RuleCalibration.save writes it) or a JSONL file of held-out rule-violation labels ({prompt, response,
+    rule, violated} rows) to fit it on; empty: the raw scores"""
     function: str = ""
     """'module:function' with signature (prompts: list[str], completions: list[str]) -> list[float]"""
     world_dimension: str = "true_reward"
@@ -198,14 +205,28 @@ def build_reward(config: RewardSourceConfig, *, device: torch.device | str = "cp
         raise ConfigError(f"reward.source={config.source} needs reward.model (a reward model directory)")
     if config.source == "rules" and not config.rules:
         raise ConfigError("reward.source=rules needs reward.rules (the rule texts the model was trained on)")
+    if config.source == "rules":  # checked before the model loads
+        allowed = ("min", "log_all") if config.rule_calibration else ("min", "mean")
+        if config.rule_aggregate not in allowed:
+            raise ConfigError(f"reward.rule_aggregate={config.rule_aggregate} needs "
+                              f"{'no ' if config.rule_calibration else ''}reward.rule_calibration; choose "
+                              f"{' or '.join(allowed)}")
     from alignlab.core.models import load_reward_model, load_tokenizer
 
     tokenizer = load_tokenizer(config.model)
     model = load_reward_model(config.model).to(device)
     model.config.pad_token_id = tokenizer.pad_token_id
     if config.source == "rules":
-        return RuleConditionedReward(model, tokenizer, config.rules, aggregate=config.rule_aggregate,
-                                     batch_size=config.batch_size, max_length=config.max_length)
+        calibrated = bool(config.rule_calibration)
+        raw = RuleConditionedReward(model, tokenizer, config.rules, aggregate="min" if calibrated else
+                                    config.rule_aggregate, batch_size=config.batch_size, max_length=config.max_length)
+        if not calibrated:
+            return raw
+        # imported here: alignlab.outer.rules imports this module
+        from alignlab.outer.rules import CalibratedRuleReward, load_rule_calibration
+
+        return CalibratedRuleReward(raw, load_rule_calibration(config.rule_calibration, raw),
+                                    aggregate=config.rule_aggregate)
     return ModelReward(model, tokenizer, batch_size=config.batch_size, max_length=config.max_length)
 
 
