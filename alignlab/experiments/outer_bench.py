@@ -67,9 +67,9 @@ class OuterBenchConfig(WorldBenchConfig):
     methods: list[str] = field(default_factory=lambda: list(ROWS))
     """rows to run (the SFT model is always the first): dpo, grpo, alol, second-thoughts, fdpg-<divergence>,
     grpo-rules, rlsf, sensei, dexperts, uddia, dsp"""
-    max_steps: int = 20
+    max_steps: int = 50
     """the one step budget: optimiser steps (offline rows, reward models, heads, the anti-expert, warm starts) or
-    rollout steps (online rows, DSP's RL)"""
+    rollout steps (online rows, DSP's RL); the default is sized so that one seed takes about 7 CPU-minutes"""
     batch_size: int = 32
     """examples per optimiser step of every supervised stage (offline rows, reward models, heads, anti-expert)"""
     eval_samples: int = 4
