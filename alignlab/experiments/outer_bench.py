@@ -69,7 +69,8 @@ class OuterBenchConfig(WorldBenchConfig):
     grpo-rules, rlsf, sensei, dexperts, uddia, dsp"""
     max_steps: int = 50
     """the one step budget: optimiser steps (offline rows, reward models, heads, the anti-expert, warm starts) or
-    rollout steps (online rows, DSP's RL); the default is sized so that one seed takes about 7 CPU-minutes"""
+    rollout steps (online rows, DSP's RL); the default is sized so that three seeds and a second world fit an hour
+    of one CPU core (each seed's CPU time is in its results.json)"""
     batch_size: int = 32
     """examples per optimiser step of every supervised stage (offline rows, reward models, heads, anti-expert)"""
     eval_samples: int = 4
@@ -335,14 +336,15 @@ def bench_outer(config: OuterBenchConfig) -> list[dict[str, Any]]:
     from alignlab.core.provenance import write_result
     from alignlab.experiments.bench import evaluate_policy, responder
 
+    clock = time.process_time()  # the whole run's CPU time, the SFT model's training (when done here) included
     s = setting(config)
     s.out.mkdir(parents=True, exist_ok=True)
     start = evaluate_policy(s.sft_path, s.sft, s.tokenizer, s.prompts, responder("sft", None), s.offline)
     rows = [finish_row("sft (start)", {**start, "kl_to_sft": 0.0}, 0.0, start)]
 
     def write() -> None:
-        write_result(s.out / "results.json", {"rows": rows, "sft_model": s.sft_path, "prompts": len(s.prompts)},
-                     seed=config.seed, config=config)
+        write_result(s.out / "results.json", {"rows": rows, "sft_model": s.sft_path, "prompts": len(s.prompts),
+                                              "cpu_seconds": time.process_time() - clock}, seed=config.seed, config=config)
 
     write()
     for name in config.methods:

@@ -41,10 +41,11 @@ def side_by_side(world: int = 0) -> str:
         cells += [_cell([r.get(k) for r in rows], digits) for k, _, digits in EXTRA]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     config = load(files[0])["config"]
+    minutes = ", ".join(f"{load(f)['results']['cpu_seconds'] / 60:.1f}" for f in files)
     note = (f"\n\nMean ± standard error over {len(files)} seed(s) (world seed {world}); {config['max_steps']} steps per "
             f"method, {config['eval_samples']} answers per held-out prompt; SFT model `{load(files[0])['results']['sft_model']}`. "
-            "KL is the Monte Carlo estimate on the row's own answers; – where the decoded distribution is not one "
-            "model's (UDDIA, DSP).")
+            f"KL is the Monte Carlo estimate on the row's own answers; – where the decoded distribution is not one "
+            f"model's (UDDIA, DSP). Each seed's whole run took {minutes} CPU-minutes.")
     return "\n".join(lines) + note + "\n\n" + "\n\n".join(cite(f) for f in files)
 
 
