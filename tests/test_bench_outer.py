@@ -9,27 +9,23 @@ import math
 import pytest
 import yaml
 from conftest import build_model
-from test_offline_bench import TINY
+from test_offline_bench import world_and_model  # noqa: F401, F811 (a fixture, used by name)
 
 from alignlab.cli import main
 from alignlab.core.models import load_tokenizer
 from alignlab.experiments.outer_bench import COLUMNS, ROWS, OuterBenchConfig
-from alignlab.world.build import build_world
-from alignlab.world.datasets import DATASET_SIZES
 
 
 @pytest.fixture
-def tiny_world(tmp_path, monkeypatch):
+def tiny_world(world_and_model, tmp_path, monkeypatch):  # noqa: F811 (the fixture imported above)
+    """The offline bench's tiny world and SFT model, and another tiny model as the world's base model (RLSF's
+    weaker generator, DSP's hint writer), so nothing is pretrained."""
     import alignlab.world.base_model as base_module
 
-    monkeypatch.setitem(DATASET_SIZES, "small", TINY)
-    paths = build_world(tmp_path / "world", seed=0, verbose=False)
-    tokenizer = load_tokenizer(str(paths.tokenizer))
-    build_model(tmp_path / "sft", tokenizer, hidden=32, layers=1)
-    # the world's base model (RLSF's weaker generator, DSP's hint writer): another tiny model, no pretraining
-    build_model(tmp_path / "base", tokenizer, hidden=32, layers=1, seed=1)
+    paths, sft = world_and_model
+    build_model(tmp_path / "base", load_tokenizer(str(paths.tokenizer)), hidden=32, layers=1, seed=1)
     monkeypatch.setattr(base_module, "build_base_model", lambda paths, config=None, **kw: tmp_path / "base")
-    return paths, tmp_path / "sft"
+    return paths, sft
 
 
 def bench(paths, sft, out, *sets: str) -> list[dict]:
