@@ -9,7 +9,7 @@ from _common import RESULTS, cite, fmt, load, mean_se
 RATES = ("true_reward", "helpfulness", "honesty", "harmlessness", "toxicity", "bias")
 # (key, header, digits) after the rates
 EXTRA = (("kl_to_sft", "KL/answer", 2), ("kl_per_token", "KL/token", 3), ("train_cpu_seconds", "train CPU-s", 0),
-         ("added_generation_cpu_seconds", "added gen. CPU-s", 0))
+         ("added_generation_cpu_seconds", "added gen. CPU-s", 1))
 
 
 def _files(world: int) -> list[str]:
