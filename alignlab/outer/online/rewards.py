@@ -35,7 +35,8 @@ from torch import nn
 
 from alignlab.core.records import Message
 from alignlab.core.tokenize import CompletionCollator, encode_completion
-from alignlab.errors import ConfigError, TrainingError
+from alignlab.errors import ConfigError, DataError, TrainingError
+from alignlab.outer.online.rule_calibration import RuleCalibration, calibrated_scores, load_rule_calibration
 
 
 class RewardSource(Protocol):
@@ -65,7 +66,7 @@ class RewardSourceConfig:
     log-probability that every rule is followed, rules taken as independent)"""
     rule_calibration: str = ""
     """(source=rules) calibrate each rule's raw score to the probability that the answer follows the rule
-    (Platt scaling, alignlab.outer.rules): a calibration JSON file ({"slope": {rule: a}, "intercept": {rule: c}},
+    (Platt scaling, alignlab.outer.online.rule_calibration): a calibration JSON file ({"slope": {rule: a}, "intercept": {rule: c}},
     as RuleCalibration.save writes it) or a JSONL file of held-out rule-violation labels ({prompt, response,
     rule, violated} rows) to fit it on; empty: the raw scores"""
     function: str = ""
@@ -189,6 +190,43 @@ class MessageReward:
     LM on them): :func:`as_source` passes it through instead of wrapping it as a plain function."""
 
 
+class CalibratedRuleReward(MessageReward):
+    """A rule-conditioned reward model (:class:`RuleConditionedReward`) whose
+    per-rule scores are calibrated and aggregated over the rules that apply to each prompt; a reward source that
+    reads the chat messages (so :func:`as_source` passes it to trainers as is).
+
+    ``applies(prompt) -> set of rule texts`` says which rules bind a prompt (default: every rule); a text that is
+    not one of the source's rules raises. Every rule of the source needs a calibration."""
+
+    def __init__(self, source, calibration: RuleCalibration, *, applies=None, aggregate: str = "log_all"):
+        self.source, self.calibration, self.applies, self.aggregate = source, calibration, applies, aggregate
+        self.rules = list(source.rules)
+        missing = [r for r in self.rules if r not in calibration.slope]
+        if missing:
+            raise DataError(f"no calibration for rule(s) {missing}: every rule of the reward model needs labelled "
+                            "rows (or build the reward model with only the calibrated rules)", field="rule")
+
+    def per_rule(self, prompts: list, completions: list[str]) -> list[list[float]]:
+        return self.source.per_rule(prompts, completions)
+
+    def __call__(self, prompts: list, completions: list[str]) -> list[float]:
+        applicable = [self._applicable(p) for p in prompts] if self.applies is not None else None
+        return calibrated_scores(self.per_rule(prompts, completions), self.rules, self.calibration, applicable,
+                                 aggregate=self.aggregate)
+
+    def _applicable(self, prompt) -> set[str]:
+        rules = set(self.applies(prompt))
+        unknown = rules - set(self.rules)
+        if unknown:
+            import difflib
+
+            name = sorted(unknown)[0]
+            close = difflib.get_close_matches(name, self.rules, n=1)
+            raise DataError(f"applies() named rule '{name}', which the reward model does not score"
+                            + (f"; did you mean '{close[0]}'?" if close else ""), field="rule")
+        return rules
+
+
 def as_source(reward: RewardSource | Callable) -> RewardSource:
     """A reward source as is; any other callable is taken as a plain ``fn(prompts: list[str], completions)``."""
     known = (FunctionReward, ModelReward, WorldReward, RuleConditionedReward, MessageReward)
@@ -222,9 +260,6 @@ def build_reward(config: RewardSourceConfig, *, device: torch.device | str = "cp
                                     config.rule_aggregate, batch_size=config.batch_size, max_length=config.max_length)
         if not calibrated:
             return raw
-        # imported here: alignlab.outer.rules imports this module
-        from alignlab.outer.rules import CalibratedRuleReward, load_rule_calibration
-
         return CalibratedRuleReward(raw, load_rule_calibration(config.rule_calibration, raw),
                                     aggregate=config.rule_aggregate)
     return ModelReward(model, tokenizer, batch_size=config.batch_size, max_length=config.max_length)
