@@ -69,8 +69,7 @@ class OuterBenchConfig(WorldBenchConfig):
     grpo-rules, rlsf, sensei, dexperts, uddia, dsp"""
     max_steps: int = 50
     """the one step budget: optimiser steps (offline rows, reward models, heads, the anti-expert, warm starts) or
-    rollout steps (online rows, DSP's RL); the default is sized so that three seeds and a second world fit an hour
-    of one CPU core (each seed's CPU time is in its results.json)"""
+    rollout steps (online rows, DSP's RL); each run's CPU time is in its results.json (cpu_seconds)"""
     batch_size: int = 32
     """examples per optimiser step of every supervised stage (offline rows, reward models, heads, anti-expert)"""
     eval_samples: int = 4
@@ -127,7 +126,7 @@ def setting(config: OuterBenchConfig) -> Setting:
     offline = BenchConfig(output=config.output, batch_size=config.batch_size, **shared)
     paths, sft_path = world_and_sft(offline)
     offline.sft_model = sft_path
-    online = OnlineBenchConfig(output=config.output, offline_results=str(Path(config.output) / "offline.json"), **shared)
+    online = OnlineBenchConfig(output=config.output, **shared)
     return Setting(config, paths, sft_path, load_causal_lm(sft_path).eval(), load_tokenizer(sft_path),
                    load_prompts(paths.datasets["prompts_eval"])[: config.eval_limit], offline, online)
 
@@ -233,11 +232,13 @@ def sensei_row(s: Setting) -> tuple[dict[str, Any], float]:
     from alignlab.outer.sensei import SenseiConfig, load_sensei, train_sensei
 
     run_dir = s.out / "runs" / "sensei"
+    judge = RewardSourceConfig(source="world", world_seed=s.paths.seed, world_size=s.paths.size)
     clock = time.process_time()
-    train_sensei(SenseiConfig(model=ModelConfig(s.sft_path), output=str(run_dir), reward=RewardSourceConfig(source="world"),
+    train_sensei(SenseiConfig(model=ModelConfig(s.sft_path), output=str(run_dir), reward=judge,
                               data=DataConfig(path=str(s.paths.datasets["prompts_train"]), limit=s.config.sensei_prompts),
                               generation=GenerationConfig(max_new_tokens=s.config.max_new_tokens, seed=s.config.seed),
-                              train=_train(max_steps=s.config.max_steps, batch_size=s.config.batch_size, lr=3e-3, seed=s.config.seed)))
+                              train=_train(max_steps=s.config.max_steps, batch_size=s.config.batch_size, lr=3e-3,
+                                           seed=s.config.seed)))
     seconds = time.process_time() - clock
     return evaluate_policy(load_sensei(run_dir).eval(), s.sft, s.tokenizer, s.prompts, responder("sft", None),
                            s.offline), seconds
@@ -295,7 +296,8 @@ def dsp_row(s: Setting) -> tuple[dict[str, Any], float]:
                             f"train.max_steps={c.max_steps}", f"warm_start_steps={c.max_steps}", f"train.lr={c.lr}",
                             f"model.name_or_path={build_base_model(s.paths, verbose=False)}", "frozen_temperature=1.0",
                             f"data.path={s.paths.datasets['sft_train']}", f"data.limit={c.dsp_prompts}",
-                            f"frozen={s.sft_path}", f"frozen_max_tokens={c.max_new_tokens}"])
+                            f"frozen={s.sft_path}", f"frozen_max_tokens={c.max_new_tokens}",
+                            f"reward.world_seed={s.paths.seed}", f"reward.world_size={s.paths.size}"])
     seconds = time.process_time() - clock
     frozen = FrozenLM(load_lm(s.sft_path), max_tokens=c.max_new_tokens, temperature=1.0, seed=c.seed)
     clock = time.process_time()

@@ -74,6 +74,10 @@ class RewardSourceConfig:
     world_dimension: str = "true_reward"
     """judge output (source=world): true_reward, cost (+1 unsafe / −1 safe), helpfulness, honesty, harmlessness,
     toxicity, bias"""
+    world_seed: int = 0
+    """(source=world) the seed of the toy world whose prompts are judged (its knowledge base reads the prompts)"""
+    world_size: str = "small"
+    """(source=world) the size of that world"""
     batch_size: int = 32
     """completions scored per reward-model forward"""
     max_length: int = 1024
@@ -135,20 +139,23 @@ class WorldReward:
     ``dimension``: ``true_reward``, one judged dimension (helpfulness, honesty, harmlessness, toxicity,
     bias) or ``cost`` — +1 when the response is harmful, toxic or biased and −1 otherwise, Safe RLHF's
     sign convention (safe responses have negative cost, so a cost threshold of 0 means "mostly safe").
+    ``world_seed`` and ``world_size`` name the world whose prompts are judged.
     """
 
-    def __init__(self, dimension: str = "true_reward"):
+    def __init__(self, dimension: str = "true_reward", *, world_seed: int = 0, world_size: str = "small"):
         from alignlab.world.judge import DIMENSIONS
 
         choices = ["true_reward", "cost", *DIMENSIONS]
         if dimension not in choices:
             raise ConfigError(f"world_dimension '{dimension}' is not one of {choices}")
-        self.dimension = dimension
+        self.dimension, self.world = dimension, (world_seed, world_size)
 
     def __call__(self, prompts: list[list[Message]], completions: list[str]) -> list[float]:
+        from alignlab.world.families import kb_for
         from alignlab.world.judge import score
 
-        scores = [score(p, c) for p, c in zip(prompts, completions)]
+        kb = kb_for(*self.world)  # the prompts are parsed against this world's knowledge base
+        scores = [score(p, c, kb=kb) for p, c in zip(prompts, completions)]
         if self.dimension == "cost":
             return [s.cost for s in scores]
         return [float(getattr(s, self.dimension)) for s in scores]
@@ -238,7 +245,7 @@ def build_reward(config: RewardSourceConfig, *, device: torch.device | str = "cp
     if config.source == "function":
         return FunctionReward(import_function(config.function))
     if config.source == "world":
-        return WorldReward(config.world_dimension)
+        return WorldReward(config.world_dimension, world_seed=config.world_seed, world_size=config.world_size)
     if not config.model:
         raise ConfigError(f"reward.source={config.source} needs reward.model (a reward model directory)")
     if config.source == "rules" and not config.rules:
