@@ -218,27 +218,43 @@ def responder(method: str, run_dir: Path | None) -> Responder:
     return plain
 
 
-def evaluate_policy(model_dir: str, sft, tokenizer, prompts: list, respond: Responder, config: BenchConfig) -> dict:
+def judge_answers(prompts: list, answers: list[str]) -> dict:
+    """The world judge's rates of ``answers`` (answer k is to prompt k % len(prompts), as
+    :func:`~alignlab.world.model_eval.sample_answers` lays them out), with each prompt's mean true reward for
+    :func:`paired_gain`."""
+    from alignlab.world.evaluate import evaluate_responses
+
+    n_prompts = len(prompts)
+    scores = evaluate_responses([prompts[k % n_prompts] for k in range(len(answers))], answers, per_response=True)
+    per_prompt = [mean(scores["true_rewards"][i::n_prompts]) for i in range(n_prompts)]
+    return {**{k: scores[k] for k in GROUND_TRUTH}, "stderr": scores["stderr"], "examples": answers[:3],
+            "per_prompt_reward": per_prompt}
+
+
+def evaluate_policy(model: str | Any, sft, tokenizer, prompts: list, respond: Responder, config: BenchConfig) -> dict:
     """The world's one protocol, as the demo evaluates (:func:`alignlab.world.model_eval.sample_answers`):
     ``eval_samples`` answers per held-out prompt at temperature 1, graded by the world's judge; KL(π‖π_SFT)
     estimated on the same answers (:func:`~alignlab.world.model_eval.kl_estimate`; π_SFT sees the plain
-    prompt, and for Chain of Hindsight π sees it with the positive phrase)."""
+    prompt, and for Chain of Hindsight π sees it with the positive phrase). ``model`` is a model directory or a
+    loaded model (e.g. a decoding rule such as SENSEI's heads or DExperts' logit arithmetic on the SFT model).
+    Also returns the generation's CPU seconds and the answers' mean length in tokens."""
+    import time
+
     from alignlab.core.models import load_causal_lm
     from alignlab.evaluate.lm import HuggingFaceLM
-    from alignlab.world.evaluate import evaluate_responses
     from alignlab.world.model_eval import kl_estimate, sample_answers
 
-    lm = HuggingFaceLM(load_causal_lm(model_dir), tokenizer, batch_size=64)
+    lm = HuggingFaceLM(load_causal_lm(model) if isinstance(model, str | Path) else model, tokenizer, batch_size=64)
+    clock = time.process_time()
     sampled = sample_answers(lm, prompts, samples=config.eval_samples, max_tokens=config.max_new_tokens,
                              temperature=1.0, seed=config.seed,
                              prompt_ids=lambda messages: respond.prompt_ids(tokenizer, messages), read=respond.read)
-    scores = evaluate_responses(sampled.prompts, sampled.answers, per_response=True)
-    n_prompts = len(prompts)  # answer k is to prompt k % n_prompts
-    per_prompt = [mean(scores["true_rewards"][i::n_prompts]) for i in range(n_prompts)]
+    generation_seconds = time.process_time() - clock
     plain = [responder("sft", None).prompt_ids(tokenizer, p.messages) for p in sampled.prompts]
     kl = kl_estimate(lm.model, sft, sampled, pad_token_id=tokenizer.pad_token_id, reference_prompt_ids=plain)
-    return {**{k: scores[k] for k in GROUND_TRUTH}, "stderr": scores["stderr"], "kl_to_sft": kl,
-            "examples": sampled.answers[:3], "per_prompt_reward": per_prompt}
+    tokens = [len(ids) for ids in sampled.generated.completion_ids]
+    return {**judge_answers(prompts, sampled.answers), "kl_to_sft": kl, "generation_cpu_seconds": generation_seconds,
+            "answer_tokens": sum(tokens) / max(len(tokens), 1)}
 
 
 def paired_gain(row: dict[str, Any], start: dict[str, Any]) -> dict[str, float]:

@@ -4,7 +4,8 @@ the toy world, one table each; ``alignlab bench selection --world``: small-data 
 --world``: reward models from synthetic feedback; ``alignlab bench rules --world``: a Sparrow-style
 rule-conditioned reward model and RL against it; ``alignlab bench sensei --world`` and ``alignlab bench uddia
 --world``: SENSEI's heads and UDDIA-style decoding; ``alignlab bench findings --world``: contradicting facts and
-simplified or delusive task definitions in SFT; ``alignlab bench ird --world``: inverse reward design.
+simplified or delusive task definitions in SFT; ``alignlab bench ird --world``: inverse reward design;
+``alignlab bench outer --world``: every outer-alignment method from one SFT model and one step budget.
 
     alignlab bench methods --world [--methods dpo,kto,rrhf] [--sft-model PATH] [--output DIR]
                            [--max-steps N] [--config F.yaml] [--set key=value ...]
@@ -71,6 +72,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     add_config_command(bench, "uddia", _uddia,
                        help="UDDIA-style adaptive optimisation while decoding the world's base model, against plain "
                             "decoding, over seeds")
+    add_config_command(bench, "outer", _outer,
+                       help="every outer-alignment method from one SFT model and one step budget, one table")
     add_config_command(bench, "selection", _selection,
                        help="SFT on chosen fractions of the world's demonstrations: selectors against random")
 
@@ -92,6 +95,15 @@ def _online(args: argparse.Namespace) -> None:
     rows = bench_online(config)
     print(markdown_table(rows), end="")
     print(f"results.json and results.md in {config.output}")
+
+
+def _outer(args: argparse.Namespace) -> None:
+    from alignlab.experiments.outer_bench import COLUMNS, OuterBenchConfig, bench_outer
+
+    config = bench_config(OuterBenchConfig, args)
+    for row in bench_outer(config):
+        print(f"{row['method']:<18} " + ", ".join(f"{k} {'–' if row[k] is None else f'{row[k]:.3f}'}" for k in COLUMNS))
+    print(f"results.json in {config.output}")
 
 
 def _selection(args: argparse.Namespace) -> None:

@@ -54,7 +54,7 @@ class DecodingBenchConfig(WorldExperimentConfig):
     """seed for training and sampling"""
 
 
-def _anti_expert_data(world, out: Path) -> Path:
+def anti_expert_data(world, out: Path) -> Path:
     """The rejected answers of the world's training pairs as SFT conversations (the undesirable text)."""
     import json
 
@@ -88,7 +88,7 @@ def bench_decoding(config: DecodingBenchConfig) -> list[dict[str, Any]]:
     world = build_world(config.world_dir, seed=config.world_seed, verbose=False)
     base_path = config.base_model or str(build_base_model(world, BaseModelConfig()))
     trained = {}
-    for name, data in (("expert", str(world.datasets["sft_train"])), ("anti_expert", str(_anti_expert_data(world, out)))):
+    for name, data in (("expert", str(world.datasets["sft_train"])), ("anti_expert", str(anti_expert_data(world, out)))):
         train = TrainConfig(max_steps=config.expert_steps, batch_size=config.batch_size, lr=config.lr,
                             seed=config.seed, progress=False, overwrite=True)
         train_sft(SFTConfig(model=ModelConfig(base_path), data=DataConfig(path=data, max_length=128), train=train,

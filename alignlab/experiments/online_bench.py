@@ -96,8 +96,11 @@ class OnlineBenchConfig(WorldBenchConfig):
 
 def method_keys(method: str, config: OnlineBenchConfig, paths, run_dir: Path, sft_path: str) -> list[str]:
     """Config keys of ``alignlab train METHOD`` for the bench (same budget, same reward)."""
+    # the judge parses the prompts against this world's knowledge base
+    world = {part: [f"{part}.world_seed={config.world_seed}", f"{part}.world_size={config.world_size}"]
+             for part in ("reward", "cost")}
     reward = ([f"reward.model={config.reward_model}"] if config.reward_model
-              else ["reward.source=world", "reward.world_dimension=true_reward"])
+              else ["reward.source=world", "reward.world_dimension=true_reward", *world["reward"]])
     lr = config.lr if method in ("ppo", "safe-ppo") else config.lr_without_critic
     common = [f"model.name_or_path={sft_path}", f"output={run_dir}", "train.overwrite=true", f"train.lr={lr}",
               f"train.seed={config.seed}", "train.progress=false", f"generation.max_new_tokens={config.max_new_tokens}"]
@@ -110,7 +113,7 @@ def method_keys(method: str, config: OnlineBenchConfig, paths, run_dir: Path, sf
         keys = [*rl, *reward, *one_each]
     elif method == "safe-ppo":
         keys = [*rl, *one_each, "reward.source=world", "reward.world_dimension=helpfulness", "cost.source=world",
-                "cost.world_dimension=cost"]
+                "cost.world_dimension=cost", *world["reward"], *world["cost"]]
     elif method in ("grpo", "rloo", "reinforce", "fdpg"):
         keys = [*rl, *reward, f"group_size={config.group_size}", f"prompts_per_step={group_prompts}",
                 f"minibatch_size={config.prompts_per_step}"]

@@ -30,29 +30,32 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.errors import DataError
-from alignlab.outer.online.rewards import MessageReward, rule_prompt
+from alignlab.outer.online.rewards import CalibratedRuleReward, rule_prompt
+from alignlab.outer.online.rule_calibration import (
+    REQUIRED,
+    RuleCalibration,
+    calibrated_scores,
+    check_label,
+    fit_on_labels,
+    fit_rule_calibration,
+    label_messages,
+    load_rule_calibration,
+)
 from alignlab.outer.reward import RewardModelConfig, train_reward
 
-REQUIRED = ("prompt", "response", "rule", "violated")
-
-
-def _messages(prompt: Any) -> list[dict[str, str]]:
-    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-
+# the calibration lives in alignlab.outer.online.rule_calibration (the online reward sources load it from configs);
+# its names are importable from here too
+__all__ = ["REQUIRED", "CalibratedRuleReward", "RuleCalibration", "RuleRewardConfig", "calibrate_rule_reward",
+           "calibrated_scores", "check_label", "fit_rule_calibration", "load_rule_calibration", "rule_violation_pairs",
+           "train_rule_reward"]
 
 def rule_violation_pairs(rows: list[dict[str, Any]], *, source: str = "labels") -> list[dict[str, Any]]:
     """Pairs (rule followed ≻ rule broken) for every prompt and rule that has answers of both kinds; the prompt
     carries the rule. Every followed answer is paired with every broken one of the same prompt and rule."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for i, row in enumerate(rows):
-        missing = [k for k in REQUIRED if k not in row]
-        if missing:
-            raise DataError(f"a rule-violation label needs {', '.join(REQUIRED)}", source=source, row=i,
-                            field=missing[0])
-        if not isinstance(row["violated"], bool):
-            raise DataError(f"'violated' must be true or false, got {row['violated']!r}", source=source, row=i,
-                            field="violated")
-        messages = _messages(row["prompt"])
+        check_label(row, source, i)
+        messages = label_messages(row["prompt"])
         group = groups.setdefault((json.dumps(messages), row["rule"]), {"messages": messages, "followed": [],
                                                                          "broken": []})
         group["broken" if row["violated"] else "followed"].append(row["response"])
@@ -98,157 +101,7 @@ def train_rule_reward(config: RuleRewardConfig, **kwargs: Any):
     return train_reward(dataclasses.replace(config, data=data), **kwargs)
 
 
-# -- calibrated aggregation over the rules that apply --------------------------------------------------------
-#
-# A rule-conditioned model's raw scores are Bradley–Terry logits *within* a rule: only their differences under
-# one rule mean something. Across rules the offsets and scales are arbitrary (a rule may score every answer
-# around +8, another around 0), so the min or mean of raw scores lets one rule's scale, or a rule that does not
-# apply to the prompt at all, decide the ranking. Calibration maps each rule's score to the probability that
-# the answer follows the rule, p_r(s) = σ(a_r s + c_r), fitted per rule by logistic regression (BCE) on the
-# rule-violation labels (Platt scaling); answers are then compared by log P(every applicable rule followed) =
-# Σ_{r applies} log p_r(s_r) (rules taken as independent), or by the least-followed applicable rule.
-#
-# Fit the calibration on labels the reward model was NOT trained on: on its own training labels the raw scores
-# separate followed from broken better than they will on new answers, and Platt scaling then comes out
-# overconfident (slopes too steep).
-
-
-@dataclass
-class RuleCalibration:
-    """Per rule, ``p(follows | raw score s) = σ(slope · s + intercept)``.
-
-    Example::
-
-        >>> cal = RuleCalibration(slope={"r": 2.0}, intercept={"r": -16.0})
-        >>> round(cal.follow_probability("r", 8.0), 3), round(cal.follow_probability("r", 10.0), 3)
-        (0.5, 0.982)
-    """
-
-    slope: dict[str, float]
-    intercept: dict[str, float]
-
-    def logit(self, rule: str, score: float) -> float:
-        if rule not in self.slope:
-            import difflib
-
-            close = difflib.get_close_matches(rule, list(self.slope), n=1)
-            raise DataError(f"no calibration for rule '{rule}'" + (f"; did you mean '{close[0]}'?" if close else ""))
-        return self.slope[rule] * score + self.intercept[rule]
-
-    def follow_probability(self, rule: str, score: float) -> float:
-        import math
-
-        return 1.0 / (1.0 + math.exp(-self.logit(rule, score)))
-
-    def save(self, path: str | Path) -> None:
-        from alignlab.core.io import atomic_write_json
-
-        atomic_write_json(Path(path), {"slope": self.slope, "intercept": self.intercept})
-
-    @classmethod
-    def load(cls, path: str | Path) -> RuleCalibration:
-        data = json.loads(Path(path).read_text())
-        return cls(slope=data["slope"], intercept=data["intercept"])
-
-
-def fit_rule_calibration(labelled: dict[str, list[tuple[float, bool]]], *, l2: float = 1e-3) -> RuleCalibration:
-    """Fit ``σ(a s + c)`` per rule to ``{rule: [(raw score, violated), ...]}`` by minimising the binary cross-entropy
-    of "followed" (plus a small L2 on ``a`` so separable labels stay finite). Each rule needs both kinds."""
-    import torch
-
-    slope, intercept = {}, {}
-    for rule, rows in labelled.items():
-        followed = torch.tensor([0.0 if v else 1.0 for _, v in rows], dtype=torch.float64)
-        if not rows or followed.min() == followed.max():
-            raise DataError(f"rule '{rule}' needs both followed and broken answers to be calibrated", field="violated")
-        scores = torch.tensor([s for s, _ in rows], dtype=torch.float64)
-        mean, scale = scores.mean(), scores.std().clamp_min(1e-8)
-        z = (scores - mean) / scale  # fitted on standardised scores, mapped back below
-        a = torch.zeros((), dtype=torch.float64, requires_grad=True)
-        c = torch.zeros((), dtype=torch.float64, requires_grad=True)
-        optimiser = torch.optim.LBFGS([a, c], max_iter=200, line_search_fn="strong_wolfe")
-
-        def closure(a=a, c=c, z=z, followed=followed, optimiser=optimiser) -> torch.Tensor:
-            optimiser.zero_grad()
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(a * z + c, followed) + l2 * a * a
-            loss.backward()
-            return loss
-
-        optimiser.step(closure)
-        a, c = a.detach(), c.detach()
-        slope[rule] = float(a / scale)  # a·z + c = (a/scale)·s + (c − a·mean/scale)
-        intercept[rule] = float(c - a * mean / scale)
-    return RuleCalibration(slope=slope, intercept=intercept)
-
-
-def calibrated_scores(table: list[list[float]], rules: list[str], calibration: RuleCalibration,
-                      applicable: list[set[str]] | None = None, *, aggregate: str = "log_all") -> list[float]:
-    """One score per completion from raw per-rule scores ``table[rule][completion]``, counting only the rules
-    that apply to its prompt (``applicable[i]``; None: all rules).
-
-    ``log_all``: Σ_{r applies} log p_r (the log-probability that every applicable rule is followed; 0 when none
-    applies); ``min``: the smallest p_r over applicable rules (1 when none applies)."""
-    import math
-
-    if aggregate not in ("log_all", "min"):
-        raise DataError(f"unknown rule aggregate '{aggregate}'; choose log_all or min", field="aggregate")
-    out = []
-    for i in range(len(table[0]) if table else 0):
-        rules_here = [(k, r) for k, r in enumerate(rules) if applicable is None or r in applicable[i]]
-        logits = [calibration.logit(r, table[k][i]) for k, r in rules_here]
-        if aggregate == "log_all":  # log σ(x) = −softplus(−x), computed stably
-            out.append(sum(-(max(-x, 0.0) + math.log1p(math.exp(-abs(x)))) for x in logits))
-        else:
-            out.append(min((1.0 / (1.0 + math.exp(-x)) for x in logits), default=1.0))
-    return out
-
-
-class CalibratedRuleReward(MessageReward):
-    """A rule-conditioned reward model (:class:`~alignlab.outer.online.rewards.RuleConditionedReward`) whose
-    per-rule scores are calibrated and aggregated over the rules that apply to each prompt; a reward source that
-    reads the chat messages (so :func:`~alignlab.outer.online.rewards.as_source` passes it to trainers as is).
-
-    ``applies(prompt) -> set of rule texts`` says which rules bind a prompt (default: every rule); a text that is
-    not one of the source's rules raises. Every rule of the source needs a calibration."""
-
-    def __init__(self, source, calibration: RuleCalibration, *, applies=None, aggregate: str = "log_all"):
-        self.source, self.calibration, self.applies, self.aggregate = source, calibration, applies, aggregate
-        self.rules = list(source.rules)
-        missing = [r for r in self.rules if r not in calibration.slope]
-        if missing:
-            raise DataError(f"no calibration for rule(s) {missing}: every rule of the reward model needs labelled "
-                            "rows (or build the reward model with only the calibrated rules)", field="rule")
-
-    def per_rule(self, prompts: list, completions: list[str]) -> list[list[float]]:
-        return self.source.per_rule(prompts, completions)
-
-    def __call__(self, prompts: list, completions: list[str]) -> list[float]:
-        applicable = [self._applicable(p) for p in prompts] if self.applies is not None else None
-        return calibrated_scores(self.per_rule(prompts, completions), self.rules, self.calibration, applicable,
-                                 aggregate=self.aggregate)
-
-    def _applicable(self, prompt) -> set[str]:
-        rules = set(self.applies(prompt))
-        unknown = rules - set(self.rules)
-        if unknown:
-            import difflib
-
-            name = sorted(unknown)[0]
-            close = difflib.get_close_matches(name, self.rules, n=1)
-            raise DataError(f"applies() named rule '{name}', which the reward model does not score"
-                            + (f"; did you mean '{close[0]}'?" if close else ""), field="rule")
-        return rules
-
-
 def calibrate_rule_reward(source, labels: list[dict[str, Any]], **kwargs: Any) -> CalibratedRuleReward:
     """Fit each rule's calibration on rule-violation label rows ({prompt, response, rule, violated}) scored by
     ``source`` (a RuleConditionedReward), and wrap it; ``kwargs`` go to :class:`CalibratedRuleReward`."""
-    labelled: dict[str, list[tuple[float, bool]]] = {}
-    for rule in source.rules:
-        rows = [r for r in labels if r["rule"] == rule]
-        if not rows:
-            raise DataError(f"no label rows for rule '{rule}': every rule of the reward model needs labelled "
-                            "followed and broken answers to be calibrated", field="rule")
-        scores = source.per_rule([_messages(r["prompt"]) for r in rows], [r["response"] for r in rows])
-        labelled[rule] = list(zip(scores[list(source.rules).index(rule)], [r["violated"] for r in rows]))
-    return CalibratedRuleReward(source, fit_rule_calibration(labelled), **kwargs)
+    return CalibratedRuleReward(source, fit_on_labels(source, labels), **kwargs)

@@ -35,7 +35,8 @@ from torch import nn
 
 from alignlab.core.records import Message
 from alignlab.core.tokenize import CompletionCollator, encode_completion
-from alignlab.errors import ConfigError, TrainingError
+from alignlab.errors import ConfigError, DataError, TrainingError
+from alignlab.outer.online.rule_calibration import RuleCalibration, calibrated_scores, load_rule_calibration
 
 
 class RewardSource(Protocol):
@@ -59,13 +60,24 @@ class RewardSourceConfig:
     """reward model directory (source=model or rules)"""
     rules: list[str] = field(default_factory=list)
     """rule texts (source=rules), each scored by the rule-conditioned model"""
-    rule_aggregate: Literal["min", "mean"] = "min"
-    """how the rules' scores combine (source=rules): min (the worst-followed rule decides) or mean"""
+    rule_aggregate: Literal["min", "mean", "log_all"] = "min"
+    """how the rules' scores combine (source=rules): min (the worst-followed rule decides) or mean of the raw
+    scores; with rule_calibration, min (the smallest probability that a rule is followed) or log_all (the
+    log-probability that every rule is followed, rules taken as independent)"""
+    rule_calibration: str = ""
+    """(source=rules) calibrate each rule's raw score to the probability that the answer follows the rule
+    (Platt scaling, alignlab.outer.online.rule_calibration): a calibration JSON file ({"slope": {rule: a}, "intercept": {rule: c}},
+    as RuleCalibration.save writes it) or a JSONL file of held-out rule-violation labels ({prompt, response,
+    rule, violated} rows) to fit it on; empty: the raw scores"""
     function: str = ""
     """'module:function' with signature (prompts: list[str], completions: list[str]) -> list[float]"""
     world_dimension: str = "true_reward"
     """judge output (source=world): true_reward, cost (+1 unsafe / −1 safe), helpfulness, honesty, harmlessness,
     toxicity, bias"""
+    world_seed: int = 0
+    """(source=world) the seed of the toy world whose prompts are judged (its knowledge base reads the prompts)"""
+    world_size: str = "small"
+    """(source=world) the size of that world"""
     batch_size: int = 32
     """completions scored per reward-model forward"""
     max_length: int = 1024
@@ -127,20 +139,23 @@ class WorldReward:
     ``dimension``: ``true_reward``, one judged dimension (helpfulness, honesty, harmlessness, toxicity,
     bias) or ``cost`` — +1 when the response is harmful, toxic or biased and −1 otherwise, Safe RLHF's
     sign convention (safe responses have negative cost, so a cost threshold of 0 means "mostly safe").
+    ``world_seed`` and ``world_size`` name the world whose prompts are judged.
     """
 
-    def __init__(self, dimension: str = "true_reward"):
+    def __init__(self, dimension: str = "true_reward", *, world_seed: int = 0, world_size: str = "small"):
         from alignlab.world.judge import DIMENSIONS
 
         choices = ["true_reward", "cost", *DIMENSIONS]
         if dimension not in choices:
             raise ConfigError(f"world_dimension '{dimension}' is not one of {choices}")
-        self.dimension = dimension
+        self.dimension, self.world = dimension, (world_seed, world_size)
 
     def __call__(self, prompts: list[list[Message]], completions: list[str]) -> list[float]:
+        from alignlab.world.families import kb_for
         from alignlab.world.judge import score
 
-        scores = [score(p, c) for p, c in zip(prompts, completions)]
+        kb = kb_for(*self.world)  # the prompts are parsed against this world's knowledge base
+        scores = [score(p, c, kb=kb) for p, c in zip(prompts, completions)]
         if self.dimension == "cost":
             return [s.cost for s in scores]
         return [float(getattr(s, self.dimension)) for s in scores]
@@ -182,6 +197,43 @@ class MessageReward:
     LM on them): :func:`as_source` passes it through instead of wrapping it as a plain function."""
 
 
+class CalibratedRuleReward(MessageReward):
+    """A rule-conditioned reward model (:class:`RuleConditionedReward`) whose
+    per-rule scores are calibrated and aggregated over the rules that apply to each prompt; a reward source that
+    reads the chat messages (so :func:`as_source` passes it to trainers as is).
+
+    ``applies(prompt) -> set of rule texts`` says which rules bind a prompt (default: every rule); a text that is
+    not one of the source's rules raises. Every rule of the source needs a calibration."""
+
+    def __init__(self, source, calibration: RuleCalibration, *, applies=None, aggregate: str = "log_all"):
+        self.source, self.calibration, self.applies, self.aggregate = source, calibration, applies, aggregate
+        self.rules = list(source.rules)
+        missing = [r for r in self.rules if r not in calibration.slope]
+        if missing:
+            raise DataError(f"no calibration for rule(s) {missing}: every rule of the reward model needs labelled "
+                            "rows (or build the reward model with only the calibrated rules)", field="rule")
+
+    def per_rule(self, prompts: list, completions: list[str]) -> list[list[float]]:
+        return self.source.per_rule(prompts, completions)
+
+    def __call__(self, prompts: list, completions: list[str]) -> list[float]:
+        applicable = [self._applicable(p) for p in prompts] if self.applies is not None else None
+        return calibrated_scores(self.per_rule(prompts, completions), self.rules, self.calibration, applicable,
+                                 aggregate=self.aggregate)
+
+    def _applicable(self, prompt) -> set[str]:
+        rules = set(self.applies(prompt))
+        unknown = rules - set(self.rules)
+        if unknown:
+            import difflib
+
+            name = sorted(unknown)[0]
+            close = difflib.get_close_matches(name, self.rules, n=1)
+            raise DataError(f"applies() named rule '{name}', which the reward model does not score"
+                            + (f"; did you mean '{close[0]}'?" if close else ""), field="rule")
+        return rules
+
+
 def as_source(reward: RewardSource | Callable) -> RewardSource:
     """A reward source as is; any other callable is taken as a plain ``fn(prompts: list[str], completions)``."""
     known = (FunctionReward, ModelReward, WorldReward, RuleConditionedReward, MessageReward)
@@ -193,19 +245,30 @@ def build_reward(config: RewardSourceConfig, *, device: torch.device | str = "cp
     if config.source == "function":
         return FunctionReward(import_function(config.function))
     if config.source == "world":
-        return WorldReward(config.world_dimension)
+        return WorldReward(config.world_dimension, world_seed=config.world_seed, world_size=config.world_size)
     if not config.model:
         raise ConfigError(f"reward.source={config.source} needs reward.model (a reward model directory)")
     if config.source == "rules" and not config.rules:
         raise ConfigError("reward.source=rules needs reward.rules (the rule texts the model was trained on)")
+    if config.source == "rules":  # checked before the model loads
+        allowed = ("min", "log_all") if config.rule_calibration else ("min", "mean")
+        if config.rule_aggregate not in allowed:
+            raise ConfigError(f"reward.rule_aggregate={config.rule_aggregate} needs "
+                              f"{'no ' if config.rule_calibration else ''}reward.rule_calibration; choose "
+                              f"{' or '.join(allowed)}")
     from alignlab.core.models import load_reward_model, load_tokenizer
 
     tokenizer = load_tokenizer(config.model)
     model = load_reward_model(config.model).to(device)
     model.config.pad_token_id = tokenizer.pad_token_id
     if config.source == "rules":
-        return RuleConditionedReward(model, tokenizer, config.rules, aggregate=config.rule_aggregate,
-                                     batch_size=config.batch_size, max_length=config.max_length)
+        calibrated = bool(config.rule_calibration)
+        raw = RuleConditionedReward(model, tokenizer, config.rules, aggregate="min" if calibrated else
+                                    config.rule_aggregate, batch_size=config.batch_size, max_length=config.max_length)
+        if not calibrated:
+            return raw
+        return CalibratedRuleReward(raw, load_rule_calibration(config.rule_calibration, raw),
+                                    aggregate=config.rule_aggregate)
     return ModelReward(model, tokenizer, batch_size=config.batch_size, max_length=config.max_length)
 
 
