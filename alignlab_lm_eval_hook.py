@@ -34,10 +34,13 @@ WATCHED_MODULE = "lm_eval.models"
 def register_model_placeholder() -> None:
     """Add the lazy ``alignlab`` entry to lm-eval's model registry unless a model of that name is there already
     (``alignlab.evaluate.harness`` registers the class itself when it is imported first)."""
-    from lm_eval.api.registry import model_registry
+    try:  # another lm-eval version may lay its registry out differently: then lm-eval runs without alignlab's alias
+        from lm_eval.api.registry import model_registry
 
-    if MODEL_NAME not in model_registry:
-        model_registry.register(MODEL_NAME, target=MODEL_TARGET)
+        if MODEL_NAME not in model_registry:
+            model_registry.register(MODEL_NAME, target=MODEL_TARGET)
+    except Exception:  # noqa: BLE001 — a hook that ran at start-up must never break the import of lm-eval itself
+        return
 
 
 class _RegisterAfterLoad:

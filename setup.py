@@ -15,7 +15,9 @@ from setuptools.command.build_py import build_py
 from setuptools.command.editable_wheel import editable_wheel
 
 PTH_NAME = "alignlab_lm_eval_hook.pth"
-PTH_LINE = "import alignlab_lm_eval_hook\n"
+# A guarded import: if the module cannot be found (an editable checkout moved or deleted), start-up stays silent.
+PTH_LINE = ("import importlib.util; importlib.util.find_spec('alignlab_lm_eval_hook') is not None "
+            "and __import__('alignlab_lm_eval_hook')\n")
 
 
 class BuildPyWithHook(build_py):

@@ -13,6 +13,7 @@ Where the running environment itself was installed with the hook (``make install
 own ``lm_eval`` executable is run too.
 """
 
+import ast
 import json
 import os
 import shutil
@@ -33,6 +34,9 @@ from alignlab.evaluate.harness import HarnessLM  # noqa: E402
 from alignlab.evaluate.tasks import get_task  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# the .pth line setup.py writes (read, not imported: importing setup.py would run setup())
+PTH_LINE = next(ast.literal_eval(node.value) for node in ast.parse((ROOT / "setup.py").read_text()).body
+                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "PTH_LINE")
 TASK = "moral_local"
 LIMIT = 6
 
@@ -67,7 +71,7 @@ def venv(tmp_path_factory, source) -> Path:
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
          "--no-build-isolation", "--editable", str(source)], capture_output=True, text=True, env=_env())
     assert install.returncode == 0, install.stderr[-2000:]
-    assert Path(purelib, "alignlab_lm_eval_hook.pth").read_text() == "import alignlab_lm_eval_hook\n"
+    assert Path(purelib, "alignlab_lm_eval_hook.pth").read_text() == PTH_LINE
     return python
 
 
@@ -129,7 +133,7 @@ def test_a_wheel_puts_the_hook_and_its_pth_in_site_packages(source, tmp_path):
         names = set(archive.namelist())
         record = archive.read(next(n for n in names if n.endswith(".dist-info/RECORD"))).decode()
         # at the wheel's root (purelib = site-packages), and in RECORD so that uninstalling removes it
-        assert archive.read("alignlab_lm_eval_hook.pth") == b"import alignlab_lm_eval_hook\n"
+        assert archive.read("alignlab_lm_eval_hook.pth").decode() == PTH_LINE
     assert "alignlab_lm_eval_hook.py" in names and "alignlab/evaluate/harness.py" in names
     assert "alignlab_lm_eval_hook.pth," in record
 
@@ -149,6 +153,24 @@ def test_lm_eval_command_line_runs_the_alignlab_model(venv, task, in_process, ho
     proc = _cli(command, task, tmp_path / "out")
     assert proc.returncode == 0, proc.stderr[-3000:]
     _assert_same(tmp_path / "out", in_process)
+
+
+def test_the_pth_line_is_silent_when_the_hook_module_is_gone(tmp_path):
+    """A moved or deleted editable checkout must not print a traceback at every Python start-up."""
+    (tmp_path / "alignlab_lm_eval_hook.pth").write_text(PTH_LINE)
+    probe = f"import site; site.addsitedir({str(tmp_path)!r}); print('started')"
+    run = subprocess.run([sys._base_executable, "-S", "-c", probe], capture_output=True, text=True, env=_env())
+    assert run.returncode == 0 and run.stdout.strip() == "started" and not run.stderr
+
+
+def test_a_registry_of_another_layout_does_not_break_lm_eval(monkeypatch):
+    """If lm-eval's registry has no ``model_registry`` (another release), the hook leaves lm-eval importable."""
+    import types
+
+    import alignlab_lm_eval_hook as hook
+
+    monkeypatch.setitem(sys.modules, "lm_eval.api.registry", types.ModuleType("lm_eval.api.registry"))
+    assert hook.register_model_placeholder() is None  # no ImportError out of the hook
 
 
 def test_without_the_hook_lm_eval_cannot_find_the_model():

@@ -222,8 +222,11 @@ def keep_freed_memory() -> bool:
     every large tensor again and the kernel zeroes each page anew: CPU time that does no arithmetic. With
     ``mmap`` off for malloc and the heap never trimmed, the next step reuses the freed blocks. The process
     then keeps its peak memory until it exits (a training process reaches that peak every step anyway); the
-    numbers computed are the same.
+    numbers computed are the same. ``ALIGNLAB_KEEP_FREED_MEMORY=0`` in the environment turns it off (a notebook or
+    a long-lived process that trains once and then wants its memory back).
     """
+    if os.environ.get("ALIGNLAB_KEEP_FREED_MEMORY", "1") == "0":
+        return False
     try:
         if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
             return False

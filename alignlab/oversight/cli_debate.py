@@ -22,6 +22,7 @@ from typing import Any
 
 from alignlab.cli import add_config_command, parse_command_config
 from alignlab.oversight.world_run import (
+    Models,
     OversightRunConfig,
     PushesWeights,
     TrainsLocally,
@@ -179,6 +180,7 @@ def run_debate(config: DebateConfig) -> dict[str, Any]:
     debater, judge_path = load_lm(models.sample), config.judge or models.sample
     # the judges taught to read start from train_from, else the judge's own weights when local, else --model's
     judge_weights = config.train_from or (config.judge if config.judge and not is_url(config.judge) else models.weights)
+    models = Models(models.sample, judge_weights)  # the result's sources name the weights the judges train from
     items = D.debate_items(world.splits.eval, config.items, seed=config.seed)
     full, debater_parse = D.debate(debater, items, rounds=max(config.rounds), samples=config.samples, seed=config.seed)
     transcripts = {r: [t[:2 * r] for t in full] for r in config.rounds}  # round r's turns are the same in any debate
