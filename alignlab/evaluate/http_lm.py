@@ -14,7 +14,8 @@ Three endpoint kinds:
 Every request is retried on connection errors, timeouts, HTTP 429/5xx and unparseable bodies with
 exponential backoff (``backoff * 2**attempt`` seconds); at most ``max_concurrency`` run at once; with
 ``cache_dir`` each response is stored on disk under a hash of (endpoint, body), so a rerun costs
-nothing. Sampled requests differ in their ``seed`` (:func:`request_seeds`), so k samples per prompt are k cache entries.
+nothing. Every sampled request gets a seed of its own (:func:`request_seeds`): k samples of a prompt are k
+cache entries, and different prompts never share their random numbers.
 
 With ``tokenizer`` (the served model's), log-likelihood prompts are sent as token ids, tokenised
 exactly as :class:`~alignlab.evaluate.lm.HuggingFaceLM` does, so local and served numbers match.
@@ -275,15 +276,21 @@ class OpenAILM(LM):
 
 
 def request_seeds(prompts: Sequence[Prompt], seed: int, temperature: float) -> list[int]:
-    """The seed sent with each request: ``seed``, except that the k-th repeat (k >= 1) of a prompt in one sampled
-    call gets a seed of its own, so k copies of a prompt are k samples, as in one local batch (a seeded server
-    answers the same request with the same text).
+    """The seed sent with each request of one ``generate`` call: greedy, ``seed`` (it changes nothing); sampled, a
+    seed of each request's own, from a hash of (``seed``, the prompt, which repeat of it in the call this is).
+
+    A seeded server (``alignlab serve``, vLLM) draws a request's random numbers from its seed alone, so requests
+    sent one seed share their random numbers: prompts whose next-token distributions look alike then pick the same
+    tokens (inverse-CDF sampling at one uniform number per step makes them near copies), and n prompts give
+    about one independent sample, not n. A local batch draws fresh numbers for every row; so must the requests.
+    The k-th copy of a prompt in a call is the k-th sample; a rerun sends the same seeds (and hits the cache).
 
     Example::
 
-        >>> request_seeds(["a", "b", "a", "a"], 5, 1.0)[:2], len(set(request_seeds(["a", "a", "a"], 5, 1.0)))
-        ([5, 5], 3)
-        >>> request_seeds(["a", "a"], 5, 0.0)
+        >>> seeds = request_seeds(["a", "b", "a"], 5, 1.0)
+        >>> len(set(seeds)), seeds == request_seeds(["a", "b", "a"], 5, 1.0), seeds[1] == request_seeds(["b"], 5, 1.0)[0]
+        (3, True, True)
+        >>> request_seeds(["a", "b"], 5, 0.0)
         [5, 5]
     """
     if temperature == 0:
@@ -291,10 +298,10 @@ def request_seeds(prompts: Sequence[Prompt], seed: int, temperature: float) -> l
     seen: dict[str, int] = {}
     seeds = []
     for prompt in prompts:
-        key = json.dumps(prompt)
+        key = json.dumps(prompt, sort_keys=True)
         repeat = seen[key] = seen.get(key, -1) + 1
-        digest = hashlib.sha256(f"{seed}/{repeat}".encode()).digest()
-        seeds.append(seed if repeat == 0 else int.from_bytes(digest[:7], "big"))
+        digest = hashlib.sha256(json.dumps([seed, key, repeat]).encode()).digest()
+        seeds.append(int.from_bytes(digest[:4], "big") >> 1)  # < 2**31: fits servers that take a 32-bit seed
     return seeds
 
 

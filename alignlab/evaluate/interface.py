@@ -70,11 +70,12 @@ class HarnessEncoder:
         tok = self.tokenizer
         return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
 
+    def adds_special_tokens(self, text: str) -> bool:
+        """Whether ``text`` gets the tokenizer's own special tokens: not when it starts with the prefix token."""
+        return not text.startswith(self.tokenizer.decode(self.prefix_token_id))
+
     def tok_encode(self, text: str) -> list[int]:
-        # The tokenizer's own special tokens, unless the text already starts with the prefix token.
-        if text.startswith(self.tokenizer.decode(self.prefix_token_id)):
-            return self.tokenizer.encode(text, add_special_tokens=False)
-        return self.tokenizer.encode(text)
+        return self.tokenizer.encode(text, add_special_tokens=self.adds_special_tokens(text))
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """Context and continuation tokens; the continuation is what the full text adds to the context."""

@@ -30,6 +30,9 @@ What the server guarantees (each is a test in ``tests/test_serve.py``):
 
 Greedy generation requests that wait while the model is busy are run as one batch (up to
 ``max_batch_size``); sampled ones run alone, so a seed gives the same text whatever else is waiting.
+Defaults of a request that omits them: ``temperature`` 0 (greedy, as alignlab's LM interface; OpenAI's API
+samples at 1), ``top_p`` 1, and no ``seed``: fresh random numbers each request. Requests sent the same seed draw the
+same random numbers, so a client that samples many prompts sends each its own (``http_lm.request_seeds``).
 
 Example::
 
@@ -44,6 +47,7 @@ import asyncio
 import hmac
 import ipaddress
 import os
+import secrets
 import socket
 import threading
 import time
@@ -143,7 +147,7 @@ class _Sampling(BaseModel):
     max_tokens: Annotated[StrictInt, Field(ge=0)] | None = None
     temperature: Temperature = 0.0
     top_p: TopP = 1.0
-    seed: Seed = 0
+    seed: Seed | None = None  # none: a fresh one per request, as OpenAI's API (a fixed default repeats one sample)
     n: Literal[1] = 1
     stop: StrictStr | Annotated[list[StrictStr], Field(max_length=4)] | None = None
 
@@ -261,7 +265,8 @@ class ModelServer:
         max_tokens = default_tokens if req.max_tokens is None else req.max_tokens
         if max_tokens > self.config.max_tokens_cap:
             raise BadRequest(f"'max_tokens' must be at most {self.config.max_tokens_cap}, got {max_tokens}")
-        return _Options(max_tokens, req.temperature, req.top_p, req.seed, req.stop_list())
+        seed = secrets.randbits(63) if req.seed is None else req.seed
+        return _Options(max_tokens, req.temperature, req.top_p, seed, req.stop_list())
 
     def _check_prompt_len(self, n_prompt: int, max_tokens: int) -> None:
         if not n_prompt:
@@ -299,7 +304,9 @@ class ModelServer:
         opts = self._options(req, default_tokens=16)
         tok = self.lm.tokenizer
         if isinstance(req.prompt, str):
-            enc = tok(req.prompt, return_offsets_mapping=True)
+            # as the local model tokenises it: a text that starts with BOS does not get a second one
+            enc = tok(req.prompt, return_offsets_mapping=True,
+                      add_special_tokens=self.lm.encoder.adds_special_tokens(req.prompt))
             ids, prompt_text = enc["input_ids"], req.prompt
             self._check_prompt_len(len(ids), opts.max_tokens)
             offsets = [start for start, _ in enc["offset_mapping"]]
