@@ -58,8 +58,10 @@ SPEED = {
     "ppo_vs_sb3": ("PPO env steps/s", "Stable-Baselines3 PPO", "steps_per_s", (">=", 1.0)),
     "gcg_vs_nanogcg": ("GCG steps/s", "nanoGCG 0.3.0", "cpu_steps_per_s", (">=", 3.0)),
 }
-# Targets of secondary ratios (alignlab / peer).
-SECONDARY_TARGETS = {("dpo_vs_trl", "peak_rss"): ("<=", 1.0)}
+# Targets of secondary ratios (alignlab / peer): the per-CPU-second forms carry the headline's target, because on a
+# machine shared with other jobs the wall-time ratio mostly measures how their load moved between the two sides.
+SECONDARY_TARGETS = {("dpo_vs_trl", "peak_rss"): ("<=", 1.0), ("dpo_vs_trl", "whole_run_tokens_per_cpu_s"): (">=", 1.5),
+                     ("grpo_vs_trl", "tok_cpu_s"): (">=", 1.5)}
 
 
 def load_records(folder: Path) -> dict[str, dict[str, Any]]:
