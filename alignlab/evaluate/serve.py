@@ -25,8 +25,10 @@ What the server guarantees (each is a test in ``tests/test_serve.py``):
 - **Address**: loopback only unless ``allow_public=true``.
 - **Weights**: only with ``allow_weight_reload=true`` and an API key, ``POST /v1/alignlab/weights`` with
   ``{"path": DIR}`` loads a fine-tuned copy of the served model from a directory on the server's machine
-  (safetensors; every tensor's name and shape must match the served model's, else 400 and nothing changes), between
-  generations, so an online method's next iteration samples its new weights through the same server.
+  (safetensors; every tensor's name and shape, read from the headers first, ``config.json`` and the tokenizer files
+  must match the served model's, else 400 and nothing changes), between generations, so an online method's next
+  iteration samples its new weights through the same server. A reload answered 504 never happens later. Nothing
+  tags a generation with the weights that wrote it: one client (one run) per reload-enabled server.
 
 Greedy generation requests that wait while the model is busy are run as one batch (up to
 ``max_batch_size``); sampled ones run alone, so a seed gives the same text whatever else is waiting.
