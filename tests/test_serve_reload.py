@@ -83,6 +83,39 @@ def test_a_reload_answered_504_never_happens_later(reload_server, other_dir, mon
     assert greedy(url) != before
 
 
+def test_a_reload_whose_copy_began_before_the_timeout_is_waited_for_and_answered(reload_server, other_dir,
+                                                                                  monkeypatch) -> None:
+    url = reload_server(request_timeout_s=0.2)
+    before = greedy(url)
+    route_checked, real_read, real_job = threading.Event(), serve.read_weights, serve._ReloadJob
+
+    class SignallingLock:  # the second holder is the route, deciding after its timeout
+        def __init__(self):
+            self.lock, self.holders = threading.Lock(), 0
+
+        def __enter__(self):
+            self.lock.acquire()
+            self.holders += 1
+
+        def __exit__(self, *exc):
+            self.lock.release()
+            if self.holders == 2:
+                route_checked.set()
+
+    class PausingCopy(dict):  # the copy stops after its first tensor until the route has timed out
+        def items(self):
+            for i, item in enumerate(super().items()):
+                if i == 1:
+                    route_checked.wait(30)
+                yield item
+
+    monkeypatch.setattr(serve, "_ReloadJob", lambda: real_job(lock=SignallingLock()))
+    monkeypatch.setattr(serve, "read_weights", lambda *a, **k: PausingCopy(real_read(*a, **k)))
+    status, body = post(url, "/alignlab/weights", {"path": str(other_dir)})
+    assert route_checked.is_set() and status == 200 and body["tensors"] > 1  # not a 504 for a load that happened
+    assert greedy(url) != before
+
+
 def _copy(src, dst, *, config=None, files=None):
     shutil.copytree(src, dst)
     if config:
