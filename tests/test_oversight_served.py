@@ -312,3 +312,37 @@ def test_a_server_that_allows_reloads_loads_checked_weights_and_refuses_the_rest
             push_weights(plain.start(), tiny_model_dir)
     finally:
         plain.stop()
+
+
+def test_a_server_that_does_not_serve_the_default_weights_stops_the_run_before_it_writes(tiny_model_dir, tmp_path,
+                                                                                          server, monkeypatch,
+                                                                                          capsys) -> None:
+    from types import SimpleNamespace
+
+    from conftest import build_model
+
+    import alignlab.world.base_model
+    from alignlab.core.models import load_tokenizer
+    from alignlab.oversight.world_run import prepare_training
+
+    other = tmp_path / "other"
+    build_model(other, load_tokenizer(str(tiny_model_dir)), seed=1)
+    srv, url = server()  # serves the tiny model
+    base = [other]  # the world's base model, which training would start from without train_from
+    monkeypatch.setattr(alignlab.world.base_model, "build_base_model", lambda paths: base[0])
+    out = tmp_path / "o"
+    assert main(["oversee", "ida", "--model", url, "--world", "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"alignlab: error: the server at {url} does not serve train_from {other} (greedy answers "
+                          f"differ on ") and err.endswith(" of 3 probe prompts); pass --set train_from=<the served "
+                                                          "model's weights>")
+    assert not out.exists()  # stopped before anything was written
+    config = SimpleNamespace(world=True, world_dir=None, world_seed=0, output=str(out), model=url, train_from="",
+                             push_weights=False)
+    asked = sum(srv.app.state.logic.batcher.batches)
+    base[0] = tiny_model_dir  # the server holds the base model: the probe passes
+    assert prepare_training(config)[2].weights == str(tiny_model_dir)
+    assert sum(srv.app.state.logic.batcher.batches) == asked + 3  # three probe prompts were asked
+    base[0] = other  # with push_weights the server is loaded with the base model first: no probe
+    assert prepare_training(SimpleNamespace(**{**vars(config), "push_weights": True}))[2].weights == str(other)
+    assert sum(srv.app.state.logic.batcher.batches) == asked + 3

@@ -25,8 +25,10 @@ What the server guarantees (each is a test in ``tests/test_serve.py``):
 - **Address**: loopback only unless ``allow_public=true``.
 - **Weights**: only with ``allow_weight_reload=true`` and an API key, ``POST /v1/alignlab/weights`` with
   ``{"path": DIR}`` loads a fine-tuned copy of the served model from a directory on the server's machine
-  (safetensors; every tensor's name and shape must match the served model's, else 400 and nothing changes), between
-  generations, so an online method's next iteration samples its new weights through the same server.
+  (safetensors; every tensor's name and shape, read from the headers first, ``config.json`` and the tokenizer files
+  must match the served model's, else 400 and nothing changes), between generations, so an online method's next
+  iteration samples its new weights through the same server. A reload answered 504 never happens later. Nothing
+  tags a generation with the weights that wrote it: one client (one run) per reload-enabled server.
 
 Greedy generation requests that wait while the model is busy are run as one batch (up to
 ``max_batch_size``); sampled ones run alone, so a seed gives the same text whatever else is waiting.
@@ -46,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import json
 import os
 import secrets
 import socket
@@ -55,6 +58,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
@@ -343,15 +347,33 @@ class ModelServer:
         return self._wrap("chat.completion", choice, len(ids), len(new))
 
     async def load_weights(self, req: WeightsRequest) -> dict[str, Any]:
-        """Read, check and copy in the weights of ``req.path`` on the model thread, between generations."""
+        """Read, check and copy in the weights of ``req.path`` on the model thread, between generations.
+
+        A reload answered 504 (request_timeout_s) never happens later: the job, still queued or still reading,
+        finds itself abandoned before it copies anything. One whose copy has begun is waited for and answered."""
         assert self.batcher is not None
-        count = await self.batcher.run_on_model(self._replace_weights, req.path)
+        job = _ReloadJob()
+        work = asyncio.ensure_future(self.batcher.run_on_model(self._replace_weights, req.path, job))
+        try:
+            count = await asyncio.shield(work)
+        except asyncio.CancelledError:  # the route's timeout (or shutdown) cancelled this wait, not the job
+            with job.lock:
+                job.abandoned = not job.copying
+            if job.abandoned:
+                work.add_done_callback(lambda done: done.cancelled() or done.exception())  # a late refusal: unread
+                raise
+            count = await work  # the copy is under way (in memory, quick): it is what the client gets
         return {"object": "weights", "path": req.path, "tensors": count}
 
     @torch.no_grad()
-    def _replace_weights(self, path: str) -> int:
+    def _replace_weights(self, path: str, job: _ReloadJob) -> int:
         params = dict(self.lm.model.named_parameters())
-        tensors = read_weights(path, params)  # every check passes before any parameter changes
+        served_dir = Path(self.config.model) if Path(self.config.model).is_dir() else None
+        tensors = read_weights(path, params, self.lm.model.config.to_dict(), served_dir)  # every check first
+        with job.lock:  # past this point the load happens whatever the client's wait does
+            if job.abandoned:
+                return 0
+            job.copying = True
         for name, tensor in tensors.items():
             params[name].copy_(tensor)
         return len(tensors)
@@ -367,31 +389,105 @@ class ModelServer:
         }
 
 
-def read_weights(path: str, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The safetensors tensors of directory ``path`` that replace ``params`` (the served model's named
-    parameters): every parameter must be there with its shape; a file tensor that is no parameter is an error
-    (another architecture), as is a missing directory or one without ``*.safetensors``."""
-    from pathlib import Path
+@dataclass
+class _ReloadJob:
+    """One weight reload's state, shared by the waiting route and the model thread (under ``lock``)."""
 
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    abandoned: bool = False  # the route stopped waiting (504) before the copy began: change nothing
+    copying: bool = False  # the copy began: the route waits for it
+
+
+# config.json keys that name, store or document a model without changing what it computes
+_BOOKKEEPING_KEYS = {"_name_or_path", "torch_dtype", "dtype", "transformers_version", "use_cache", "_commit_hash"}
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model", "special_tokens_map.json")
+
+
+def read_weights(path: str, params: dict[str, torch.Tensor], served_config: dict[str, Any] | None = None,
+                 served_dir: Path | None = None) -> dict[str, torch.Tensor]:
+    """The safetensors tensors of directory ``path`` that replace ``params`` (the served model's named
+    parameters). Names and shapes are checked from the files' headers before any tensor is read: every parameter
+    must be there with its shape, and a file tensor that is no parameter is an error (another architecture).
+    The directory's ``config.json`` must compute what ``served_config`` computes, and its tokenizer files must
+    equal those of ``served_dir`` (each only where both have it). Any refusal is :class:`BadRequest`."""
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     root = Path(path)
     files = sorted(root.glob("*.safetensors")) if root.is_dir() else []
     if not files:
         raise BadRequest(f"'{path}' is not a directory holding *.safetensors weights on the server's machine")
-    tensors: dict[str, torch.Tensor] = {}
-    for file in files:
-        tensors.update(load_file(str(file)))
-    unknown = sorted(set(tensors) - set(params))
-    missing = sorted(set(params) - set(tensors))
+    try:
+        shapes: dict[str, list[int]] = {}
+        for file in files:
+            with safe_open(str(file), framework="pt") as f:
+                shapes.update({name: list(f.get_slice(name).get_shape()) for name in f.keys()})  # noqa: SIM118 (no __iter__)
+        _check_names_and_shapes(path, shapes, params)
+        if served_config is not None:
+            _check_config(root, served_config)
+        if served_dir is not None:
+            _check_tokenizer(root, served_dir)
+        tensors: dict[str, torch.Tensor] = {}
+        for file in files:
+            tensors.update(load_file(str(file)))
+    except (SafetensorError, OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadRequest(f"cannot read the weights in '{path}': {type(err).__name__}: {err}") from err
+    return {name: tensor.to(params[name].dtype) for name, tensor in tensors.items()}
+
+
+def _check_names_and_shapes(path: str, shapes: dict[str, list[int]], params: dict[str, torch.Tensor]) -> None:
+    unknown = sorted(set(shapes) - set(params))
+    missing = sorted(set(params) - set(shapes))
     if unknown or missing:
         raise BadRequest(f"the weights in '{path}' are not the served model's: "
                          + (f"unknown tensor '{unknown[0]}'" if unknown else f"no tensor '{missing[0]}'"))
     for name, param in params.items():
-        if tensors[name].shape != param.shape:
+        if shapes[name] != list(param.shape):
             raise BadRequest(f"the weights in '{path}' are not the served model's: '{name}' has shape "
-                             f"{list(tensors[name].shape)}, the served model {list(param.shape)}")
-    return {name: tensor.to(params[name].dtype) for name, tensor in tensors.items()}
+                             f"{shapes[name]}, the served model {list(param.shape)}")
+
+
+def _computation(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without bookkeeping keys (architectures as a set): what two configs must share to compute alike."""
+    kept = {k: v for k, v in config.items() if k not in _BOOKKEEPING_KEYS and not k.startswith("_")}
+    if kept.get("architectures"):
+        kept["architectures"] = sorted(kept["architectures"])
+    return kept
+
+
+def _check_config(root: Path, served_config: dict[str, Any]) -> None:
+    """Refuse a directory whose config.json differs from the served model's in a key that changes the computation
+    (rope settings, norm eps, ...). The file is read through transformers so that defaults compare as values."""
+    if not (root / "config.json").is_file():
+        return
+    from transformers import AutoConfig
+
+    try:
+        pushed = _computation(AutoConfig.from_pretrained(str(root)).to_dict())
+    except (ValueError, KeyError) as err:
+        raise BadRequest(f"cannot read '{root / 'config.json'}': {err}") from err
+    served = _computation(served_config)
+    differ = sorted(k for k in set(pushed) | set(served) if pushed.get(k) != served.get(k))
+    if differ:
+        key = differ[0]
+        raise BadRequest(f"the weights in '{root}' are not the served model's: config.json has {key}="
+                         f"{pushed.get(key)!r}, the served model {served.get(key)!r}"
+                         + (f" (and {len(differ) - 1} more differing keys)" if len(differ) > 1 else ""))
+
+
+def _check_tokenizer(root: Path, served_dir: Path) -> None:
+    """Refuse a directory whose tokenizer files differ from the served model's: the server keeps its tokenizer."""
+    for name in _TOKENIZER_FILES:
+        pushed_file, served_file = root / name, served_dir / name
+        if not (pushed_file.is_file() and served_file.is_file()):
+            continue
+        if name.endswith(".json"):  # the same content however it was formatted
+            same = json.loads(pushed_file.read_text("utf-8")) == json.loads(served_file.read_text("utf-8"))
+        else:
+            same = pushed_file.read_bytes() == served_file.read_bytes()
+        if not same:
+            raise BadRequest(f"the weights in '{root}' are not the served model's: its {name} differs from the "
+                             f"served model's (the server keeps its own tokenizer)")
 
 
 # ---- HTTP --------------------------------------------------------------------------------------------

@@ -207,7 +207,9 @@ def prepare_training(config: OversightRunConfig, ours: tuple[str, ...] = (), *, 
     """:func:`prepare_world` for a method that fine-tunes: ``(paths, World, Models)``. The protocol samples from
     ``model`` (default ``config.model``; a directory or a server URL); fine-tuning starts from ``config.train_from``,
     else from ``model`` when it is local, else from the world's base model (built only when something falls back
-    to it). ``train_from`` must be local weights: a URL or a missing path stops the run before anything runs."""
+    to it). ``train_from`` must be local weights: a URL or a missing path stops the run before anything runs.
+    When ``model`` is a server URL and ``train_from`` falls back to the base model (no ``push_weights``, which
+    loads the server with it first), the server must serve those weights: :func:`check_server_serves`."""
     from alignlab.errors import ConfigError
 
     model = config.model if model is None else model
@@ -221,9 +223,30 @@ def prepare_training(config: OversightRunConfig, ours: tuple[str, ...] = (), *, 
     if push and not is_url(model):
         raise ConfigError("push_weights needs --model to be the URL of an alignlab serve started with "
                           f"allow_weight_reload=true, got '{model or 'the world base model'}'")
+    fallback = not train_from and is_url(model)  # training would start from weights nobody named
     train_from = train_from or (model if model and not is_url(model) else "")
     paths, world, found = prepare_world(config, ours, model=model if model and train_from else "")
+    if fallback and not push:
+        check_server_serves(model, found, paths)
     return paths, world, Models(model or found, train_from or found, push=push)
+
+
+def check_server_serves(url: str, weights: str | Path, paths, *, probes: int = 3, max_tokens: int = 8) -> None:
+    """Stop (ConfigError) unless the server at ``url`` serves the local ``weights``: ``probes`` world prompts
+    answered greedily there and locally must read the same (greedy served == local: tests/test_served_parity.py).
+    Cheap, and it keeps a run from sampling model X's data and training the base model on it."""
+    from alignlab.errors import ConfigError
+    from alignlab.evaluate.lm import load_lm
+    from alignlab.world.datasets import load_prompts
+
+    asked = [p.messages for p in round_robin(load_prompts(paths.datasets["prompts_eval"]), probes)]
+    served = load_lm(url).generate(asked, max_tokens=max_tokens, temperature=0.0)
+    local = load_lm(str(weights)).generate(asked, max_tokens=max_tokens, temperature=0.0)
+    differ = sum(a != b for a, b in zip(served, local))
+    if differ:
+        raise ConfigError(f"the server at {url} does not serve train_from {weights} (greedy answers differ on "
+                          f"{differ} of {len(asked)} probe prompts); pass --set train_from=<the served model's "
+                          f"weights>")
 
 
 def finetune(kind: str, rows: list[dict[str, Any]], init: str | Path, output: str | Path, *, max_steps: int,
