@@ -59,13 +59,13 @@ class FDPGBenchConfig(WorldBenchConfig):
     """the last fraction of training steps whose mean entropy, reward and KL are reported"""
 
     def __post_init__(self) -> None:
-        unknown = [d for d in self.divergences if d not in DIVERGENCES]
-        if unknown:
-            import difflib
+        import difflib
 
-            hints = "".join(f"; {d}: did you mean {c[0]}?" for d in unknown
-                            if (c := difflib.get_close_matches(d, DIVERGENCES, n=1)))
-            raise ValueError(f"no f-divergence {unknown}{hints}; divergences: {', '.join(DIVERGENCES)}")
+        for name in self.divergences:
+            if name not in DIVERGENCES:
+                close = difflib.get_close_matches(name, DIVERGENCES, n=1)
+                raise ValueError(f"no f-divergence {name!r}" + (f"; did you mean {close[0]}?" if close else "")
+                                 + f"; divergences: {', '.join(DIVERGENCES)}")
         if self.eval_samples < 2:
             raise ValueError("bench fdpg needs eval_samples >= 2: diversity is measured among a prompt's answers")
 
