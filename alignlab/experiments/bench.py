@@ -231,13 +231,15 @@ def judge_answers(prompts: list, answers: list[str]) -> dict:
             "per_prompt_reward": per_prompt}
 
 
-def evaluate_policy(model: str | Any, sft, tokenizer, prompts: list, respond: Responder, config: BenchConfig) -> dict:
+def evaluate_policy(model: str | Any, sft, tokenizer, prompts: list, respond: Responder, config: BenchConfig, *,
+                    keep_answers: bool = False) -> dict:
     """The world's one protocol, as the demo evaluates (:func:`alignlab.world.model_eval.sample_answers`):
     ``eval_samples`` answers per held-out prompt at temperature 1, graded by the world's judge; KL(π‖π_SFT)
     estimated on the same answers (:func:`~alignlab.world.model_eval.kl_estimate`; π_SFT sees the plain
     prompt, and for Chain of Hindsight π sees it with the positive phrase). ``model`` is a model directory or a
     loaded model (e.g. a decoding rule such as SENSEI's heads or DExperts' logit arithmetic on the SFT model).
-    Also returns the generation's CPU seconds and the answers' mean length in tokens."""
+    Also returns the generation's CPU seconds and the answers' mean length in tokens, and with ``keep_answers``
+    every answer (``answers``; answer k is to prompt k % len(prompts))."""
     import time
 
     from alignlab.core.models import load_causal_lm
@@ -254,7 +256,7 @@ def evaluate_policy(model: str | Any, sft, tokenizer, prompts: list, respond: Re
     kl = kl_estimate(lm.model, sft, sampled, pad_token_id=tokenizer.pad_token_id, reference_prompt_ids=plain)
     tokens = [len(ids) for ids in sampled.generated.completion_ids]
     return {**judge_answers(prompts, sampled.answers), "kl_to_sft": kl, "generation_cpu_seconds": generation_seconds,
-            "answer_tokens": sum(tokens) / max(len(tokens), 1)}
+            "answer_tokens": sum(tokens) / max(len(tokens), 1), **({"answers": sampled.answers} if keep_answers else {})}
 
 
 def paired_gain(row: dict[str, Any], start: dict[str, Any]) -> dict[str, float]:

@@ -5,7 +5,8 @@ the toy world, one table each; ``alignlab bench selection --world``: small-data 
 rule-conditioned reward model and RL against it; ``alignlab bench sensei --world`` and ``alignlab bench uddia
 --world``: SENSEI's heads and UDDIA-style decoding; ``alignlab bench findings --world``: contradicting facts and
 simplified or delusive task definitions in SFT; ``alignlab bench ird --world``: inverse reward design;
-``alignlab bench outer --world``: every outer-alignment method from one SFT model and one step budget.
+``alignlab bench outer --world``: every outer-alignment method from one SFT model and one step budget;
+``alignlab bench fdpg --world``: f-DPG's divergences from one SFT model, reward and diversity.
 
     alignlab bench methods --world [--methods dpo,kto,rrhf] [--sft-model PATH] [--output DIR]
                            [--max-steps N] [--config F.yaml] [--set key=value ...]
@@ -74,6 +75,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                             "decoding, over seeds")
     add_config_command(bench, "outer", _outer,
                        help="every outer-alignment method from one SFT model and one step budget, one table")
+    add_config_command(bench, "fdpg", _fdpg,
+                       help="f-DPG under each f-divergence from one SFT model: true reward, KL and diversity")
     add_config_command(bench, "selection", _selection,
                        help="SFT on chosen fractions of the world's demonstrations: selectors against random")
 
@@ -103,6 +106,15 @@ def _outer(args: argparse.Namespace) -> None:
     config = bench_config(OuterBenchConfig, args)
     for row in bench_outer(config):
         print(f"{row['method']:<18} " + ", ".join(f"{k} {'–' if row[k] is None else f'{row[k]:.3f}'}" for k in COLUMNS))
+    print(f"results.json in {config.output}")
+
+
+def _fdpg(args: argparse.Namespace) -> None:
+    from alignlab.experiments.fdpg_bench import COLUMNS, FDPGBenchConfig, bench_fdpg
+
+    config = bench_config(FDPGBenchConfig, args, lists=("divergences",))
+    for row in bench_fdpg(config):
+        print(f"{row['method']:<12} " + ", ".join(f"{k} {'–' if row.get(k) is None else f'{row[k]:.3f}'}" for k in COLUMNS))
     print(f"results.json in {config.output}")
 
 
