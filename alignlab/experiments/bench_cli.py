@@ -104,8 +104,7 @@ def _outer(args: argparse.Namespace) -> None:
     from alignlab.experiments.outer_bench import COLUMNS, OuterBenchConfig, bench_outer
 
     config = bench_config(OuterBenchConfig, args)
-    for row in bench_outer(config):
-        print(f"{row['method']:<18} " + ", ".join(f"{k} {'–' if row[k] is None else f'{row[k]:.3f}'}" for k in COLUMNS))
+    _print_rows(bench_outer(config), COLUMNS, width=18)
     print(f"results.json in {config.output}")
 
 
@@ -113,9 +112,15 @@ def _fdpg(args: argparse.Namespace) -> None:
     from alignlab.experiments.fdpg_bench import COLUMNS, FDPGBenchConfig, bench_fdpg
 
     config = bench_config(FDPGBenchConfig, args, lists=("divergences",))
-    for row in bench_fdpg(config):
-        print(f"{row['method']:<12} " + ", ".join(f"{k} {'–' if row.get(k) is None else f'{row[k]:.3f}'}" for k in COLUMNS))
+    _print_rows(bench_fdpg(config), COLUMNS, width=12)
     print(f"results.json in {config.output}")
+
+
+def _print_rows(rows: list[dict], columns: tuple[str, ...] | list[str], *, width: int) -> None:
+    """One line per method: its name, then each column's value (– where the row has none)."""
+    for row in rows:
+        print(f"{row['method']:<{width}} "
+              + ", ".join(f"{k} {'–' if row.get(k) is None else f'{row[k]:.3f}'}" for k in columns))
 
 
 def _selection(args: argparse.Namespace) -> None:
