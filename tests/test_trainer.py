@@ -195,3 +195,17 @@ def test_training_reuses_freed_memory_without_page_faults():
         pytest.skip("not glibc: malloc's settings are left alone")
     assert int(default) >= 2**24 * 4 // 4096 * 0.9  # about one fault per 4 KiB page of the block
     assert int(kept) < 100
+
+
+def test_keep_freed_memory_can_be_turned_off():
+    """ALIGNLAB_KEEP_FREED_MEMORY=0 leaves malloc's defaults: freed blocks are mapped anew (faults come back)."""
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ | {"ALIGNLAB_KEEP_FREED_MEMORY": "0"}
+    out = subprocess.run([sys.executable, "-c", FREE_AND_REUSE], capture_output=True, text=True, check=True,
+                         env=env).stdout
+    default, again, applies = out.split()
+    assert applies == "False"
+    assert int(again) >= int(default) * 0.9  # no reuse: about as many faults as before
